@@ -1,0 +1,48 @@
+"""``create_app(settings)``: the control plane, model endpoints and OpenAPI in one ASGI app."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from modeldeck import __version__
+from modeldeck.config import Settings
+from modeldeck.platform import Platform
+
+from . import routes_control, routes_serving
+from .errors import install_error_handlers
+
+
+def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
+    """Wire routes, error handlers and the platform's lifespan. Does no work until started."""
+    settings = settings or Settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        running = platform or Platform(settings)
+        await running.start()
+        app.state.platform = running
+        try:
+            yield
+        finally:
+            await running.stop()
+
+    app = FastAPI(
+        title="modeldeck",
+        version=__version__,
+        description="Deploy registered MLflow models and watch them in production.",
+        lifespan=lifespan,
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    app.include_router(routes_control.router, prefix="/api/v1")
+    app.include_router(routes_serving.router)
+
+    @app.get("/health", tags=["platform"], summary="Liveness of the platform")
+    async def health() -> dict[str, str]:
+        return {"status": "ok", "version": __version__}
+
+    return app

@@ -1,0 +1,92 @@
+"""The one error handler: every failure on every route renders ``errors.error_body``."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from modeldeck.errors import ModeldeckError, error_body
+
+log = logging.getLogger("modeldeck.api")
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_failed",
+    429: "too_many_requests",
+}
+
+
+def error_response(exc: ModeldeckError) -> JSONResponse:
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+
+
+def cml_error_response(exc: ModeldeckError) -> JSONResponse:
+    """Cloudera ML's form: the same error object, beside ``"success": false``."""
+    return JSONResponse({"success": False, **exc.to_dict()}, status_code=exc.status_code)
+
+
+def _field(loc: tuple[Any, ...] | list[Any]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "body"
+
+
+async def _modeldeck_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, ModeldeckError)
+    return error_response(exc)
+
+
+async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return JSONResponse(
+            error_body("invalid_json", "the request body is not valid JSON"), status_code=400
+        )
+    problems = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg"))} for e in errors]
+    first = problems[0] if problems else {"field": "body", "message": "invalid request"}
+    return JSONResponse(
+        error_body(
+            "validation_failed",
+            f"{first['field']}: {first['message']}",
+            {"field": first["field"], "errors": problems},
+        ),
+        status_code=422,
+    )
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error" if exc.status_code < 500 else "internal_error")
+    message = str(exc.detail)
+    if exc.status_code == 404 and message == "Not Found":
+        message = f"no route for {request.method} {request.url.path}"
+    return JSONResponse(
+        error_body(code, message), status_code=exc.status_code, headers=exc.headers
+    )
+
+
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    return JSONResponse(
+        error_body("internal_error", f"internal error: {type(exc).__name__}"), status_code=500
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    app.add_exception_handler(ModeldeckError, _modeldeck_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(Exception, _unexpected)

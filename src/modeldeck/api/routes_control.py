@@ -1,0 +1,157 @@
+"""``/api/v1``: registered models (read through MLflow), deployments and API keys."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Response
+from pydantic import BaseModel, Field
+
+from modeldeck.apikeys import ApiKeyCreated, ApiKeyView
+from modeldeck.deployments.models import (
+    AccessKeyView,
+    DeploymentCreate,
+    DeploymentCreated,
+    DeploymentView,
+    ScaleRequest,
+)
+from modeldeck.errors import error_body
+from modeldeck.platform import Platform
+
+from .deps import get_platform, require_api_key
+
+ERROR_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "error": {
+            "type": "object",
+            "properties": {
+                "code": {"type": "string"},
+                "message": {"type": "string"},
+                "details": {"type": "object"},
+            },
+            "required": ["code", "message", "details"],
+        }
+    },
+    "required": ["error"],
+}
+
+
+def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
+    return {
+        code: {"description": "Error", "content": {"application/json": {"schema": ERROR_SCHEMA}}}
+        for code in codes
+    }
+
+
+router = APIRouter(dependencies=[Depends(require_api_key)], responses=errors(401, 422))
+
+
+class ApiKeyCreate(BaseModel):
+    name: str = Field(default="api", min_length=1, max_length=255)
+
+
+@router.get("/models", tags=["models"], summary="List registered models")
+async def list_models(platform: Platform = Depends(get_platform)) -> list[dict[str, Any]]:
+    models = await asyncio.to_thread(platform.registry.list_models)
+    return [m.to_dict() for m in models]
+
+
+@router.get(
+    "/models/{name}", tags=["models"], summary="A registered model and its versions",
+    responses=errors(404),
+)
+async def get_model(name: str, platform: Platform = Depends(get_platform)) -> dict[str, Any]:
+    return (await asyncio.to_thread(platform.registry.get_model, name)).to_dict()
+
+
+@router.get(
+    "/models/{name}/versions/{version}", tags=["models"],
+    summary="One version (number, @alias or latest) with run metrics and signature",
+    responses=errors(400, 404),
+)
+async def get_model_version(
+    name: str, version: str, platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    return (await asyncio.to_thread(platform.registry.get_version, name, version)).to_dict()
+
+
+@router.post(
+    "/deployments", tags=["deployments"], status_code=201,
+    summary="Deploy a registered model version", responses=errors(400, 404, 409),
+)
+async def create_deployment(
+    body: DeploymentCreate, platform: Platform = Depends(get_platform)
+) -> DeploymentCreated:
+    return await platform.deployments.create(body)
+
+
+@router.get("/deployments", tags=["deployments"], summary="List deployments")
+async def list_deployments(platform: Platform = Depends(get_platform)) -> list[DeploymentView]:
+    return await platform.deployments.list()
+
+
+@router.get("/deployments/{name}", tags=["deployments"], responses=errors(404))
+async def get_deployment(name: str, platform: Platform = Depends(get_platform)) -> DeploymentView:
+    return await platform.deployments.get(name)
+
+
+@router.post("/deployments/{name}/stop", tags=["deployments"], responses=errors(404))
+async def stop_deployment(
+    name: str, platform: Platform = Depends(get_platform)
+) -> DeploymentView:
+    return await platform.deployments.stop(name)
+
+
+@router.post("/deployments/{name}/start", tags=["deployments"], responses=errors(404))
+async def start_deployment(
+    name: str, platform: Platform = Depends(get_platform)
+) -> DeploymentView:
+    return await platform.deployments.start(name)
+
+
+@router.post("/deployments/{name}/scale", tags=["deployments"], responses=errors(404))
+async def scale_deployment(
+    name: str, body: ScaleRequest, platform: Platform = Depends(get_platform)
+) -> DeploymentView:
+    return await platform.deployments.scale(name, body.replicas)
+
+
+@router.post(
+    "/deployments/{name}/access-key", tags=["deployments"], responses=errors(404),
+    summary="Replace the deployment's access key (the old one stops working)",
+)
+async def rotate_access_key(
+    name: str, platform: Platform = Depends(get_platform)
+) -> AccessKeyView:
+    return await platform.deployments.rotate_key(name)
+
+
+@router.delete(
+    "/deployments/{name}", tags=["deployments"], status_code=204, responses=errors(404)
+)
+async def delete_deployment(name: str, platform: Platform = Depends(get_platform)) -> Response:
+    await platform.deployments.delete(name)
+    return Response(status_code=204)
+
+
+@router.get("/api-keys", tags=["api keys"])
+async def list_api_keys(platform: Platform = Depends(get_platform)) -> list[ApiKeyView]:
+    return await asyncio.to_thread(platform.api_keys.list)
+
+
+@router.post("/api-keys", tags=["api keys"], status_code=201)
+async def create_api_key(
+    body: ApiKeyCreate, platform: Platform = Depends(get_platform)
+) -> ApiKeyCreated:
+    return await asyncio.to_thread(platform.api_keys.create, body.name)
+
+
+@router.delete("/api-keys/{key_id}", tags=["api keys"], status_code=204, responses=errors(404))
+async def revoke_api_key(key_id: str, platform: Platform = Depends(get_platform)) -> Response:
+    await asyncio.to_thread(platform.api_keys.revoke, key_id)
+    return Response(status_code=204)
+
+
+__all__ = ["ERROR_SCHEMA", "errors", "error_body", "router"]

@@ -1,0 +1,104 @@
+"""Model endpoints: ``/deployments/{name}/predict`` and Cloudera ML's ``/model``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from fastapi import APIRouter, Depends, Query, Request, Response
+from fastapi.responses import JSONResponse
+
+from modeldeck.errors import BadRequest, ModeldeckError
+from modeldeck.platform import Platform
+from modeldeck.serving.codecs import FORMS, dumps, loads
+
+from .deps import bearer_token, get_platform, read_body
+from .errors import cml_error_response
+from .routes_control import errors
+
+router = APIRouter(tags=["model endpoints"])
+
+PREDICT_BODY = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "description": "One of inputs, instances, dataframe_split, dataframe_records.",
+                "properties": {form: {} for form in FORMS},
+            },
+            "example": {"inputs": [[5.1, 3.5, 1.4, 0.2]]},
+        }
+    },
+}
+PREDICTION = {
+    "type": "object",
+    "properties": {"prediction": {}, "uuid": {"type": "string", "format": "uuid"}},
+    "required": ["prediction", "uuid"],
+}
+
+
+@router.post(
+    "/deployments/{name}/predict",
+    summary="Predict with a deployed model",
+    openapi_extra={"requestBody": PREDICT_BODY},
+    responses={
+        200: {"description": "Prediction", "content": {"application/json": {"schema": PREDICTION}}},
+        **errors(400, 401, 404, 413, 422, 500, 503, 504),
+    },
+)
+async def predict(name: str, request: Request) -> Response:
+    platform: Platform = request.app.state.platform
+    route = platform.gateway.authorize(name, bearer_token(request))
+    body = await read_body(request, platform.settings.max_request_bytes)
+    answer = await platform.gateway.forward(route, body)
+    return Response(answer.body, answer.status, answer.headers)
+
+
+@router.post(
+    "/model",
+    summary="Cloudera ML compatible model call",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/json": {
+                    "schema": {
+                        "type": "object",
+                        "properties": {"accessKey": {"type": "string"}, "request": {}},
+                        "required": ["request"],
+                    }
+                }
+            },
+        }
+    },
+)
+async def cml_model(
+    request: Request,
+    access_key: str | None = Query(default=None, alias="accessKey"),
+    platform: Platform = Depends(get_platform),
+) -> Response:
+    try:
+        payload = loads(await read_body(request, platform.settings.max_request_bytes))
+        if not isinstance(payload, dict):
+            raise BadRequest("the body must be a JSON object with 'accessKey' and 'request'")
+        key = payload.get("accessKey") or access_key
+        route = platform.gateway.route_for_key(key if isinstance(key, str) else None)
+        inner = payload.get("request")
+        if not isinstance(inner, dict):
+            raise BadRequest(
+                "'request' must be a JSON object", details={"field": "request"}
+            )
+        if not any(form in inner for form in FORMS):
+            inner = {"inputs": inner}
+        answer = await platform.gateway.forward(route, dumps(inner))
+        result: dict[str, Any] = orjson.loads(answer.body)
+        if answer.status != 200:
+            return JSONResponse({"success": False, **result}, status_code=answer.status)
+        result["model_deployment_crn"] = route.crn
+        return JSONResponse(
+            {"success": True, "response": result},
+            headers={"X-Prediction-Id": result.get("uuid", "")},
+        )
+    except ModeldeckError as exc:
+        return cml_error_response(exc)

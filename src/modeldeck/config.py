@@ -1,0 +1,104 @@
+"""Settings: the one place where modeldeck reads its environment.
+
+Every field is documented by the docstring under it; ``docs/configuration.md`` is generated from
+these docstrings (``modeldeck settings --markdown``) and a test fails when a field is undocumented.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """modeldeck's settings, read from ``MODELDECK_*`` environment variables."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELDECK_", extra="ignore", use_attribute_docstrings=True
+    )
+
+    data_dir: Path = Path(".modeldeck")
+    """Directory holding the SQLite store, replica logs and, unless ``MLFLOW_TRACKING_URI`` is
+    set, the MLflow tracking database and artifacts."""
+
+    store_url: str | None = None
+    """SQLAlchemy URL of the store. Default: ``sqlite:///<data_dir>/modeldeck.db`` (WAL mode).
+    For production use PostgreSQL: ``postgresql+psycopg://user:password@host:5432/db``."""
+
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "MODELDECK_MLFLOW_TRACKING_URI"),
+    )
+    """MLflow tracking and registry URI (read from ``MLFLOW_TRACKING_URI``). Default: an MLflow
+    SQLite store at ``<data_dir>/mlflow.db`` with artifacts under ``<data_dir>/mlartifacts``."""
+
+    host: str = "127.0.0.1"
+    """Address the platform listens on."""
+
+    port: int = 8000
+    """Port of the platform: control plane API, model endpoints and dashboard."""
+
+    public_url: str | None = None
+    """URL under which users reach the platform, used in printed endpoint URLs. Default:
+    ``http://<host>:<port>``."""
+
+    api_key: SecretStr | None = None
+    """Control-plane API key accepted in addition to the keys in the store. When unset and the
+    store holds no key, one is created on first start and printed once."""
+
+    auth_enabled: bool = True
+    """Require an API key on the control-plane API (``/api/v1``). Turn off only on a trusted
+    machine; model endpoints keep their own per-deployment access keys."""
+
+    max_request_bytes: int = 5 * 1024 * 1024
+    """Largest accepted request body on model endpoints, in bytes (5 MB, as Cloudera ML)."""
+
+    request_timeout_seconds: float = 30.0
+    """Time a model endpoint may take to answer before the caller gets a 504 (30 s, as Cloudera
+    ML)."""
+
+    replica_start_timeout_seconds: float = 180.0
+    """Time a replica may take to load its model and answer its health check."""
+
+    replica_max_start_failures: int = 3
+    """A deployment is marked failed when a replica exits this many times before ever becoming
+    healthy."""
+
+    health_interval_seconds: float = 0.5
+    """Interval between the supervisor's health checks of each replica."""
+
+    restart_backoff_max_seconds: float = 30.0
+    """Upper bound of the exponential back-off between restarts of a crashing replica."""
+
+    max_batch_rows: int = 1024
+    """Replicas combine concurrent requests into one predict call of at most this many rows."""
+
+    log_level: str = "info"
+    """Log level of the platform and its replicas."""
+
+    def resolved_store_url(self) -> str:
+        """The store URL, defaulting to a SQLite file in the data directory."""
+        if self.store_url:
+            return self.store_url
+        return f"sqlite:///{self.data_dir.resolve() / 'modeldeck.db'}"
+
+    def resolved_tracking_uri(self) -> str:
+        """The MLflow tracking URI, defaulting to a SQLite store in the data directory."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.data_dir.resolve() / 'mlflow.db'}"
+
+    def artifact_root(self) -> str:
+        """Where the embedded MLflow store keeps artifacts."""
+        return (self.data_dir.resolve() / "mlartifacts").as_uri()
+
+    def resolved_public_url(self) -> str:
+        if self.public_url:
+            return self.public_url.rstrip("/")
+        host = "127.0.0.1" if self.host in ("0.0.0.0", "::") else self.host
+        return f"http://{host}:{self.port}"
+
+    def logs_dir(self) -> Path:
+        return self.data_dir.resolve() / "logs"

@@ -1,0 +1,78 @@
+"""What every runtime (``local`` processes, later Ray Serve) offers the deployments service."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+
+@dataclass
+class DeploymentSpec:
+    """Everything a runtime needs to run one deployment."""
+
+    name: str
+    model_uri: str
+    model_version: str
+    replicas: int
+    crn: str = ""
+    environment: dict[str, str] = field(default_factory=dict)
+    cpu: float | None = None
+    memory_mb: int | None = None
+
+
+@dataclass
+class ReplicaState:
+    index: int
+    status: str  # starting | ready | unhealthy | restarting | stopped | failed
+    pid: int | None
+    port: int | None
+    restarts: int
+    last_error: str
+    started_at: float | None
+    inflight: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "status": self.status,
+            "pid": self.pid,
+            "port": self.port,
+            "restarts": self.restarts,
+            "last_error": self.last_error,
+            "started_at": self.started_at,
+            "inflight": self.inflight,
+        }
+
+
+@dataclass
+class RuntimeEvent:
+    """A change a runtime reports: a deployment's status or a replica's state."""
+
+    deployment: str
+    status: str | None = None  # deploying | deployed | failed | stopped
+    message: str = ""
+    replicas: list[ReplicaState] = field(default_factory=list)
+
+
+Listener = Callable[[RuntimeEvent], Awaitable[None]]
+
+
+class Endpoint(Protocol):
+    """Where the gateway sends one request."""
+
+    url: str
+
+
+class Runtime(Protocol):
+    async def startup(self, listener: Listener) -> None: ...
+
+    async def shutdown(self) -> None: ...
+
+    async def deploy(self, spec: DeploymentSpec) -> None: ...
+
+    async def stop(self, name: str) -> None: ...
+
+    async def scale(self, name: str, replicas: int) -> None: ...
+
+    def replicas(self, name: str) -> list[ReplicaState]: ...

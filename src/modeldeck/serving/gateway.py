@@ -1,0 +1,107 @@
+"""The gateway: one public URL per platform, spreading requests over a deployment's replicas.
+
+It checks the access key, picks the ready replica with the fewest requests in flight and
+forwards the body untouched (the replica decodes and validates it). A replica that cannot be
+reached is taken out of rotation and the request is retried once on another, so a crashed
+replica costs its callers nothing while a healthy one remains.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import httpx
+
+from modeldeck.config import Settings
+from modeldeck.deployments.local import LocalRuntime
+from modeldeck.deployments.service import DeploymentService, RouteEntry
+from modeldeck.errors import GatewayTimeout, NotFound, ServiceUnavailable, Unauthorized
+from modeldeck.keys import matches
+
+FORWARDED_HEADERS = ("content-type", "x-prediction-id")
+
+
+@dataclass
+class Answer:
+    status: int
+    body: bytes
+    headers: dict[str, str]
+
+
+class Gateway:
+    def __init__(
+        self, settings: Settings, deployments: DeploymentService, runtime: LocalRuntime
+    ) -> None:
+        self.settings = settings
+        self.deployments = deployments
+        self.runtime = runtime
+        self._client: httpx.AsyncClient | None = None
+
+    async def startup(self) -> None:
+        self._client = httpx.AsyncClient(
+            timeout=httpx.Timeout(self.settings.request_timeout_seconds, connect=2.0),
+            limits=httpx.Limits(max_connections=2048, max_keepalive_connections=512),
+        )
+
+    async def shutdown(self) -> None:
+        if self._client:
+            await self._client.aclose()
+
+    def authorize(self, name: str, access_key: str | None) -> RouteEntry:
+        """The deployment's route if the key opens it; 404 / 401 otherwise."""
+        route = self.deployments.route(name)
+        if route is None:
+            raise NotFound(f"deployment {name!r} not found", details={"deployment": name})
+        if route.auth_enabled:
+            if not access_key:
+                raise Unauthorized(
+                    "missing access key: send 'Authorization: Bearer <access key>'",
+                    details={"deployment": name},
+                )
+            if not matches(access_key, route.key_hash):
+                raise Unauthorized("invalid access key", details={"deployment": name})
+        return route
+
+    def route_for_key(self, access_key: str | None) -> RouteEntry:
+        if not access_key:
+            raise Unauthorized("missing accessKey")
+        route = self.deployments.route_by_key(access_key)
+        if route is None:
+            raise Unauthorized("invalid accessKey")
+        return route
+
+    async def forward(self, route: RouteEntry, body: bytes) -> Answer:
+        assert self._client is not None, "gateway not started"
+        tried = None
+        last_error = ""
+        for _ in range(2):
+            replica = self.runtime.pick(route.name, exclude=tried)
+            if replica is None:
+                break
+            replica.inflight += 1
+            try:
+                response = await self._client.post(
+                    replica.url + "/predict",
+                    content=body,
+                    headers={"content-type": "application/json"},
+                )
+            except httpx.TimeoutException as exc:
+                raise GatewayTimeout(
+                    f"deployment {route.name!r} did not answer within "
+                    f"{self.settings.request_timeout_seconds:g} s",
+                    details={"deployment": route.name},
+                ) from exc
+            except httpx.TransportError as exc:
+                last_error = f"{type(exc).__name__}: {exc}"
+                self.runtime.report_failure(replica, last_error)
+                tried = replica
+                continue
+            finally:
+                replica.inflight -= 1
+            headers = {k: v for k in FORWARDED_HEADERS if (v := response.headers.get(k))}
+            return Answer(response.status_code, response.content, headers)
+        raise ServiceUnavailable(
+            f"deployment {route.name!r} has no ready replica"
+            + (f" (last error: {last_error})" if last_error else ""),
+            details={"deployment": route.name},
+        )

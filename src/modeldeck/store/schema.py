@@ -1,0 +1,85 @@
+"""The store's schema (SQLAlchemy 2). Changes go through an Alembic migration in ``migrations/``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class DeploymentRow(Base):
+    __tablename__ = "deployments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(63), unique=True, index=True)
+    crn: Mapped[str] = mapped_column(String(255))
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(32))
+    version_spec: Mapped[str] = mapped_column(String(255))
+    model_uri: Mapped[str] = mapped_column(String(1024))
+    runtime: Mapped[str] = mapped_column(String(16), default="local")
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    cpu: Mapped[float | None] = mapped_column(Float, nullable=True)
+    memory_mb: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    access_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
+    access_key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    desired_state: Mapped[str] = mapped_column(String(16), default="running")
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    signature: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    replica_rows: Mapped[list[ReplicaRow]] = relationship(
+        back_populates="deployment",
+        cascade="all, delete-orphan",
+        order_by="ReplicaRow.index",
+        passive_deletes=True,
+    )
+
+
+class ReplicaRow(Base):
+    __tablename__ = "replicas"
+
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    index: Mapped[int] = mapped_column(Integer, primary_key=True)
+    status: Mapped[str] = mapped_column(String(16), default="starting")
+    pid: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    port: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    restarts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+    deployment: Mapped[DeploymentRow] = relationship(back_populates="replica_rows")
+
+
+class ApiKeyRow(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    name: Mapped[str] = mapped_column(String(255))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    prefix: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
