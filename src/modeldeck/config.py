@@ -102,3 +102,20 @@ class Settings(BaseSettings):
 
     def logs_dir(self) -> Path:
         return self.data_dir.resolve() / "logs"
+
+
+class ClientSettings(BaseSettings):
+    """Where the Python client and the CLI find the platform."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="MODELDECK_", extra="ignore", use_attribute_docstrings=True
+    )
+
+    url: str = "http://127.0.0.1:8000"
+    """Base URL of the platform, for the client and the CLI."""
+
+    api_key: SecretStr | None = None
+    """Control-plane API key the client and the CLI send."""
+
+    access_key: SecretStr | None = None
+    """Default deployment access key for ``modeldeck predict``."""

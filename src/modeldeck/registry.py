@@ -123,6 +123,11 @@ class Registry:
             lambda: list(self.client.search_model_versions(filter_string=f"name='{name}'"))
         )
         infos = [self._version_info(v, with_signature=False) for v in versions]
+        if infos:
+            # search results leave aliases out; the registered model knows them
+            aliases = dict(getattr(self._get_registered_model(name), "aliases", {}) or {})
+            for info in infos:
+                info.aliases = sorted(a for a, v in aliases.items() if str(v) == info.version)
         return sorted(infos, key=lambda v: int(v.version), reverse=True)
 
     def get_version(self, name: str, version: str) -> VersionInfo:

@@ -55,6 +55,20 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
         return JSONResponse(
             error_body("invalid_json", "the request body is not valid JSON"), status_code=400
         )
+    content_type = request.headers.get("content-type", "")
+    if (
+        "json" not in content_type
+        and errors
+        and all(tuple(e.get("loc", ())) == ("body",) for e in errors)
+    ):
+        return JSONResponse(
+            error_body(
+                "unsupported_media_type",
+                "send the body as JSON with 'Content-Type: application/json'"
+                + (f" (got {content_type!r})" if content_type else ""),
+            ),
+            status_code=415,
+        )
     problems = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg"))} for e in errors]
     first = problems[0] if problems else {"field": "body", "message": "invalid request"}
     return JSONResponse(

@@ -18,7 +18,7 @@ from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import GatewayTimeout, NotFound, ServiceUnavailable, Unauthorized
 from modeldeck.keys import matches
 
-FORWARDED_HEADERS = ("content-type", "x-prediction-id")
+FORWARDED_HEADERS = ("content-type", "x-prediction-id", "x-modeldeck-replica")
 
 
 @dataclass

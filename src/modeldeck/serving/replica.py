@@ -73,6 +73,7 @@ def create_replica_app(config: ReplicaConfig, model: ModelRuntime) -> Starlette:
     """The replica's ASGI app around an already loaded model."""
     batcher = Batcher(model.predict, model.input_columns, max_rows=config.max_batch_rows)
     started = time.time()
+    replica_id = str(config.replica)
 
     async def health(request: Request) -> Response:
         if not model.ready:
@@ -102,7 +103,7 @@ def create_replica_app(config: ReplicaConfig, model: ModelRuntime) -> Starlette:
         prediction_id = str(uuid.uuid4())
         return _json(
             {"prediction": to_jsonable(output), "uuid": prediction_id},
-            headers={"X-Prediction-Id": prediction_id},
+            headers={"X-Prediction-Id": prediction_id, "X-Modeldeck-Replica": replica_id},
         )
 
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]

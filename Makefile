@@ -1,0 +1,39 @@
+# modeldeck: `make run` starts the platform with a demo, `make test` runs the suite.
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+export PATH := $(abspath $(BIN)):$(PATH)
+
+.PHONY: install run test lint bench clean
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+## run: set up, then run the platform on embedded defaults with the demo model (Ctrl-C stops)
+run: install
+	$(BIN)/modeldeck demo
+
+## test: lint (ruff) and the whole test suite (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
+test: install
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+## lint: ruff and mypy (strict)
+lint: install
+	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/ruff format --check src tests benchmarks examples
+	$(BIN)/mypy
+
+## bench: serving benchmark against `mlflow models serve` (needs wrk; installs it when root)
+bench: install
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

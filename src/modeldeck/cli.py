@@ -1,0 +1,465 @@
+"""The ``modeldeck`` command: a thin layer over the Python client (and, for ``server`` and
+``demo``, over the platform itself)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.panel import Panel
+from rich.table import Table
+
+from modeldeck import __version__
+from modeldeck.client import ApiError, Client
+from modeldeck.config import ClientSettings, Settings
+from modeldeck.errors import ModeldeckError
+
+console = Console()
+err_console = Console(stderr=True)
+
+
+def _client(ctx: click.Context) -> Client:
+    obj = ctx.ensure_object(dict)
+    return Client(obj.get("url"), obj.get("api_key"))
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _fail(exc: ModeldeckError) -> click.ClickException:
+    return click.ClickException(str(exc) if isinstance(exc, ApiError) else exc.message)
+
+
+class _Group(click.Group):
+    """Turns platform errors into one-line messages instead of tracebacks."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except ModeldeckError as exc:
+            raise _fail(exc) from None
+
+
+@click.group(cls=_Group)
+@click.version_option(__version__, prog_name="modeldeck")
+@click.option("--url", envvar="MODELDECK_URL", help="Platform URL [env MODELDECK_URL].")
+@click.option(
+    "--api-key", envvar="MODELDECK_API_KEY", help="Control-plane API key [env MODELDECK_API_KEY]."
+)
+@click.pass_context
+def main(ctx: click.Context, url: str | None, api_key: str | None) -> None:
+    """Deploy registered MLflow models as REST endpoints and watch them in production."""
+    ctx.ensure_object(dict).update(url=url, api_key=api_key)
+
+
+# -- server ---------------------------------------------------------------------------------
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        stream=sys.stderr,
+    )
+    for noisy in ("alembic", "mlflow", "httpx"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _settings(**overrides: Any) -> Settings:
+    values = {k: v for k, v in overrides.items() if v is not None}
+    settings = Settings(**values)
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    return settings
+
+
+def _announce_initial_key(settings: Settings) -> None:
+    from modeldeck.apikeys import ApiKeyService
+    from modeldeck.store import Store
+
+    store = Store(settings.resolved_store_url())
+    try:
+        store.migrate()
+        created = ApiKeyService(settings, store).ensure_initial()
+    finally:
+        store.close()
+    if created:
+        console.print(
+            Panel(
+                f"[bold]{created.key}[/bold]\n\nThis control-plane API key is shown only once. "
+                "Use it as MODELDECK_API_KEY for the CLI and client.",
+                title="API key created",
+                border_style="yellow",
+            )
+        )
+
+
+@main.command()
+@click.option("--host", help="Address to listen on [env MODELDECK_HOST].")
+@click.option("--port", type=int, help="Port to listen on [env MODELDECK_PORT].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="[env MODELDECK_DATA_DIR]")
+def server(host: str | None, port: int | None, data_dir: Path | None) -> None:
+    """Run the platform: control plane, model endpoints and supervisor."""
+    import uvicorn
+
+    from modeldeck.api.app import create_app
+
+    settings = _settings(host=host, port=port, data_dir=data_dir)
+    _configure_logging(settings.log_level)
+    _announce_initial_key(settings)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_level=settings.log_level,
+        access_log=False,
+        timeout_graceful_shutdown=15,
+    )
+
+
+@main.command()
+@click.option("--port", type=int, help="Port to listen on [env MODELDECK_PORT].")
+@click.option("--data-dir", type=click.Path(path_type=Path), help="[env MODELDECK_DATA_DIR]")
+@click.option("--requests", "n_requests", default=20, show_default=True,
+              help="Predictions to send once the demo is deployed.")
+@click.option("--exit-after-traffic", is_flag=True, help="Stop after the demo traffic (for tests).")
+def demo(port: int | None, data_dir: Path | None, n_requests: int,
+         exit_after_traffic: bool) -> None:
+    """Train, register, deploy and call the lab's Iris model, then keep serving."""
+    from modeldeck.demo_run import run_demo
+
+    settings = _settings(port=port, data_dir=data_dir)
+    _configure_logging("warning")
+    _announce_initial_key(settings)
+    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic))
+
+
+@main.command("settings")
+@click.option("--markdown", is_flag=True, help="Print the settings reference as Markdown.")
+def settings_cmd(markdown: bool) -> None:
+    """List every MODELDECK_* setting with its default and meaning."""
+    from modeldeck.docs import settings_markdown, settings_rows
+
+    if markdown:
+        click.echo(settings_markdown())
+        return
+    table = Table("variable", "default", "meaning")
+    for name, default, help_text in settings_rows():
+        table.add_row(name, default, help_text)
+    console.print(table)
+
+
+# -- models ---------------------------------------------------------------------------------
+
+
+@main.group()
+def models() -> None:
+    """Registered models, read from MLflow."""
+
+
+@models.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def models_list(ctx: click.Context, as_json: bool) -> None:
+    """List registered models."""
+    with _client(ctx) as client:
+        items = client.models()
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("name", "latest", "aliases", "description")
+    for m in items:
+        aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(m["aliases"].items()))
+        table.add_row(m["name"], m["latest_version"] or "-", aliases, m["description"])
+    console.print(table)
+
+
+@models.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a registered model and its versions with run metrics."""
+    with _client(ctx) as client:
+        model = client.model(name)
+    if as_json:
+        _print_json(model)
+        return
+    console.print(f"[bold]{model['name']}[/bold] {model['description']}")
+    table = Table("version", "status", "aliases", "run", "metrics", "created")
+    for v in model["versions"]:
+        metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v["run_metrics"].items()))
+        table.add_row(
+            v["version"], v["status"], ", ".join(v["aliases"]), (v["run_id"] or "")[:12],
+            metrics, v["created_at"] or "",
+        )
+    console.print(table)
+
+
+# -- deployments ----------------------------------------------------------------------------
+
+
+def _wait_with_progress(client: Client, name: str, timeout: float) -> dict[str, Any]:
+    from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(),
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed}/{task.total} replicas ready"),
+        TimeElapsedColumn(),
+        console=err_console,
+        transient=True,
+    ) as progress:
+        task = progress.add_task(f"deploying {name}", total=1)
+
+        def update(d: dict[str, Any]) -> None:
+            progress.update(
+                task,
+                total=d["replicas"],
+                completed=d["ready_replicas"],
+                description=f"{name}: {d['status']}",
+            )
+
+        return client.wait(name, timeout=timeout, on_progress=update)
+
+
+def _deployment_table(items: list[dict[str, Any]]) -> Table:
+    table = Table("name", "model", "version", "status", "replicas", "auth", "endpoint")
+    for d in items:
+        spec = d["version_spec"]
+        version = d["version"] + (f" ({spec})" if spec != d["version"] else "")
+        table.add_row(
+            d["name"], d["model"], version, _status(d["status"]),
+            f"{d['ready_replicas']}/{d['replicas']}",
+            "on" if d["auth_enabled"] else "[red]off[/red]", d["endpoint_url"],
+        )
+    return table
+
+
+def _status(status: str) -> str:
+    colour = {"deployed": "green", "failed": "red", "stopped": "dim"}.get(status, "yellow")
+    return f"[{colour}]{status}[/{colour}]"
+
+
+@main.command()
+@click.argument("model")
+@click.option("--name", help="Deployment name (default: the model's name).")
+@click.option("--version", help="Version number, or 'latest' (default).")
+@click.option("--alias", help="Registry alias, e.g. champion.")
+@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 32))
+@click.option("--cpu", type=float, help="CPU hint per replica (cores).")
+@click.option("--memory-mb", type=int, help="Memory hint per replica (MB).")
+@click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Replica environment.")
+@click.option("--no-auth", is_flag=True, help="Serve without an access key (not recommended).")
+@click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until deployed.")
+@click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deploy(ctx: click.Context, model: str, name: str | None, version: str | None,
+           alias: str | None, replicas: int, cpu: float | None, memory_mb: int | None,
+           env: tuple[str, ...], no_auth: bool, wait: bool, timeout: float,
+           as_json: bool) -> None:
+    """Deploy registered MODEL (a version, an alias or the latest) as an endpoint."""
+    environment = {}
+    for item in env:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
+        environment[key] = value
+    with _client(ctx) as client:
+        created = client.deploy(
+            name or model, model, version=version, alias=alias, replicas=replicas, cpu=cpu,
+            memory_mb=memory_mb, environment=environment, auth_enabled=not no_auth,
+        )
+        result = created
+        if wait:
+            result = {**_wait_with_progress(client, created["name"], timeout),
+                      "access_key": created["access_key"]}
+    if as_json:
+        _print_json(result)
+        return
+    console.print(_deployment_table([result]))
+    if no_auth:
+        err_console.print("[red]warning:[/red] authentication is disabled for this deployment")
+    console.print(
+        Panel(
+            f"endpoint:   {result['endpoint_url']}\naccess key: [bold]{created['access_key']}"
+            "[/bold]  (shown once)",
+            title=f"{result['name']} v{result['version']}",
+        )
+    )
+
+
+@main.group()
+def deployments() -> None:
+    """List and manage deployments."""
+
+
+@deployments.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deployments_list(ctx: click.Context, as_json: bool) -> None:
+    """List deployments."""
+    with _client(ctx) as client:
+        items = client.deployments()
+    if as_json:
+        _print_json(items)
+    else:
+        console.print(_deployment_table(items))
+
+
+@deployments.command("show")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deployments_show(ctx: click.Context, name: str, as_json: bool) -> None:
+    """Show a deployment and its replicas."""
+    with _client(ctx) as client:
+        d = client.deployment(name)
+    if as_json:
+        _print_json(d)
+        return
+    console.print(_deployment_table([d]))
+    if d["status_message"]:
+        console.print(f"[dim]{d['status_message']}[/dim]")
+    table = Table("replica", "status", "pid", "port", "restarts", "last error")
+    for r in d["replica_states"]:
+        table.add_row(str(r["index"]), r["status"], str(r["pid"] or "-"), str(r["port"] or "-"),
+                      str(r["restarts"]), r["last_error"])
+    console.print(table)
+
+
+def _lifecycle(command: str) -> Any:
+    @click.argument("name")
+    @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+    @click.pass_context
+    def run(ctx: click.Context, name: str, as_json: bool, **kwargs: Any) -> None:
+        with _client(ctx) as client:
+            d = getattr(client, command)(name, **kwargs)
+            if command == "start" and kwargs.get("wait", True):
+                d = _wait_with_progress(client, name, 300)
+        if as_json:
+            _print_json(d)
+        else:
+            console.print(_deployment_table([d]))
+
+    return run
+
+
+deployments.command("stop", help="Stop a deployment's replicas (it keeps its key).")(
+    _lifecycle("stop")
+)
+deployments.command("start", help="Start a stopped or failed deployment.")(_lifecycle("start"))
+deployments.command("scale", help="Change the number of replicas.")(
+    click.option("--replicas", required=True, type=click.IntRange(1, 32))(_lifecycle("scale"))
+)
+
+
+@deployments.command("delete")
+@click.argument("name")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@click.pass_context
+def deployments_delete(ctx: click.Context, name: str, yes: bool) -> None:
+    """Stop and delete a deployment."""
+    if not yes:
+        click.confirm(f"Delete deployment {name!r}?", abort=True)
+    with _client(ctx) as client:
+        client.delete(name)
+    console.print(f"deleted {name}")
+
+
+@deployments.command("rotate-key")
+@click.argument("name")
+@click.pass_context
+def deployments_rotate_key(ctx: click.Context, name: str) -> None:
+    """Replace a deployment's access key and print the new one."""
+    with _client(ctx) as client:
+        click.echo(client.rotate_access_key(name))
+
+
+@main.command()
+@click.argument("name")
+@click.option("--data", "-d", required=True,
+              help="JSON body, or @file. Example: '{\"inputs\": [[5.1, 3.5, 1.4, 0.2]]}'")
+@click.option("--access-key", envvar="MODELDECK_ACCESS_KEY",
+              help="Deployment access key [env MODELDECK_ACCESS_KEY].")
+@click.pass_context
+def predict(ctx: click.Context, name: str, data: str, access_key: str | None) -> None:
+    """Call deployment NAME's model endpoint and print the answer."""
+    text = Path(data[1:]).read_text() if data.startswith("@") else data
+    try:
+        payload = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
+    with _client(ctx) as client:
+        _print_json(client.predict(name, payload, access_key))
+
+
+# -- API keys -------------------------------------------------------------------------------
+
+
+@main.group()
+def keys() -> None:
+    """Control-plane API keys."""
+
+
+@keys.command("create")
+@click.option("--name", default="cli", show_default=True)
+@click.option("--local", is_flag=True,
+              help="Write to this machine's store directly (when no API key is at hand).")
+@click.pass_context
+def keys_create(ctx: click.Context, name: str, local: bool) -> None:
+    """Create an API key and print it (shown once)."""
+    if local:
+        from modeldeck.apikeys import ApiKeyService
+        from modeldeck.store import Store
+
+        settings = _settings()
+        store = Store(settings.resolved_store_url())
+        store.migrate()
+        created = ApiKeyService(settings, store).create(name)
+        store.close()
+        click.echo(created.key)
+        return
+    with _client(ctx) as client:
+        click.echo(client.create_api_key(name)["key"])
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def keys_list(ctx: click.Context, as_json: bool) -> None:
+    """List API keys (their prefixes only)."""
+    with _client(ctx) as client:
+        items = client.api_keys()
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("id", "name", "prefix", "created")
+    for k in items:
+        table.add_row(k["id"], k["name"], k["prefix"] + "…", str(k["created_at"]))
+    console.print(table)
+
+
+@keys.command("revoke")
+@click.argument("key_id")
+@click.pass_context
+def keys_revoke(ctx: click.Context, key_id: str) -> None:
+    """Revoke an API key by its id."""
+    with _client(ctx) as client:
+        client.revoke_api_key(key_id)
+    console.print(f"revoked {key_id}")
+
+
+__all__ = ["ClientSettings", "main"]
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,197 @@
+"""``modeldeck.Client``: the control-plane API from Python (the CLI is built on it)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+
+from modeldeck.config import ClientSettings
+from modeldeck.errors import ModeldeckError
+
+
+class ApiError(ModeldeckError):
+    """An error answered by the platform, with its HTTP status and error code."""
+
+    def __init__(
+        self, status_code: int, code: str, message: str, details: dict[str, Any] | None = None
+    ) -> None:
+        super().__init__(message, details=details)
+        self.status_code = status_code
+        self.code = code
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.status_code} {self.code})"
+
+
+class Client:
+    """A synchronous client for one modeldeck platform.
+
+    ``url`` and ``api_key`` default to ``MODELDECK_URL`` and ``MODELDECK_API_KEY``.
+    """
+
+    def __init__(
+        self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0
+    ) -> None:
+        defaults = ClientSettings()
+        self.url = (url or defaults.url).rstrip("/")
+        key = api_key or (defaults.api_key.get_secret_value() if defaults.api_key else None)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- registry -----------------------------------------------------------------------------
+
+    def models(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/models")  # type: ignore[no-any-return]
+
+    def model(self, name: str) -> dict[str, Any]:
+        return self._get(f"/api/v1/models/{name}")  # type: ignore[no-any-return]
+
+    def model_version(self, name: str, version: str | int) -> dict[str, Any]:
+        return self._get(f"/api/v1/models/{name}/versions/{version}")  # type: ignore[no-any-return]
+
+    # -- deployments --------------------------------------------------------------------------
+
+    def deploy(
+        self,
+        name: str,
+        model: str,
+        *,
+        version: str | int | None = None,
+        alias: str | None = None,
+        replicas: int = 1,
+        cpu: float | None = None,
+        memory_mb: int | None = None,
+        environment: dict[str, str] | None = None,
+        auth_enabled: bool = True,
+    ) -> dict[str, Any]:
+        """Create a deployment; the answer holds the access key, shown only this once."""
+        body: dict[str, Any] = {
+            "name": name,
+            "model": model,
+            "replicas": replicas,
+            "auth_enabled": auth_enabled,
+            "environment": environment or {},
+        }
+        for key, value in (
+            ("version", None if version is None else str(version)),
+            ("alias", alias),
+            ("cpu", cpu),
+            ("memory_mb", memory_mb),
+        ):
+            if value is not None:
+                body[key] = value
+        return self._request("POST", "/api/v1/deployments", json=body)  # type: ignore[no-any-return]
+
+    def deployments(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/deployments")  # type: ignore[no-any-return]
+
+    def deployment(self, name: str) -> dict[str, Any]:
+        return self._get(f"/api/v1/deployments/{name}")  # type: ignore[no-any-return]
+
+    def stop(self, name: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/v1/deployments/{name}/stop")  # type: ignore[no-any-return]
+
+    def start(self, name: str) -> dict[str, Any]:
+        return self._request("POST", f"/api/v1/deployments/{name}/start")  # type: ignore[no-any-return]
+
+    def scale(self, name: str, replicas: int) -> dict[str, Any]:
+        return self._request(  # type: ignore[no-any-return]
+            "POST", f"/api/v1/deployments/{name}/scale", json={"replicas": replicas}
+        )
+
+    def delete(self, name: str) -> None:
+        self._request("DELETE", f"/api/v1/deployments/{name}")
+
+    def rotate_access_key(self, name: str) -> str:
+        answer = self._request("POST", f"/api/v1/deployments/{name}/access-key")
+        return str(answer["access_key"])
+
+    def wait(
+        self,
+        name: str,
+        *,
+        timeout: float = 300.0,
+        interval: float = 0.5,
+        on_progress: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the deployment is deployed (returned) or failed (raises ApiError)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            deployment = self.deployment(name)
+            if on_progress:
+                on_progress(deployment)
+            if deployment["status"] == "deployed":
+                return deployment
+            if deployment["status"] in ("failed", "stopped"):
+                raise ApiError(
+                    409,
+                    "deployment_failed" if deployment["status"] == "failed" else "stopped",
+                    f"deployment {name!r} is {deployment['status']}: "
+                    f"{deployment['status_message'] or 'no details'}",
+                    {"deployment": name},
+                )
+            if time.monotonic() > deadline:
+                raise ApiError(
+                    504, "timeout", f"deployment {name!r} not deployed after {timeout:g} s"
+                )
+            time.sleep(interval)
+
+    def predict(self, name: str, payload: Any, access_key: str | None = None) -> dict[str, Any]:
+        """Call a deployment's model endpoint with a body such as ``{"inputs": [...]}``."""
+        headers = {"Authorization": f"Bearer {access_key}"} if access_key else {}
+        return self._request(  # type: ignore[no-any-return]
+            "POST", f"/deployments/{name}/predict", json=payload, headers=headers
+        )
+
+    # -- API keys -----------------------------------------------------------------------------
+
+    def api_keys(self) -> list[dict[str, Any]]:
+        return self._get("/api/v1/api-keys")  # type: ignore[no-any-return]
+
+    def create_api_key(self, name: str) -> dict[str, Any]:
+        return self._request("POST", "/api/v1/api-keys", json={"name": name})  # type: ignore[no-any-return]
+
+    def revoke_api_key(self, key_id: str) -> None:
+        self._request("DELETE", f"/api/v1/api-keys/{key_id}")
+
+    # -- plumbing -----------------------------------------------------------------------------
+
+    def _get(self, path: str) -> Any:
+        return self._request("GET", path)
+
+    def _request(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            response = self._http.request(method, path, **kwargs)
+        except httpx.TransportError as exc:
+            raise ApiError(
+                503, "unreachable", f"cannot reach modeldeck at {self.url}: {exc}"
+            ) from exc
+        if response.status_code == 204:
+            return None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if response.is_success:
+            return body
+        error = (body or {}).get("error") if isinstance(body, dict) else None
+        if isinstance(error, dict):
+            raise ApiError(
+                response.status_code,
+                str(error.get("code", "error")),
+                str(error.get("message", "")),
+                error.get("details") or {},
+            )
+        raise ApiError(response.status_code, "error", response.text[:500])

@@ -1,0 +1,44 @@
+"""Reference documentation generated from the code, so that it cannot drift."""
+
+from __future__ import annotations
+
+from pydantic_settings import BaseSettings
+
+from modeldeck.config import ClientSettings, Settings
+
+
+def _env_name(cls: type[BaseSettings], field_name: str) -> str:
+    field = cls.model_fields[field_name]
+    alias = field.validation_alias
+    choices = getattr(alias, "choices", None)
+    if choices:
+        return str(choices[0])
+    return f"{cls.model_config.get('env_prefix', '')}{field_name}".upper()
+
+
+def settings_rows() -> list[tuple[str, str, str]]:
+    """(environment variable, default, help) for every setting of server and client."""
+    rows = []
+    seen = set()
+    for cls in (Settings, ClientSettings):
+        for name, field in cls.model_fields.items():
+            env = _env_name(cls, name)
+            if env in seen:
+                continue
+            seen.add(env)
+            default = "" if field.default is None else str(field.default)
+            help_text = " ".join((field.description or "").split())
+            rows.append((env, default, help_text))
+    return rows
+
+
+def settings_markdown() -> str:
+    lines = [
+        "| variable | default | meaning |",
+        "| --- | --- | --- |",
+    ]
+    for env, default, help_text in settings_rows():
+        shown = f"`{default}`" if default else ""
+        escaped = help_text.replace("|", "\\|")
+        lines.append(f"| `{env}` | {shown} | {escaped} |")
+    return "\n".join(lines)

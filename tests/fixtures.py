@@ -1,0 +1,30 @@
+"""Tiny models for unit tests (real MLflow models are used in the integration tests)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from modeldeck.serving.codecs import ColumnSpec
+
+
+class SumModel:
+    """Predicts the sum of each row; counts its calls and the rows it saw per call."""
+
+    def __init__(self, columns: list[str] | None = ("a", "b")) -> None:  # type: ignore[assignment]
+        self.ready = False
+        self.input_columns = (
+            [ColumnSpec(c, "double") for c in columns] if columns is not None else None
+        )
+        self.calls: list[int] = []
+
+    def load(self) -> None:
+        self.ready = True
+
+    def predict(self, data: Any) -> Any:
+        self.calls.append(len(data))
+        if (data < 0).any().any():
+            raise ValueError("negative input")
+        return data.sum(axis=1).to_numpy()
+
+    def unload(self) -> None:
+        self.ready = False
