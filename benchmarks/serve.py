@@ -656,6 +656,8 @@ def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     out, err = Console(), Console(stderr=True)
+    if not out.is_terminal:
+        out = Console(width=160)  # piped or redirected: do not squeeze the table to 80 columns
     # SIGTERM behaves like Ctrl-C, so the servers are stopped on the way out either way.
     signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
     try:

@@ -1,0 +1,277 @@
+"""A real ``modeldeck server`` with real MLflow models and replica processes, on both stores."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from collections import Counter
+from typing import Any
+
+import httpx
+import pytest
+
+from modeldeck.client import ApiError
+from tests.conftest import Registered, RunningPlatform
+
+pytestmark = pytest.mark.integration
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+def predict(platform: RunningPlatform, name: str, key: str | None, body: Any) -> httpx.Response:
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    return httpx.post(
+        f"{platform.url}/deployments/{name}/predict", json=body, headers=headers, timeout=30
+    )
+
+
+def wait_for(predicate: Any, timeout: float = 90.0, interval: float = 0.2) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def test_deploy_by_version_alias_and_latest(
+    platform: RunningPlatform, mlflow_registry: Registered
+) -> None:
+    client = platform.client()
+    created = {
+        "by-version": client.deploy("by-version", "iris", version=1),
+        "by-alias": client.deploy("by-alias", "iris", alias="champion"),
+        "by-latest": client.deploy("by-latest", "iris"),
+    }
+    expected = {"by-version": ("1", "1"), "by-alias": ("1", "@champion"), "by-latest": ("2", "latest")}
+    for name, (version, spec) in expected.items():
+        d = client.wait(name, timeout=120)
+        assert (d["version"], d["version_spec"]) == (version, spec)
+        assert d["model_uri"] == f"models:/iris/{version}"
+        assert d["signature"]["inputs"][0]["name"] == "sepal_length"
+        key = created[name]["access_key"]
+        assert key and d["access_key_prefix"] == key[:8]
+        r = predict(platform, name, key, {"inputs": [ROW]})
+        assert r.status_code == 200, r.text
+        body = r.json()
+        assert body["prediction"] == [0]
+        assert r.headers["x-prediction-id"] == body["uuid"]
+        assert "access_key" not in client.deployment(name)
+    for name in expected:
+        client.delete(name)
+
+
+@pytest.fixture(scope="module")
+def pair(platform: RunningPlatform) -> tuple[str, str]:
+    """A deployment of iris with two replicas: (name, access key)."""
+    client = platform.client()
+    created = client.deploy("pair", "iris", version=2, replicas=2)
+    client.wait("pair", timeout=120)
+    return "pair", created["access_key"]
+
+
+def test_every_accepted_body_form_predicts(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+    name, key = pair
+    setosa, virginica = ROW, [6.7, 3.0, 5.2, 2.3]
+    bodies = [
+        {"inputs": [setosa, virginica]},
+        {"instances": [setosa, virginica]},
+        {"dataframe_split": {"columns": FEATURES, "data": [setosa, virginica]}},
+        {"dataframe_records": [dict(zip(FEATURES, r, strict=True)) for r in (setosa, virginica)]},
+        {"inputs": {f: [setosa[i], virginica[i]] for i, f in enumerate(FEATURES)}},
+    ]
+    for body in bodies:
+        r = predict(platform, name, key, body)
+        assert r.status_code == 200, (body, r.text)
+        assert r.json()["prediction"] == [0, 2]
+
+
+def test_two_replicas_both_receive_traffic(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+    name, key = pair
+    seen = Counter(
+        predict(platform, name, key, {"inputs": [ROW]}).headers["x-modeldeck-replica"]
+        for _ in range(40)
+    )
+    assert set(seen) == {"0", "1"}, seen
+
+
+def test_kill_9_of_a_replica_under_traffic(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+    name, key = pair
+    client = platform.client()
+    before = {r["index"]: r for r in client.deployment(name)["replica_states"]}
+    victim = before[0]
+    statuses: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            while not stop.is_set():
+                r = http.post(f"{platform.url}/deployments/{name}/predict", json={"inputs": [ROW]})
+                statuses[r.status_code] += 1
+
+    threads = [threading.Thread(target=traffic) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(1.0)
+        os.kill(victim["pid"], signal.SIGKILL)
+
+        def restarted() -> dict[str, Any] | None:
+            states = {r["index"]: r for r in client.deployment(name)["replica_states"]}
+            r0 = states[0]
+            ok = r0["status"] == "ready" and r0["pid"] != victim["pid"] and r0["restarts"] >= 1
+            return states if ok else None
+
+        states = wait_for(restarted, timeout=60)
+        time.sleep(0.5)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert states[1]["pid"] == before[1]["pid"], "the healthy replica must not be touched"
+    assert statuses[200] > 20
+    assert set(statuses) == {200}, f"answers during the kill: {dict(statuses)}"
+    assert client.deployment(name)["status"] == "deployed"
+
+
+def test_scale_stop_start(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+    name, key = pair
+    client = platform.client()
+    d = client.scale(name, 1)
+    assert d["replicas"] == 1 and len(d["replica_states"]) == 1
+    assert predict(platform, name, key, {"inputs": [ROW]}).status_code == 200
+
+    d = client.stop(name)
+    assert d["status"] == "stopped" and d["desired_state"] == "stopped"
+    r = predict(platform, name, key, {"inputs": [ROW]})
+    assert r.status_code == 503
+    assert "no ready replica" in r.json()["error"]["message"]
+
+    client.start(name)
+    d = client.wait(name, timeout=120)
+    assert d["ready_replicas"] == 1
+    assert predict(platform, name, key, {"inputs": [ROW]}).status_code == 200, "key survives"
+
+    d = client.scale(name, 2)
+    d = wait_for(lambda: (x := client.deployment(name))["ready_replicas"] == 2 and x, timeout=120)
+    assert [r["index"] for r in d["replica_states"]] == [0, 1]
+
+
+def test_bad_requests_get_clear_errors(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+    name, key = pair
+    url = f"{platform.url}/deployments/{name}/predict"
+    auth = {"Authorization": f"Bearer {key}"}
+
+    r = httpx.post(url, json={"inputs": [ROW]}, headers={"Authorization": "Bearer wrong"})
+    assert r.status_code == 401 and r.json()["error"]["code"] == "unauthorized"
+    r = httpx.post(url, json={"inputs": [ROW]})
+    assert r.status_code == 401 and "missing access key" in r.json()["error"]["message"]
+
+    r = httpx.post(url, content=b'{"inputs": [[5.1, 3.5', headers=auth)
+    assert r.status_code == 400 and r.json()["error"]["code"] == "invalid_json"
+
+    r = httpx.post(url, json={"inputs": [[5.1, 3.5, 1.4]]}, headers=auth)
+    assert r.status_code == 422
+    assert "expects 4 (sepal_length, sepal_width, petal_length, petal_width)" in (
+        r.json()["error"]["message"]
+    )
+    r = httpx.post(url, json={"dataframe_records": [{"sepal_length": "big"}]}, headers=auth)
+    assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "sepal_width"
+
+    big = b'{"inputs": [' + b",".join([b"[1.0, 2.0, 3.0, 4.0]"] * 300_000) + b"]}"
+    assert len(big) > 5 * 1024 * 1024
+    r = httpx.post(url, content=big, headers=auth)
+    assert r.status_code == 413 and r.json()["error"]["code"] == "payload_too_large"
+
+    with pytest.raises(ApiError) as info:
+        platform.client().deploy("ghost", "no-such-model")
+    assert info.value.status_code == 404
+    assert "registered model 'no-such-model' not found" in info.value.message
+    with pytest.raises(ApiError) as info:
+        platform.client().deploy("ghost", "iris", version=99)
+    assert info.value.status_code == 404 and "has no version 99" in info.value.message
+    with pytest.raises(ApiError) as info:
+        platform.client().deploy(name, "iris")
+    assert info.value.status_code == 409
+    assert predict(platform, name, key, {"inputs": [ROW]}).status_code == 200, "nothing changed"
+
+
+def test_cloudera_model_route(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+    name, key = pair
+    record = dict(zip(FEATURES, ROW, strict=True))
+    r = httpx.post(f"{platform.url}/model", json={"accessKey": key, "request": record})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["success"] is True
+    response = body["response"]
+    assert response["prediction"] == [0]
+    assert response["model_deployment_crn"] == platform.client().deployment(name)["crn"]
+    assert len(response["uuid"]) == 36
+
+    r = httpx.post(
+        f"{platform.url}/model", params={"accessKey": key}, json={"request": {"inputs": [ROW]}}
+    )
+    assert r.status_code == 200 and r.json()["response"]["prediction"] == [0]
+
+    r = httpx.post(f"{platform.url}/model", json={"accessKey": key, "request": {"x": 1}})
+    assert r.status_code == 422 and r.json()["success"] is False
+
+
+def test_authentication_can_be_disabled(platform: RunningPlatform) -> None:
+    client = platform.client()
+    created = client.deploy("open", "iris", version=1, auth_enabled=False)
+    d = client.wait("open", timeout=120)
+    assert d["auth_enabled"] is False and created["access_key"]
+    assert predict(platform, "open", None, {"inputs": [ROW]}).status_code == 200
+    assert "authentication DISABLED" in platform.logs()
+    client.delete("open")
+    assert predict(platform, "open", None, {"inputs": [ROW]}).status_code == 404
+
+
+def test_a_model_that_cannot_load_ends_failed(platform: RunningPlatform) -> None:
+    client = platform.client()
+    client.deploy("broken", "broken")
+    with pytest.raises(ApiError) as info:
+        client.wait("broken", timeout=180)
+    assert info.value.code == "deployment_failed"
+    d = client.deployment("broken")
+    assert d["status"] == "failed"
+    assert "fails to load on purpose" in d["status_message"]
+    client.delete("broken")
+
+
+def test_platform_restart_brings_deployments_back(
+    platform: RunningPlatform, pair: tuple[str, str]
+) -> None:
+    name, key = pair
+    client = platform.client()
+    client.deploy("sleeper", "iris", version=1)
+    client.wait("sleeper", timeout=120)
+    client.stop("sleeper")
+
+    pids = [r["pid"] for r in client.deployment(name)["replica_states"]]
+    assert all(pids)
+    platform.stop()
+    for pid in pids:
+        wait_for(lambda pid=pid: not _alive(pid), timeout=30)
+    platform.start()
+
+    d = platform.client().wait(name, timeout=120)
+    assert d["ready_replicas"] == d["replicas"] == 2
+    r = predict(platform, name, key, {"inputs": [ROW]})
+    assert r.status_code == 200, "the same access key works after a restart"
+    assert platform.client().deployment("sleeper")["status"] == "stopped", "stopped stays stopped"
+
+
+def _alive(pid: int | None) -> bool:
+    if not pid:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
