@@ -19,9 +19,10 @@ install: $(STAMP)
 run: install
 	$(BIN)/modeldeck demo
 
-## test: lint (ruff) and the whole test suite (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
+## test: lint (ruff), types (mypy) and the whole suite (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
+	$(BIN)/mypy
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 ## lint: ruff and mypy (strict)

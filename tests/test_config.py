@@ -18,12 +18,13 @@ def test_every_setting_is_documented() -> None:
 
 def test_configuration_doc_matches_the_code() -> None:
     assert settings_markdown() in DOC.read_text(), (
-        "docs/configuration.md is stale: regenerate the table with "
-        "`modeldeck settings --markdown`"
+        "docs/configuration.md is stale: regenerate the table with `modeldeck settings --markdown`"
     )
 
 
-def test_settings_read_the_modeldeck_prefix(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_settings_read_the_modeldeck_prefix(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.setenv("MODELDECK_DATA_DIR", str(tmp_path))
     monkeypatch.setenv("MODELDECK_PORT", "9123")
     monkeypatch.setenv("MLFLOW_TRACKING_URI", "sqlite:///elsewhere.db")
@@ -45,3 +46,10 @@ def test_settings_rows_name_each_variable_once() -> None:
     names = [row[0] for row in settings_rows()]
     assert len(names) == len(set(names))
     assert "MLFLOW_TRACKING_URI" in names and "MODELDECK_STORE_URL" in names
+
+
+def test_cli_doc_matches_the_commands() -> None:
+    from modeldeck.docs import cli_markdown
+
+    doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
+    assert cli_markdown() in doc, "docs/cli.md is stale: regenerate its reference section"

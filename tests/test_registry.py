@@ -12,7 +12,9 @@ def registry(mlflow_registry: Registered) -> Registry:
     return Registry(mlflow_registry.tracking_uri)
 
 
-def test_lists_models_with_aliases_and_latest(registry: Registry, mlflow_registry: Registered) -> None:
+def test_lists_models_with_aliases_and_latest(
+    registry: Registry, mlflow_registry: Registered
+) -> None:
     models = {m.name: m for m in registry.list_models()}
     iris = models["iris"]
     assert iris.latest_version == mlflow_registry.versions[-1]
@@ -37,7 +39,9 @@ def test_version_carries_its_signature(registry: Registry) -> None:
 @pytest.mark.parametrize(
     ("spec", "expected"), [("1", "1"), ("2", "2"), ("latest", "2"), (None, "2"), ("@champion", "1")]
 )
-def test_resolves_version_alias_and_latest(registry: Registry, spec: str | None, expected: str) -> None:
+def test_resolves_version_alias_and_latest(
+    registry: Registry, spec: str | None, expected: str
+) -> None:
     resolved = registry.resolve("iris", spec)
     assert resolved.version == expected
     assert resolved.uri == f"models:/iris/{expected}"

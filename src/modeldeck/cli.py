@@ -103,7 +103,9 @@ def _announce_initial_key(settings: Settings) -> None:
 @main.command()
 @click.option("--host", help="Address to listen on [env MODELDECK_HOST].")
 @click.option("--port", type=int, help="Port to listen on [env MODELDECK_PORT].")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="[env MODELDECK_DATA_DIR]")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Data directory [env MODELDECK_DATA_DIR]."
+)
 def server(host: str | None, port: int | None, data_dir: Path | None) -> None:
     """Run the platform: control plane, model endpoints and supervisor."""
     import uvicorn
@@ -125,12 +127,20 @@ def server(host: str | None, port: int | None, data_dir: Path | None) -> None:
 
 @main.command()
 @click.option("--port", type=int, help="Port to listen on [env MODELDECK_PORT].")
-@click.option("--data-dir", type=click.Path(path_type=Path), help="[env MODELDECK_DATA_DIR]")
-@click.option("--requests", "n_requests", default=20, show_default=True,
-              help="Predictions to send once the demo is deployed.")
+@click.option(
+    "--data-dir", type=click.Path(path_type=Path), help="Data directory [env MODELDECK_DATA_DIR]."
+)
+@click.option(
+    "--requests",
+    "n_requests",
+    default=20,
+    show_default=True,
+    help="Predictions to send once the demo is deployed.",
+)
 @click.option("--exit-after-traffic", is_flag=True, help="Stop after the demo traffic (for tests).")
-def demo(port: int | None, data_dir: Path | None, n_requests: int,
-         exit_after_traffic: bool) -> None:
+def demo(
+    port: int | None, data_dir: Path | None, n_requests: int, exit_after_traffic: bool
+) -> None:
     """Train, register, deploy and call the lab's Iris model, then keep serving."""
     from modeldeck.demo_run import run_demo
 
@@ -196,8 +206,12 @@ def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
     for v in model["versions"]:
         metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v["run_metrics"].items()))
         table.add_row(
-            v["version"], v["status"], ", ".join(v["aliases"]), (v["run_id"] or "")[:12],
-            metrics, v["created_at"] or "",
+            v["version"],
+            v["status"],
+            ", ".join(v["aliases"]),
+            (v["run_id"] or "")[:12],
+            metrics,
+            v["created_at"] or "",
         )
     console.print(table)
 
@@ -236,9 +250,13 @@ def _deployment_table(items: list[dict[str, Any]]) -> Table:
         spec = d["version_spec"]
         version = d["version"] + (f" ({spec})" if spec != d["version"] else "")
         table.add_row(
-            d["name"], d["model"], version, _status(d["status"]),
+            d["name"],
+            d["model"],
+            version,
+            _status(d["status"]),
             f"{d['ready_replicas']}/{d['replicas']}",
-            "on" if d["auth_enabled"] else "[red]off[/red]", d["endpoint_url"],
+            "on" if d["auth_enabled"] else "[red]off[/red]",
+            d["endpoint_url"],
         )
     return table
 
@@ -253,7 +271,13 @@ def _status(status: str) -> str:
 @click.option("--name", help="Deployment name (default: the model's name).")
 @click.option("--version", help="Version number, or 'latest' (default).")
 @click.option("--alias", help="Registry alias, e.g. champion.")
-@click.option("--replicas", default=1, show_default=True, type=click.IntRange(1, 32))
+@click.option(
+    "--replicas",
+    default=1,
+    show_default=True,
+    type=click.IntRange(1, 32),
+    help="Replica processes.",
+)
 @click.option("--cpu", type=float, help="CPU hint per replica (cores).")
 @click.option("--memory-mb", type=int, help="Memory hint per replica (MB).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Replica environment.")
@@ -262,10 +286,21 @@ def _status(status: str) -> str:
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def deploy(ctx: click.Context, model: str, name: str | None, version: str | None,
-           alias: str | None, replicas: int, cpu: float | None, memory_mb: int | None,
-           env: tuple[str, ...], no_auth: bool, wait: bool, timeout: float,
-           as_json: bool) -> None:
+def deploy(
+    ctx: click.Context,
+    model: str,
+    name: str | None,
+    version: str | None,
+    alias: str | None,
+    replicas: int,
+    cpu: float | None,
+    memory_mb: int | None,
+    env: tuple[str, ...],
+    no_auth: bool,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
     """Deploy registered MODEL (a version, an alias or the latest) as an endpoint."""
     environment = {}
     for item in env:
@@ -275,13 +310,22 @@ def deploy(ctx: click.Context, model: str, name: str | None, version: str | None
         environment[key] = value
     with _client(ctx) as client:
         created = client.deploy(
-            name or model, model, version=version, alias=alias, replicas=replicas, cpu=cpu,
-            memory_mb=memory_mb, environment=environment, auth_enabled=not no_auth,
+            name or model,
+            model,
+            version=version,
+            alias=alias,
+            replicas=replicas,
+            cpu=cpu,
+            memory_mb=memory_mb,
+            environment=environment,
+            auth_enabled=not no_auth,
         )
         result = created
         if wait:
-            result = {**_wait_with_progress(client, created["name"], timeout),
-                      "access_key": created["access_key"]}
+            result = {
+                **_wait_with_progress(client, created["name"], timeout),
+                "access_key": created["access_key"],
+            }
     if as_json:
         _print_json(result)
         return
@@ -331,8 +375,14 @@ def deployments_show(ctx: click.Context, name: str, as_json: bool) -> None:
         console.print(f"[dim]{d['status_message']}[/dim]")
     table = Table("replica", "status", "pid", "port", "restarts", "last error")
     for r in d["replica_states"]:
-        table.add_row(str(r["index"]), r["status"], str(r["pid"] or "-"), str(r["port"] or "-"),
-                      str(r["restarts"]), r["last_error"])
+        table.add_row(
+            str(r["index"]),
+            r["status"],
+            str(r["pid"] or "-"),
+            str(r["port"] or "-"),
+            str(r["restarts"]),
+            r["last_error"],
+        )
     console.print(table)
 
 
@@ -340,7 +390,7 @@ def _lifecycle(command: str) -> Any:
     @click.argument("name")
     @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
     @click.pass_context
-    def run(ctx: click.Context, name: str, as_json: bool, **kwargs: Any) -> None:
+    def run(ctx: click.Context, /, name: str, as_json: bool, **kwargs: Any) -> None:
         with _client(ctx) as client:
             d = getattr(client, command)(name, **kwargs)
             if command == "start" and kwargs.get("wait", True):
@@ -386,10 +436,17 @@ def deployments_rotate_key(ctx: click.Context, name: str) -> None:
 
 @main.command()
 @click.argument("name")
-@click.option("--data", "-d", required=True,
-              help="JSON body, or @file. Example: '{\"inputs\": [[5.1, 3.5, 1.4, 0.2]]}'")
-@click.option("--access-key", envvar="MODELDECK_ACCESS_KEY",
-              help="Deployment access key [env MODELDECK_ACCESS_KEY].")
+@click.option(
+    "--data",
+    "-d",
+    required=True,
+    help="JSON body, or @file. Example: '{\"inputs\": [[5.1, 3.5, 1.4, 0.2]]}'",
+)
+@click.option(
+    "--access-key",
+    envvar="MODELDECK_ACCESS_KEY",
+    help="Deployment access key [env MODELDECK_ACCESS_KEY].",
+)
 @click.pass_context
 def predict(ctx: click.Context, name: str, data: str, access_key: str | None) -> None:
     """Call deployment NAME's model endpoint and print the answer."""
@@ -412,8 +469,11 @@ def keys() -> None:
 
 @keys.command("create")
 @click.option("--name", default="cli", show_default=True)
-@click.option("--local", is_flag=True,
-              help="Write to this machine's store directly (when no API key is at hand).")
+@click.option(
+    "--local",
+    is_flag=True,
+    help="Write to this machine's store directly (when no API key is at hand).",
+)
 @click.pass_context
 def keys_create(ctx: click.Context, name: str, local: bool) -> None:
     """Create an API key and print it (shown once)."""

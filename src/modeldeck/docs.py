@@ -42,3 +42,24 @@ def settings_markdown() -> str:
         escaped = help_text.replace("|", "\\|")
         lines.append(f"| `{env}` | {shown} | {escaped} |")
     return "\n".join(lines)
+
+
+def cli_markdown() -> str:
+    """Every ``modeldeck`` command's ``--help``, in command order, as Markdown."""
+    import click
+
+    from modeldeck.cli import main
+
+    sections: list[str] = []
+
+    def walk(command: click.Command, path: list[str], parent: click.Context | None) -> None:
+        ctx = click.Context(command, info_name=path[-1], parent=parent, terminal_width=100)
+        sections.append(f"### `{' '.join(path)}`\n\n```text\n{command.get_help(ctx)}\n```\n")
+        if isinstance(command, click.Group):
+            for name in command.list_commands(ctx):
+                sub = command.get_command(ctx, name)
+                if sub is not None:
+                    walk(sub, [*path, name], ctx)
+
+    walk(main, ["modeldeck"], None)
+    return "\n".join(sections)

@@ -47,7 +47,11 @@ def test_deploy_by_version_alias_and_latest(
         "by-alias": client.deploy("by-alias", "iris", alias="champion"),
         "by-latest": client.deploy("by-latest", "iris"),
     }
-    expected = {"by-version": ("1", "1"), "by-alias": ("1", "@champion"), "by-latest": ("2", "latest")}
+    expected = {
+        "by-version": ("1", "1"),
+        "by-alias": ("1", "@champion"),
+        "by-latest": ("2", "latest"),
+    }
     for name, (version, spec) in expected.items():
         d = client.wait(name, timeout=120)
         assert (d["version"], d["version_spec"]) == (version, spec)
@@ -74,7 +78,9 @@ def pair(platform: RunningPlatform) -> tuple[str, str]:
     return "pair", created["access_key"]
 
 
-def test_every_accepted_body_form_predicts(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+def test_every_accepted_body_form_predicts(
+    platform: RunningPlatform, pair: tuple[str, str]
+) -> None:
     name, key = pair
     setosa, virginica = ROW, [6.7, 3.0, 5.2, 2.3]
     bodies = [
@@ -90,7 +96,9 @@ def test_every_accepted_body_form_predicts(platform: RunningPlatform, pair: tupl
         assert r.json()["prediction"] == [0, 2]
 
 
-def test_two_replicas_both_receive_traffic(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+def test_two_replicas_both_receive_traffic(
+    platform: RunningPlatform, pair: tuple[str, str]
+) -> None:
     name, key = pair
     seen = Counter(
         predict(platform, name, key, {"inputs": [ROW]}).headers["x-modeldeck-replica"]
@@ -99,7 +107,9 @@ def test_two_replicas_both_receive_traffic(platform: RunningPlatform, pair: tupl
     assert set(seen) == {"0", "1"}, seen
 
 
-def test_kill_9_of_a_replica_under_traffic(platform: RunningPlatform, pair: tuple[str, str]) -> None:
+def test_kill_9_of_a_replica_under_traffic(
+    platform: RunningPlatform, pair: tuple[str, str]
+) -> None:
     name, key = pair
     client = platform.client()
     before = {r["index"]: r for r in client.deployment(name)["replica_states"]}
@@ -176,8 +186,9 @@ def test_bad_requests_get_clear_errors(platform: RunningPlatform, pair: tuple[st
 
     r = httpx.post(url, json={"inputs": [[5.1, 3.5, 1.4]]}, headers=auth)
     assert r.status_code == 422
-    assert "expects 4 (sepal_length, sepal_width, petal_length, petal_width)" in (
-        r.json()["error"]["message"]
+    assert (
+        "expects 4 (sepal_length, sepal_width, petal_length, petal_width)"
+        in (r.json()["error"]["message"])
     )
     r = httpx.post(url, json={"dataframe_records": [{"sepal_length": "big"}]}, headers=auth)
     assert r.status_code == 422 and r.json()["error"]["details"]["field"] == "sepal_width"

@@ -13,9 +13,7 @@ async def _run(model: SumModel, frames: list[Frame]) -> list[object]:
     batcher = Batcher(model.predict, model.input_columns, max_rows=1024)
     batcher.start()
     try:
-        return await asyncio.gather(
-            *(batcher.submit(f) for f in frames), return_exceptions=True
-        )
+        return await asyncio.gather(*(batcher.submit(f) for f in frames), return_exceptions=True)
     finally:
         await batcher.stop()
 
@@ -32,7 +30,11 @@ def test_concurrent_requests_share_predict_calls_and_get_their_own_rows() -> Non
 
 def test_one_failing_request_does_not_fail_its_neighbours() -> None:
     model = SumModel()
-    frames = [Frame(["a", "b"], [[1, 1]]), Frame(["a", "b"], [[-1, 1]]), Frame(["a", "b"], [[2, 2]])]
+    frames = [
+        Frame(["a", "b"], [[1, 1]]),
+        Frame(["a", "b"], [[-1, 1]]),
+        Frame(["a", "b"], [[2, 2]]),
+    ]
     results = asyncio.run(_run(model, frames))
     assert list(results[0]) == [2]  # type: ignore[call-overload]
     assert isinstance(results[1], ValueError)

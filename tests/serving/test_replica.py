@@ -46,6 +46,7 @@ def test_errors_have_the_one_shape() -> None:
             error = r.json()["error"]
             assert error["code"] == code
             assert set(error) == {"code", "message", "details"}
-        assert "negative input" in client.post(
-            "/predict", json={"inputs": [[-1, 1]]}
-        ).json()["error"]["message"]
+        assert (
+            "negative input"
+            in client.post("/predict", json={"inputs": [[-1, 1]]}).json()["error"]["message"]
+        )

@@ -59,7 +59,9 @@ async def list_models(platform: Platform = Depends(get_platform)) -> list[dict[s
 
 
 @router.get(
-    "/models/{name}", tags=["models"], summary="A registered model and its versions",
+    "/models/{name}",
+    tags=["models"],
+    summary="A registered model and its versions",
     responses=errors(404),
 )
 async def get_model(name: str, platform: Platform = Depends(get_platform)) -> dict[str, Any]:
@@ -67,7 +69,8 @@ async def get_model(name: str, platform: Platform = Depends(get_platform)) -> di
 
 
 @router.get(
-    "/models/{name}/versions/{version}", tags=["models"],
+    "/models/{name}/versions/{version}",
+    tags=["models"],
     summary="One version (number, @alias or latest) with run metrics and signature",
     responses=errors(400, 404),
 )
@@ -78,8 +81,11 @@ async def get_model_version(
 
 
 @router.post(
-    "/deployments", tags=["deployments"], status_code=201,
-    summary="Deploy a registered model version", responses=errors(400, 404, 409),
+    "/deployments",
+    tags=["deployments"],
+    status_code=201,
+    summary="Deploy a registered model version",
+    responses=errors(400, 404, 409),
 )
 async def create_deployment(
     body: DeploymentCreate, platform: Platform = Depends(get_platform)
@@ -98,16 +104,12 @@ async def get_deployment(name: str, platform: Platform = Depends(get_platform)) 
 
 
 @router.post("/deployments/{name}/stop", tags=["deployments"], responses=errors(404))
-async def stop_deployment(
-    name: str, platform: Platform = Depends(get_platform)
-) -> DeploymentView:
+async def stop_deployment(name: str, platform: Platform = Depends(get_platform)) -> DeploymentView:
     return await platform.deployments.stop(name)
 
 
 @router.post("/deployments/{name}/start", tags=["deployments"], responses=errors(404))
-async def start_deployment(
-    name: str, platform: Platform = Depends(get_platform)
-) -> DeploymentView:
+async def start_deployment(name: str, platform: Platform = Depends(get_platform)) -> DeploymentView:
     return await platform.deployments.start(name)
 
 
@@ -119,18 +121,16 @@ async def scale_deployment(
 
 
 @router.post(
-    "/deployments/{name}/access-key", tags=["deployments"], responses=errors(404),
+    "/deployments/{name}/access-key",
+    tags=["deployments"],
+    responses=errors(404),
     summary="Replace the deployment's access key (the old one stops working)",
 )
-async def rotate_access_key(
-    name: str, platform: Platform = Depends(get_platform)
-) -> AccessKeyView:
+async def rotate_access_key(name: str, platform: Platform = Depends(get_platform)) -> AccessKeyView:
     return await platform.deployments.rotate_key(name)
 
 
-@router.delete(
-    "/deployments/{name}", tags=["deployments"], status_code=204, responses=errors(404)
-)
+@router.delete("/deployments/{name}", tags=["deployments"], status_code=204, responses=errors(404))
 async def delete_deployment(name: str, platform: Platform = Depends(get_platform)) -> Response:
     await platform.deployments.delete(name)
     return Response(status_code=204)
@@ -154,4 +154,4 @@ async def revoke_api_key(key_id: str, platform: Platform = Depends(get_platform)
     return Response(status_code=204)
 
 
-__all__ = ["ERROR_SCHEMA", "errors", "error_body", "router"]
+__all__ = ["ERROR_SCHEMA", "error_body", "errors", "router"]

@@ -86,9 +86,7 @@ async def cml_model(
         route = platform.gateway.route_for_key(key if isinstance(key, str) else None)
         inner = payload.get("request")
         if not isinstance(inner, dict):
-            raise BadRequest(
-                "'request' must be a JSON object", details={"field": "request"}
-            )
+            raise BadRequest("'request' must be a JSON object", details={"field": "request"})
         if not any(form in inner for form in FORMS):
             inner = {"inputs": inner}
         answer = await platform.gateway.forward(route, dumps(inner))

@@ -195,9 +195,9 @@ class LocalRuntime:
                 checks.append(self._check(dep, replica))
         await asyncio.gather(*checks)
         for dep in list(self._deployments.values()):
-            if dep.status == "deploying" and sum(
-                r.status == "ready" for r in dep.replicas
-            ) >= max(1, dep.spec.replicas):
+            if dep.status == "deploying" and sum(r.status == "ready" for r in dep.replicas) >= max(
+                1, dep.spec.replicas
+            ):
                 await self._emit(dep, status="deployed", message="")
 
     async def _check(self, dep: _Deployment, replica: Replica) -> None:
@@ -220,7 +220,9 @@ class LocalRuntime:
             if replica.status != "ready":
                 replica.status = "ready"
                 replica.ever_ready = True
-                log.info("%s replica %d ready on port %s", dep.spec.name, replica.index, replica.port)
+                log.info(
+                    "%s replica %d ready on port %s", dep.spec.name, replica.index, replica.port
+                )
                 await self._emit(dep)
             return
         replica.failed_checks += 1

@@ -9,11 +9,12 @@ database round trip.
 from __future__ import annotations
 
 import asyncio
+import builtins
 import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
 from modeldeck.config import Settings
@@ -214,7 +215,7 @@ class DeploymentService:
         with self.store.read() as session:
             return session.scalars(_select().where(DeploymentRow.name == name)).one_or_none()
 
-    def _all_rows(self) -> list[DeploymentRow]:
+    def _all_rows(self) -> builtins.list[DeploymentRow]:
         with self.store.read() as session:
             return list(session.scalars(_select().order_by(DeploymentRow.created_at)))
 
@@ -286,8 +287,15 @@ class DeploymentService:
         for rep in row.replica_rows:
             state = live.get(rep.index)
             if state is not None:
-                replica_views.append(ReplicaView(**{k: v for k, v in state.to_dict().items()
-                                                    if k in ReplicaView.model_fields}))
+                replica_views.append(
+                    ReplicaView(
+                        **{
+                            k: v
+                            for k, v in state.to_dict().items()
+                            if k in ReplicaView.model_fields
+                        }
+                    )
+                )
             else:
                 replica_views.append(
                     ReplicaView(
@@ -302,8 +310,13 @@ class DeploymentService:
         for index, state in sorted(live.items()):
             if index not in {r.index for r in row.replica_rows}:
                 replica_views.append(
-                    ReplicaView(**{k: v for k, v in state.to_dict().items()
-                                   if k in ReplicaView.model_fields})
+                    ReplicaView(
+                        **{
+                            k: v
+                            for k, v in state.to_dict().items()
+                            if k in ReplicaView.model_fields
+                        }
+                    )
                 )
         return DeploymentView(
             id=row.id,
@@ -332,7 +345,7 @@ class DeploymentService:
         )
 
 
-def _select():  # type: ignore[no-untyped-def]
+def _select() -> Select[DeploymentRow]:
     return select(DeploymentRow).options(selectinload(DeploymentRow.replica_rows))
 
 

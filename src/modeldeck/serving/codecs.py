@@ -14,7 +14,9 @@ concurrent requests are concatenated into one DataFrame per predict call by the 
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -51,7 +53,7 @@ class Frame:
 
 def loads(body: bytes) -> Any:
     if not body or not body.strip():
-        raise InvalidJSON("the request body is empty; send a JSON object such as {\"inputs\": ...}")
+        raise InvalidJSON('the request body is empty; send a JSON object such as {"inputs": ...}')
     try:
         return orjson.loads(body)
     except orjson.JSONDecodeError as exc:
@@ -93,8 +95,7 @@ def parse(payload: Any) -> Frame:
     """A decoded JSON body to a :class:`Frame`; 400 when no accepted form is present."""
     if not isinstance(payload, dict):
         raise BadRequest(
-            "the request body must be a JSON object with one of the keys "
-            + ", ".join(FORMS),
+            "the request body must be a JSON object with one of the keys " + ", ".join(FORMS),
             details={"accepted": list(FORMS)},
         )
     present = [k for k in FORMS if k in payload]
@@ -180,9 +181,7 @@ def _inputs(value: Any, form: str) -> Frame:
                     )
             return Frame(columns, [list(r) for r in zip(*cols, strict=True)])
         if any(isinstance(c, list) for c in cols):
-            raise ValidationFailed(
-                f"{form} mixes list and scalar columns", details={"field": form}
-            )
+            raise ValidationFailed(f"{form} mixes list and scalar columns", details={"field": form})
         return Frame(columns, [cols])
     if isinstance(value, list):
         if not value:
@@ -273,7 +272,7 @@ def _is_int(v: Any) -> bool:
     return isinstance(v, int) and not isinstance(v, bool)
 
 
-_CHECKS = {
+_CHECKS: dict[str, Callable[[Any], bool]] = {
     "double": _is_number,
     "float": _is_number,
     "long": _is_int,
@@ -303,8 +302,6 @@ def dataframe(columns: list[str] | None, rows: list[list[Any]], specs: list[Colu
         for spec in specs:
             dtype = _NUMPY_DTYPES.get(spec.type)
             if dtype and dtype != "object" and df[spec.name].dtype != dtype:
-                try:
+                with contextlib.suppress(TypeError, ValueError):
                     df[spec.name] = df[spec.name].astype(dtype)
-                except (TypeError, ValueError):
-                    pass
     return df

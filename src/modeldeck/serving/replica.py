@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modeldeck.errors import ModeldeckError, ModelError, error_body
+from modeldeck.errors import ModeldeckError, ModelError
 from modeldeck.serving import codecs
 from modeldeck.serving.batcher import Batcher
 from modeldeck.serving.model import MlflowModel, ModelRuntime

@@ -1,0 +1,87 @@
+"""``make run``'s command: train, register, deploy, call, print; a second run reuses the data."""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import free_port
+
+pytestmark = pytest.mark.integration
+
+
+def run_demo_until_serving(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env |= {"MODELDECK_DATA_DIR": str(data_dir), "MODELDECK_PORT": str(port), "COLUMNS": "200"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "modeldeck.cli", "demo"],
+        env=env,
+        cwd=data_dir.parent,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    deadline = time.monotonic() + 240
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if line.startswith("curl -s "):
+            return proc, "".join(lines)
+    proc.kill()
+    raise AssertionError("demo never printed its curl line:\n" + "".join(lines))
+
+
+def call_printed_curl(output: str) -> dict[str, object]:
+    match = re.search(r"curl -s (\S+) -H 'Authorization: Bearer (\w+)' -d '(.+)'", output)
+    assert match, output
+    url, key, body = match.groups()
+    r = httpx.post(url, content=body, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+    assert r.status_code == 200, r.text
+    return r.json()  # type: ignore[no-any-return]
+
+
+def stop(proc: subprocess.Popen[str]) -> None:
+    proc.send_signal(signal.SIGINT)
+    try:
+        assert proc.wait(60) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+
+
+def test_demo_serves_and_a_second_run_reuses_the_data_dir(tmp_path: Path) -> None:
+    data_dir = tmp_path / ".modeldeck"
+    port = free_port()
+
+    proc, output = run_demo_until_serving(data_dir, port)
+    try:
+        assert "API key created" in output
+        assert "registered sklearn_model version 1" in output
+        assert "sent 20 predictions" in output
+        answer = call_printed_curl(output)
+        assert answer["prediction"] == [0] and len(str(answer["uuid"])) == 36
+    finally:
+        stop(proc)
+    assert (data_dir / "modeldeck.db").exists() and (data_dir / "mlflow.db").exists()
+    assert not (tmp_path / "mlruns").exists(), "artifacts belong in the data directory"
+
+    proc, output = run_demo_until_serving(data_dir, port)
+    try:
+        assert "reusing registered model sklearn_model" in output
+        assert "reusing deployment sklearn_model" in output
+        assert "API key created" not in output
+        assert call_printed_curl(output)["prediction"] == [0]
+    finally:
+        stop(proc)

@@ -1,0 +1,101 @@
+"""The CLI against a real running platform (SQLite), driven through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from modeldeck.cli import main
+from tests.conftest import Registered, RunningPlatform, start_platform
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cli_platform(
+    mlflow_registry: Registered, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    data_dir = tmp_path_factory.mktemp("cli")
+    running = start_platform(
+        data_dir, f"sqlite:///{data_dir / 'modeldeck.db'}", mlflow_registry.tracking_uri
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def run(cli_platform: RunningPlatform):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+
+    def invoke(*args: str, key: str | None = None) -> tuple[int, str]:
+        result = runner.invoke(
+            main,
+            ["--url", cli_platform.url, "--api-key", key or cli_platform.api_key, *args],
+            catch_exceptions=False,
+        )
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def test_models_list_and_show(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("models", "list", "--json")
+    assert code == 0
+    assert {m["name"] for m in json.loads(out)} >= {"iris", "broken"}
+    code, out = run("models", "show", "iris")
+    assert code == 0 and "champion" in out and "accuracy=" in out
+
+
+def test_deploy_list_show_predict_scale_delete(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "iris", "--name", "cli-iris", "--alias", "champion", "--json")
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["status"] == "deployed" and created["version"] == "1"
+    key = created["access_key"]
+
+    code, out = run("deployments", "list", "--json")
+    assert [d["name"] for d in json.loads(out)] == ["cli-iris"]
+    code, out = run("deployments", "show", "cli-iris")
+    assert code == 0 and "ready" in out
+
+    code, out = run(
+        "predict", "cli-iris", "--access-key", key, "-d", '{"inputs": [[5.1, 3.5, 1.4, 0.2]]}'
+    )
+    assert code == 0, out
+    assert json.loads(out)["prediction"] == [0]
+
+    code, out = run("deployments", "scale", "cli-iris", "--replicas", "2", "--json")
+    assert code == 0 and json.loads(out)["replicas"] == 2
+
+    code, out = run("deployments", "delete", "cli-iris", "--yes")
+    assert code == 0
+    code, out = run("deployments", "list", "--json")
+    assert json.loads(out) == []
+
+
+def test_errors_are_one_line_not_tracebacks(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "no-such-model")
+    assert code == 1
+    assert "Error: registered model 'no-such-model' not found (404 not_found)" in out
+    assert "Traceback" not in out
+    code, out = run("deployments", "list", key="mdk_wrong")
+    assert code == 1 and "invalid API key (401 unauthorized)" in out
+    code, out = run("predict", "x", "-d", "{nope")
+    assert code == 2 and "not valid JSON" in out
+
+
+def test_unreachable_platform_is_a_clear_error() -> None:
+    result = CliRunner().invoke(main, ["--url", "http://127.0.0.1:9", "deployments", "list"])
+    assert result.exit_code == 1
+    assert "cannot reach modeldeck at http://127.0.0.1:9" in result.output
+
+
+def test_settings_lists_every_variable() -> None:
+    result = CliRunner().invoke(main, ["settings", "--markdown"])
+    assert result.exit_code == 0
+    assert "`MODELDECK_STORE_URL`" in result.output and "`MLFLOW_TRACKING_URI`" in result.output
