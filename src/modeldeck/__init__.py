@@ -4,4 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["__version__"]
+from modeldeck.client import ApiError, Client  # noqa: E402
+from modeldeck.config import Settings  # noqa: E402
+
+__all__ = ["ApiError", "Client", "Settings", "__version__"]
