@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from modeldeck.serving.codecs import ColumnSpec
+from modeldeck.serving.codecs import ColumnSpec, dataframe
 
 
 class SumModel:
@@ -19,6 +19,9 @@ class SumModel:
 
     def load(self) -> None:
         self.ready = True
+
+    def make_input(self, columns: list[str] | None, rows: list[list[Any]]) -> Any:
+        return dataframe(columns, rows, self.input_columns)
 
     def predict(self, data: Any) -> Any:
         self.calls.append(len(data))

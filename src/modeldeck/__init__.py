@@ -4,7 +4,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from modeldeck.client import ApiError, Client  # noqa: E402
-from modeldeck.config import Settings  # noqa: E402
+from modeldeck.client import ApiError, Client
+from modeldeck.config import Settings
 
 __all__ = ["ApiError", "Client", "Settings", "__version__"]

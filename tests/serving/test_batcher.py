@@ -10,7 +10,7 @@ from tests.fixtures import SumModel
 
 
 async def _run(model: SumModel, frames: list[Frame]) -> list[object]:
-    batcher = Batcher(model.predict, model.input_columns, max_rows=1024)
+    batcher = Batcher(model.predict, model.make_input, max_rows=1024)
     batcher.start()
     try:
         return await asyncio.gather(*(batcher.submit(f) for f in frames), return_exceptions=True)
@@ -46,7 +46,7 @@ def test_batches_respect_the_row_limit(max_rows: int) -> None:
     model = SumModel()
 
     async def go() -> None:
-        batcher = Batcher(model.predict, model.input_columns, max_rows=max_rows)
+        batcher = Batcher(model.predict, model.make_input, max_rows=max_rows)
         batcher.start()
         await asyncio.gather(*(batcher.submit(Frame(["a", "b"], [[1, 1]])) for _ in range(20)))
         await batcher.stop()

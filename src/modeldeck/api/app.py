@@ -40,6 +40,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     install_error_handlers(app)
     app.include_router(routes_control.router, prefix="/api/v1")
     app.include_router(routes_serving.router)
+    app.add_middleware(routes_serving.ModelEndpointsMiddleware)
 
     @app.get("/health", tags=["platform"], summary="Liveness of the platform")
     async def health() -> dict[str, str]:

@@ -13,19 +13,19 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from modeldeck.serving.codecs import ColumnSpec, Frame, dataframe
+from modeldeck.serving.codecs import Frame
 
 
 class Batcher:
     def __init__(
         self,
         predict: Callable[[Any], Any],
-        specs: list[ColumnSpec] | None,
+        make_input: Callable[[list[str] | None, list[list[Any]]], Any],
         *,
         max_rows: int = 1024,
     ) -> None:
         self._predict = predict
-        self._specs = specs
+        self._make_input = make_input
         self._max_rows = max_rows
         self._queue: asyncio.Queue[tuple[Frame, asyncio.Future[Any]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
@@ -67,7 +67,7 @@ class Batcher:
         frames = [f for f, _ in group]
         rows = [r for f in frames for r in f.rows]
         try:
-            output = self._predict(dataframe(frames[0].columns, rows, self._specs))
+            output = self._predict(self._make_input(frames[0].columns, rows))
             parts = _split(output, [len(f.rows) for f in frames])
         except Exception as exc:
             if len(group) == 1:

@@ -4,13 +4,17 @@ It checks the access key, picks the ready replica with the fewest requests in fl
 forwards the body untouched (the replica decodes and validates it). A replica that cannot be
 reached is taken out of rotation and the request is retried once on another, so a crashed
 replica costs its callers nothing while a healthy one remains.
+
+The hop to the replica uses aiohttp's client: on this path it costs a fraction of httpx's
+(whose connection pool scans every idle connection per request), and the gateway's CPU is what
+bounds a deployment's throughput.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-import httpx
+import aiohttp
 
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime
@@ -35,17 +39,22 @@ class Gateway:
         self.settings = settings
         self.deployments = deployments
         self.runtime = runtime
-        self._client: httpx.AsyncClient | None = None
+        self._client: aiohttp.ClientSession | None = None
 
     async def startup(self) -> None:
-        self._client = httpx.AsyncClient(
-            timeout=httpx.Timeout(self.settings.request_timeout_seconds, connect=2.0),
-            limits=httpx.Limits(max_connections=2048, max_keepalive_connections=512),
+        self._client = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=60),
+            timeout=aiohttp.ClientTimeout(
+                total=self.settings.request_timeout_seconds, sock_connect=2.0
+            ),
+            headers={"Content-Type": "application/json"},
+            skip_auto_headers=("User-Agent", "Accept-Encoding"),
+            auto_decompress=False,
         )
 
     async def shutdown(self) -> None:
         if self._client:
-            await self._client.aclose()
+            await self._client.close()
 
     def authorize(self, name: str, access_key: str | None) -> RouteEntry:
         """The deployment's route if the key opens it; 404 / 401 otherwise."""
@@ -80,26 +89,23 @@ class Gateway:
                 break
             replica.inflight += 1
             try:
-                response = await self._client.post(
-                    replica.url + "/predict",
-                    content=body,
-                    headers={"content-type": "application/json"},
-                )
-            except httpx.TimeoutException as exc:
+                async with self._client.post(replica.url + "/predict", data=body) as response:
+                    content = await response.read()
+                    headers = {k: v for k in FORWARDED_HEADERS if (v := response.headers.get(k))}
+                    return Answer(response.status, content, headers)
+            except TimeoutError as exc:
                 raise GatewayTimeout(
                     f"deployment {route.name!r} did not answer within "
                     f"{self.settings.request_timeout_seconds:g} s",
                     details={"deployment": route.name},
                 ) from exc
-            except httpx.TransportError as exc:
+            except aiohttp.ClientError as exc:
                 last_error = f"{type(exc).__name__}: {exc}"
                 self.runtime.report_failure(replica, last_error)
                 tried = replica
                 continue
             finally:
                 replica.inflight -= 1
-            headers = {k: v for k in FORWARDED_HEADERS if (v := response.headers.get(k))}
-            return Answer(response.status_code, response.content, headers)
         raise ServiceUnavailable(
             f"deployment {route.name!r} has no ready replica"
             + (f" (last error: {last_error})" if last_error else ""),

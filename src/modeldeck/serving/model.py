@@ -1,15 +1,21 @@
-"""The model runtime interface a replica serves, and its MLflow pyfunc implementation.
+"""The model runtime interface a replica serves, and its MLflow implementation.
 
-A runtime loads once (``load``), predicts on a DataFrame of many rows (``predict``) and
-releases what it holds (``unload``); ``ready`` says whether it can take traffic. Only
-:class:`MlflowModel` imports MLflow.
+A runtime loads once (``load``), builds its input from the rows of one batch (``make_input``),
+predicts on it (``predict``) and releases what it holds (``unload``); ``ready`` says whether it
+can take traffic. Only :class:`MlflowModel` imports MLflow.
 """
 
 from __future__ import annotations
 
+import logging
+import warnings
 from typing import Any, Protocol
 
-from modeldeck.serving.codecs import ColumnSpec, signature_columns
+from modeldeck.serving.codecs import ColumnSpec, dataframe, signature_columns
+
+log = logging.getLogger("modeldeck.replica")
+
+NUMERIC = {"double", "float", "long", "integer"}
 
 
 class ModelRuntime(Protocol):
@@ -18,20 +24,31 @@ class ModelRuntime(Protocol):
 
     def load(self) -> None: ...
 
+    def make_input(self, columns: list[str] | None, rows: list[list[Any]]) -> Any: ...
+
     def predict(self, data: Any) -> Any: ...
 
     def unload(self) -> None: ...
 
 
 class MlflowModel:
-    """A registered MLflow model loaded as a pyfunc."""
+    """A registered MLflow model, loaded as a pyfunc.
+
+    scikit-learn models with an all-numeric signature take a fast path: the estimator the pyfunc
+    wraps is called with a NumPy array in the estimator's own feature order, as the pyfunc would
+    call it with a DataFrame, skipping DataFrame construction and schema enforcement (which the
+    replica has already done while decoding). Everything else goes through ``pyfunc.predict``.
+    """
 
     def __init__(self, model_uri: str, tracking_uri: str | None = None) -> None:
         self.model_uri = model_uri
         self.tracking_uri = tracking_uri
         self.ready = False
         self.input_columns: list[ColumnSpec] | None = None
-        self._model: Any = None
+        self.fast_path = False
+        self._pyfunc: Any = None
+        self._estimator_fn: Any = None
+        self._order: list[int] | None = None
 
     def load(self) -> None:
         import mlflow
@@ -39,15 +56,52 @@ class MlflowModel:
         if self.tracking_uri:
             mlflow.set_tracking_uri(self.tracking_uri)
             mlflow.set_registry_uri(self.tracking_uri)
-        self._model = mlflow.pyfunc.load_model(self.model_uri)
-        signature = self._model.metadata.signature
+        self._pyfunc = mlflow.pyfunc.load_model(self.model_uri)
+        signature = self._pyfunc.metadata.signature
         if signature is not None and signature.inputs is not None:
             self.input_columns = signature_columns({"inputs": signature.inputs.to_dict()})
+        self._choose_fast_path()
         self.ready = True
 
+    def _choose_fast_path(self) -> None:
+        conf = self._pyfunc.metadata.flavors.get("python_function", {})
+        specs = self.input_columns
+        if conf.get("loader_module") != "mlflow.sklearn" or not specs:
+            return
+        if any(s.type not in NUMERIC for s in specs):
+            return
+        estimator = self._pyfunc.get_raw_model()
+        fn = getattr(estimator, conf.get("predict_fn", "predict"), None)
+        if fn is None:
+            return
+        names = [s.name for s in specs]
+        fitted = getattr(estimator, "feature_names_in_", None)
+        if fitted is not None:
+            fitted = [str(f) for f in fitted]
+            if sorted(fitted) != sorted(names):
+                return
+            self._order = None if fitted == names else [names.index(f) for f in fitted]
+        # Fitted on a DataFrame, called with an array in the same column order: sklearn's
+        # feature-name check has nothing left to catch.
+        warnings.filterwarnings("ignore", message="X does not have valid feature names")
+        self._estimator_fn = fn
+        self.fast_path = True
+        log.info("serving %s through the scikit-learn fast path", self.model_uri)
+
+    def make_input(self, columns: list[str] | None, rows: list[list[Any]]) -> Any:
+        if self.fast_path:
+            import numpy as np
+
+            array = np.asarray(rows, dtype=np.float64)
+            return array[:, self._order] if self._order is not None else array
+        return dataframe(columns, rows, self.input_columns)
+
     def predict(self, data: Any) -> Any:
-        return self._model.predict(data)
+        if self.fast_path:
+            return self._estimator_fn(data)
+        return self._pyfunc.predict(data)
 
     def unload(self) -> None:
-        self._model = None
+        self._pyfunc = None
+        self._estimator_fn = None
         self.ready = False
