@@ -4,16 +4,22 @@ A model's predict costs about the same for one row as for a thousand, so the rep
 frames of concurrent requests, concatenates them into one DataFrame, predicts once in a worker
 thread and splits the output back by row counts. A lone request is predicted at once: no timer
 waits for company.
+
+A model whose predict calls take under a millisecond (a linear model on a few rows) is called on
+the event loop itself: handing it to a thread would cost more than the call.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from modeldeck.serving.codecs import Frame
+
+INLINE_BELOW_SECONDS = 0.001
 
 
 class Batcher:
@@ -30,6 +36,7 @@ class Batcher:
         self._queue: asyncio.Queue[tuple[Frame, asyncio.Future[Any]]] = asyncio.Queue()
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="predict")
         self._task: asyncio.Task[None] | None = None
+        self._cost = INLINE_BELOW_SECONDS  # moving average of predict time; first call in a thread
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._run())
@@ -59,26 +66,41 @@ class Batcher:
                 key = tuple(item[0].columns) if item[0].columns is not None else None
                 groups.setdefault(key, []).append(item)
             for group in groups.values():
-                await loop.run_in_executor(self._executor, self._predict_group, loop, group)
+                if self._cost < INLINE_BELOW_SECONDS:
+                    _settle(self._predict_group(group))
+                else:
+                    outcomes = await loop.run_in_executor(
+                        self._executor, self._predict_group, group
+                    )
+                    _settle(outcomes)
 
     def _predict_group(
-        self, loop: asyncio.AbstractEventLoop, group: list[tuple[Frame, asyncio.Future[Any]]]
-    ) -> None:
+        self, group: list[tuple[Frame, asyncio.Future[Any]]]
+    ) -> list[tuple[asyncio.Future[Any], Any, BaseException | None]]:
         frames = [f for f, _ in group]
         rows = [r for f in frames for r in f.rows]
+        started = time.perf_counter()
         try:
             output = self._predict(self._make_input(frames[0].columns, rows))
             parts = _split(output, [len(f.rows) for f in frames])
         except Exception as exc:
             if len(group) == 1:
-                loop.call_soon_threadsafe(_set_exception, group[0][1], exc)
-                return
+                return [(group[0][1], None, exc)]
             # One bad request must not fail its neighbours: predict them one by one.
-            for item in group:
-                self._predict_group(loop, [item])
-            return
-        for (_, future), part in zip(group, parts, strict=True):
-            loop.call_soon_threadsafe(_set_result, future, part)
+            return [outcome for item in group for outcome in self._predict_group([item])]
+        finally:
+            self._cost = 0.8 * self._cost + 0.2 * (time.perf_counter() - started)
+        return [(future, part, None) for (_, future), part in zip(group, parts, strict=True)]
+
+
+def _settle(outcomes: list[tuple[asyncio.Future[Any], Any, BaseException | None]]) -> None:
+    for future, value, exc in outcomes:
+        if future.done():
+            continue
+        if exc is not None:
+            future.set_exception(exc)
+        else:
+            future.set_result(value)
 
 
 def _split(output: Any, counts: list[int]) -> list[Any]:
@@ -101,13 +123,3 @@ def _split(output: Any, counts: list[int]) -> list[Any]:
             start += n
         return pieces
     raise ValueError("the model's output cannot be split by request")
-
-
-def _set_result(future: asyncio.Future[Any], value: Any) -> None:
-    if not future.done():
-        future.set_result(value)
-
-
-def _set_exception(future: asyncio.Future[Any], exc: BaseException) -> None:
-    if not future.done():
-        future.set_exception(exc)
