@@ -6,5 +6,6 @@ __version__ = "0.1.0"
 
 from modeldeck.client import ApiError, Client
 from modeldeck.config import Settings
+from modeldeck.metrics import model
 
-__all__ = ["ApiError", "Client", "Settings", "__version__"]
+__all__ = ["ApiError", "Client", "Settings", "__version__", "model"]

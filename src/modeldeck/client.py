@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import httpx
@@ -66,8 +66,12 @@ class Client:
     def deploy(
         self,
         name: str,
-        model: str,
+        model: str | None = None,
         *,
+        file: str | None = None,
+        function: str | None = None,
+        kind: str = "endpoint",
+        track_metrics: bool = True,
         version: str | int | None = None,
         alias: str | None = None,
         replicas: int = 1,
@@ -76,15 +80,23 @@ class Client:
         environment: dict[str, str] | None = None,
         auth_enabled: bool = True,
     ) -> dict[str, Any]:
-        """Create a deployment; the answer holds the access key, shown only this once."""
+        """Create a deployment of a registered ``model`` or of ``file``'s ``function``.
+
+        ``kind="batch"`` creates a name for batch inference to record predictions under (no
+        endpoint). The answer holds the access key, shown only this once.
+        """
         body: dict[str, Any] = {
             "name": name,
-            "model": model,
+            "kind": kind,
             "replicas": replicas,
             "auth_enabled": auth_enabled,
+            "track_metrics": track_metrics,
             "environment": environment or {},
         }
         for key, value in (
+            ("model", model),
+            ("file", file),
+            ("function", function),
             ("version", None if version is None else str(version)),
             ("alias", alias),
             ("cpu", cpu),
@@ -154,6 +166,83 @@ class Client:
         return self._request(  # type: ignore[no-any-return]
             "POST", f"/deployments/{name}/predict", json=payload, headers=headers
         )
+
+    # -- model metrics ------------------------------------------------------------------------
+
+    def record_predictions(self, deployment: str, predictions: list[dict[str, Any]]) -> list[str]:
+        """Record predictions made elsewhere (batch inference); returns their UUIDs."""
+        answer = self._request(
+            "POST",
+            f"/api/v1/deployments/{deployment}/predictions",
+            json={"predictions": predictions},
+        )
+        return list(answer["uuids"])
+
+    def track_delayed_metrics(
+        self, metrics: dict[str, Any], prediction_uuid: str, deployment: str | None = None
+    ) -> None:
+        """Attach later metrics (ground truth) to a prediction, by its UUID."""
+        body = {"prediction_uuid": prediction_uuid, "metrics": metrics}
+        path = (
+            f"/api/v1/deployments/{deployment}/metrics/delayed"
+            if deployment
+            else "/api/v1/metrics/delayed"
+        )
+        self._request("POST", path, json=body)
+
+    def track_aggregate_metrics(
+        self,
+        deployment: str,
+        metrics: dict[str, Any],
+        start_timestamp_ms: int,
+        end_timestamp_ms: int,
+        model_version: str | None = None,
+    ) -> None:
+        body: dict[str, Any] = {
+            "metrics": metrics,
+            "start_timestamp_ms": start_timestamp_ms,
+            "end_timestamp_ms": end_timestamp_ms,
+        }
+        if model_version:
+            body["model_version"] = model_version
+        self._request("POST", f"/api/v1/deployments/{deployment}/metrics/aggregate", json=body)
+
+    def read_metrics_page(
+        self,
+        deployment: str,
+        *,
+        start_ms: int = 0,
+        end_ms: int | None = None,
+        uuids: list[str] | None = None,
+        model_version: str | None = None,
+        limit: int = 1000,
+        cursor: str | None = None,
+    ) -> dict[str, Any]:
+        params: list[tuple[str, str | int]] = [("start", start_ms), ("limit", limit)]
+        if end_ms is not None:
+            params.append(("end", end_ms))
+        for u in uuids or []:
+            params.append(("uuid", u))
+        if model_version:
+            params.append(("version", model_version))
+        if cursor:
+            params.append(("cursor", cursor))
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/metrics/model", params=params
+        )
+
+    def iter_metrics(self, deployment: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every model-metrics record in the range, a page at a time."""
+        cursor = None
+        while True:
+            page = self.read_metrics_page(deployment, cursor=cursor, **kwargs)
+            yield from page["metrics"]
+            cursor = page.get("next_cursor")
+            if not cursor:
+                return
+
+    def read_metrics(self, deployment: str, **kwargs: Any) -> dict[str, list[dict[str, Any]]]:
+        return {"metrics": list(self.iter_metrics(deployment, **kwargs))}
 
     # -- API keys -----------------------------------------------------------------------------
 

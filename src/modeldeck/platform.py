@@ -9,6 +9,7 @@ from modeldeck.apikeys import ApiKeyService
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime
 from modeldeck.deployments.service import DeploymentService
+from modeldeck.monitoring.model_metrics import ModelMetrics
 from modeldeck.registry import Registry
 from modeldeck.serving.gateway import Gateway
 from modeldeck.store import Store
@@ -24,6 +25,7 @@ class Platform:
         self.runtime = LocalRuntime(settings, settings.resolved_tracking_uri())
         self.deployments = DeploymentService(settings, self.store, self.registry, self.runtime)
         self.api_keys = ApiKeyService(settings, self.store)
+        self.model_metrics = ModelMetrics(self.store)
         self.gateway = Gateway(settings, self.deployments, self.runtime)
 
     async def start(self) -> None:

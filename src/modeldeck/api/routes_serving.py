@@ -95,8 +95,8 @@ async def cml_response(platform: Platform, request: Request) -> Response:
         inner = payload.get("request")
         if not isinstance(inner, dict):
             raise BadRequest("'request' must be a JSON object", details={"field": "request"})
-        if not any(form in inner for form in FORMS):
-            inner = {"inputs": inner}
+        if route.source == "registry" and not any(form in inner for form in FORMS):
+            inner = {"inputs": inner}  # a plain record of feature values, as in Cloudera ML
         answer = await platform.gateway.forward(route, dumps(inner))
         result: dict[str, Any] = orjson.loads(answer.body)
         if answer.status != 200:

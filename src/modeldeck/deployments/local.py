@@ -301,6 +301,13 @@ class LocalRuntime:
             model_version=spec.model_version,
             tracking_uri=self.tracking_uri,
             deployment_crn=spec.crn,
+            deployment_id=spec.deployment_id,
+            model_name=spec.model_name,
+            store_url=self.settings.resolved_store_url(),
+            track_metrics=spec.track_metrics,
+            source=spec.source,
+            file_path=spec.file_path,
+            function_name=spec.function_name,
             max_batch_rows=self.settings.max_batch_rows,
             log_level=self.settings.log_level,
         )

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MAX_REPLICAS = 32
@@ -17,7 +17,28 @@ class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str = Field(pattern=NAME_PATTERN, description="Deployment name, used in its URL.")
-    model: str = Field(min_length=1, max_length=255, description="Registered model name.")
+    model: str | None = Field(
+        default=None, min_length=1, max_length=255, description="Registered model name."
+    )
+    file: str | None = Field(
+        default=None,
+        description="Instead of a registered model: absolute path of a Python file on the "
+        "platform's machine holding the predict function.",
+    )
+    function: str = Field(
+        default="predict",
+        pattern=r"^[A-Za-z_][A-Za-z0-9_]*$",
+        description="Name of the predict function in `file`.",
+    )
+    kind: Literal["endpoint", "batch"] = Field(
+        default="endpoint",
+        description="'batch': no endpoint or replicas; a name that batch inference jobs record "
+        "their predictions under.",
+    )
+    track_metrics: bool = Field(
+        default=True,
+        description="Record every prediction's input and output (model metrics).",
+    )
     version: str | None = Field(
         default=None, description="Version number, '@alias' or 'latest' (the default)."
     )
@@ -36,6 +57,18 @@ class DeploymentCreate(BaseModel):
     @classmethod
     def _version_text(cls, value: Any) -> Any:
         return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+
+    @model_validator(mode="after")
+    def _source(self) -> DeploymentCreate:
+        if self.kind == "batch":
+            if self.file:
+                raise ValueError("a batch deployment records predictions; it takes no file")
+            return self
+        if (self.model is None) == (self.file is None):
+            raise ValueError("give either 'model' (a registered model) or 'file'")
+        if self.file and (self.version is not None or self.alias):
+            raise ValueError("'version' and 'alias' apply to registered models, not files")
+        return self
 
     @field_validator("environment")
     @classmethod
@@ -84,6 +117,11 @@ class DeploymentView(BaseModel):
     auth_enabled: bool
     access_key_prefix: str | None
     endpoint_url: str
+    kind: str
+    source: str
+    file_path: str | None
+    function_name: str | None
+    track_metrics: bool
     signature: dict[str, Any] | None
     created_at: datetime
     updated_at: datetime

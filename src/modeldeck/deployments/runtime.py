@@ -19,6 +19,12 @@ class DeploymentSpec:
     environment: dict[str, str] = field(default_factory=dict)
     cpu: float | None = None
     memory_mb: int | None = None
+    deployment_id: str = ""
+    model_name: str = ""
+    track_metrics: bool = True
+    source: str = "registry"  # registry | file
+    file_path: str | None = None
+    function_name: str | None = None
 
 
 @dataclass

@@ -13,11 +13,13 @@ import builtins
 import logging
 import uuid
 from dataclasses import dataclass
+from pathlib import Path
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
 from modeldeck.config import Settings
+from modeldeck.deployments.crn import deployment_crn
 from modeldeck.deployments.local import LocalRuntime
 from modeldeck.deployments.models import (
     AccessKeyView,
@@ -27,15 +29,13 @@ from modeldeck.deployments.models import (
     ReplicaView,
 )
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
-from modeldeck.errors import Conflict, NotFound
+from modeldeck.errors import Conflict, NotFound, ValidationFailed
 from modeldeck.keys import hash_key, new_access_key
 from modeldeck.registry import Registry, parse_version_spec
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentRow, ReplicaRow, utcnow
 
 log = logging.getLogger("modeldeck.deployments")
-
-CRN_PREFIX = "crn:cdp:ml:::workspace:modeldeck"
 
 
 @dataclass(frozen=True)
@@ -47,6 +47,7 @@ class RouteEntry:
     key_hash: str | None
     crn: str
     version: str
+    source: str = "registry"
 
 
 class DeploymentService:
@@ -80,6 +81,7 @@ class DeploymentService:
             key_hash=row.access_key_hash,
             crn=row.crn,
             version=row.model_version,
+            source=row.source,
         )
         if row.access_key_hash:
             self._by_key[row.access_key_hash] = row.name
@@ -96,7 +98,7 @@ class DeploymentService:
         rows = await asyncio.to_thread(self._all_rows)
         for row in rows:
             self._set_route(row)
-            if row.desired_state == "running":
+            if row.desired_state == "running" and row.kind == "endpoint":
                 log.info("restoring deployment %s (%s)", row.name, row.model_uri)
                 await self._set_status(row.name, "deploying", "restoring after restart")
                 await self.runtime.deploy(_spec(row))
@@ -107,39 +109,19 @@ class DeploymentService:
     # -- operations ---------------------------------------------------------------------------
 
     async def create(self, request: DeploymentCreate) -> DeploymentCreated:
-        spec = parse_version_spec(request.version, request.alias)
         async with self._lock(request.name):
             if await asyncio.to_thread(self._find, request.name) is not None:
                 raise Conflict(
                     f"deployment {request.name!r} already exists",
                     details={"deployment": request.name},
                 )
-            resolved = await asyncio.to_thread(self.registry.resolve, request.model, spec)
-            signature = await asyncio.to_thread(self.registry.signature, resolved)
-            key = new_access_key()
-            deployment_id = str(uuid.uuid4())
-            row = DeploymentRow(
-                id=deployment_id,
-                name=request.name,
-                crn=f"{CRN_PREFIX}/model-deployment/{deployment_id}",
-                model_name=resolved.name,
-                model_version=resolved.version,
-                version_spec=resolved.spec,
-                model_uri=resolved.uri,
-                runtime=self.runtime.name,
-                replicas=request.replicas,
-                cpu=request.cpu,
-                memory_mb=request.memory_mb,
-                environment=request.environment,
-                auth_enabled=request.auth_enabled,
-                access_key_hash=key.hash,
-                access_key_prefix=key.prefix,
-                desired_state="running",
-                status="pending",
-                status_message="",
-                signature=signature,
-            )
+            row = await self._new_row(request)
             await asyncio.to_thread(self._insert, row)
+            if row.kind == "batch":
+                return DeploymentCreated(**(await self.get(row.name)).model_dump(), access_key=None)
+            key = new_access_key()
+            await self._update(row.name, access_key_hash=key.hash, access_key_prefix=key.prefix)
+            row = await self._require(row.name)
             if not request.auth_enabled:
                 log.warning(
                     "deployment %s has authentication DISABLED: anyone who can reach the "
@@ -151,6 +133,50 @@ class DeploymentService:
             view = await self.get(request.name)
             return DeploymentCreated(**view.model_dump(), access_key=key.plaintext)
 
+    async def _new_row(self, request: DeploymentCreate) -> DeploymentRow:
+        deployment_id = str(uuid.uuid4())
+        row = DeploymentRow(
+            id=deployment_id,
+            name=request.name,
+            crn=deployment_crn(deployment_id),
+            model_name="",
+            model_version="",
+            version_spec="",
+            model_uri="",
+            runtime=self.runtime.name,
+            replicas=request.replicas,
+            cpu=request.cpu,
+            memory_mb=request.memory_mb,
+            environment=request.environment,
+            auth_enabled=request.auth_enabled,
+            desired_state="running",
+            status="pending",
+            status_message="",
+            kind=request.kind,
+            source="registry",
+            track_metrics=request.track_metrics,
+        )
+        if request.model:
+            spec = parse_version_spec(request.version, request.alias)
+            resolved = await asyncio.to_thread(self.registry.resolve, request.model, spec)
+            row.model_name = resolved.name
+            row.model_version = resolved.version
+            row.version_spec = resolved.spec
+            row.model_uri = resolved.uri
+            if request.kind == "endpoint":
+                row.signature = await asyncio.to_thread(self.registry.signature, resolved)
+        elif request.file:
+            row.source = "file"
+            row.file_path = _python_file(request.file)
+            row.function_name = request.function
+            row.model_name = Path(row.file_path).stem
+        if request.kind == "batch":
+            row.runtime = "none"
+            row.replicas = 0
+            row.desired_state = "stopped"
+            row.status = "active"
+        return row
+
     async def list(self) -> list[DeploymentView]:
         rows = await asyncio.to_thread(self._all_rows)
         return [self._view(r) for r in rows]
@@ -160,7 +186,7 @@ class DeploymentService:
 
     async def stop(self, name: str) -> DeploymentView:
         async with self._lock(name):
-            await self._require(name)
+            await self._require_endpoint(name)
             await self._update(name, desired_state="stopped", status="stopping", status_message="")
             await self.runtime.stop(name)
             await self._update(name, status="stopped")
@@ -169,7 +195,7 @@ class DeploymentService:
 
     async def start(self, name: str) -> DeploymentView:
         async with self._lock(name):
-            row = await self._require(name)
+            row = await self._require_endpoint(name)
             if self.runtime.running(name) and row.status not in ("failed", "stopped"):
                 return self._view(row)
             await self._update(name, desired_state="running", status="deploying", status_message="")
@@ -178,7 +204,7 @@ class DeploymentService:
 
     async def scale(self, name: str, replicas: int) -> DeploymentView:
         async with self._lock(name):
-            await self._require(name)
+            await self._require_endpoint(name)
             await self._update(name, replicas=replicas)
             await self.runtime.scale(name, replicas)
             await asyncio.to_thread(self._trim_replicas, name, replicas)
@@ -194,7 +220,7 @@ class DeploymentService:
     async def rotate_key(self, name: str) -> AccessKeyView:
         """Replace the access key; the old one stops working at once."""
         async with self._lock(name):
-            await self._require(name)
+            await self._require_endpoint(name)
             key = new_access_key()
             await self._update(name, access_key_hash=key.hash, access_key_prefix=key.prefix)
             self._set_route(await self._require(name))
@@ -204,6 +230,15 @@ class DeploymentService:
 
     def _lock(self, name: str) -> asyncio.Lock:
         return self._locks.setdefault(name, asyncio.Lock())
+
+    async def _require_endpoint(self, name: str) -> DeploymentRow:
+        row = await self._require(name)
+        if row.kind != "endpoint":
+            raise Conflict(
+                f"deployment {name!r} is a batch deployment: it has no endpoint or replicas",
+                details={"deployment": name},
+            )
+        return row
 
     async def _require(self, name: str) -> DeploymentRow:
         row = await asyncio.to_thread(self._find, name)
@@ -338,11 +373,36 @@ class DeploymentService:
             environment=row.environment or {},
             auth_enabled=row.auth_enabled,
             access_key_prefix=row.access_key_prefix,
-            endpoint_url=f"{self.settings.resolved_public_url()}/deployments/{row.name}/predict",
+            endpoint_url=(
+                f"{self.settings.resolved_public_url()}/deployments/{row.name}/predict"
+                if row.kind == "endpoint"
+                else ""
+            ),
+            kind=row.kind,
+            source=row.source,
+            file_path=row.file_path,
+            function_name=row.function_name,
+            track_metrics=row.track_metrics,
             signature=row.signature,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def _python_file(path: str) -> str:
+    """An absolute path to an existing ``.py`` file, or a 422 naming the field."""
+    candidate = Path(path)
+    if not candidate.is_absolute():
+        raise ValidationFailed(
+            f"file must be an absolute path on the platform's machine, got {path!r}",
+            details={"field": "file"},
+        )
+    resolved = candidate.resolve()
+    if resolved.suffix != ".py" or not resolved.is_file():
+        raise ValidationFailed(
+            f"file {path!r} is not an existing Python (.py) file", details={"field": "file"}
+        )
+    return str(resolved)
 
 
 def _select() -> Select[DeploymentRow]:
@@ -359,6 +419,12 @@ def _spec(row: DeploymentRow) -> DeploymentSpec:
         environment=dict(row.environment or {}),
         cpu=row.cpu,
         memory_mb=row.memory_mb,
+        deployment_id=row.id,
+        model_name=row.model_name,
+        track_metrics=row.track_metrics,
+        source=row.source,
+        file_path=row.file_path,
+        function_name=row.function_name,
     )
 
 

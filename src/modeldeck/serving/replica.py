@@ -8,6 +8,7 @@ The model loads before the socket is served; ``GET /health`` answers once it can
 from __future__ import annotations
 
 import argparse
+import asyncio
 import logging
 import os
 import sys
@@ -22,9 +23,12 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modeldeck.errors import ModeldeckError, ModelError
+from modeldeck.errors import ModeldeckError, ModelError, ServiceUnavailable
+from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord, now_ms
+from modeldeck.monitoring.writer import GroupWriter
 from modeldeck.serving import codecs
 from modeldeck.serving.batcher import Batcher
+from modeldeck.serving.function import PythonFunction
 from modeldeck.serving.model import MlflowModel, ModelRuntime
 
 log = logging.getLogger("modeldeck.replica")
@@ -38,6 +42,13 @@ class ReplicaConfig:
     model_version: str
     tracking_uri: str | None = None
     deployment_crn: str = ""
+    deployment_id: str = ""
+    model_name: str = ""
+    store_url: str | None = None
+    track_metrics: bool = False
+    source: str = "registry"  # registry | file
+    file_path: str | None = None
+    function_name: str | None = None
     max_batch_rows: int = 1024
     log_level: str = "info"
     extra: dict[str, Any] = field(default_factory=dict)
@@ -69,11 +80,46 @@ def to_jsonable(output: Any) -> Any:
     return output
 
 
-def create_replica_app(config: ReplicaConfig, model: ModelRuntime) -> Starlette:
-    """The replica's ASGI app around an already loaded model."""
-    batcher = Batcher(model.predict, model.make_input, max_rows=config.max_batch_rows)
+class ReplicaSink:
+    """Records of decorated predict functions go through the replica's group writer."""
+
+    def __init__(self, writer: GroupWriter, config: ReplicaConfig) -> None:
+        self.writer = writer
+        self.config = config
+        self.crn = config.deployment_crn
+
+    def record(self, record: PredictionRecord) -> None:
+        record.deployment_id = self.config.deployment_id
+        record.model_version = self.config.model_version
+        record.replica = self.config.replica
+        self.writer.write_blocking(record)
+
+
+def _record_input(frame: codecs.Frame) -> Any:
+    """What a prediction's ``input`` metric holds: a record for one row, records for many."""
+    if frame.columns is None:
+        return frame.rows[0] if len(frame.rows) == 1 else frame.rows
+    records = [dict(zip(frame.columns, row, strict=True)) for row in frame.rows]
+    return records[0] if len(records) == 1 else records
+
+
+def create_replica_app(
+    config: ReplicaConfig,
+    model: ModelRuntime | PythonFunction,
+    writer: GroupWriter | None = None,
+) -> Starlette:
+    """The replica's ASGI app around an already loaded model.
+
+    With a ``writer``, every prediction's input and output (or what a decorated function
+    tracked) is committed to the store before the 200 goes out.
+    """
     started = time.time()
     replica_id = str(config.replica)
+    batcher = (
+        None
+        if isinstance(model, PythonFunction)
+        else Batcher(model.predict, model.make_input, max_rows=config.max_batch_rows)
+    )
 
     async def health(request: Request) -> Response:
         if not model.ready:
@@ -88,7 +134,29 @@ def create_replica_app(config: ReplicaConfig, model: ModelRuntime) -> Starlette:
             }
         )
 
-    async def predict(request: Request) -> Response:
+    async def commit(prediction_id: str, start_ms: int, metrics: dict[str, Any]) -> None:
+        assert writer is not None
+        await writer.write(
+            PredictionRecord(
+                uuid=prediction_id,
+                deployment_id=config.deployment_id,
+                start_ms=start_ms,
+                end_ms=now_ms(),
+                metrics=metrics,
+                model_version=config.model_version,
+                replica=config.replica,
+            )
+        )
+
+    def answer(body: dict[str, Any]) -> Response:
+        return _json(
+            body,
+            headers={"X-Prediction-Id": str(body["uuid"]), "X-Modeldeck-Replica": replica_id},
+        )
+
+    async def predict_model(request: Request) -> Response:
+        assert batcher is not None and not isinstance(model, PythonFunction)
+        start_ms = now_ms()
         try:
             frame = codecs.conform(
                 codecs.parse(codecs.loads(await request.body())), model.input_columns
@@ -100,24 +168,69 @@ def create_replica_app(config: ReplicaConfig, model: ModelRuntime) -> Starlette:
         except Exception as exc:
             log.exception("predict failed")
             return _error(ModelError(f"the model raised {type(exc).__name__}: {exc}"))
+        prediction = to_jsonable(output)
         prediction_id = str(uuid.uuid4())
-        return _json(
-            {"prediction": to_jsonable(output), "uuid": prediction_id},
-            headers={"X-Prediction-Id": prediction_id, "X-Modeldeck-Replica": replica_id},
-        )
+        if writer is not None:
+            single = isinstance(prediction, list) and len(frame.rows) == 1 and len(prediction) == 1
+            metrics = {
+                "input": _record_input(frame),
+                "output": prediction[0] if single else prediction,
+            }
+            try:
+                await commit(prediction_id, start_ms, metrics)
+            except Exception as exc:
+                return _error(_unrecorded(exc))
+        return answer({"prediction": prediction, "uuid": prediction_id})
+
+    async def predict_function(request: Request) -> Response:
+        assert isinstance(model, PythonFunction)
+        start_ms = now_ms()
+        try:
+            args = codecs.loads(await request.body())
+        except ModeldeckError as exc:
+            return _error(exc)
+        try:
+            result = await asyncio.to_thread(model, args)
+        except ModeldeckError as exc:
+            return _error(exc)
+        except Exception as exc:
+            log.exception("predict failed")
+            return _error(ModelError(f"the model raised {type(exc).__name__}: {exc}"))
+        if model.tracks_itself and isinstance(result, dict) and "uuid" in result:
+            return answer(result)  # the decorator tracked and committed it
+        prediction_id = str(uuid.uuid4())
+        if writer is not None:
+            try:
+                await commit(prediction_id, start_ms, {"input": args, "output": result})
+            except Exception as exc:
+                return _error(_unrecorded(exc))
+        return answer({"prediction": result, "uuid": prediction_id})
 
     async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
-        batcher.start()
+        if batcher is not None:
+            batcher.start()
         yield
-        await batcher.stop()
+        if batcher is not None:
+            await batcher.stop()
         model.unload()
 
     return Starlette(
         routes=[
             Route("/health", health, methods=["GET"]),
-            Route("/predict", predict, methods=["POST"]),
+            Route(
+                "/predict",
+                predict_function if isinstance(model, PythonFunction) else predict_model,
+                methods=["POST"],
+            ),
         ],
         lifespan=lifespan,
+    )
+
+
+def _unrecorded(exc: BaseException) -> ServiceUnavailable:
+    log.error("prediction not answered: its metrics could not be committed: %s", exc)
+    return ServiceUnavailable(
+        "the prediction's metrics could not be recorded, so it was not answered; retry"
     )
 
 
@@ -135,15 +248,23 @@ def main(argv: list[str] | None = None) -> None:
         format=f"%(asctime)s replica-{config.replica} %(levelname)s %(name)s: %(message)s",
         stream=sys.stdout,
     )
-    log.info("loading %s", config.model_uri)
+    what = config.file_path if config.source == "file" else config.model_uri
+    log.info("loading %s", what)
     t0 = time.perf_counter()
-    model = MlflowModel(config.model_uri, config.tracking_uri)
+    model: ModelRuntime | PythonFunction
+    if config.source == "file":
+        model = PythonFunction(config.file_path or "", config.function_name or "predict")
+    else:
+        model = MlflowModel(config.model_uri, config.tracking_uri)
+    writer = None
     try:
+        if config.track_metrics or config.source == "file":
+            writer = _start_writer(config)
         model.load()
     except Exception:
-        log.exception("could not load %s", config.model_uri)
+        log.exception("could not load %s", what)
         sys.exit(3)
-    log.info("loaded %s in %.1f s", config.model_uri, time.perf_counter() - t0)
+    log.info("loaded %s in %.1f s", what, time.perf_counter() - t0)
 
     import socket
 
@@ -154,14 +275,31 @@ def main(argv: list[str] | None = None) -> None:
     sock = socket.socket(fileno=args.fd)
     server = uvicorn.Server(
         uvicorn.Config(
-            create_replica_app(config, model),
+            create_replica_app(config, model, writer if config.track_metrics else None),
             log_level=config.log_level,
             access_log=False,
             timeout_keep_alive=120,
             timeout_graceful_shutdown=10,
         )
     )
-    server.run(sockets=[sock])
+    try:
+        server.run(sockets=[sock])
+    finally:
+        if writer is not None:
+            writer.stop()
+
+
+def _start_writer(config: ReplicaConfig) -> GroupWriter:
+    """The group writer into the platform's store; decorated functions record through it."""
+    from modeldeck import metrics as sdk
+    from modeldeck.store import Store
+
+    if not config.store_url:
+        raise RuntimeError("metrics are on but the replica was given no store")
+    writer = GroupWriter(ModelMetrics(Store(config.store_url)))
+    writer.start()
+    sdk.set_replica_sink(ReplicaSink(writer, config))
+    return writer
 
 
 def _die_with_parent(parent_pid: int) -> None:

@@ -5,7 +5,18 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -42,6 +53,11 @@ class DeploymentRow(Base):
     status: Mapped[str] = mapped_column(String(16), default="pending")
     status_message: Mapped[str] = mapped_column(Text, default="")
     signature: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    kind: Mapped[str] = mapped_column(String(16), default="endpoint")  # endpoint | batch
+    source: Mapped[str] = mapped_column(String(16), default="registry")  # registry | file
+    file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    track_metrics: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -83,3 +99,51 @@ class ApiKeyRow(Base):
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class PredictionRow(Base):
+    """One prediction: what its predict function tracked (inputs, outputs, custom metrics)."""
+
+    __tablename__ = "predictions"
+    __table_args__ = (Index("ix_predictions_deployment_end", "deployment_id", "end_ms"),)
+
+    uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    model_version: Mapped[str] = mapped_column(String(32), default="")
+    replica: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class DelayedMetricRow(Base):
+    """Metrics that arrived later for a prediction (ground truth), joined by its UUID."""
+
+    __tablename__ = "delayed_metrics"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    prediction_uuid: Mapped[str] = mapped_column(
+        String(36), ForeignKey("predictions.uuid", ondelete="CASCADE"), index=True
+    )
+    deployment_id: Mapped[str] = mapped_column(String(36), index=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+class AggregateMetricRow(Base):
+    """Window-level metrics (``track_aggregate_metrics``)."""
+
+    __tablename__ = "aggregate_metrics"
+    __table_args__ = (Index("ix_aggregate_deployment_end", "deployment_id", "end_ms"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    model_version: Mapped[str] = mapped_column(String(32), default="")
+    start_ms: Mapped[int] = mapped_column(BigInteger)
+    end_ms: Mapped[int] = mapped_column(BigInteger)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)

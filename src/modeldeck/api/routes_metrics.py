@@ -1,0 +1,168 @@
+"""``/api/v1``: model metrics (predictions, delayed ground truth, aggregates, read-back)."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
+
+from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE
+from modeldeck.monitoring.sdk_backends import find_target
+from modeldeck.platform import Platform
+
+from .deps import get_platform, require_api_key
+from .routes_control import errors
+
+router = APIRouter(
+    dependencies=[Depends(require_api_key)], tags=["model metrics"], responses=errors(401, 422)
+)
+
+
+class DelayedMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    prediction_uuid: str = Field(description="UUID the prediction was answered with.")
+    metrics: dict[str, Any] = Field(description="Metrics to merge into the prediction's record.")
+
+
+class AggregateMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    metrics: dict[str, Any]
+    start_timestamp_ms: int = Field(ge=0)
+    end_timestamp_ms: int = Field(ge=0)
+    model_version: str | None = None
+
+
+class PredictionIn(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    uuid: str | None = Field(default=None, description="Default: a new UUID.")
+    metrics: dict[str, Any] = Field(default_factory=dict)
+    start_timestamp_ms: int | None = Field(default=None, ge=0)
+    end_timestamp_ms: int | None = Field(default=None, ge=0)
+    model_version: str | None = None
+
+
+class PredictionsIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    predictions: list[PredictionIn] = Field(min_length=1, max_length=10_000)
+
+
+class Recorded(BaseModel):
+    uuids: list[str]
+
+
+class MetricsPage(BaseModel):
+    metrics: list[dict[str, Any]]
+    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
+
+
+class Accepted(BaseModel):
+    status: str = "recorded"
+
+
+@router.post(
+    "/deployments/{name}/predictions",
+    status_code=201,
+    responses=errors(404, 409),
+    summary="Record predictions made elsewhere (batch inference)",
+)
+async def record_predictions(
+    name: str, body: PredictionsIn, platform: Platform = Depends(get_platform)
+) -> Recorded:
+    def run() -> list[str]:
+        target = find_target(platform.store, name)
+        entries = [p.model_dump(exclude_none=True) for p in body.predictions]
+        return platform.model_metrics.record(target, entries)
+
+    return Recorded(uuids=await asyncio.to_thread(run))
+
+
+@router.post(
+    "/deployments/{name}/metrics/delayed",
+    status_code=201,
+    responses=errors(404),
+    summary="Attach delayed metrics (ground truth) to a prediction",
+)
+async def track_delayed(
+    name: str, body: DelayedMetrics, platform: Platform = Depends(get_platform)
+) -> Accepted:
+    def run() -> None:
+        target = find_target(platform.store, name)
+        platform.model_metrics.track_delayed(target, body.prediction_uuid, body.metrics)
+
+    await asyncio.to_thread(run)
+    return Accepted()
+
+
+@router.post(
+    "/metrics/delayed",
+    status_code=201,
+    responses=errors(404),
+    summary="Attach delayed metrics to a prediction, found by its UUID alone",
+)
+async def track_delayed_by_uuid(
+    body: DelayedMetrics, platform: Platform = Depends(get_platform)
+) -> Accepted:
+    await asyncio.to_thread(
+        platform.model_metrics.track_delayed, None, body.prediction_uuid, body.metrics
+    )
+    return Accepted()
+
+
+@router.post(
+    "/deployments/{name}/metrics/aggregate",
+    status_code=201,
+    responses=errors(404),
+    summary="Track window-level metrics",
+)
+async def track_aggregate(
+    name: str, body: AggregateMetrics, platform: Platform = Depends(get_platform)
+) -> Accepted:
+    def run() -> None:
+        target = find_target(platform.store, name)
+        platform.model_metrics.track_aggregate(
+            target,
+            body.metrics,
+            body.start_timestamp_ms,
+            body.end_timestamp_ms,
+            body.model_version or "",
+        )
+
+    await asyncio.to_thread(run)
+    return Accepted()
+
+
+@router.get(
+    "/deployments/{name}/metrics/model",
+    responses=errors(404),
+    summary="Read model metrics records (Cloudera ML's shape), a page at a time",
+)
+async def read_model_metrics(
+    name: str,
+    start: int = Query(default=0, ge=0, description="Start of the range, ms since the epoch."),
+    end: int | None = Query(default=None, ge=0, description="End of the range (default: now)."),
+    uuid: list[str] | None = Query(default=None, description="Only these predictions."),
+    version: str | None = Query(default=None, description="Only this model version."),
+    limit: int = Query(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE),
+    cursor: str | None = Query(default=None),
+    platform: Platform = Depends(get_platform),
+) -> MetricsPage:
+    def run() -> MetricsPage:
+        target = find_target(platform.store, name)
+        page = platform.model_metrics.read(
+            target,
+            start_ms=start,
+            end_ms=end,
+            uuids=uuid,
+            model_version=version,
+            limit=limit,
+            cursor=cursor,
+        )
+        return MetricsPage(**page.to_dict())
+
+    return await asyncio.to_thread(run)

@@ -1,0 +1,434 @@
+"""Model metrics: per-prediction records, delayed ground truth, window aggregates, read-back.
+
+Knows nothing of HTTP. Records come in from replicas (in groups, one transaction each), from the
+REST API and from the SDK; they are read back in Cloudera ML's record shape:
+
+    {"modelDeploymentCrn", "modelBuildCrn", "modelCrn", "startTimeStampMs", "endTimeStampMs",
+     "predictionUuid", "metrics": {...}}
+
+with delayed metrics merged into their prediction's ``metrics`` (later values win) and
+aggregate records carrying ``predictionUuid == ""``.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+import uuid as uuidlib
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import and_, delete, insert, or_, select
+
+from modeldeck.deployments.crn import DEV, Identity, identity
+from modeldeck.errors import Conflict, NotFound, ValidationFailed
+from modeldeck.store import Store
+from modeldeck.store.schema import AggregateMetricRow, DelayedMetricRow, PredictionRow
+
+MAX_KEY_LENGTH = 255
+MAX_DEPTH = 32
+DEFAULT_PAGE = 1000
+MAX_PAGE = 10_000
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class Target:
+    """The deployment records belong to, and what names its records carry."""
+
+    deployment_id: str
+    name: str
+    model_name: str = ""
+    model_version: str = ""
+    dev: bool = False
+
+    def identity(self, model_version: str) -> Identity:
+        if self.dev:
+            return DEV
+        return identity(self.deployment_id, self.model_name, model_version)
+
+
+@dataclass
+class PredictionRecord:
+    uuid: str
+    deployment_id: str
+    start_ms: int
+    end_ms: int
+    metrics: dict[str, Any]
+    model_version: str = ""
+    replica: int | None = None
+
+    def row(self) -> dict[str, Any]:
+        return {
+            "uuid": self.uuid,
+            "deployment_id": self.deployment_id,
+            "model_version": self.model_version,
+            "replica": self.replica,
+            "start_ms": self.start_ms,
+            "end_ms": self.end_ms,
+            "metrics": self.metrics,
+        }
+
+
+@dataclass
+class Page:
+    metrics: list[dict[str, Any]]
+    next_cursor: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"metrics": self.metrics, "next_cursor": self.next_cursor}
+
+
+def clean_metrics(metrics: Any, *, what: str = "metrics") -> dict[str, Any]:
+    """Check that metrics are a dict of JSON values; NumPy values become plain Python.
+
+    Raises 422 naming the offending key.
+    """
+    if not isinstance(metrics, Mapping):
+        raise ValidationFailed(
+            f"{what} must be an object of key: value, got {type(metrics).__name__}",
+            details={"field": what},
+        )
+    return {_key(k, what): _value(v, f"{what}.{k}", 0) for k, v in metrics.items()}
+
+
+def clean_metric(key: Any, value: Any) -> tuple[str, Any]:
+    return _key(key, "metrics"), _value(value, f"metrics.{key}", 0)
+
+
+def _key(key: Any, what: str) -> str:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+        raise ValidationFailed(
+            f"metric keys must be non-empty strings of at most {MAX_KEY_LENGTH} characters, "
+            f"got {key!r:.60}",
+            details={"field": what},
+        )
+    return key
+
+
+def _value(value: Any, path: str, depth: int) -> Any:
+    if depth > MAX_DEPTH:
+        raise ValidationFailed(f"{path} is nested too deeply", details={"field": path})
+    if value is None or isinstance(value, bool | str | int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ValidationFailed(
+                f"{path} is {value}, which JSON cannot carry", details={"field": path}
+            )
+        return value
+    if isinstance(value, Mapping):
+        out = {}
+        for k, v in value.items():
+            if not isinstance(k, str):
+                raise ValidationFailed(
+                    f"{path} has a non-string key {k!r:.40}", details={"field": path}
+                )
+            out[k] = _value(v, f"{path}.{k}", depth + 1)
+        return out
+    if isinstance(value, list | tuple):
+        return [_value(v, f"{path}[{i}]", depth + 1) for i, v in enumerate(value)]
+    tolist = getattr(value, "tolist", None)  # NumPy scalars and arrays
+    if tolist is not None and type(value).__module__ == "numpy":
+        return _value(tolist(), path, depth)
+    raise ValidationFailed(
+        f"{path} is a {type(value).__name__}; metric values must be JSON: numbers, strings, "
+        "booleans, lists or objects",
+        details={"field": path},
+    )
+
+
+def _uuid(value: Any) -> str:
+    try:
+        return str(uuidlib.UUID(str(value)))
+    except ValueError as exc:
+        raise ValidationFailed(
+            f"{value!r:.60} is not a prediction UUID", details={"field": "prediction_uuid"}
+        ) from exc
+
+
+class ModelMetrics:
+    def __init__(self, store: Store) -> None:
+        self.store = store
+
+    # -- writes -------------------------------------------------------------------------------
+
+    def insert_predictions(self, records: Sequence[PredictionRecord]) -> None:
+        """Commit a group of predictions in one transaction (the replicas' group commit)."""
+        if not records:
+            return
+        with self.store.write() as session:
+            session.execute(insert(PredictionRow), [r.row() for r in records])
+
+    def track_delayed(self, target: Target | None, prediction_uuid: str, metrics: Any) -> str:
+        """Attach metrics that arrived later (ground truth) to a recorded prediction.
+
+        ``target`` may be ``None``: UUIDs are unique across deployments. Returns the UUID.
+        """
+        clean = clean_metrics(metrics)
+        uuid = _uuid(prediction_uuid)
+        with self.store.write() as session:
+            owner = session.scalar(
+                select(PredictionRow.deployment_id).where(PredictionRow.uuid == uuid)
+            )
+            if owner is None or (target is not None and owner != target.deployment_id):
+                where = f" in deployment {target.name!r}" if target is not None else ""
+                raise NotFound(
+                    f"no prediction {uuid}{where}",
+                    details={"prediction_uuid": uuid},
+                )
+            session.add(
+                DelayedMetricRow(
+                    prediction_uuid=uuid, deployment_id=owner, ts_ms=now_ms(), metrics=clean
+                )
+            )
+        return uuid
+
+    def record(self, target: Target, entries: Sequence[Mapping[str, Any]]) -> list[str]:
+        """Record predictions made elsewhere (batch inference, the REST API); returns UUIDs."""
+        records = []
+        for i, entry in enumerate(entries):
+            if not isinstance(entry, Mapping):
+                raise ValidationFailed(
+                    f"predictions[{i}] must be an object", details={"field": f"predictions[{i}]"}
+                )
+            end = entry.get("end_timestamp_ms") or now_ms()
+            start = entry.get("start_timestamp_ms") or end
+            for name, value in (("start_timestamp_ms", start), ("end_timestamp_ms", end)):
+                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                    raise ValidationFailed(
+                        f"predictions[{i}].{name} must be a non-negative integer",
+                        details={"field": f"predictions[{i}].{name}"},
+                    )
+            records.append(
+                PredictionRecord(
+                    uuid=_uuid(entry["uuid"]) if entry.get("uuid") else str(uuidlib.uuid4()),
+                    deployment_id=target.deployment_id,
+                    start_ms=start,
+                    end_ms=end,
+                    metrics=clean_metrics(
+                        entry.get("metrics", {}), what=f"predictions[{i}].metrics"
+                    ),
+                    model_version=str(entry.get("model_version") or target.model_version),
+                )
+            )
+        uuids = [r.uuid for r in records]
+        if len(set(uuids)) != len(uuids):
+            raise ValidationFailed("prediction UUIDs repeat", details={"field": "predictions"})
+        with self.store.read() as session:
+            taken = session.scalars(select(PredictionRow.uuid).where(PredictionRow.uuid.in_(uuids)))
+            clash = next(iter(taken), None)
+        if clash:
+            raise Conflict(f"prediction {clash} is already recorded", details={"uuid": clash})
+        self.insert_predictions(records)
+        return uuids
+
+    def track_aggregate(
+        self, target: Target, metrics: Any, start_ms: int, end_ms: int, model_version: str = ""
+    ) -> None:
+        clean = clean_metrics(metrics)
+        for name, value in (("start_timestamp_ms", start_ms), ("end_timestamp_ms", end_ms)):
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ValidationFailed(
+                    f"{name} must be a non-negative integer (milliseconds since the epoch)",
+                    details={"field": name},
+                )
+        if end_ms < start_ms:
+            raise ValidationFailed(
+                "end_timestamp_ms is before start_timestamp_ms",
+                details={"field": "end_timestamp_ms"},
+            )
+        with self.store.write() as session:
+            session.add(
+                AggregateMetricRow(
+                    deployment_id=target.deployment_id,
+                    model_version=model_version or target.model_version,
+                    start_ms=start_ms,
+                    end_ms=end_ms,
+                    ts_ms=now_ms(),
+                    metrics=clean,
+                )
+            )
+
+    def prune(self, older_than_ms: int) -> int:
+        """Delete raw prediction records (and their delayed metrics) older than a timestamp."""
+        with self.store.write() as session:
+            old = select(PredictionRow.uuid).where(PredictionRow.end_ms < older_than_ms)
+            session.execute(
+                delete(DelayedMetricRow).where(DelayedMetricRow.prediction_uuid.in_(old))
+            )
+            result = session.execute(
+                delete(PredictionRow).where(PredictionRow.end_ms < older_than_ms)
+            )
+            return int(getattr(result, "rowcount", 0) or 0)
+
+    # -- reads --------------------------------------------------------------------------------
+
+    def read(
+        self,
+        target: Target,
+        *,
+        start_ms: int = 0,
+        end_ms: int | None = None,
+        uuids: Sequence[str] | None = None,
+        model_version: str | None = None,
+        include_aggregates: bool = True,
+        limit: int = DEFAULT_PAGE,
+        cursor: str | None = None,
+    ) -> Page:
+        """One page of records, oldest first; ``next_cursor`` continues after it.
+
+        Predictions are selected by their end time within ``[start_ms, end_ms]``; aggregates by
+        a window that lies within it. Aggregates come on the last page.
+        """
+        end_ms = now_ms() if end_ms is None else end_ms
+        limit = max(1, min(limit, MAX_PAGE))
+        after = _parse_cursor(cursor)
+        query = select(PredictionRow).where(PredictionRow.deployment_id == target.deployment_id)
+        if uuids is not None:
+            query = query.where(PredictionRow.uuid.in_([_uuid(u) for u in uuids]))
+        else:
+            query = query.where(PredictionRow.end_ms.between(start_ms, end_ms))
+        if model_version:
+            query = query.where(PredictionRow.model_version == model_version)
+        if after is not None:
+            query = query.where(
+                or_(
+                    PredictionRow.end_ms > after[0],
+                    and_(PredictionRow.end_ms == after[0], PredictionRow.uuid > after[1]),
+                )
+            )
+        query = query.order_by(PredictionRow.end_ms, PredictionRow.uuid).limit(limit + 1)
+        with self.store.read() as session:
+            rows = list(session.scalars(query))
+            more = len(rows) > limit
+            rows = rows[:limit]
+            delayed = self._delayed(session, [r.uuid for r in rows])
+            records = [self._record(target, r, delayed.get(r.uuid)) for r in rows]
+            if not more and include_aggregates and uuids is None:
+                records.extend(self._aggregates(session, target, start_ms, end_ms, model_version))
+        next_cursor = f"{rows[-1].end_ms}:{rows[-1].uuid}" if more and rows else None
+        return Page(records, next_cursor)
+
+    def iter_records(self, target: Target, **kwargs: Any) -> Iterator[dict[str, Any]]:
+        """Every record in the range, fetched a page at a time."""
+        cursor = None
+        while True:
+            page = self.read(target, cursor=cursor, **kwargs)
+            yield from page.metrics
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def count(self, target: Target) -> int:
+        from sqlalchemy import func
+
+        with self.store.read() as session:
+            return int(
+                session.scalar(
+                    select(func.count())
+                    .select_from(PredictionRow)
+                    .where(PredictionRow.deployment_id == target.deployment_id)
+                )
+                or 0
+            )
+
+    def _delayed(self, session: Any, uuids: list[str]) -> dict[str, dict[str, Any]]:
+        merged: dict[str, dict[str, Any]] = {}
+        for chunk_start in range(0, len(uuids), 900):
+            chunk = uuids[chunk_start : chunk_start + 900]
+            rows = session.execute(
+                select(DelayedMetricRow.prediction_uuid, DelayedMetricRow.metrics)
+                .where(DelayedMetricRow.prediction_uuid.in_(chunk))
+                .order_by(DelayedMetricRow.id)
+            )
+            for prediction_uuid, metrics in rows:
+                merged.setdefault(prediction_uuid, {}).update(metrics)
+        return merged
+
+    def _aggregates(
+        self,
+        session: Any,
+        target: Target,
+        start_ms: int,
+        end_ms: int,
+        model_version: str | None,
+    ) -> list[dict[str, Any]]:
+        query = select(AggregateMetricRow).where(
+            AggregateMetricRow.deployment_id == target.deployment_id,
+            AggregateMetricRow.start_ms >= start_ms,
+            AggregateMetricRow.end_ms <= end_ms,
+        )
+        if model_version:
+            query = query.where(AggregateMetricRow.model_version == model_version)
+        records = []
+        for row in session.scalars(
+            query.order_by(AggregateMetricRow.end_ms, AggregateMetricRow.id)
+        ):
+            records.append(
+                _shape(target, row.start_ms, row.end_ms, "", row.metrics, row.model_version)
+            )
+        return records
+
+    @staticmethod
+    def _record(
+        target: Target, row: PredictionRow, delayed: dict[str, Any] | None
+    ) -> dict[str, Any]:
+        metrics = dict(row.metrics)
+        if delayed:
+            metrics.update(delayed)
+        return _shape(target, row.start_ms, row.end_ms, row.uuid, metrics, row.model_version)
+
+
+def _shape(
+    target: Target,
+    start_ms: int,
+    end_ms: int,
+    prediction_uuid: str,
+    metrics: dict[str, Any],
+    model_version: str,
+) -> dict[str, Any]:
+    names = target.identity(model_version)
+    return {
+        "modelDeploymentCrn": names.deployment,
+        "modelBuildCrn": names.build,
+        "modelCrn": names.model,
+        "startTimeStampMs": start_ms,
+        "endTimeStampMs": end_ms,
+        "predictionUuid": prediction_uuid,
+        "modelVersion": model_version,
+        "metrics": metrics,
+    }
+
+
+def _parse_cursor(cursor: str | None) -> tuple[int, str] | None:
+    if not cursor:
+        return None
+    ts, sep, uuid = cursor.partition(":")
+    if not sep or not ts.isdigit():
+        raise ValidationFailed("invalid cursor", details={"field": "cursor"})
+    return int(ts), uuid
+
+
+def records_frame(records: Sequence[Mapping[str, Any]]) -> Any:
+    """Records as a pandas DataFrame: the record fields plus one column per metric key."""
+    import pandas as pd
+
+    rows = []
+    for rec in records:
+        row = {k: v for k, v in rec.items() if k != "metrics"}
+        for key, value in rec["metrics"].items():
+            row[key] = value
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    for column in ("startTimeStampMs", "endTimeStampMs"):
+        if column in frame:
+            frame[column.replace("TimeStampMs", "_time")] = pd.to_datetime(
+                frame[column], unit="ms", utc=True
+            )
+    return frame
