@@ -99,3 +99,53 @@ def test_settings_lists_every_variable() -> None:
     result = CliRunner().invoke(main, ["settings", "--markdown"])
     assert result.exit_code == 0
     assert "`MODELDECK_STORE_URL`" in result.output and "`MLFLOW_TRACKING_URI`" in result.output
+
+
+def test_model_metrics_commands(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "iris", "--name", "cli-metrics", "--version", "2", "--json")
+    assert code == 0, out
+    key = json.loads(out)["access_key"]
+    code, out = run(
+        "predict", "cli-metrics", "--access-key", key, "-d", '{"inputs": [[6.7, 3.0, 5.2, 2.3]]}'
+    )
+    uuid = json.loads(out)["uuid"]
+
+    code, out = run("metrics", "delayed", uuid, '{"actual_result": 2}')
+    assert code == 0 and uuid in out
+    code, out = run(
+        "metrics", "aggregate", "cli-metrics", '{"accuracy": 1.0}', "--start", "0", "--end", "1"
+    )
+    assert code == 0
+    code, out = run("metrics", "model", "cli-metrics", "--since", "1h", "--json")
+    assert code == 0, out
+    records = json.loads(out)["metrics"]
+    assert [r["predictionUuid"] for r in records] == [uuid]
+    assert records[0]["metrics"]["actual_result"] == 2 and records[0]["metrics"]["output"] == 2
+    code, out = run("metrics", "model", "cli-metrics")
+    assert code == 0 and "2 records" in out and "(aggregate)" in out
+
+    code, out = run("metrics", "delayed", uuid, "{nope")
+    assert code == 2 and "not valid JSON" in out
+    code, out = run("metrics", "model", "cli-metrics", "--since", "soon")
+    assert code == 2 and "duration" in out
+    code, out = run("metrics", "delayed", "00000000-0000-4000-8000-000000000000", "{}")
+    assert code == 1 and "404" in out
+    run("deployments", "delete", "cli-metrics", "--yes")
+
+
+def test_deploy_a_file_and_a_batch_deployment(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "double.py"
+    path.write_text("def predict(args):\n    return args['x'] * 2\n")
+    code, out = run("deploy", "--file", str(path), "--json")
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["name"] == "double" and created["source"] == "file"
+    code, out = run("predict", "double", "--access-key", created["access_key"], "-d", '{"x": 21}')
+    assert json.loads(out)["prediction"] == 42
+
+    code, out = run("deploy", "--batch", "--name", "nightly", "--json")
+    assert code == 0 and json.loads(out)["kind"] == "batch"
+    code, out = run("deploy")
+    assert code == 2 and "give a registered MODEL or --file" in out
+    for name in ("double", "nightly"):
+        run("deployments", "delete", name, "--yes")

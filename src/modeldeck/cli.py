@@ -7,6 +7,8 @@ import asyncio
 import json
 import logging
 import sys
+import time
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -267,10 +269,24 @@ def _status(status: str) -> str:
 
 
 @main.command()
-@click.argument("model")
-@click.option("--name", help="Deployment name (default: the model's name).")
+@click.argument("model", required=False)
+@click.option("--name", help="Deployment name (default: the model's or the file's name).")
 @click.option("--version", help="Version number, or 'latest' (default).")
 @click.option("--alias", help="Registry alias, e.g. champion.")
+@click.option(
+    "--file",
+    "file",
+    type=click.Path(exists=True, dir_okay=False, path_type=Path),
+    help="Deploy custom predict code from this Python file instead of a registered model.",
+)
+@click.option(
+    "--function", default="predict", show_default=True, help="Predict function in --file."
+)
+@click.option(
+    "--batch",
+    is_flag=True,
+    help="Create a batch deployment: no endpoint, a name for batch jobs' predictions.",
+)
 @click.option(
     "--replicas",
     default=1,
@@ -282,36 +298,50 @@ def _status(status: str) -> str:
 @click.option("--memory-mb", type=int, help="Memory hint per replica (MB).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Replica environment.")
 @click.option("--no-auth", is_flag=True, help="Serve without an access key (not recommended).")
+@click.option(
+    "--no-metrics", is_flag=True, help="Do not record each prediction's input and output."
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until deployed.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def deploy(
     ctx: click.Context,
-    model: str,
+    model: str | None,
     name: str | None,
     version: str | None,
     alias: str | None,
+    file: Path | None,
+    function: str,
+    batch: bool,
     replicas: int,
     cpu: float | None,
     memory_mb: int | None,
     env: tuple[str, ...],
     no_auth: bool,
+    no_metrics: bool,
     wait: bool,
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Deploy registered MODEL (a version, an alias or the latest) as an endpoint."""
+    """Deploy registered MODEL (a version, an alias or the latest), or --file, as an endpoint."""
+    if file is None and model is None and not (batch and name):
+        raise click.UsageError("give a registered MODEL or --file (or --batch --name NAME)")
     environment = {}
     for item in env:
         key, sep, value = item.partition("=")
         if not sep:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint="--env")
         environment[key] = value
+    deployment_name = name or model or (file.stem if file else "")
     with _client(ctx) as client:
         created = client.deploy(
-            name or model,
+            deployment_name,
             model,
+            file=str(file.resolve()) if file else None,
+            function=function if file else None,
+            kind="batch" if batch else "endpoint",
+            track_metrics=not no_metrics,
             version=version,
             alias=alias,
             replicas=replicas,
@@ -321,7 +351,7 @@ def deploy(
             auth_enabled=not no_auth,
         )
         result = created
-        if wait:
+        if wait and not batch:
             result = {
                 **_wait_with_progress(client, created["name"], timeout),
                 "access_key": created["access_key"],
@@ -330,6 +360,8 @@ def deploy(
         _print_json(result)
         return
     console.print(_deployment_table([result]))
+    if batch:
+        return
     if no_auth:
         err_console.print("[red]warning:[/red] authentication is disabled for this deployment")
     console.print(
@@ -457,6 +489,123 @@ def predict(ctx: click.Context, name: str, data: str, access_key: str | None) ->
         raise click.BadParameter(f"not valid JSON: {exc}", param_hint="--data") from None
     with _client(ctx) as client:
         _print_json(client.predict(name, payload, access_key))
+
+
+# -- metrics --------------------------------------------------------------------------------
+
+
+def _since_ms(since: str | None, start: int | None) -> int:
+    if start is not None:
+        return start
+    if not since:
+        return 0
+    return int(time.time() * 1000) - int(_duration_seconds(since) * 1000)
+
+
+def _duration_seconds(text: str) -> float:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    number, unit = text[:-1], text[-1:]
+    if unit not in units or not number.replace(".", "", 1).isdigit():
+        raise click.BadParameter(f"expected a duration like 30m, 1h, 7d; got {text!r}")
+    return float(number) * units[unit]
+
+
+@main.group()
+def metrics() -> None:
+    """Model metrics: read records, attach ground truth, track aggregates."""
+
+
+@metrics.command("model")
+@click.argument("name")
+@click.option("--since", help="Only the last 30m / 1h / 7d ...")
+@click.option("--start", type=int, help="Start, ms since the epoch.")
+@click.option("--end", type=int, help="End, ms since the epoch (default: now).")
+@click.option("--uuid", "uuids", multiple=True, help="Only these predictions.")
+@click.option("--version", help="Only this model version.")
+@click.option("--limit", default=20, show_default=True, help="Rows to show (table only).")
+@click.option("--json", "as_json", is_flag=True, help="Print every record as JSON.")
+@click.pass_context
+def metrics_model(
+    ctx: click.Context,
+    name: str,
+    since: str | None,
+    start: int | None,
+    end: int | None,
+    uuids: tuple[str, ...],
+    version: str | None,
+    limit: int,
+    as_json: bool,
+) -> None:
+    """Read deployment NAME's model-metrics records (newest last)."""
+    with _client(ctx) as client:
+        records = client.read_metrics(
+            name,
+            start_ms=_since_ms(since, start),
+            end_ms=end,
+            uuids=list(uuids) or None,
+            model_version=version,
+        )["metrics"]
+    if as_json:
+        _print_json({"metrics": records})
+        return
+    table = Table(
+        "end time", "prediction uuid", "version", "metrics", title=f"{len(records)} records"
+    )
+    for rec in records[-limit:]:
+        when = datetime.fromtimestamp(rec["endTimeStampMs"] / 1000, UTC).isoformat(
+            timespec="seconds"
+        )
+        table.add_row(
+            when,
+            rec["predictionUuid"] or "(aggregate)",
+            rec["modelVersion"],
+            json.dumps(rec["metrics"])[:90],
+        )
+    console.print(table)
+
+
+def _json_object(text: str, hint: str) -> dict[str, Any]:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise click.BadParameter(f"not valid JSON: {exc}", param_hint=hint) from None
+    if not isinstance(value, dict):
+        raise click.BadParameter("expected a JSON object", param_hint=hint)
+    return value
+
+
+@metrics.command("delayed")
+@click.argument("prediction_uuid")
+@click.argument("metrics_json", metavar="METRICS")
+@click.option("--deployment", help="Check that the prediction belongs to this deployment.")
+@click.pass_context
+def metrics_delayed(
+    ctx: click.Context, prediction_uuid: str, metrics_json: str, deployment: str | None
+) -> None:
+    """Attach METRICS (a JSON object, e.g. '{"actual_result": 1}') to a prediction."""
+    with _client(ctx) as client:
+        client.track_delayed_metrics(
+            _json_object(metrics_json, "METRICS"), prediction_uuid, deployment=deployment
+        )
+    console.print(f"recorded for {prediction_uuid}")
+
+
+@metrics.command("aggregate")
+@click.argument("name")
+@click.argument("metrics_json", metavar="METRICS")
+@click.option("--start", type=int, required=True, help="Window start, ms since the epoch.")
+@click.option("--end", type=int, required=True, help="Window end, ms since the epoch.")
+@click.option("--version", help="Model version the window belongs to.")
+@click.pass_context
+def metrics_aggregate(
+    ctx: click.Context, name: str, metrics_json: str, start: int, end: int, version: str | None
+) -> None:
+    """Track window-level METRICS (a JSON object) for deployment NAME."""
+    with _client(ctx) as client:
+        client.track_aggregate_metrics(
+            name, _json_object(metrics_json, "METRICS"), start, end, model_version=version
+        )
+    console.print(f"recorded for {name}")
 
 
 # -- API keys -------------------------------------------------------------------------------

@@ -75,6 +75,10 @@ class Settings(BaseSettings):
     max_batch_rows: int = 1024
     """Replicas combine concurrent requests into one predict call of at most this many rows."""
 
+    prediction_retention_days: float = 30.0
+    """Raw prediction records (and their delayed metrics) older than this are pruned in the
+    background, hourly. Aggregate metrics are kept."""
+
     log_level: str = "info"
     """Log level of the platform and its replicas."""
 
