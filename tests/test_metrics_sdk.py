@@ -45,7 +45,7 @@ def test_dev_mode_records_under_fixed_dev_identifiers(local_data_dir: Path) -> N
 
 
 def test_track_metric_outside_a_prediction_is_a_clear_error() -> None:
-    with pytest.raises(BadRequest, match="@modeldeck.model"):
+    with pytest.raises(BadRequest, match=r"@modeldeck\.model"):
         metrics.track_metric("x", 1)
 
 
@@ -55,7 +55,7 @@ def test_non_json_values_name_the_key() -> None:
         metrics.track_metric("weights", {1, 2})
         return 0
 
-    with pytest.raises(ValidationFailed, match="metrics.weights"):
+    with pytest.raises(ValidationFailed, match=r"metrics\.weights"):
         bad({})
     assert metrics.read_metrics(dev=True) == {"metrics": []}
 
