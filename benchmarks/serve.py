@@ -7,13 +7,16 @@ What it measures
 
     * ``mlflow models serve --workers 2`` (``POST /invocations``), and
     * ``modeldeck server`` with a deployment of 2 replicas (``POST /deployments/bench/predict``),
+      once with model metrics on (every prediction's input and output committed before it is
+      answered: the default) and once with them off,
 
     and each target is loaded with ``wrk`` on 127.0.0.1 at concurrency 1, 8 and 64 with the same
     one-row ``dataframe_split`` body. After an unrecorded warm-up, every run reports requests/s,
     the p50 and p99 latency, and errors (non-2xx responses and socket errors).
 
     The acceptance targets are: modeldeck's throughput >= 3x mlflow's at c=64, and modeldeck's
-    p50 <= 1/2 of mlflow's at c=1. A missed target is reported as FAIL but does not change the
+    p50 <= 1/2 of mlflow's at c=1; and model metrics add at most 5 % to p50 at c=8. A missed
+    target is reported as FAIL but does not change the
     exit code; the exit code is non-zero only when the benchmark itself cannot run (a server that
     does not start, a deployment that fails, wrk missing).
 
@@ -56,6 +59,8 @@ from rich.table import Table
 
 MODEL_NAME = "bench_model"
 DEPLOYMENT_NAME = "bench"
+UNTRACKED_NAME = "bench-untracked"
+OVERHEAD_TARGET = 0.05  # model metrics may add at most 5 % to p50 at c=8
 ROW = [5.1, 3.5, 1.4, 0.2]
 WARMUP_SECONDS = 3
 WARMUP_CONCURRENCY = 8
@@ -353,10 +358,18 @@ def bench_mlflow(
     return results, startup
 
 
-def deploy(base: str, api_key: str, replicas: int, timeout_s: float) -> tuple[str, float]:
-    """Create the deployment and wait until it is deployed; returns its access key and seconds."""
+def deploy(
+    base: str, api_key: str, replicas: int, timeout_s: float, name: str, track_metrics: bool
+) -> tuple[str, float]:
+    """Create a deployment and wait until it is deployed; returns its access key and seconds."""
     headers = {"Authorization": f"Bearer {api_key}"}
-    spec = {"name": DEPLOYMENT_NAME, "model": MODEL_NAME, "version": "1", "replicas": replicas}
+    spec = {
+        "name": name,
+        "model": MODEL_NAME,
+        "version": "1",
+        "replicas": replicas,
+        "track_metrics": track_metrics,
+    }
     started = time.monotonic()
     with httpx.Client(base_url=base, headers=headers, timeout=30.0) as client:
         created = client.post("/api/v1/deployments", json=spec)
@@ -367,7 +380,7 @@ def deploy(base: str, api_key: str, replicas: int, timeout_s: float) -> tuple[st
             raise BenchError(f"deploy answered without an access_key: {created.text[:500]}")
         deadline = started + timeout_s
         while time.monotonic() < deadline:
-            view = client.get(f"/api/v1/deployments/{DEPLOYMENT_NAME}").json()
+            view = client.get(f"/api/v1/deployments/{name}").json()
             if view.get("status") == "deployed":
                 return str(access_key), time.monotonic() - started
             if view.get("status") == "failed":
@@ -386,8 +399,9 @@ def bench_modeldeck(
     concurrencies: list[int],
     duration_s: int,
     replicas: int,
-) -> tuple[dict[int, RunResult], dict[str, float]]:
-    """Serve with ``modeldeck server`` + a deployment, measure, stop."""
+) -> tuple[dict[int, RunResult], dict[int, RunResult], dict[str, float]]:
+    """Serve with ``modeldeck server``: one deployment with model metrics on, one with them
+    off; measure each in turn, stop."""
     port = free_port()
     api_key = secrets.token_urlsafe(24)
     env = {
@@ -404,17 +418,51 @@ def bench_modeldeck(
         base = f"http://127.0.0.1:{port}"
         startup = wait_http_ok(f"{base}/health", proc, log_path, "modeldeck server", 120)
         progress(console, f"modeldeck server ready after {startup:.1f}s; deploying {replicas}")
-        access_key, deploy_s = deploy(base, api_key, replicas, timeout_s=300)
-        progress(console, f"deployment {DEPLOYMENT_NAME!r} deployed after {deploy_s:.1f}s")
-        target = Target(
-            "modeldeck",
-            f"{base}/deployments/{DEPLOYMENT_NAME}/predict",
-            {"Content-Type": "application/json", "Authorization": f"Bearer {access_key}"},
-        )
-        answer = check_prediction(target, body)
-        progress(console, f"modeldeck sanity check: {escape(str(answer))}")
-        results = measure(console, wrk, target, body, work_dir, concurrencies, duration_s)
-    return results, {"server_ready_s": round(startup, 2), "deploy_s": round(deploy_s, 2)}
+        results: dict[str, dict[int, RunResult]] = {}
+        deploy_times: dict[str, float] = {}
+        for name, track in ((DEPLOYMENT_NAME, True), (UNTRACKED_NAME, False)):
+            access_key, deploy_times[name] = deploy(
+                base, api_key, replicas, timeout_s=300, name=name, track_metrics=track
+            )
+            progress(console, f"deployment {name!r} deployed after {deploy_times[name]:.1f}s")
+            target = Target(
+                "modeldeck" if track else "modeldeck (metrics off)",
+                f"{base}/deployments/{name}/predict",
+                {"Content-Type": "application/json", "Authorization": f"Bearer {access_key}"},
+            )
+            answer = check_prediction(target, body)
+            progress(console, f"{target.name} sanity check: {escape(str(answer))}")
+            results[name] = measure(console, wrk, target, body, work_dir, concurrencies, duration_s)
+    return (
+        results[DEPLOYMENT_NAME],
+        results[UNTRACKED_NAME],
+        {"server_ready_s": round(startup, 2), "deploy_s": round(deploy_times[DEPLOYMENT_NAME], 2)},
+    )
+
+
+def overhead_table(
+    concurrencies: list[int], tracked: dict[int, RunResult], untracked: dict[int, RunResult]
+) -> Table:
+    """Monitoring on (every prediction committed before it is answered) against off."""
+    table = Table(title="modeldeck: model metrics on vs off (same server, same model)")
+    for column in (
+        "c", "on rps", "on p50 ms", "on p99 ms", "off rps", "off p50 ms", "off p99 ms",
+        "p50 overhead", "rps cost",
+    ):  # fmt: skip
+        table.add_column(column, justify="right")
+    for c in concurrencies:
+        on, off = tracked.get(c), untracked.get(c)
+        if not on or not off:
+            continue
+        p50 = ratio(on.p50_ms, off.p50_ms)
+        rps = ratio(on.rps, off.rps)
+        table.add_row(
+            str(c), fmt(on.rps, 0), fmt(on.p50_ms), fmt(on.p99_ms),
+            fmt(off.rps, 0), fmt(off.p50_ms), fmt(off.p99_ms),
+            f"{(p50 - 1) * 100:+.1f} %" if p50 else "-",
+            f"{(1 - rps) * 100:+.1f} %" if rps else "-",
+        )  # fmt: skip
+    return table
 
 
 # -- report ----------------------------------------------------------------------------------
@@ -609,7 +657,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             mlflow_results, startup["mlflow_ready_s"] = bench_mlflow(
                 err, wrk, bin_dir, work_dir, tracking_uri, body, args.concurrency, args.duration
             )
-        modeldeck_results, startup["modeldeck"] = bench_modeldeck(
+        modeldeck_results, untracked_results, startup["modeldeck"] = bench_modeldeck(
             err, wrk, bin_dir, work_dir, tracking_uri, body,
             args.concurrency, args.duration, args.replicas,
         )  # fmt: skip
@@ -621,6 +669,25 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     p50_label = f"modeldeck p50 <= {P50_TARGET:g}x mlflow at c=1"
     out.print(target_line(rps_label, targets["rps_ratio_c64"]))
     out.print(target_line(p50_label, targets["p50_ratio_c1"]))
+    out.print(overhead_table(args.concurrency, modeldeck_results, untracked_results))
+    overhead = ratio(
+        modeldeck_results[8].p50_ms if 8 in modeldeck_results else None,
+        untracked_results[8].p50_ms if 8 in untracked_results else None,
+    )
+    targets["metrics_overhead_p50_c8"] = {
+        "concurrency": 8,
+        "ratio": overhead,
+        "threshold": 1 + OVERHEAD_TARGET,
+        "comparison": "<=",
+        "modeldeck_errors": modeldeck_results[8].errors if 8 in modeldeck_results else 0,
+        "met": None if overhead is None else overhead <= 1 + OVERHEAD_TARGET,
+    }
+    out.print(
+        target_line(
+            f"p50 with metrics on <= {1 + OVERHEAD_TARGET:g}x off at c=8",
+            targets["metrics_overhead_p50_c8"],
+        )
+    )
 
     report = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -639,7 +706,11 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         "startup_s": startup,
         "results": {
             name: {str(c): {**asdict(r), "errors": r.errors} for c, r in results.items()}
-            for name, results in (("mlflow", mlflow_results), ("modeldeck", modeldeck_results))
+            for name, results in (
+                ("mlflow", mlflow_results),
+                ("modeldeck", modeldeck_results),
+                ("modeldeck_metrics_off", untracked_results),
+            )
             if results
         },
         "ratios": {str(c): r for c, r in ratios.items()},
