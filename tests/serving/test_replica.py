@@ -50,3 +50,75 @@ def test_errors_have_the_one_shape() -> None:
             "negative input"
             in client.post("/predict", json={"inputs": [[-1, 1]]}).json()["error"]["message"]
         )
+
+
+def _tracking_client(tmp_path, deployment_id: str):  # type: ignore[no-untyped-def]
+    from modeldeck.monitoring.model_metrics import ModelMetrics
+    from modeldeck.monitoring.writer import GroupWriter
+    from modeldeck.store import Store
+    from modeldeck.store.schema import DeploymentRow
+
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    store.migrate()
+    with store.write() as session:
+        session.add(
+            DeploymentRow(
+                id="dep-1",
+                name="d",
+                crn="crn:d",
+                model_name="m",
+                model_version="1",
+                version_spec="1",
+                model_uri="models:/m/1",
+                runtime="local",
+                replicas=1,
+                environment={},
+                auth_enabled=True,
+                desired_state="running",
+                status="deployed",
+                status_message="",
+            )
+        )
+    metrics = ModelMetrics(store)
+    writer = GroupWriter(metrics)
+    writer.start()
+    model = SumModel()
+    model.load()
+    config = ReplicaConfig(
+        deployment="d",
+        replica=0,
+        model_uri="models:/m/1",
+        model_version="1",
+        deployment_id=deployment_id,
+        track_metrics=True,
+    )
+    return TestClient(create_replica_app(config, model, writer)), metrics, writer
+
+
+def test_predictions_are_committed_before_they_are_answered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from modeldeck.monitoring.model_metrics import Target
+
+    client, metrics, writer = _tracking_client(tmp_path, "dep-1")
+    with client:
+        one = client.post("/predict", json={"inputs": [[1, 2]]}).json()
+        many = client.post("/predict", json={"inputs": [[1, 2], [3, 4]]}).json()
+        records = {
+            r["predictionUuid"]: r["metrics"]
+            for r in metrics.read(Target("dep-1", "d"), start_ms=0).metrics
+        }
+    writer.stop()
+    assert records[one["uuid"]] == {"input": {"a": 1, "b": 2}, "output": 3.0}
+    assert records[many["uuid"]] == {
+        "input": [{"a": 1, "b": 2}, {"a": 3, "b": 4}],
+        "output": [3.0, 7.0],
+    }
+
+
+def test_a_prediction_that_cannot_be_recorded_is_not_answered(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    client, metrics, writer = _tracking_client(tmp_path, "no-such-deployment")  # FK fails
+    with client:
+        r = client.post("/predict", json={"inputs": [[1, 2]]})
+    writer.stop()
+    assert r.status_code == 503
+    assert r.json()["error"]["code"] == "unavailable"
+    assert "prediction" not in r.json()
