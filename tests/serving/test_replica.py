@@ -122,3 +122,6 @@ def test_a_prediction_that_cannot_be_recorded_is_not_answered(tmp_path) -> None:
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "unavailable"
     assert "prediction" not in r.json()
+    from modeldeck.monitoring.model_metrics import Target
+
+    assert metrics.count(Target("no-such-deployment", "x")) == 0
