@@ -564,6 +564,86 @@ def metrics_model(
     console.print(table)
 
 
+@metrics.command("technical")
+@click.argument("name")
+@click.option("--since", default="1h", show_default=True, help="Range: the last 30m / 1h / 7d.")
+@click.option("--step", type=int, help="Seconds per point (default: about 120 points).")
+@click.option("--replica", type=int, help="Only this replica.")
+@click.option("--points", default=12, show_default=True, help="Latest points to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print the full series as JSON.")
+@click.pass_context
+def metrics_technical(
+    ctx: click.Context,
+    name: str,
+    since: str,
+    step: int | None,
+    replica: int | None,
+    points: int,
+    as_json: bool,
+) -> None:
+    """Requests, failures, latency, sizes, CPU and memory of deployment NAME."""
+    end = int(time.time() * 1000)
+    with _client(ctx) as client:
+        data = client.technical_metrics(
+            name,
+            start_ms=end - int(_duration_seconds(since) * 1000),
+            end_ms=end,
+            step_seconds=step,
+            replica=replica,
+        )
+    if as_json:
+        _print_json(data)
+        return
+    table = Table(
+        "replica", "received", "success", "failed", title=f"{name}: requests in the last {since}"
+    )
+    for row in data["replicas"]:
+        table.add_row(
+            str(row["replica"]), str(row["received"]), str(row["success"]), str(row["failed"])
+        )
+    totals = data["totals"]
+    table.add_row(
+        "[bold]total[/bold]", str(totals["requests"]), str(totals["ok"]), str(totals["failed"])
+    )
+    console.print(table)
+    cpu = {p["t"]: p for p in data["resources"]["all"]}
+    series = Table(
+        "time",
+        "rps",
+        "failed",
+        "p50 ms",
+        "p95 ms",
+        "p99 ms",
+        "mean ms",
+        "req B",
+        "resp B",
+        "cpu %",
+        "rss MB",
+        title=f"every {data['step'] // 1000} s (latest {points})",
+    )
+    shown = [p for p in data["requests"] if p["requests"] or p["t"] in cpu][-points:]
+    for p in shown:
+        res = cpu.get(p["t"], {})
+        series.add_row(
+            datetime.fromtimestamp(p["t"] / 1000, UTC).strftime("%H:%M:%S"),
+            f"{p['rps']:.2f}",
+            str(p["failed"]),
+            _num(p["latency_p50_ms"]),
+            _num(p["latency_p95_ms"]),
+            _num(p["latency_p99_ms"]),
+            _num(p["latency_mean_ms"]),
+            _num(p["request_bytes_mean"], 0),
+            _num(p["response_bytes_mean"], 0),
+            _num(res.get("cpu_percent"), 1),
+            _num(res["rss_bytes"] / 1e6 if res.get("rss_bytes") else None, 0),
+        )
+    console.print(series)
+
+
+def _num(value: float | None, digits: int = 2) -> str:
+    return "-" if value is None else f"{value:,.{digits}f}"
+
+
 def _json_object(text: str, hint: str) -> dict[str, Any]:
     try:
         value = json.loads(text)

@@ -244,6 +244,30 @@ class Client:
     def read_metrics(self, deployment: str, **kwargs: Any) -> dict[str, list[dict[str, Any]]]:
         return {"metrics": list(self.iter_metrics(deployment, **kwargs))}
 
+    def technical_metrics(
+        self,
+        deployment: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        step_seconds: int | None = None,
+        replica: int | None = None,
+    ) -> dict[str, Any]:
+        """Request, latency, size, CPU and memory series, and the per-replica table."""
+        params = {
+            k: v
+            for k, v in (
+                ("start", start_ms),
+                ("end", end_ms),
+                ("step", step_seconds),
+                ("replica", replica),
+            )
+            if v is not None
+        }
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/metrics/technical", params=params
+        )
+
     # -- API keys -----------------------------------------------------------------------------
 
     def api_keys(self) -> list[dict[str, Any]]:

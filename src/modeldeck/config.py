@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     """Raw prediction records (and their delayed metrics) older than this are pruned in the
     background, hourly. Aggregate metrics are kept."""
 
+    technical_retention_days: float = 14.0
+    """Technical metrics (request rollups, replica CPU and memory samples) older than this are
+    pruned hourly (two weeks, as Cloudera ML keeps)."""
+
     log_level: str = "info"
     """Log level of the platform and its replicas."""
 

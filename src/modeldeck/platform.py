@@ -5,11 +5,16 @@ from __future__ import annotations
 import asyncio
 import logging
 
+import psutil
+from prometheus_client import CollectorRegistry
+
 from modeldeck.apikeys import ApiKeyService
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime
-from modeldeck.deployments.service import DeploymentService
+from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.monitoring.model_metrics import ModelMetrics, now_ms
+from modeldeck.monitoring.prometheus import PlatformCollector, ReplicaView, RequestMetrics
+from modeldeck.monitoring.technical import BUCKET_MS, ReplicaSample, TechnicalMetrics
 from modeldeck.registry import Registry
 from modeldeck.serving.gateway import Gateway
 from modeldeck.store import Store
@@ -29,18 +34,97 @@ class Platform:
         self.api_keys = ApiKeyService(settings, self.store)
         self.model_metrics = ModelMetrics(self.store)
         self.gateway = Gateway(settings, self.deployments, self.runtime)
+        self.technical = TechnicalMetrics(self.store)
+        self.prometheus = CollectorRegistry()
+        self.request_metrics = RequestMetrics(self.prometheus)
+        self.prometheus.register(PlatformCollector(self._replica_views))
         self._housekeeping: asyncio.Task[None] | None = None
+        self._monitor: asyncio.Task[None] | None = None
+        self._processes: dict[int, psutil.Process] = {}
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
         await self.runtime.startup(self.deployments.on_runtime_event)
         await self.gateway.startup()
         await self.deployments.restore()
-        self._housekeeping = asyncio.get_running_loop().create_task(self._prune_forever())
+        loop = asyncio.get_running_loop()
+        self._housekeeping = loop.create_task(self._prune_forever())
+        self._monitor = loop.create_task(self._monitor_forever())
         log.info("modeldeck is serving on %s", self.settings.resolved_public_url())
 
+    def observe_request(
+        self,
+        route: RouteEntry,
+        replica: int | None,
+        status: int,
+        seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        """Count one model-endpoint request (rollups for the store, Prometheus for scrapers)."""
+        self.technical.rollups.record(
+            route.deployment_id, route.version, replica, status, seconds,
+            request_bytes, response_bytes,
+        )  # fmt: skip
+        self.request_metrics.observe(
+            route.name, route.version, "gateway" if replica is None else str(replica),
+            status, seconds, request_bytes, response_bytes,
+        )  # fmt: skip
+
+    def _replica_views(self) -> list[ReplicaView]:
+        return [
+            ReplicaView(spec.name, spec.model_version, state.index, state.status, state.pid)
+            for spec, state in self.runtime.all_replicas()
+        ]
+
+    def sample_replicas(self) -> list[ReplicaSample]:
+        """CPU (percent of one core since the last sample) and RSS of every live replica."""
+        samples = []
+        ts = now_ms()
+        live = set()
+        for spec, state in self.runtime.all_replicas():
+            if state.pid is None:
+                continue
+            live.add(state.pid)
+            proc = self._processes.get(state.pid)
+            try:
+                if proc is None:
+                    proc = self._processes[state.pid] = psutil.Process(state.pid)
+                    proc.cpu_percent(None)  # primes the counter; the first value is 0
+                    continue
+                with proc.oneshot():
+                    cpu = proc.cpu_percent(None)
+                    times = proc.cpu_times()
+                    rss = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            samples.append(
+                ReplicaSample(
+                    spec.deployment_id,
+                    spec.model_version,
+                    state.index,
+                    ts,
+                    cpu,
+                    rss,
+                    times.user + times.system,
+                )
+            )
+        for pid in set(self._processes) - live:
+            del self._processes[pid]
+        return samples
+
+    async def _monitor_forever(self) -> None:
+        while True:
+            await asyncio.sleep(BUCKET_MS / 1000)
+            try:
+                await asyncio.to_thread(self.technical.flush, self.sample_replicas())
+            except Exception:
+                log.exception("flushing technical metrics failed")
+
     async def prune(self) -> int:
-        """Delete raw prediction records past the retention period; returns how many."""
+        """Delete records past their retention periods; returns the prediction records pruned."""
+        technical_cutoff = now_ms() - int(self.settings.technical_retention_days * 86_400_000)
+        await asyncio.to_thread(self.technical.prune, technical_cutoff)
         cutoff = now_ms() - int(self.settings.prediction_retention_days * 86_400_000)
         pruned = await asyncio.to_thread(self.model_metrics.prune, cutoff)
         if pruned:
@@ -56,8 +140,13 @@ class Platform:
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     async def stop(self) -> None:
-        if self._housekeeping:
-            self._housekeeping.cancel()
+        for task in (self._housekeeping, self._monitor):
+            if task:
+                task.cancel()
         await self.gateway.shutdown()
+        try:
+            await asyncio.to_thread(self.technical.flush, (), everything=True)
+        except Exception:
+            log.exception("flushing technical metrics at shutdown failed")
         await self.runtime.shutdown()
         self.store.close()

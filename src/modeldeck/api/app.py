@@ -5,7 +5,9 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request, Response
+from fastapi.responses import PlainTextResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modeldeck import __version__
 from modeldeck.config import Settings
@@ -42,6 +44,16 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(routes_metrics.router, prefix="/api/v1")
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
+
+    @app.get(
+        "/metrics",
+        tags=["platform"],
+        summary="Prometheus metrics (text exposition format)",
+        response_class=PlainTextResponse,
+    )
+    async def prometheus(request: Request) -> Response:
+        registry = request.app.state.platform.prometheus
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["platform"], summary="Liveness of the platform")
     async def health() -> dict[str, str]:

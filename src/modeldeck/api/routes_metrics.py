@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE
+from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE, now_ms
 from modeldeck.monitoring.sdk_backends import find_target
 from modeldeck.platform import Platform
 
@@ -164,5 +164,40 @@ async def read_model_metrics(
             cursor=cursor,
         )
         return MetricsPage(**page.to_dict())
+
+    return await asyncio.to_thread(run)
+
+
+@router.get(
+    "/deployments/{name}/metrics/technical",
+    responses=errors(404),
+    summary="Technical metrics: requests, failures, latency, sizes, CPU, memory, per replica",
+)
+async def read_technical_metrics(
+    name: str,
+    start: int | None = Query(
+        default=None, ge=0, description="ms since the epoch (default: 1 h ago)."
+    ),
+    end: int | None = Query(default=None, ge=0, description="ms since the epoch (default: now)."),
+    step: int | None = Query(
+        default=None, ge=5, description="Seconds per point (default: ~120 points)."
+    ),
+    replica: int | None = Query(
+        default=None, ge=-1, description="One replica (-1: refused at the gateway)."
+    ),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        target = find_target(platform.store, name)
+        platform.technical.flush(everything=True)  # answer up to this moment
+        end_ms = end if end is not None else now_ms()
+        start_ms = start if start is not None else end_ms - 3_600_000
+        return platform.technical.series(
+            target.deployment_id,
+            start_ms,
+            end_ms,
+            step * 1000 if step is not None else None,
+            replica,
+        )
 
     return await asyncio.to_thread(run)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import orjson
@@ -53,10 +54,31 @@ async def predict(name: str, request: Request) -> Response:
 
 
 async def predict_response(platform: Platform, request: Request, name: str) -> Response:
-    route = platform.gateway.authorize(name, bearer_token(request))
-    body = await read_body(request, platform.settings.max_request_bytes)
-    answer = await platform.gateway.forward(route, body)
+    """Answer one prediction request, counted in technical monitoring whatever its outcome."""
+    started = time.perf_counter()
+    route = platform.gateway.route(name)  # unknown names are not counted: no deployment
+    body = b""
+    try:
+        platform.gateway.authorize(route, bearer_token(request))
+        body = await read_body(request, platform.settings.max_request_bytes)
+        answer = await platform.gateway.forward(route, body)
+    except ModeldeckError as exc:
+        response = error_response(exc)
+        platform.observe_request(
+            route, None, exc.status_code, time.perf_counter() - started,
+            _request_size(request, body), len(response.body),
+        )  # fmt: skip
+        return response
+    platform.observe_request(
+        route, answer.replica, answer.status, time.perf_counter() - started,
+        len(body), len(answer.body),
+    )  # fmt: skip
     return Response(answer.body, answer.status, answer.headers)
+
+
+def _request_size(request: Request, body: bytes) -> int:
+    length = request.headers.get("content-length", "")
+    return int(length) if length.isdigit() else len(body)
 
 
 @router.post(
@@ -86,8 +108,12 @@ async def cml_model(
 
 
 async def cml_response(platform: Platform, request: Request) -> Response:
+    started = time.perf_counter()
+    route = None
+    body = b""
     try:
-        payload = loads(await read_body(request, platform.settings.max_request_bytes))
+        body = await read_body(request, platform.settings.max_request_bytes)
+        payload = loads(body)
         if not isinstance(payload, dict):
             raise BadRequest("the body must be a JSON object with 'accessKey' and 'request'")
         key = payload.get("accessKey") or request.query_params.get("accessKey")
@@ -100,14 +126,23 @@ async def cml_response(platform: Platform, request: Request) -> Response:
         answer = await platform.gateway.forward(route, dumps(inner))
         result: dict[str, Any] = orjson.loads(answer.body)
         if answer.status != 200:
-            return JSONResponse({"success": False, **result}, status_code=answer.status)
-        result["model_deployment_crn"] = route.crn
-        return JSONResponse(
-            {"success": True, "response": result},
-            headers={"X-Prediction-Id": result.get("uuid", "")},
-        )
+            response = JSONResponse({"success": False, **result}, status_code=answer.status)
+        else:
+            result["model_deployment_crn"] = route.crn
+            response = JSONResponse(
+                {"success": True, "response": result},
+                headers={"X-Prediction-Id": result.get("uuid", "")},
+            )
+        replica = answer.replica
     except ModeldeckError as exc:
-        return cml_error_response(exc)
+        response = cml_error_response(exc)
+        replica = None
+    if route is not None:  # requests with no valid key belong to no deployment
+        platform.observe_request(
+            route, replica, response.status_code, time.perf_counter() - started,
+            _request_size(request, body), len(response.body),
+        )  # fmt: skip
+    return response
 
 
 class ModelEndpointsMiddleware:

@@ -144,6 +144,10 @@ class LocalRuntime:
         dep = self._deployments.get(name)
         return [r.state() for r in dep.replicas] if dep else []
 
+    def all_replicas(self) -> list[tuple[DeploymentSpec, ReplicaState]]:
+        """Every replica this runtime supervises, with its deployment's spec."""
+        return [(d.spec, r.state()) for d in self._deployments.values() for r in d.replicas]
+
     def running(self, name: str) -> bool:
         return name in self._deployments
 

@@ -48,6 +48,7 @@ class RouteEntry:
     crn: str
     version: str
     source: str = "registry"
+    deployment_id: str = ""
 
 
 class DeploymentService:
@@ -82,6 +83,7 @@ class DeploymentService:
             crn=row.crn,
             version=row.model_version,
             source=row.source,
+            deployment_id=row.id,
         )
         if row.access_key_hash:
             self._by_key[row.access_key_hash] = row.name

@@ -30,6 +30,7 @@ class Answer:
     status: int
     body: bytes
     headers: dict[str, str]
+    replica: int | None = None
 
 
 class Gateway:
@@ -56,11 +57,16 @@ class Gateway:
         if self._client:
             await self._client.close()
 
-    def authorize(self, name: str, access_key: str | None) -> RouteEntry:
-        """The deployment's route if the key opens it; 404 / 401 otherwise."""
+    def route(self, name: str) -> RouteEntry:
+        """The deployment's route; 404 for an unknown name."""
         route = self.deployments.route(name)
         if route is None:
             raise NotFound(f"deployment {name!r} not found", details={"deployment": name})
+        return route
+
+    def authorize(self, route: RouteEntry, access_key: str | None) -> None:
+        """401 unless the key opens the deployment (or it has authentication off)."""
+        name = route.name
         if route.auth_enabled:
             if not access_key:
                 raise Unauthorized(
@@ -69,7 +75,6 @@ class Gateway:
                 )
             if not matches(access_key, route.key_hash):
                 raise Unauthorized("invalid access key", details={"deployment": name})
-        return route
 
     def route_for_key(self, access_key: str | None) -> RouteEntry:
         if not access_key:
@@ -92,7 +97,7 @@ class Gateway:
                 async with self._client.post(replica.url + "/predict", data=body) as response:
                     content = await response.read()
                     headers = {k: v for k in FORWARDED_HEADERS if (v := response.headers.get(k))}
-                    return Answer(response.status, content, headers)
+                    return Answer(response.status, content, headers, replica.index)
             except TimeoutError as exc:
                 raise GatewayTimeout(
                     f"deployment {route.name!r} did not answer within "

@@ -147,3 +147,55 @@ class AggregateMetricRow(Base):
     end_ms: Mapped[int] = mapped_column(BigInteger)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
+LATENCY_BOUNDS_MS = [
+    0.5, 1.0, 2.0, 3.0, 4.0, 5.0, 7.5, 10.0, 15.0, 20.0, 30.0, 50.0, 75.0, 100.0, 150.0,
+    250.0, 500.0, 1000.0, 2500.0, 5000.0, 10000.0, 30000.0,
+]  # fmt: skip
+"""Upper bounds of the latency histogram's buckets; one more bucket holds the rest."""
+
+
+class RollupRow(Base):
+    """Requests to one replica of one deployment in one 5-second bucket."""
+
+    __tablename__ = "technical_rollups"
+    __table_args__ = (Index("ix_rollups_deployment_bucket", "deployment_id", "bucket_ms"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    version: Mapped[str] = mapped_column(String(32), default="")
+    replica: Mapped[int] = mapped_column(Integer)  # -1: refused before reaching a replica
+    bucket_ms: Mapped[int] = mapped_column(BigInteger)
+    requests: Mapped[int] = mapped_column(Integer)
+    status_2xx: Mapped[int] = mapped_column(Integer)
+    status_4xx: Mapped[int] = mapped_column(Integer)
+    status_5xx: Mapped[int] = mapped_column(Integer)
+    status_other: Mapped[int] = mapped_column(Integer)
+    latency_sum_ms: Mapped[float] = mapped_column(Float)
+    latency_max_ms: Mapped[float] = mapped_column(Float)
+    req_bytes_sum: Mapped[int] = mapped_column(BigInteger)
+    req_bytes_max: Mapped[int] = mapped_column(BigInteger)
+    resp_bytes_sum: Mapped[int] = mapped_column(BigInteger)
+    resp_bytes_max: Mapped[int] = mapped_column(BigInteger)
+    # The latency histogram, one integer column per bucket (lat_00 ... lat_22), so that SQL can
+    # sum histograms across rows.
+    for _i in range(len(LATENCY_BOUNDS_MS) + 1):
+        locals()[f"lat_{_i:02d}"] = mapped_column(Integer, default=0)
+    del _i
+
+
+class ReplicaSampleRow(Base):
+    """CPU and resident memory of one replica process, sampled at each flush."""
+
+    __tablename__ = "replica_samples"
+    __table_args__ = (Index("ix_samples_deployment_ts", "deployment_id", "ts_ms"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    version: Mapped[str] = mapped_column(String(32), default="")
+    replica: Mapped[int] = mapped_column(Integer)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    cpu_percent: Mapped[float] = mapped_column(Float)
+    rss_bytes: Mapped[int] = mapped_column(BigInteger)
+    cpu_seconds: Mapped[float] = mapped_column(Float)

@@ -1,0 +1,136 @@
+"""Prometheus metrics of the platform, on a registry the platform passes in.
+
+Request metrics are observed by the gateway as requests pass. Replica CPU and memory, replica
+states and deployment facts are produced at scrape time by a collector, from the supervisor's
+state and the store, so nothing is kept in sync by hand. Labels are bounded: deployment, model
+version, replica index, status code; never a request or prediction id.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import psutil
+from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from modeldeck.store.schema import LATENCY_BOUNDS_MS
+
+SIZE_BUCKETS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 1_000_000, 5_242_880)
+
+
+class RequestMetrics:
+    """Counters and histograms of model-endpoint requests."""
+
+    def __init__(self, registry: CollectorRegistry) -> None:
+        labels = ["deployment", "version", "replica"]
+        self.requests = Counter(
+            "modeldeck_requests",
+            "Requests to model endpoints, by status code.",
+            [*labels, "code"],
+            registry=registry,
+        )
+        self.duration = Histogram(
+            "modeldeck_request_duration_seconds",
+            "Time from receiving a request to answering it.",
+            labels,
+            buckets=[b / 1000 for b in LATENCY_BOUNDS_MS],
+            registry=registry,
+        )
+        self.request_size = Histogram(
+            "modeldeck_request_size_bytes",
+            "Size of request bodies.",
+            labels,
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self.response_size = Histogram(
+            "modeldeck_response_size_bytes",
+            "Size of response bodies.",
+            labels,
+            buckets=SIZE_BUCKETS,
+            registry=registry,
+        )
+        self._children: dict[tuple[str, str, str], tuple[Any, Any, Any]] = {}
+        self._codes: dict[tuple[str, str, str, int], Any] = {}
+
+    def observe(
+        self,
+        deployment: str,
+        version: str,
+        replica: str,
+        status: int,
+        seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+    ) -> None:
+        key = (deployment, version, replica)
+        children = self._children.get(key)
+        if children is None:
+            children = self._children[key] = (
+                self.duration.labels(*key),
+                self.request_size.labels(*key),
+                self.response_size.labels(*key),
+            )
+        counter = self._codes.get((*key, status))
+        if counter is None:
+            counter = self._codes[(*key, status)] = self.requests.labels(*key, str(status))
+        counter.inc()
+        children[0].observe(seconds)
+        children[1].observe(request_bytes)
+        children[2].observe(response_bytes)
+
+
+@dataclass
+class ReplicaView:
+    deployment: str
+    version: str
+    replica: int
+    state: str
+    pid: int | None
+
+
+class PlatformCollector(Collector):
+    """Replica resources and states, read from the supervisor when Prometheus scrapes."""
+
+    def __init__(self, replicas: Callable[[], list[ReplicaView]]) -> None:
+        self._replicas = replicas
+
+    def collect(self) -> Iterator[Metric]:
+        cpu = CounterMetricFamily(
+            "modeldeck_replica_cpu_seconds",
+            "CPU time (user + system) used by a replica process.",
+            labels=["deployment", "version", "replica"],
+        )
+        rss = GaugeMetricFamily(
+            "modeldeck_replica_resident_memory_bytes",
+            "Resident memory of a replica process.",
+            labels=["deployment", "version", "replica"],
+        )
+        states = GaugeMetricFamily(
+            "modeldeck_replicas",
+            "Replicas of a deployment by state.",
+            labels=["deployment", "state"],
+        )
+        counts: dict[tuple[str, str], int] = {}
+        for view in self._replicas():
+            counts[(view.deployment, view.state)] = counts.get((view.deployment, view.state), 0) + 1
+            if view.pid is None:
+                continue
+            try:
+                proc = psutil.Process(view.pid)
+                times = proc.cpu_times()
+                memory = proc.memory_info().rss
+            except psutil.Error:
+                continue
+            labels = [view.deployment, view.version, str(view.replica)]
+            cpu.add_metric(labels, times.user + times.system)
+            rss.add_metric(labels, memory)
+        for (deployment, state), n in sorted(counts.items()):
+            states.add_metric([deployment, state], n)
+        yield cpu
+        yield rss
+        yield states
