@@ -2,8 +2,9 @@
 
 What it measures, per store (a throwaway SQLite file, a throwaway PostgreSQL database)
     * predictions via writer: N predictions with 2 metrics each (``input``: 4 Iris features,
-      ``output``: the class) built by ``--producers`` threads and submitted to one started
-      ``GroupWriter`` (the replicas' group commit); timed until every future has resolved.
+      ``output``: the class) written through one ``GroupWriter`` (the replicas' group commit)
+      by ``--producers`` concurrent asyncio tasks, each awaiting its record's commit as a
+      replica's request does; the process's GC is tuned as a replica's is (``tune_gc``).
     * predictions direct insert_predictions: the same N built and inserted by one thread with
       ``ModelMetrics.insert_predictions`` in chunks of 2000 (the ceiling without the queue).
     * delayed metrics: M ``track_delayed`` calls, one ``actual_result`` each.
@@ -25,6 +26,7 @@ How to run
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import platform
@@ -35,9 +37,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
-from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
@@ -51,8 +51,14 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord, Target
+from modeldeck.monitoring.model_metrics import (
+    ModelMetrics,
+    PredictionRecord,
+    Target,
+    new_prediction_id,
+)
 from modeldeck.monitoring.writer import GroupWriter
+from modeldeck.process import tune_gc
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentRow
 
@@ -85,7 +91,7 @@ def make_records(deployment_id: str, count: int, seed: int) -> Iterator[Predicti
     for _ in range(count):
         end = int(time.time() * 1000)
         yield PredictionRecord(
-            str(uuid.uuid4()), deployment_id, end - 1, end, model_version="1", replica=seed,
+            new_prediction_id(), deployment_id, end - 1, end, model_version="1", replica=seed,
             metrics={
                 "input": {f: round(lo + span * rng.random(), 1) for f, (lo, span) in IRIS.items()},
                 "output": rng.randrange(3),
@@ -126,24 +132,27 @@ def bench_store(err: Console, label: str, url: str, n: int, m: int, p: int) -> l
         writer = GroupWriter(metrics)
         writer.start()
 
-        def produce(k: int) -> tuple[list[str], list[Future[None]]]:
-            uuids, futures = [], []
-            for record in make_records(via_writer.deployment_id, n // p + (k < n % p), k):
-                uuids.append(record.uuid)
-                futures.append(writer.submit(record))
-            return uuids, futures
+        async def produce() -> list[str]:
+            # As in a replica: p requests in flight, each awaiting its record's commit.
+            records = make_records(via_writer.deployment_id, n, 0)
+            uuids: list[str] = []
 
-        progress(err, f"{label}: {n:,} predictions via the writer, {p} producer threads")
+            async def request() -> None:
+                for record in records:
+                    uuids.append(record.uuid)
+                    await writer.write(record)
+
+            await asyncio.gather(*(request() for _ in range(p)))
+            return uuids
+
+        progress(err, f"{label}: {n:,} predictions via the writer, {p} requests in flight")
         started = time.perf_counter()
         try:
-            with ThreadPoolExecutor(p) as pool:
-                parts = list(pool.map(produce, range(p)))
-            for future in (f for _, futures in parts for f in futures):
-                future.result(timeout=300)
+            parts = [(asyncio.run(produce()), None)]
             seconds = time.perf_counter() - started
         finally:
             writer.stop()
-        uuids = [u for part, _ in parts for u in part]
+        uuids = parts[0][0]
         if writer.committed != n or metrics.count(via_writer) != n:
             raise BenchError(f"{label}: the writer stored {metrics.count(via_writer)}, not {n}")
         note("writer", n, seconds)
@@ -224,7 +233,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Benchmark prediction and delayed-metric ingest.")
     parser.add_argument("--predictions", type=int, default=200_000, help="N (default 200000)")
     parser.add_argument("--delayed", type=int, default=5000, help="M track_delayed calls (5000)")
-    parser.add_argument("--producers", type=int, default=2, help="submitting threads (2)")
+    parser.add_argument(
+        "--producers", type=int, default=256, help="requests in flight in the writer phase (256)"
+    )
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help=f"admin URL ({DEFAULT_PG})")
     parser.add_argument("--skip-postgres", action="store_true", help="only benchmark SQLite")
     parser.add_argument(
@@ -239,6 +250,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     n, m, p = args.predictions, args.delayed, args.producers
+    tune_gc()  # as the platform and its replicas do
     results: list[dict[str, Any]] = []
     machine: dict[str, Any] = {
         "cpu_count": os.cpu_count(), "python": platform.python_version(),

@@ -34,7 +34,6 @@ from __future__ import annotations
 import contextvars
 import functools
 import threading
-import uuid as uuidlib
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
@@ -43,6 +42,7 @@ from modeldeck.errors import BadRequest
 from modeldeck.monitoring.model_metrics import (
     PredictionRecord,
     clean_metric,
+    new_prediction_id,
     now_ms,
     records_frame,
 )
@@ -125,7 +125,7 @@ def model(metrics: bool = True, *, deployment: str | None = None) -> Callable[[F
         @functools.wraps(fn)
         def inner(*args: Any, **kwargs: Any) -> dict[str, Any]:
             sink = _sink_for(deployment) if metrics else None
-            prediction = _Prediction(uuid=str(uuidlib.uuid4()), start_ms=now_ms())
+            prediction = _Prediction(uuid=new_prediction_id(), start_ms=now_ms())
             token = _current.set(prediction)
             try:
                 result = fn(*args, **kwargs)

@@ -15,6 +15,7 @@ from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.monitoring.model_metrics import ModelMetrics, now_ms
 from modeldeck.monitoring.prometheus import PlatformCollector, ReplicaView, RequestMetrics
 from modeldeck.monitoring.technical import BUCKET_MS, ReplicaSample, TechnicalMetrics
+from modeldeck.process import tune_gc
 from modeldeck.registry import Registry
 from modeldeck.serving.gateway import Gateway
 from modeldeck.store import Store
@@ -50,6 +51,7 @@ class Platform:
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._prune_forever())
         self._monitor = loop.create_task(self._monitor_forever())
+        tune_gc()
         log.info("modeldeck is serving on %s", self.settings.resolved_public_url())
 
     def observe_request(

@@ -239,3 +239,18 @@ def test_the_platform_prunes_past_the_retention_period(tmp_path) -> None:  # typ
     asyncio.run(run())  # start-up pruned the old record; the explicit call finds nothing
     remaining = [r["predictionUuid"] for r in ModelMetrics(store).iter_records(target, start_ms=0)]
     assert remaining == [fresh.uuid]
+
+
+def test_prediction_ids_are_time_ordered_version_7_uuids() -> None:
+    import time
+
+    from modeldeck.monitoring.model_metrics import new_prediction_id
+
+    first = new_prediction_id()
+    time.sleep(0.002)
+    ids = [new_prediction_id() for _ in range(1000)]
+    parsed = uuidlib.UUID(first)
+    assert parsed.version == 7 and parsed.variant == uuidlib.RFC_4122
+    assert len(set(ids)) == 1000
+    assert all(first < i for i in ids)  # later milliseconds sort after
+    assert abs((parsed.int >> 80) - int(time.time() * 1000)) < 5_000

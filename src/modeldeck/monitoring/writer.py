@@ -8,11 +8,12 @@ commits it at once, so the cost per prediction falls as traffic rises.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import threading
 import time
-from concurrent.futures import Future
+from typing import Any
 
 from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord
 
@@ -40,17 +41,18 @@ class GroupWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
-    def submit(self, record: PredictionRecord) -> Future[None]:
-        future: Future[None] = Future()
-        self._queue.put((record, future))
-        return future
-
     async def write(self, record: PredictionRecord) -> None:
         """Return once the record is committed; raise if it could not be."""
-        await asyncio.wrap_future(self.submit(record))
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put((record, future, loop))
+        await future
 
     def write_blocking(self, record: PredictionRecord, timeout: float = 30.0) -> None:
-        self.submit(record).result(timeout)
+        """:meth:`write` for code running in a thread (decorated predict functions)."""
+        waiter = _Waiter()
+        self._queue.put((record, waiter, None))
+        waiter.wait(timeout)
 
     def _run(self) -> None:
         stopping = False
@@ -70,8 +72,8 @@ class GroupWriter:
                 group.append(more)
             self._commit(group)  # type: ignore[arg-type]
 
-    def _commit(self, group: list[tuple[PredictionRecord, Future[None]]]) -> None:
-        records = [r for r, _ in group]
+    def _commit(self, group: list[tuple[PredictionRecord, Any, Any]]) -> None:
+        records = [r for r, _, _ in group]
         error: BaseException | None = None
         for delay in (0.0, *RETRY_DELAYS):
             if delay:
@@ -83,10 +85,42 @@ class GroupWriter:
             except Exception as exc:  # the store is down or busy: retry, then give up loudly
                 error = exc
                 log.warning("could not commit %d predictions: %s", len(records), exc)
-        for _, future in group:
-            if error is None:
-                future.set_result(None)
-            else:
-                future.set_exception(error)
         if error is None:
             self.committed += len(records)
+        # One wake-up per event loop for the whole group, not one per request.
+        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
+        for _, waiter, loop in group:
+            if loop is None:
+                waiter.set(error)
+            else:
+                by_loop.setdefault(loop, []).append(waiter)
+        for loop, futures in by_loop.items():
+            # A closed loop raises RuntimeError: nobody is waiting any more.
+            with contextlib.suppress(RuntimeError):
+                loop.call_soon_threadsafe(_settle, futures, error)
+
+
+class _Waiter:
+    def __init__(self) -> None:
+        self._event = threading.Event()
+        self._error: BaseException | None = None
+
+    def set(self, error: BaseException | None) -> None:
+        self._error = error
+        self._event.set()
+
+    def wait(self, timeout: float) -> None:
+        if not self._event.wait(timeout):
+            raise TimeoutError(f"the metrics writer did not commit within {timeout:g} s")
+        if self._error is not None:
+            raise self._error
+
+
+def _settle(futures: list[asyncio.Future[None]], error: BaseException | None) -> None:
+    for future in futures:
+        if future.done():
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)

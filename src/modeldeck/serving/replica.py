@@ -13,7 +13,6 @@ import logging
 import os
 import sys
 import time
-import uuid
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -24,8 +23,14 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modeldeck.errors import ModeldeckError, ModelError, ServiceUnavailable
-from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord, now_ms
+from modeldeck.monitoring.model_metrics import (
+    ModelMetrics,
+    PredictionRecord,
+    new_prediction_id,
+    now_ms,
+)
 from modeldeck.monitoring.writer import GroupWriter
+from modeldeck.process import tune_gc
 from modeldeck.serving import codecs
 from modeldeck.serving.batcher import Batcher
 from modeldeck.serving.function import PythonFunction
@@ -169,7 +174,7 @@ def create_replica_app(
             log.exception("predict failed")
             return _error(ModelError(f"the model raised {type(exc).__name__}: {exc}"))
         prediction = to_jsonable(output)
-        prediction_id = str(uuid.uuid4())
+        prediction_id = new_prediction_id()
         if writer is not None:
             single = isinstance(prediction, list) and len(frame.rows) == 1 and len(prediction) == 1
             metrics = {
@@ -198,7 +203,7 @@ def create_replica_app(
             return _error(ModelError(f"the model raised {type(exc).__name__}: {exc}"))
         if model.tracks_itself and isinstance(result, dict) and "uuid" in result:
             return answer(result)  # the decorator tracked and committed it
-        prediction_id = str(uuid.uuid4())
+        prediction_id = new_prediction_id()
         if writer is not None:
             try:
                 await commit(prediction_id, start_ms, {"input": args, "output": result})
@@ -265,6 +270,7 @@ def main(argv: list[str] | None = None) -> None:
         log.exception("could not load %s", what)
         sys.exit(3)
     log.info("loaded %s in %.1f s", what, time.perf_counter() - t0)
+    tune_gc()
 
     import socket
 
