@@ -8,7 +8,8 @@ What it measures
     * ``mlflow models serve --workers 2`` (``POST /invocations``), and
     * ``modeldeck server`` with a deployment of 2 replicas (``POST /deployments/bench/predict``),
       once with model metrics on (every prediction's input and output committed before it is
-      answered: the default) and once with them off,
+      answered: the default), once with them off, and once on a second server with technical
+      monitoring off too (the floor: what monitoring costs is the difference),
 
     and each target is loaded with ``wrk`` on 127.0.0.1 at concurrency 1, 8 and 64 with the same
     one-row ``dataframe_split`` body. After an unrecorded warm-up, every run reports requests/s,
@@ -60,6 +61,7 @@ from rich.table import Table
 MODEL_NAME = "bench_model"
 DEPLOYMENT_NAME = "bench"
 UNTRACKED_NAME = "bench-untracked"
+BARE_NAME = "bench-bare"
 OVERHEAD_TARGET = 0.05  # model metrics may add at most 5 % to p50 at c=8
 ROW = [5.1, 3.5, 1.4, 0.2]
 WARMUP_SECONDS = 3
@@ -399,20 +401,23 @@ def bench_modeldeck(
     concurrencies: list[int],
     duration_s: int,
     replicas: int,
-) -> tuple[dict[int, RunResult], dict[int, RunResult], dict[str, float]]:
-    """Serve with ``modeldeck server``: one deployment with model metrics on, one with them
-    off; measure each in turn, stop."""
+    deployments: tuple[tuple[str, bool], ...] = ((DEPLOYMENT_NAME, True), (UNTRACKED_NAME, False)),
+    extra_env: dict[str, str] | None = None,
+) -> tuple[dict[str, dict[int, RunResult]], dict[str, float]]:
+    """Serve with ``modeldeck server`` and one deployment per (name, model metrics on/off);
+    measure each in turn, stop."""
     port = free_port()
     api_key = secrets.token_urlsafe(24)
     env = {
         **base_env(bin_dir, tracking_uri),
-        "MODELDECK_DATA_DIR": str(work_dir / "modeldeck"),
         "MODELDECK_HOST": "127.0.0.1",
         "MODELDECK_PORT": str(port),
         "MODELDECK_API_KEY": api_key,
         "MODELDECK_LOG_LEVEL": "warning",
+        "MODELDECK_DATA_DIR": str(work_dir / f"modeldeck-{port}"),
+        **(extra_env or {}),
     }
-    log_path = work_dir / "modeldeck-server.log"
+    log_path = work_dir / f"modeldeck-server-{port}.log"
     command = [str(bin_dir / "modeldeck"), "server"]
     with server_process(console, "modeldeck server", command, env, log_path) as proc:
         base = f"http://127.0.0.1:{port}"
@@ -420,48 +425,50 @@ def bench_modeldeck(
         progress(console, f"modeldeck server ready after {startup:.1f}s; deploying {replicas}")
         results: dict[str, dict[int, RunResult]] = {}
         deploy_times: dict[str, float] = {}
-        for name, track in ((DEPLOYMENT_NAME, True), (UNTRACKED_NAME, False)):
+        for name, track in deployments:
             access_key, deploy_times[name] = deploy(
                 base, api_key, replicas, timeout_s=300, name=name, track_metrics=track
             )
             progress(console, f"deployment {name!r} deployed after {deploy_times[name]:.1f}s")
             target = Target(
-                "modeldeck" if track else "modeldeck (metrics off)",
+                name,
                 f"{base}/deployments/{name}/predict",
                 {"Content-Type": "application/json", "Authorization": f"Bearer {access_key}"},
             )
             answer = check_prediction(target, body)
             progress(console, f"{target.name} sanity check: {escape(str(answer))}")
             results[name] = measure(console, wrk, target, body, work_dir, concurrencies, duration_s)
-    return (
-        results[DEPLOYMENT_NAME],
-        results[UNTRACKED_NAME],
-        {"server_ready_s": round(startup, 2), "deploy_s": round(deploy_times[DEPLOYMENT_NAME], 2)},
-    )
+    first = deployments[0][0]
+    return results, {"server_ready_s": round(startup, 2), "deploy_s": round(deploy_times[first], 2)}
 
 
 def overhead_table(
-    concurrencies: list[int], tracked: dict[int, RunResult], untracked: dict[int, RunResult]
+    concurrencies: list[int],
+    tracked: dict[int, RunResult],
+    untracked: dict[int, RunResult],
+    bare: dict[int, RunResult],
 ) -> Table:
-    """Monitoring on (every prediction committed before it is answered) against off."""
-    table = Table(title="modeldeck: model metrics on vs off (same server, same model)")
+    """What monitoring costs: everything on, model metrics off, and all monitoring off."""
+    table = Table(title="modeldeck: what monitoring costs (p50 ms / rps)")
     for column in (
-        "c", "on rps", "on p50 ms", "on p99 ms", "off rps", "off p50 ms", "off p99 ms",
-        "p50 overhead", "rps cost",
+        "c", "all on", "model metrics off", "all monitoring off",
+        "model metrics p50 cost", "technical p50 cost",
     ):  # fmt: skip
         table.add_column(column, justify="right")
     for c in concurrencies:
-        on, off = tracked.get(c), untracked.get(c)
-        if not on or not off:
+        on, off, floor = tracked.get(c), untracked.get(c), bare.get(c)
+        if not on or not off or not floor:
             continue
-        p50 = ratio(on.p50_ms, off.p50_ms)
-        rps = ratio(on.rps, off.rps)
+        metrics_cost = ratio(on.p50_ms, off.p50_ms)
+        technical_cost = ratio(off.p50_ms, floor.p50_ms)
         table.add_row(
-            str(c), fmt(on.rps, 0), fmt(on.p50_ms), fmt(on.p99_ms),
-            fmt(off.rps, 0), fmt(off.p50_ms), fmt(off.p99_ms),
-            f"{(p50 - 1) * 100:+.1f} %" if p50 else "-",
-            f"{(1 - rps) * 100:+.1f} %" if rps else "-",
-        )  # fmt: skip
+            str(c),
+            f"{fmt(on.p50_ms)} / {fmt(on.rps, 0)}",
+            f"{fmt(off.p50_ms)} / {fmt(off.rps, 0)}",
+            f"{fmt(floor.p50_ms)} / {fmt(floor.rps, 0)}",
+            f"{(metrics_cost - 1) * 100:+.1f} %" if metrics_cost else "-",
+            f"{(technical_cost - 1) * 100:+.1f} %" if technical_cost else "-",
+        )
     return table
 
 
@@ -657,10 +664,19 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             mlflow_results, startup["mlflow_ready_s"] = bench_mlflow(
                 err, wrk, bin_dir, work_dir, tracking_uri, body, args.concurrency, args.duration
             )
-        modeldeck_results, untracked_results, startup["modeldeck"] = bench_modeldeck(
+        served, startup["modeldeck"] = bench_modeldeck(
             err, wrk, bin_dir, work_dir, tracking_uri, body,
             args.concurrency, args.duration, args.replicas,
         )  # fmt: skip
+        modeldeck_results, untracked_results = served[DEPLOYMENT_NAME], served[UNTRACKED_NAME]
+        progress(err, "a second server with technical monitoring off too (the bare floor)")
+        bare, _ = bench_modeldeck(
+            err, wrk, bin_dir, work_dir, tracking_uri, body,
+            args.concurrency, args.duration, args.replicas,
+            deployments=((BARE_NAME, False),),
+            extra_env={"MODELDECK_TECHNICAL_MONITORING": "false"},
+        )  # fmt: skip
+        bare_results = bare[BARE_NAME]
 
     ratios = compute_ratios(mlflow_results, modeldeck_results)
     targets = evaluate_targets(ratios, modeldeck_results)
@@ -669,7 +685,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     p50_label = f"modeldeck p50 <= {P50_TARGET:g}x mlflow at c=1"
     out.print(target_line(rps_label, targets["rps_ratio_c64"]))
     out.print(target_line(p50_label, targets["p50_ratio_c1"]))
-    out.print(overhead_table(args.concurrency, modeldeck_results, untracked_results))
+    out.print(overhead_table(args.concurrency, modeldeck_results, untracked_results, bare_results))
     overhead = ratio(
         modeldeck_results[8].p50_ms if 8 in modeldeck_results else None,
         untracked_results[8].p50_ms if 8 in untracked_results else None,
@@ -710,6 +726,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
                 ("mlflow", mlflow_results),
                 ("modeldeck", modeldeck_results),
                 ("modeldeck_metrics_off", untracked_results),
+                ("modeldeck_monitoring_off", bare_results),
             )
             if results
         },

@@ -79,6 +79,10 @@ class Settings(BaseSettings):
     """Raw prediction records (and their delayed metrics) older than this are pruned in the
     background, hourly. Aggregate metrics are kept."""
 
+    technical_monitoring: bool = True
+    """Count model-endpoint requests for technical monitoring and Prometheus. Turn off only to
+    measure what the counting costs (``benchmarks/serve.py`` does)."""
+
     technical_retention_days: float = 14.0
     """Technical metrics (request rollups, replica CPU and memory samples) older than this are
     pruned hourly (two weeks, as Cloudera ML keeps)."""

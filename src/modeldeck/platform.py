@@ -64,6 +64,8 @@ class Platform:
         response_bytes: int,
     ) -> None:
         """Count one model-endpoint request (rollups for the store, Prometheus for scrapers)."""
+        if not self.settings.technical_monitoring:
+            return
         self.technical.rollups.record(
             route.deployment_id, route.version, replica, status, seconds,
             request_bytes, response_bytes,

@@ -191,15 +191,16 @@ class ModelMetrics:
 
     # -- writes -------------------------------------------------------------------------------
 
-    def insert_predictions(self, records: Sequence[PredictionRecord]) -> None:
+    def insert_predictions(self, records: Sequence[PredictionRecord], *, wait: bool = True) -> bool:
         """Commit a group of predictions in one transaction (the replicas' group commit).
 
         The hot path of ingestion, so it skips SQLAlchemy's per-row parameter processing:
-        metrics are encoded once with orjson and the rows go to the driver as tuples, with
-        ``executemany`` on SQLite and ``COPY`` on PostgreSQL.
+        metrics are encoded once with orjson and the rows go to the driver as tuples, in
+        multi-row statements on SQLite and with ``COPY`` on PostgreSQL. With ``wait=False`` it
+        returns ``False`` instead of waiting when another writer holds the SQLite store.
         """
         if not records:
-            return
+            return True
         rows = [
             (
                 r.uuid, r.deployment_id, r.model_version, r.replica, r.start_ms, r.end_ms,
@@ -207,26 +208,28 @@ class ModelMetrics:
             )
             for r in records
         ]  # fmt: skip
-        with self.store.write() as session:
-            connection = session.connection()
+        with self.store.write_connection(wait=wait) as connection:
+            if connection is None:
+                return False
             if self.store.dialect == "postgresql":
                 driver = connection.connection.driver_connection
                 with driver.cursor() as cursor, cursor.copy(_COPY_PREDICTIONS) as copy:  # type: ignore[union-attr]
                     for row in rows:
                         copy.write_row(row)
-            else:
-                # Multi-row statements: sqlite3 releases and re-takes the GIL at every step of
-                # executemany, which stalls the writer thread behind a busy event loop.
-                cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-                full, rest = divmod(len(rows), _ROWS_PER_STATEMENT)
-                if full:
-                    statement = _insert_statement(_ROWS_PER_STATEMENT)
-                    for i in range(full):
-                        chunk = rows[i * _ROWS_PER_STATEMENT : (i + 1) * _ROWS_PER_STATEMENT]
-                        cursor.execute(statement, [v for row in chunk for v in row])
-                if rest:
-                    tail = rows[full * _ROWS_PER_STATEMENT :]
-                    cursor.execute(_insert_statement(rest), [v for row in tail for v in row])
+                return True
+            # Multi-row statements: sqlite3 releases and re-takes the GIL at every step of
+            # executemany, which stalls the writer thread behind a busy event loop.
+            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
+            full, rest = divmod(len(rows), _ROWS_PER_STATEMENT)
+            if full:
+                statement = _insert_statement(_ROWS_PER_STATEMENT)
+                for i in range(full):
+                    chunk = rows[i * _ROWS_PER_STATEMENT : (i + 1) * _ROWS_PER_STATEMENT]
+                    cursor.execute(statement, [v for row in chunk for v in row])
+            if rest:
+                tail = rows[full * _ROWS_PER_STATEMENT :]
+                cursor.execute(_insert_statement(rest), [v for row in tail for v in row])
+            return True
 
     def track_delayed(self, target: Target | None, prediction_uuid: str, metrics: Any) -> str:
         """Attach metrics that arrived later (ground truth) to a recorded prediction.

@@ -2,7 +2,8 @@
 
 A replica answers 200 only after its prediction's record is committed, so nothing acknowledged
 can be lost; one writer thread drains everything queued while the previous transaction ran and
-commits it at once, so the cost per prediction falls as traffic rises.
+commits it at once, so the cost per prediction falls as traffic rises. A lone request commits
+its record itself, without the round trip through the thread.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class GroupWriter:
         self._max_group = max_group
         self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._run, name="metrics-writer", daemon=True)
+        self._commit_lock = threading.Lock()  # one commit at a time: inline or the thread's
         self.committed = 0
 
     def start(self) -> None:
@@ -41,8 +43,25 @@ class GroupWriter:
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
-    async def write(self, record: PredictionRecord) -> None:
-        """Return once the record is committed; raise if it could not be."""
+    async def write(self, record: PredictionRecord, *, alone: bool = False) -> None:
+        """Return once the record is committed; raise if it could not be.
+
+        ``alone``: the caller is the only request in flight. Then, if no commit is running, the
+        record is committed right here: a one-row commit (about 70 microseconds on SQLite) takes
+        less time than waking the writer thread and being woken by it (about 200). Under
+        concurrency records join the next group (measured: committing inline at 4 requests in
+        flight per replica was slower than the group writer).
+        """
+        if alone and self._queue.empty() and self._commit_lock.acquire(blocking=False):
+            try:
+                # Never wait on the event loop: if another process is writing, use the thread.
+                if self._metrics.insert_predictions([record], wait=False):
+                    self.committed += 1
+                    return
+            except Exception:  # let the writer thread retry it like any other
+                pass
+            finally:
+                self._commit_lock.release()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
         self._queue.put((record, future, loop))
@@ -79,7 +98,8 @@ class GroupWriter:
             if delay:
                 time.sleep(delay)
             try:
-                self._metrics.insert_predictions(records)
+                with self._commit_lock:
+                    self._metrics.insert_predictions(records)
                 error = None
                 break
             except Exception as exc:  # the store is down or busy: retry, then give up loudly
