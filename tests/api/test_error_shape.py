@@ -74,11 +74,19 @@ def test_every_control_route_needs_the_api_key(client: TestClient) -> None:
         assert "nope" not in error["message"]
 
 
+VALID_BODIES = {
+    "/scale": {"replicas": 1},
+    "/metrics/delayed": {"prediction_uuid": "00000000-0000-4000-8000-000000000000", "metrics": {}},
+    "/metrics/aggregate": {"metrics": {}, "start_timestamp_ms": 0, "end_timestamp_ms": 1},
+    "/predictions": {"predictions": [{}]},
+}
+
+
 def test_unknown_deployments_and_models_are_404_everywhere(client: TestClient) -> None:
     for method, path in control_routes(client):
         if "{name}" not in path and "{key_id}" not in path:
             continue
-        body = {"replicas": 1} if path.endswith("/scale") else None
+        body = next((b for suffix, b in VALID_BODIES.items() if path.endswith(suffix)), None)
         r = client.request(method, _fill(path), json=body, headers=AUTH)
         assert_error_shape(r, 404, "not_found")
 

@@ -38,6 +38,10 @@ from modeldeck.serving.model import MlflowModel, ModelRuntime
 
 log = logging.getLogger("modeldeck.replica")
 
+LIGHT_LOAD = 16
+"""Requests in flight up to which a replica commits prediction records on its event loop (see
+``GroupWriter.write``); beyond, the group writer's thread commits them off the loop."""
+
 
 @dataclass
 class ReplicaConfig:
@@ -153,7 +157,7 @@ def create_replica_app(
                 model_version=config.model_version,
                 replica=config.replica,
             ),
-            alone=inflight == 1,
+            light=inflight <= LIGHT_LOAD,
         )
 
     def answer(body: dict[str, Any]) -> Response:
