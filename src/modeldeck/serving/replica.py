@@ -38,10 +38,6 @@ from modeldeck.serving.model import MlflowModel, ModelRuntime
 
 log = logging.getLogger("modeldeck.replica")
 
-LIGHT_LOAD = 16
-"""Requests in flight up to which a replica commits prediction records on its event loop (see
-``GroupWriter.write``); beyond, the group writer's thread commits them off the loop."""
-
 
 @dataclass
 class ReplicaConfig:
@@ -157,7 +153,7 @@ def create_replica_app(
                 model_version=config.model_version,
                 replica=config.replica,
             ),
-            light=inflight <= LIGHT_LOAD,
+            alone=inflight == 1,
         )
 
     def answer(body: dict[str, Any]) -> Response:
