@@ -149,3 +149,18 @@ def test_deploy_a_file_and_a_batch_deployment(run, tmp_path) -> None:  # type: i
     assert code == 2 and "give a registered MODEL or --file" in out
     for name in ("double", "nightly"):
         run("deployments", "delete", name, "--yes")
+
+
+def test_technical_metrics_command(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "iris", "--name", "cli-tech", "--version", "1", "--json")
+    key = json.loads(out)["access_key"]
+    for body in ('{"inputs": [[5.1, 3.5, 1.4, 0.2]]}',) * 3 + ('{"inputs": [[1]]}',):
+        run("predict", "cli-tech", "--access-key", key, "-d", body)
+    code, out = run("metrics", "technical", "cli-tech", "--since", "10m", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert (data["totals"]["requests"], data["totals"]["failed"]) == (4, 1)
+    code, out = run("metrics", "technical", "cli-tech", "--since", "10m")
+    assert code == 0
+    assert "received" in out and "total" in out and "p50" in out
+    run("deployments", "delete", "cli-tech", "--yes")
