@@ -31,3 +31,18 @@ class SumModel:
 
     def unload(self) -> None:
         self.ready = False
+
+
+def add_deployment(store: Any, deployment_id: str, name: str, **overrides: Any) -> None:
+    """A deployment row straight into a store, for tests of what hangs off deployments."""
+    from modeldeck.store.schema import DeploymentRow
+
+    values: dict[str, Any] = {
+        "id": deployment_id, "name": name, "crn": f"crn:{name}", "model_name": "m",
+        "model_version": "1", "version_spec": "1", "model_uri": "models:/m/1",
+        "runtime": "local", "replicas": 1, "environment": {}, "auth_enabled": True,
+        "desired_state": "running", "status": "deployed", "status_message": "",
+    }  # fmt: skip
+    values.update(overrides)
+    with store.write() as session:
+        session.add(DeploymentRow(**values))

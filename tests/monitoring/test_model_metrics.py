@@ -17,33 +17,17 @@ from modeldeck.monitoring.model_metrics import (
     records_frame,
 )
 from modeldeck.store import Store
-from modeldeck.store.schema import DeploymentRow
+from tests.fixtures import add_deployment
 
 
 @pytest.fixture
 def service(store_url: str) -> Iterator[tuple[ModelMetrics, Target]]:
     store = Store(store_url)
     store.migrate()
-    with store.write() as session:
-        for name in ("a", "b"):
-            session.add(
-                DeploymentRow(
-                    id=f"id-{name}",
-                    name=name,
-                    crn=f"crn:{name}",
-                    model_name="m",
-                    model_version="3",
-                    version_spec="3",
-                    model_uri="models:/m/3",
-                    runtime="local",
-                    replicas=1,
-                    environment={},
-                    auth_enabled=True,
-                    desired_state="running",
-                    status="deployed",
-                    status_message="",
-                )
-            )
+    for name in ("a", "b"):
+        add_deployment(
+            store, f"id-{name}", name, model_version="3", version_spec="3", model_uri="models:/m/3"
+        )
     yield ModelMetrics(store), Target("id-a", "a", "m", "3")
     store.close()
 
@@ -203,26 +187,10 @@ def test_the_platform_prunes_past_the_retention_period(tmp_path) -> None:  # typ
     settings = Settings(data_dir=tmp_path, prediction_retention_days=1.0)
     store = Store(settings.resolved_store_url())
     store.migrate()
-    with store.write() as session:
-        session.add(
-            DeploymentRow(
-                id="d",
-                name="d",
-                crn="crn:d",
-                model_name="m",
-                model_version="1",
-                version_spec="1",
-                model_uri="",
-                runtime="none",
-                replicas=0,
-                environment={},
-                auth_enabled=True,
-                desired_state="stopped",
-                status="active",
-                status_message="",
-                kind="batch",
-            )
-        )
+    add_deployment(
+        store, "d", "d", model_uri="", runtime="none", replicas=0, desired_state="stopped",
+        status="active", kind="batch",
+    )  # fmt: skip
     target = Target("d", "d")
     now = int(time.time() * 1000)
     old, fresh = _record(now - 2 * 86_400_000, target), _record(now, target)

@@ -56,29 +56,11 @@ def _tracking_client(tmp_path, deployment_id: str):  # type: ignore[no-untyped-d
     from modeldeck.monitoring.model_metrics import ModelMetrics
     from modeldeck.monitoring.writer import GroupWriter
     from modeldeck.store import Store
-    from modeldeck.store.schema import DeploymentRow
+    from tests.fixtures import add_deployment
 
     store = Store(f"sqlite:///{tmp_path / 'm.db'}")
     store.migrate()
-    with store.write() as session:
-        session.add(
-            DeploymentRow(
-                id="dep-1",
-                name="d",
-                crn="crn:d",
-                model_name="m",
-                model_version="1",
-                version_spec="1",
-                model_uri="models:/m/1",
-                runtime="local",
-                replicas=1,
-                environment={},
-                auth_enabled=True,
-                desired_state="running",
-                status="deployed",
-                status_message="",
-            )
-        )
+    add_deployment(store, "dep-1", "d")
     metrics = ModelMetrics(store)
     writer = GroupWriter(metrics)
     writer.start()
