@@ -222,3 +222,10 @@ def test_prediction_ids_are_time_ordered_version_7_uuids() -> None:
     assert len(set(ids)) == 1000
     assert all(first < i for i in ids)  # later milliseconds sort after
     assert abs((parsed.int >> 80) - int(time.time() * 1000)) < 5_000
+
+
+def test_prediction_ids_increase_strictly_within_a_millisecond() -> None:
+    from modeldeck.monitoring.model_metrics import new_prediction_id
+
+    ids = [new_prediction_id() for _ in range(10_000)]  # many share a millisecond
+    assert ids == sorted(ids) and len(set(ids)) == len(ids)

@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import math
 import os
+import threading
 import time
 import uuid as uuidlib
 from collections.abc import Iterator, Mapping, Sequence
@@ -51,22 +52,39 @@ def now_ms() -> int:
     return int(time.time() * 1000)
 
 
-def new_prediction_id() -> str:
-    """A time-ordered UUID (version 7, RFC 9562) for a prediction.
+class _PredictionIds:
+    """Time-ordered UUIDs (version 7, RFC 9562), strictly increasing within a process.
 
     New predictions then land at the end of the primary-key index instead of at random places
     in it: on SQLite that is 500,000 inserts/s instead of 64,000 with random (version 4) UUIDs.
+    The 12 bits after the millisecond timestamp count within a millisecond (RFC 9562's
+    "fixed-length dedicated counter"), so records of one millisecond keep their order.
     """
-    ms = time.time_ns() // 1_000_000
-    rand = int.from_bytes(os.urandom(10), "big")
-    value = (
-        (ms & 0xFFFF_FFFF_FFFF) << 80
-        | 0x7 << 76
-        | ((rand >> 62) & 0xFFF) << 64
-        | 0b10 << 62
-        | rand & ((1 << 62) - 1)
-    )
-    return str(uuidlib.UUID(int=value))
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._last_ms = 0
+        self._counter = 0
+
+    def __call__(self) -> str:
+        with self._lock:
+            ms = time.time_ns() // 1_000_000
+            if ms <= self._last_ms:
+                ms = self._last_ms
+                self._counter += 1
+                if self._counter > 0xFFF:  # 4,096 in one millisecond: borrow the next one
+                    ms += 1
+                    self._counter = 0
+            else:
+                self._counter = 0
+            self._last_ms = ms
+            counter = self._counter
+        rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
+        value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
+        return str(uuidlib.UUID(int=value))
+
+
+new_prediction_id = _PredictionIds()
 
 
 @dataclass(frozen=True)
