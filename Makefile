@@ -31,10 +31,11 @@ lint: install
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-## bench: serving benchmark against `mlflow models serve` (needs wrk; installs it when root)
+## bench: serving against `mlflow models serve` (needs wrk; installs it when root), then ingestion
 bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
+	$(BIN)/python benchmarks/ingest.py $(INGEST_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
