@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -190,6 +191,26 @@ class Client:
         )
         self._request("POST", path, json=body)
 
+    def track_delayed_metrics_batch(
+        self, deployment: str, items: list[tuple[str, dict[str, Any]]], *, chunk: int = 5000
+    ) -> int:
+        """Attach delayed metrics to many predictions: ``[(uuid, metrics), ...]``.
+
+        Sent in chunks of ``chunk``; each chunk is one transaction (all or nothing).
+        """
+        done = 0
+        for start in range(0, len(items), chunk):
+            body = {
+                "items": [
+                    {"prediction_uuid": u, "metrics": m} for u, m in items[start : start + chunk]
+                ]
+            }
+            result = self._request(
+                "POST", f"/api/v1/deployments/{deployment}/metrics/delayed/batch", json=body
+            )
+            done += int(result["count"])
+        return done
+
     def track_aggregate_metrics(
         self,
         deployment: str,
@@ -278,6 +299,129 @@ class Client:
 
     def revoke_api_key(self, key_id: str) -> None:
         self._request("DELETE", f"/api/v1/api-keys/{key_id}")
+
+    # -- drift, performance, alerts -----------------------------------------------------------
+
+    def monitoring(self, deployment: str) -> dict[str, Any]:
+        """How the deployment's tracked metrics map onto features, predictions and labels."""
+        return self._get(f"/api/v1/deployments/{deployment}/monitoring")  # type: ignore[no-any-return]
+
+    def set_monitoring(self, deployment: str, **config: Any) -> dict[str, Any]:
+        """Replace the monitoring settings (``input_key``, ``label_key``, ``overrides``, ...)."""
+        return self._request(  # type: ignore[no-any-return]
+            "PUT", f"/api/v1/deployments/{deployment}/monitoring", json=config
+        )
+
+    def set_reference(
+        self,
+        deployment: str,
+        path: str | Path,
+        *,
+        model_version: str = "",
+        target_column: str | None = None,
+        prediction_column: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload a CSV or Parquet file as the deployment's reference data."""
+        path = Path(path)
+        params = {"filename": path.name, "version": model_version}
+        if target_column:
+            params["target_column"] = target_column
+        if prediction_column:
+            params["prediction_column"] = prediction_column
+        return self._request(  # type: ignore[no-any-return]
+            "PUT",
+            f"/api/v1/deployments/{deployment}/reference",
+            params=params,
+            content=path.read_bytes(),
+            headers={"Content-Type": "application/octet-stream"},
+        )
+
+    def reference_from_registry(
+        self, deployment: str, model_version: str | None = None
+    ) -> dict[str, Any]:
+        """Take the reference data from what was logged with the model's MLflow run."""
+        params = {"version": model_version} if model_version else {}
+        return self._request(  # type: ignore[no-any-return]
+            "POST", f"/api/v1/deployments/{deployment}/reference/from-registry", params=params
+        )
+
+    def reference(
+        self, deployment: str, model_version: str | None = None, rows: int = 0
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"rows": rows}
+        if model_version:
+            params["version"] = model_version
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/reference", params=params
+        )
+
+    def drift(
+        self,
+        deployment: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        model_version: str | None = None,
+        columns: list[str] | None = None,
+        sample: bool = True,
+    ) -> dict[str, Any]:
+        """Data drift per column, dataset drift and prediction drift over a window."""
+        params: dict[str, Any] = {"sample": str(sample).lower()}
+        for key, value in (("start", start_ms), ("end", end_ms), ("version", model_version)):
+            if value is not None:
+                params[key] = value
+        if columns:
+            params["column"] = columns
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/drift", params=params
+        )
+
+    def performance(
+        self,
+        deployment: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        step_seconds: int | None = None,
+        model_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Realised and estimated performance per window and model version."""
+        params = {
+            k: v
+            for k, v in (
+                ("start", start_ms),
+                ("end", end_ms),
+                ("step", step_seconds),
+                ("version", model_version),
+            )
+            if v is not None
+        }
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/performance", params=params
+        )
+
+    def create_alert_rule(self, **spec: Any) -> dict[str, Any]:
+        """Create an alert rule: ``name``, ``deployment``, ``metric``, ``comparison``, ..."""
+        return self._request("POST", "/api/v1/alerts/rules", json=spec)  # type: ignore[no-any-return]
+
+    def alert_rules(self, deployment: str | None = None) -> list[dict[str, Any]]:
+        params = {"deployment": deployment} if deployment else {}
+        return self._request("GET", "/api/v1/alerts/rules", params=params)  # type: ignore[no-any-return]
+
+    def delete_alert_rule(self, deployment: str, name: str) -> None:
+        self._request("DELETE", f"/api/v1/alerts/rules/{deployment}/{name}")
+
+    def alert_events(
+        self, deployment: str | None = None, since_ms: int = 0, limit: int = 100
+    ) -> list[dict[str, Any]]:
+        params: dict[str, Any] = {"since": since_ms, "limit": limit}
+        if deployment:
+            params["deployment"] = deployment
+        return self._request("GET", "/api/v1/alerts/events", params=params)  # type: ignore[no-any-return]
+
+    def evaluate_alerts(self) -> list[dict[str, Any]]:
+        """Evaluate every alert rule now; returns the events produced."""
+        return self._request("POST", "/api/v1/alerts/evaluate")  # type: ignore[no-any-return]
 
     # -- plumbing -----------------------------------------------------------------------------
 

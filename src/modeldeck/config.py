@@ -87,6 +87,16 @@ class Settings(BaseSettings):
     """Technical metrics (request rollups, replica CPU and memory samples) older than this are
     pruned hourly (two weeks, as Cloudera ML keeps)."""
 
+    max_upload_bytes: int = 256 * 1024 * 1024
+    """Largest reference-data upload (``modeldeck reference set``), in bytes."""
+
+    alert_interval_seconds: float = 60.0
+    """How often the platform evaluates alert rules."""
+
+    webhook_attempts: int = 5
+    """Delivery attempts of an alert's webhook before it is recorded as failed (exponential
+    back-off between them)."""
+
     log_level: str = "info"
     """Log level of the platform and its replicas."""
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import tempfile
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("modeldeck.demo")
@@ -72,6 +74,12 @@ def train_and_register(
                 signature=infer_signature(X_train, model.predict(X_train)),
                 input_example=X_train.head(3),
             )
+            # The training data, kept with the run: modeldeck measures drift against it.
+            reference = X_train.assign(target=y_train.to_numpy())
+            with tempfile.TemporaryDirectory() as tmp:
+                path = Path(tmp) / "reference_data.parquet"
+                reference.to_parquet(path, index=False)
+                mlflow.log_artifact(str(path))
             log.info("run %s: C=%s accuracy=%.3f", run.info.run_id, c, accuracy)
             if best is None or accuracy > best[0]:
                 best = (accuracy, run.info.run_id, info.model_uri, params)

@@ -8,6 +8,8 @@ import logging
 import psutil
 from prometheus_client import CollectorRegistry
 
+from modeldeck.alerts.service import AlertService
+from modeldeck.analysis.service import AnalysisService
 from modeldeck.apikeys import ApiKeyService
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime
@@ -34,13 +36,21 @@ class Platform:
         self.deployments = DeploymentService(settings, self.store, self.registry, self.runtime)
         self.api_keys = ApiKeyService(settings, self.store)
         self.model_metrics = ModelMetrics(self.store)
+        self.analysis = AnalysisService(self.store, self.registry)
         self.gateway = Gateway(settings, self.deployments, self.runtime)
         self.technical = TechnicalMetrics(self.store)
+        self.alerts = AlertService(
+            self.store,
+            self.analysis,
+            self.technical,
+            webhook_attempts=settings.webhook_attempts,
+        )
         self.prometheus = CollectorRegistry()
         self.request_metrics = RequestMetrics(self.prometheus)
         self.prometheus.register(PlatformCollector(self._replica_views))
         self._housekeeping: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
+        self._alerting: asyncio.Task[None] | None = None
         self._processes: dict[int, psutil.Process] = {}
 
     async def start(self) -> None:
@@ -51,6 +61,7 @@ class Platform:
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._prune_forever())
         self._monitor = loop.create_task(self._monitor_forever())
+        self._alerting = loop.create_task(self._alert_forever())
         tune_gc()
         log.info("modeldeck is serving on %s", self.settings.resolved_public_url())
 
@@ -125,6 +136,14 @@ class Platform:
             except Exception:
                 log.exception("flushing technical metrics failed")
 
+    async def _alert_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alert_interval_seconds)
+            try:
+                await self.alerts.evaluate_all()
+            except Exception:  # never let alerting take the platform down
+                log.exception("evaluating alert rules failed")
+
     async def prune(self) -> int:
         """Delete records past their retention periods; returns the prediction records pruned."""
         technical_cutoff = now_ms() - int(self.settings.technical_retention_days * 86_400_000)
@@ -144,7 +163,7 @@ class Platform:
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     async def stop(self) -> None:
-        for task in (self._housekeeping, self._monitor):
+        for task in (self._housekeeping, self._monitor, self._alerting):
             if task:
                 task.cancel()
         await self.gateway.shutdown()

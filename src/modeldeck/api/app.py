@@ -13,7 +13,7 @@ from modeldeck import __version__
 from modeldeck.config import Settings
 from modeldeck.platform import Platform
 
-from . import routes_control, routes_metrics, routes_serving
+from . import routes_alerts, routes_analysis, routes_control, routes_metrics, routes_serving
 from .errors import install_error_handlers
 
 
@@ -42,6 +42,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     install_error_handlers(app)
     app.include_router(routes_control.router, prefix="/api/v1")
     app.include_router(routes_metrics.router, prefix="/api/v1")
+    app.include_router(routes_analysis.router, prefix="/api/v1")
+    app.include_router(routes_alerts.router, prefix="/api/v1")
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
 

@@ -27,6 +27,17 @@ class DelayedMetrics(BaseModel):
     metrics: dict[str, Any] = Field(description="Metrics to merge into the prediction's record.")
 
 
+class DelayedMetricsBatch(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    items: list[DelayedMetrics] = Field(min_length=1, max_length=10_000)
+
+
+class Counted(BaseModel):
+    status: str = "recorded"
+    count: int
+
+
 class AggregateMetrics(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -97,6 +108,23 @@ async def track_delayed(
 
     await asyncio.to_thread(run)
     return Accepted()
+
+
+@router.post(
+    "/deployments/{name}/metrics/delayed/batch",
+    status_code=201,
+    responses=errors(404),
+    summary="Attach delayed metrics to many predictions in one transaction (all or nothing)",
+)
+async def track_delayed_batch(
+    name: str, body: DelayedMetricsBatch, platform: Platform = Depends(get_platform)
+) -> Counted:
+    def run() -> int:
+        target = find_target(platform.store, name)
+        entries = [(item.prediction_uuid, item.metrics) for item in body.items]
+        return platform.model_metrics.track_delayed_many(target, entries)
+
+    return Counted(count=await asyncio.to_thread(run))
 
 
 @router.post(

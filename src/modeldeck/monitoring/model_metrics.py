@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
-from sqlalchemy import and_, delete, or_, select
+from sqlalchemy import and_, delete, insert, or_, select
 
 from modeldeck.deployments.crn import DEV, Identity, identity
 from modeldeck.errors import Conflict, NotFound, ValidationFailed
@@ -272,6 +272,51 @@ class ModelMetrics:
                 )
             )
         return uuid
+
+    def track_delayed_many(self, target: Target | None, entries: Sequence[tuple[str, Any]]) -> int:
+        """Attach delayed metrics to many predictions in one transaction: all or nothing.
+
+        ``entries`` are ``(prediction_uuid, metrics)`` pairs. Every UUID must name a recorded
+        prediction (of ``target``, when given); otherwise nothing is recorded and the error
+        names the first unknown UUID. Returns how many were recorded.
+        """
+        cleaned = [
+            (_uuid(u), clean_metrics(m, what=f"items[{i}].metrics"))
+            for i, (u, m) in enumerate(entries)
+        ]
+        ts = now_ms()
+        with self.store.write() as session:
+            owners: dict[str, str] = {}
+            uuids = [u for u, _ in cleaned]
+            for chunk_start in range(0, len(uuids), 900):
+                chunk = uuids[chunk_start : chunk_start + 900]
+                found = session.execute(
+                    select(PredictionRow.uuid, PredictionRow.deployment_id).where(
+                        PredictionRow.uuid.in_(chunk)
+                    )
+                )
+                owners.update((uuid, owner) for uuid, owner in found)
+            for i, (uuid, _) in enumerate(cleaned):
+                owner = owners.get(uuid)
+                if owner is None or (target is not None and owner != target.deployment_id):
+                    where = f" in deployment {target.name!r}" if target is not None else ""
+                    raise NotFound(
+                        f"items[{i}]: no prediction {uuid}{where}; nothing was recorded",
+                        details={"prediction_uuid": uuid, "index": i},
+                    )
+            session.execute(
+                insert(DelayedMetricRow),
+                [
+                    {
+                        "prediction_uuid": uuid,
+                        "deployment_id": owners[uuid],
+                        "ts_ms": ts,
+                        "metrics": metrics,
+                    }
+                    for uuid, metrics in cleaned
+                ],
+            )
+        return len(cleaned)
 
     def record(self, target: Target, entries: Sequence[Mapping[str, Any]]) -> list[str]:
         """Record predictions made elsewhere (batch inference, the REST API); returns UUIDs."""

@@ -14,8 +14,10 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Text,
+    UniqueConstraint,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -58,6 +60,7 @@ class DeploymentRow(Base):
     file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     track_metrics: Mapped[bool] = mapped_column(Boolean, default=True)
+    monitoring: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -199,3 +202,68 @@ class ReplicaSampleRow(Base):
     cpu_percent: Mapped[float] = mapped_column(Float)
     rss_bytes: Mapped[int] = mapped_column(BigInteger)
     cpu_seconds: Mapped[float] = mapped_column(Float)
+
+
+class ReferenceDataRow(Base):
+    """The data drift is measured against: a deployment's training data, per model version.
+
+    ``model_version == ""`` is the deployment's default reference, used for versions that have
+    none of their own. The data is kept as Parquet bytes.
+    """
+
+    __tablename__ = "reference_data"
+    __table_args__ = (UniqueConstraint("deployment_id", "model_version"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    model_version: Mapped[str] = mapped_column(String(32), default="")
+    source: Mapped[str] = mapped_column(Text)
+    rows: Mapped[int] = mapped_column(Integer)
+    columns: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
+    target_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    prediction_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    estimator: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class AlertRuleRow(Base):
+    """An alert rule (``modeldeck.alerts.rules.AlertRuleSpec``) and its evaluation state."""
+
+    __tablename__ = "alert_rules"
+    __table_args__ = (UniqueConstraint("deployment_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class AlertEventRow(Base):
+    """A rule that started firing or resolved, and how its webhook delivery went."""
+
+    __tablename__ = "alert_events"
+    __table_args__ = (Index("ix_alert_events_deployment_ts", "deployment_id", "ts_ms"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    rule_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("alert_rules.id", ondelete="CASCADE"), index=True
+    )
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    rule_name: Mapped[str] = mapped_column(String(100))
+    kind: Mapped[str] = mapped_column(String(16))  # firing | resolved
+    metric: Mapped[str] = mapped_column(String(255))
+    value: Mapped[float] = mapped_column(Float)
+    samples: Mapped[int] = mapped_column(Integer)
+    message: Mapped[str] = mapped_column(Text)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    delivery: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)

@@ -1,0 +1,183 @@
+"""``/api/v1``: monitoring settings, reference data, drift and performance reports."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from fastapi import APIRouter, Depends, Query, Request
+
+from modeldeck.analysis.reference import read_table
+from modeldeck.analysis.service import MonitoringConfig
+from modeldeck.platform import Platform
+
+from .deps import get_platform, read_body, require_api_key
+from .routes_control import errors
+
+router = APIRouter(
+    dependencies=[Depends(require_api_key)],
+    tags=["drift and performance"],
+    responses=errors(401, 422),
+)
+
+START = Query(
+    default=None,
+    ge=0,
+    description="Start of the window, ms since the epoch (default: 24 h before end).",
+)
+END = Query(default=None, ge=0, description="End of the window, ms since the epoch (default: now).")
+VERSION = Query(default=None, description="Only this model version (default: all).")
+
+
+@router.get("/deployments/{name}/monitoring", responses=errors(404), summary="Monitoring settings")
+async def get_monitoring(name: str, platform: Platform = Depends(get_platform)) -> MonitoringConfig:
+    return await asyncio.to_thread(platform.analysis.config, name)
+
+
+@router.put(
+    "/deployments/{name}/monitoring",
+    responses=errors(404),
+    summary="Set how tracked metrics map onto features, predictions and labels",
+)
+async def set_monitoring(
+    name: str, body: MonitoringConfig, platform: Platform = Depends(get_platform)
+) -> MonitoringConfig:
+    return await asyncio.to_thread(platform.analysis.set_config, name, body)
+
+
+@router.put(
+    "/deployments/{name}/reference",
+    responses=errors(400, 404, 413),
+    summary="Upload reference data (the body is a CSV or Parquet file)",
+    openapi_extra={
+        "requestBody": {
+            "required": True,
+            "content": {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            },
+        }
+    },
+)
+async def upload_reference(
+    name: str,
+    request: Request,
+    filename: str = Query(
+        description="Name of the file; its suffix (.csv, .parquet) decides the format."
+    ),
+    version: str = Query(default="", description="Model version it belongs to (default: all)."),
+    target_column: str | None = Query(default=None, description="The label column, if any."),
+    prediction_column: str | None = Query(
+        default=None, description="The model's output column, if any."
+    ),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    body = await read_body(request, platform.settings.max_upload_bytes)
+
+    def run() -> dict[str, Any]:
+        frame = read_table(body, filename)
+        return platform.analysis.set_reference(
+            name,
+            frame,
+            source=f"upload {filename}",
+            model_version=version,
+            target_column=target_column,
+            prediction_column=prediction_column,
+        )
+
+    return await asyncio.to_thread(run)
+
+
+@router.post(
+    "/deployments/{name}/reference/from-registry",
+    responses=errors(404),
+    summary="Take reference data from what was logged with the MLflow run or model",
+)
+async def reference_from_registry(
+    name: str,
+    version: str | None = Query(
+        default=None, description="Model version (default: the deployed one)."
+    ),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return await asyncio.to_thread(platform.analysis.reference_from_registry, name, version)
+
+
+@router.get(
+    "/deployments/{name}/reference", responses=errors(404), summary="Reference data summary"
+)
+async def get_reference(
+    name: str,
+    version: str | None = VERSION,
+    rows: int = Query(default=0, ge=0, le=1000, description="Also return the first rows."),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    def run() -> dict[str, Any]:
+        reference = platform.analysis.reference(name, version)
+        summary = reference.summary()
+        if rows:
+            head = reference.frame.head(rows)
+            summary["head"] = head.astype(object).where(head.notna(), None).to_dict("records")
+        return summary
+
+    return await asyncio.to_thread(run)
+
+
+@router.delete(
+    "/deployments/{name}/reference",
+    status_code=204,
+    responses=errors(404),
+    summary="Remove reference data",
+)
+async def delete_reference(
+    name: str,
+    version: str = Query(default="", description="Model version (default: the deployment's)."),
+    platform: Platform = Depends(get_platform),
+) -> None:
+    await asyncio.to_thread(platform.analysis.delete_reference, name, version)
+
+
+@router.get(
+    "/deployments/{name}/drift",
+    responses=errors(404),
+    summary="Data drift per column, dataset drift and prediction drift over a window",
+)
+async def drift(
+    name: str,
+    start: int | None = START,
+    end: int | None = END,
+    version: str | None = VERSION,
+    column: list[str] | None = Query(default=None, description="Only these columns."),
+    sample: bool = Query(default=True, description="Sample windows larger than max_rows."),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return await asyncio.to_thread(
+        lambda: platform.analysis.drift(
+            name, start_ms=start, end_ms=end, model_version=version, columns=column, sample=sample
+        )
+    )
+
+
+@router.get(
+    "/deployments/{name}/performance",
+    responses=errors(404),
+    summary="Realised and estimated performance per window and model version",
+)
+async def performance(
+    name: str,
+    start: int | None = START,
+    end: int | None = END,
+    step: int | None = Query(
+        default=None, ge=1, description="Seconds per window (default: one window)."
+    ),
+    version: str | None = VERSION,
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    return await asyncio.to_thread(
+        lambda: platform.analysis.performance(
+            name,
+            start_ms=start,
+            end_ms=end,
+            step_ms=step * 1000 if step else None,
+            model_version=version,
+        )
+    )
