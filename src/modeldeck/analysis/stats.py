@@ -151,8 +151,7 @@ def _as_series(values: Values) -> pd.Series:
 def column_kind(values: Values) -> Kind:
     """``"numeric"`` for a numeric dtype other than bool, else ``"categorical"``.
 
-    Object columns are categorical even when they hold numbers: the dtype decides, as it does in
-    Evidently's column-type recognition.
+    Only the dtype decides: object columns are categorical even when they hold numbers.
     """
     series = _as_series(values)
     dtype = series.dtype
@@ -234,6 +233,13 @@ def _fill_zeroes(shares: FloatArray) -> FloatArray:
 
 
 def _chisquare_counts(ref: FloatArray, cur: FloatArray) -> float:
+    """Goodness of fit of the current counts to the reference's shares (Evidently's test).
+
+    The reference shares are taken as exact, so the p-value overstates significance unless the
+    current sample is much smaller than the reference (the statistic's expectation grows by
+    ``1 + len(current) / len(reference)``, twice the degrees of freedom for equal sizes); that
+    is the established default, kept as is.
+    """
     if np.count_nonzero(ref + cur) <= 1:
         return 1.0
     expected = ref * (cur.sum() / ref.sum())
@@ -605,9 +611,11 @@ def numeric_edges(reference: Values, bins: int = 100) -> FloatArray:
     quantiles, down to ``10 / len(reference)``: a tail bin still holds about ten reference
     values, and the linear-CDF assumption of the binned Wasserstein distance no longer
     overstates the tail area (on shifted normal and log-normal data it falls from a few
-    hundredths to a few thousandths). Duplicates are removed, so a discrete reference gets
-    fewer bins. ``-inf`` and ``+inf`` outside make every finite value land in a bin, while the
-    finite bins span exactly the reference's range. Bins are ``[left, right)``.
+    hundredths to a few thousandths). Each quantile is a reference value (numpy's ``"lower"``
+    method) and duplicates are removed, so every finite bin holds at least one reference value
+    and a discrete reference gets one edge per value. ``-inf`` and ``+inf`` outside make every
+    finite value land in a bin, while the finite bins span exactly the reference's range.
+    Bins are ``[left, right)``.
     """
     if bins < 1:
         raise ValueError(f"bins must be at least 1, got {bins}")
@@ -619,7 +627,7 @@ def numeric_edges(reference: Values, bins: int = 100) -> FloatArray:
     if smallest_tail < 1.0 / bins:
         tail = np.geomspace(smallest_tail, 1.0 / bins, TAIL_EDGES + 1)[:-1]
         probabilities = np.concatenate([probabilities, tail, 1.0 - tail])
-    quantiles = np.unique(np.quantile(values, np.unique(probabilities)))
+    quantiles = np.unique(np.quantile(values, np.unique(probabilities), method="lower"))
     return np.concatenate([[-np.inf], quantiles, [np.inf]]).astype(np.float64)
 
 
