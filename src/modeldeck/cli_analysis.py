@@ -28,7 +28,7 @@ def _window(since: str) -> tuple[int, int]:
 
 
 def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%Y-%m-%d %H:%M")
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m-%d %H:%M")
 
 
 def _verdict(drifted: bool) -> str:
@@ -60,7 +60,10 @@ def _print_reference(summary: dict[str, Any]) -> None:
         table.add_row(column["name"], column["kind"], column["dtype"], role)
     console.print(table)
     if summary.get("estimator"):
-        console.print("performance estimation: calibrated on the reference")
+        console.print(
+            "performance estimation: calibrated on the reference (used for predictions that "
+            "track class probabilities)"
+        )
 
 
 @reference.command("set")
@@ -203,7 +206,7 @@ def _print_drift(report: dict[str, Any], since: str) -> None:
     rows = list(report["columns"])
     if report.get("prediction"):
         rows.append(
-            {**report["prediction"], "column": f"{report['prediction']['column']} (output)"}
+            {**report["prediction"], "column": f"{report['prediction']['column']} (prediction)"}
         )
     for c in rows:
         table.add_row(
@@ -251,9 +254,17 @@ def performance(
         return
     regression = report["task"] == "regression"
     metrics = ["mae", "rmse", "mape", "r2"] if regression else ["accuracy", "f1_macro", "roc_auc"]
-    headers = ["window", "version", "predictions", "labelled", "coverage", *metrics]
+    short = {"accuracy": "acc", "f1_macro": "f1", "roc_auc": "auc"}
+    headers = [
+        "window (UTC)",
+        "ver",
+        "preds",
+        "labels",
+        "cover",
+        *(short.get(m, m) for m in metrics),
+    ]
     if not regression:
-        headers.append("est. accuracy")
+        headers.append("est. acc")
     table = Table(*headers, title=f"{name}: {report['task'] or 'no labels yet'}")
     for w in report["windows"]:
         realised = w.get("realised") or {}
