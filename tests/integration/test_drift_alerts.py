@@ -134,6 +134,13 @@ def test_drift_performance_and_an_accuracy_alert(
         assert last_accuracy < first_accuracy - 0.3
         assert sum(w["labelled"] for w in windows) == 2 * N
         assert all(w["label_coverage"] == 1.0 for w in windows)
+        # The classifier's tracked probabilities give ROC AUC, log loss and, through the
+        # estimator calibrated on the reference, an estimate close to the realised accuracy
+        # while the labels follow the reference's concept.
+        calm_window = windows[0]
+        assert calm_window["realised"]["roc_auc"] > 0.9
+        assert calm_window["realised"]["log_loss"] > 0
+        assert abs(calm_window["estimated"]["accuracy"] - first_accuracy) < 0.08
 
         # An accuracy alert fires and its webhook gets the event, signed.
         client.create_alert_rule(

@@ -77,6 +77,11 @@ def test_the_labs_flow(platform: RunningPlatform, iris: tuple[str, str]) -> None
         features, _ = sent[rec["predictionUuid"]]
         assert rec["metrics"]["input"] == features
         assert rec["metrics"]["output"] in (0, 1, 2)
+        # A classifier records its class probabilities; the prediction is the most probable.
+        probabilities = rec["metrics"]["probabilities"]
+        assert set(probabilities) == {"0", "1", "2"}
+        assert sum(probabilities.values()) == pytest.approx(1.0, abs=1e-5)
+        assert max(probabilities, key=probabilities.get) == str(rec["metrics"]["output"])
     assert {r["predictionUuid"] for r in records} == set(sent)
 
     for uuid, (_, label) in sent.items():

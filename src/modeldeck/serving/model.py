@@ -16,6 +16,29 @@ from modeldeck.serving.codecs import ColumnSpec, dataframe, signature_columns
 log = logging.getLogger("modeldeck.replica")
 
 NUMERIC = {"double", "float", "long", "integer"}
+PROBABILITY_DIGITS = 6
+
+
+class Scored:
+    """A batch's predicted labels with their class probabilities; slices by rows like both."""
+
+    def __init__(self, labels: Any, probabilities: Any, classes: list[str]) -> None:
+        self.labels = labels
+        self.probabilities = probabilities
+        self.classes = classes
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, rows: slice) -> Scored:
+        return Scored(self.labels[rows], self.probabilities[rows], self.classes)
+
+    def probability_records(self) -> list[dict[str, float]]:
+        """One ``{class: probability}`` per row, rounded to six digits."""
+        return [
+            {c: round(float(p), PROBABILITY_DIGITS) for c, p in zip(self.classes, row, strict=True)}
+            for row in self.probabilities
+        ]
 
 
 class ModelRuntime(Protocol):
@@ -48,7 +71,10 @@ class MlflowModel:
         self.fast_path = False
         self._pyfunc: Any = None
         self._estimator_fn: Any = None
+        self._proba_fn: Any = None
         self._order: list[int] | None = None
+        self.classes: list[str] | None = None
+        """Set when the model gives class probabilities (a scikit-learn classifier)."""
 
     def load(self) -> None:
         import mlflow
@@ -85,6 +111,15 @@ class MlflowModel:
         # feature-name check has nothing left to catch.
         warnings.filterwarnings("ignore", message="X does not have valid feature names")
         self._estimator_fn = fn
+        proba = getattr(estimator, "predict_proba", None)
+        classes = getattr(estimator, "classes_", None)
+        if (
+            conf.get("predict_fn", "predict") == "predict"
+            and proba is not None
+            and classes is not None
+        ):
+            self._proba_fn = proba
+            self.classes = [str(c) for c in classes]
         self.fast_path = True
         log.info("serving %s through the scikit-learn fast path", self.model_uri)
 
@@ -101,7 +136,13 @@ class MlflowModel:
             return self._estimator_fn(data)
         return self._pyfunc.predict(data)
 
+    def predict_scored(self, data: Any) -> Scored:
+        """Labels and class probabilities (only when ``classes`` is set)."""
+        assert self._proba_fn is not None and self.classes is not None
+        return Scored(self._estimator_fn(data), self._proba_fn(data), self.classes)
+
     def unload(self) -> None:
         self._pyfunc = None
         self._estimator_fn = None
+        self._proba_fn = None
         self.ready = False

@@ -34,7 +34,7 @@ from modeldeck.process import tune_gc
 from modeldeck.serving import codecs
 from modeldeck.serving.batcher import Batcher
 from modeldeck.serving.function import PythonFunction
-from modeldeck.serving.model import MlflowModel, ModelRuntime
+from modeldeck.serving.model import MlflowModel, ModelRuntime, Scored
 
 log = logging.getLogger("modeldeck.replica")
 
@@ -123,7 +123,15 @@ def create_replica_app(
     batcher = (
         None
         if isinstance(model, PythonFunction)
-        else Batcher(model.predict, model.make_input, max_rows=config.max_batch_rows)
+        else Batcher(
+            # Tracked classifiers record their class probabilities too: estimated performance
+            # and ROC AUC / log loss need them.
+            model.predict_scored
+            if writer is not None and isinstance(model, MlflowModel) and model.classes
+            else model.predict,
+            model.make_input,
+            max_rows=config.max_batch_rows,
+        )
     )
 
     async def health(request: Request) -> Response:
@@ -184,6 +192,10 @@ def create_replica_app(
         except Exception as exc:
             log.exception("predict failed")
             return _error(ModelError(f"the model raised {type(exc).__name__}: {exc}"))
+        probabilities = None
+        if isinstance(output, Scored):
+            probabilities = output.probability_records()
+            output = output.labels
         prediction = to_jsonable(output)
         prediction_id = new_prediction_id()
         if writer is not None:
@@ -192,6 +204,8 @@ def create_replica_app(
                 "input": _record_input(frame),
                 "output": prediction[0] if single else prediction,
             }
+            if probabilities is not None:
+                metrics["probabilities"] = probabilities[0] if single else probabilities
             try:
                 await commit(prediction_id, start_ms, metrics)
             except Exception as exc:
