@@ -58,6 +58,7 @@ def control_routes(client: TestClient) -> list[tuple[str, str]]:
 def _fill(path: str) -> str:
     return (
         path.replace("{name}", "no-such-thing")
+        .replace("{deployment}", "no-such-thing")
         .replace("{version}", "1")
         .replace("{key_id}", "no-such-key")
     )
@@ -79,7 +80,16 @@ VALID_BODIES = {
     "/metrics/delayed": {"prediction_uuid": "00000000-0000-4000-8000-000000000000", "metrics": {}},
     "/metrics/aggregate": {"metrics": {}, "start_timestamp_ms": 0, "end_timestamp_ms": 1},
     "/predictions": {"predictions": [{}]},
-}
+    "/metrics/delayed/batch": {
+        "items": [{"prediction_uuid": "00000000-0000-4000-8000-000000000000", "metrics": {}}]
+    },
+    "/monitoring": {},
+    "/rules/{deployment}/{name}": {
+        "name": "r", "deployment": "no-such-thing", "metric": "technical.requests",
+        "comparison": "gt", "threshold": 1,
+    },
+}  # fmt: skip
+VALID_QUERIES = {"/reference": {"filename": "data.csv"}}
 
 
 def test_unknown_deployments_and_models_are_404_everywhere(client: TestClient) -> None:
@@ -87,7 +97,11 @@ def test_unknown_deployments_and_models_are_404_everywhere(client: TestClient) -
         if "{name}" not in path and "{key_id}" not in path:
             continue
         body = next((b for suffix, b in VALID_BODIES.items() if path.endswith(suffix)), None)
-        r = client.request(method, _fill(path), json=body, headers=AUTH)
+        query = next((q for suffix, q in VALID_QUERIES.items() if path.endswith(suffix)), None)
+        if method == "PUT" and path.endswith("/reference"):
+            r = client.put(_fill(path), params=query, content=b"a\n1\n", headers=AUTH)
+        else:
+            r = client.request(method, _fill(path), json=body, params=query, headers=AUTH)
         assert_error_shape(r, 404, "not_found")
 
 
