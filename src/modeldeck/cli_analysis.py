@@ -434,7 +434,9 @@ def alerts_metrics() -> None:
 @main.command()
 @click.argument("name")
 @click.option("--since", default="7d", show_default=True, help="Range: the last 24h / 7d ...")
-@click.option("--step", default="1d", show_default=True, help="Performance window size.")
+@click.option(
+    "--step", help="Performance window size (default: 1d, or an hour when --since is shorter)."
+)
 @click.option("--version", help="Only this model version.")
 @click.option(
     "-o",
@@ -445,9 +447,11 @@ def alerts_metrics() -> None:
 )
 @click.pass_context
 def report(
-    ctx: click.Context, name: str, since: str, step: str, version: str | None, output: Path
+    ctx: click.Context, name: str, since: str, step: str | None, version: str | None, output: Path
 ) -> None:
     """Write a self-contained HTML report of NAME's drift and performance."""
+    if step is None:
+        step = "1d" if _duration_seconds(since) > 86_400 else "1h"
     from modeldeck.analysis.report import render_report
     from modeldeck.client import ApiError
 

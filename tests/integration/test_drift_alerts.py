@@ -135,12 +135,14 @@ def test_drift_performance_and_an_accuracy_alert(
         assert sum(w["labelled"] for w in windows) == 2 * N
         assert all(w["label_coverage"] == 1.0 for w in windows)
         # The classifier's tracked probabilities give ROC AUC, log loss and, through the
-        # estimator calibrated on the reference, an estimate close to the realised accuracy
-        # while the labels follow the reference's concept.
+        # estimator calibrated on the reference, an estimate of accuracy before labels. The
+        # reference here is the 105 rows the model was trained on, so the estimate is
+        # optimistic; its accuracy is tested on held-out data in tests/analysis.
         calm_window = windows[0]
         assert calm_window["realised"]["roc_auc"] > 0.9
         assert calm_window["realised"]["log_loss"] > 0
-        assert abs(calm_window["estimated"]["accuracy"] - first_accuracy) < 0.08
+        assert abs(calm_window["estimated"]["accuracy"] - first_accuracy) < 0.15
+        assert calm_window["estimated"]["count"] == calm_window["predictions"]
 
         # An accuracy alert fires and its webhook gets the event, signed.
         client.create_alert_rule(
@@ -183,7 +185,13 @@ def test_drift_performance_and_an_accuracy_alert(
         runner = CliRunner()
         result = runner.invoke(main, ["drift", "watched", "--since", "1h", "--json"], env=env)
         assert result.exit_code == 0, result.output
-        assert json.loads(result.output)["dataset"]["drifted_columns"]
+        whole = json.loads(result.output)
+        assert sorted(whole["dataset"]["drifted_columns"]) == sorted(SHIFTED)
+        # A CI gate: exit status 1 when the dataset drifted.
+        result = runner.invoke(
+            main, ["drift", "watched", "--since", "1h", "--fail-on-drift"], env=env
+        )
+        assert result.exit_code == 1 and "DRIFTED" in result.output
         out = tmp_path / "report.html"
         result = runner.invoke(
             main, ["report", "watched", "--since", "1h", "--step", "1h", "-o", str(out)], env=env

@@ -149,7 +149,7 @@ class _Charts:
             include_plotlyjs=False,
             div_id=f"modeldeck-chart-{self.count}",
             default_height=f"{height}px",
-            config={"displaylogo": False, "responsive": True},
+            config={"displayModeBar": False, "responsive": True},
         )
         return f'<div class="chart">{fragment}</div>'
 

@@ -476,6 +476,8 @@ class AnalysisService:
             window["label_coverage"] = (
                 window["labelled"] / window["predictions"] if window["predictions"] else None
             )
+        for window in windows.values():
+            window["end"] = min(window["end"], end_ms)  # the last window stops at the range's end
         ordered = sorted(windows.values(), key=lambda w: (w["start"], w["model_version"]))
         return {
             "deployment": name,
@@ -710,6 +712,15 @@ class AnalysisService:
             log.info("no confidence estimator for %s: %s", deployment.name, exc)
             return None
         labels = frame[target_column].astype(str).tolist()
+        unknown = sorted(set(labels) - set(classes))
+        if unknown:
+            log.info(
+                "no confidence estimator for %s: labels %s are not among the model's classes %s",
+                deployment.name,
+                unknown[:5],
+                classes,
+            )
+            return None
         estimator = perf.ConfidenceEstimator.fit(probabilities, labels, classes)
         return estimator.to_dict()
 
