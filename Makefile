@@ -3,9 +3,12 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# Benchmark-only: Evidently (extra 'bench') needs plotly<6, so it gets a venv of its own.
+BENCH_VENV ?= .venv-bench
+BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench bench-monitoring clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -36,6 +39,16 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/ingest.py $(INGEST_ARGS)
+
+$(BENCH_STAMP): pyproject.toml
+	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)
+	$(BENCH_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(BENCH_VENV)/bin/python -m pip install --quiet -e '.[postgres,bench]'
+	touch $(BENCH_STAMP)
+
+## bench-monitoring: drift and performance over 1M stored predictions against Evidently (in .venv-bench)
+bench-monitoring: $(BENCH_STAMP)
+	$(BENCH_VENV)/bin/python benchmarks/monitoring.py $(MONITORING_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
