@@ -346,11 +346,23 @@ class Client:
         )
 
     def reference(
-        self, deployment: str, model_version: str | None = None, rows: int = 0
+        self,
+        deployment: str,
+        model_version: str | None = None,
+        rows: int = 0,
+        *,
+        sample: bool = False,
+        seed: int | None = None,
     ) -> dict[str, Any]:
+        """The reference data's summary; with ``rows``, also its first rows (``head``) or, with
+        ``sample=True``, that many rows drawn at random (``sample``; ``seed`` repeats a draw)."""
         params: dict[str, Any] = {"rows": rows}
         if model_version:
             params["version"] = model_version
+        if sample:
+            params["sample"] = "true"
+            if seed is not None:
+                params["seed"] = seed
         return self._request(  # type: ignore[no-any-return]
             "GET", f"/api/v1/deployments/{deployment}/reference", params=params
         )

@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_WINDOWS = 500
-AUC_DIGITS = 4
+AUC_DIGITS = 3
 ESTIMATE_DIGITS = 2
 CLASSIFICATION_MAX_CLASSES = 50
 REFETCH_SECONDS = 600.0
@@ -580,7 +580,9 @@ class AnalysisService:
                 }
             classes = self._probability_classes(session, params)
             per_window: dict[tuple[int, str], dict[str, list[tuple[float, int, int]]]] = {}
-            for cls in classes:
+            # A binary model's AUC needs the positive class only (the other is its mirror).
+            scored = classes[1:] if len(classes) == 2 else classes
+            for cls in scored:
                 score = d.nested_number("p.metrics", "proba", ":cls")
                 inner = (
                     f"SELECT {self._bucket()} AS b, {v} AS v, "

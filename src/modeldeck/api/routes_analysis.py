@@ -108,15 +108,31 @@ async def reference_from_registry(
 async def get_reference(
     name: str,
     version: str | None = VERSION,
-    rows: int = Query(default=0, ge=0, le=1000, description="Also return the first rows."),
+    rows: int = Query(
+        default=0, ge=0, le=10_000, description="Also return this many rows (`head`, or `sample`)."
+    ),
+    sample: bool = Query(
+        default=False,
+        description="Return `rows` rows drawn at random without replacement (as `sample`) "
+        "instead of the first ones (as `head`).",
+    ),
+    seed: int | None = Query(
+        default=None, ge=0, le=2**32 - 1, description="Seed of the sample: same seed, same rows."
+    ),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
     def run() -> dict[str, Any]:
         reference = platform.analysis.reference(name, version)
         summary = reference.summary()
         if rows:
-            head = reference.frame.head(rows)
-            summary["head"] = head.astype(object).where(head.notna(), None).to_dict("records")
+            frame = reference.frame
+            picked = (
+                frame.sample(n=min(rows, len(frame)), random_state=seed)
+                if sample
+                else frame.head(rows)
+            )
+            records = picked.astype(object).where(picked.notna(), None).to_dict("records")
+            summary["sample" if sample else "head"] = records
         return summary
 
     return await asyncio.to_thread(run)
