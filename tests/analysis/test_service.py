@@ -282,3 +282,34 @@ def test_errors_leave_things_as_they_were(setup: tuple[AnalysisService, ModelMet
         service.performance("clf", start_ms=10, end_ms=5)
     with pytest.raises(ValidationFailed, match="too many"):
         service.performance("clf", start_ms=0, end_ms=10_000_000, step_ms=1)
+
+
+def test_values_of_the_wrong_type_are_counted_not_fatal(
+    setup: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    service, metrics = setup
+    reference = pd.DataFrame({"a": np.arange(100.0), "b": ["x", "y"] * 50, "target": [0, 1] * 50})
+    service.set_reference("clf", reference, source="t", target_column="target")
+    odd: list[Any] = ["oops", 1, None, {"z": 1}]
+    metrics.insert_predictions(
+        [
+            PredictionRecord(
+                uuid=_uuid(i, 9),
+                deployment_id="dep-1",
+                start_ms=T0 + i,
+                end_ms=T0 + i,
+                metrics={
+                    "input": {"a": odd[i % 4], "b": [1, "x", None, [1]][i % 4]},
+                    "output": [1, "a", None, [1, 2]][i % 4],
+                },
+            )
+            for i in range(40)
+        ]
+    )
+    report = service.drift("clf", start_ms=T0, end_ms=T0 + HOUR)
+    a, b = report["columns"]
+    assert a["invalid_values"] == 20 and a["current_rows"] == 10  # 'oops' and {...} left out
+    assert b["invalid_values"] == 10 and b["current_rows"] == 20  # [1] left out; 1 -> "1"
+    # Outputs: 1 and "a" are compared with the 0/1 target as text; lists and nulls are skipped.
+    assert report["prediction"]["current_rows"] == 20
+    assert report["prediction"]["drifted"] is True  # "a" was never a label

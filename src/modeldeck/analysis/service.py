@@ -314,17 +314,21 @@ class AnalysisService:
             "unmonitored_columns": [c for c in current.columns if c not in features],
         }
         results: list[stats.ColumnDrift] = []
+        invalid: dict[str, int] = {}
         for column in features:
             override = config.overrides.get(column, ColumnOverride())
-            current_values = (
-                current[column] if column in current.columns else pd.Series([], dtype=float)
+            kind = override.kind or stats.column_kind(reference.frame[column])
+            current_values, invalid[column] = _conform(
+                current[column] if column in current.columns else pd.Series([], dtype=float),
+                kind,
             )
+            baseline, _ = _conform(reference.frame[column], kind)
             results.append(
                 stats.column_drift(
                     column,
-                    reference.frame[column],
+                    baseline,
                     current_values,
-                    kind=override.kind,
+                    kind=kind,
                     method=override.method,
                     threshold=override.threshold,
                     top_k=config.top_k,
@@ -341,6 +345,9 @@ class AnalysisService:
             "columns": len(tested),
         }
         report["columns"] = [r.to_dict() for r in results]
+        for column in report["columns"]:
+            # Values of the wrong type (text in a numeric column...) are left out and counted.
+            column["invalid_values"] = invalid[column["column"]]
         report["prediction"] = self._prediction_drift(reference, outputs, config)
         return report
 
@@ -361,10 +368,12 @@ class AnalysisService:
             kind = "categorical"
             baseline = baseline.astype(str)
             values = values.astype(str)
+        values, bad = _conform(values, kind)
         result = stats.column_drift(
             config.output_key, baseline, values, kind=kind, top_k=config.top_k
         ).to_dict()
         result["reference_column"] = column
+        result["invalid_values"] = bad
         return result
 
     def _window_metrics(
@@ -783,6 +792,29 @@ def _rows(
         else:
             skipped += 1
     return inputs, outputs, skipped
+
+
+def _conform(values: pd.Series, kind: str) -> tuple[pd.Series, int]:
+    """Values fit for a column of ``kind``, and how many did not fit (now missing).
+
+    Numeric columns take numbers (and numeric text); categorical columns take scalars, compared
+    as text (``1`` and ``"1"`` are one category). Lists, objects and the like count as invalid
+    rather than failing the report.
+    """
+    import pandas as pd
+
+    present = values.notna()
+    if kind == "numeric":
+
+        def number(v: Any) -> Any:
+            if isinstance(v, bool) or not isinstance(v, int | float | str):
+                return None
+            return v
+
+        converted = pd.to_numeric(values.map(number), errors="coerce")
+        return converted, int((converted.isna() & present).sum())
+    scalar = values.map(lambda v: str(v) if _scalar(v) else None)
+    return scalar, int((scalar.isna() & present).sum())
 
 
 def _scalar(value: Any) -> bool:
