@@ -313,3 +313,28 @@ def test_values_of_the_wrong_type_are_counted_not_fatal(
     # Outputs: 1 and "a" are compared with the 0/1 target as text; lists and nulls are skipped.
     assert report["prediction"]["current_rows"] == 20
     assert report["prediction"]["drifted"] is True  # "a" was never a label
+
+
+def test_labels_that_cannot_be_json_path_keys_do_not_break_reports(
+    setup: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    service, metrics = setup
+    odd = ['say "hi"', "back\\slash"]
+    metrics.insert_predictions(
+        [
+            PredictionRecord(
+                uuid=_uuid(i, 11),
+                deployment_id="dep-1",
+                start_ms=T0 + i,
+                end_ms=T0 + i,
+                metrics={"output": odd[i % 2], "probabilities": {odd[0]: 0.3, odd[1]: 0.7}},
+            )
+            for i in range(20)
+        ]
+    )
+    metrics.track_delayed_many(
+        None, [(_uuid(i, 11), {"actual_result": odd[(i // 2) % 2]}) for i in range(20)]
+    )
+    window = service.performance("clf", start_ms=T0, end_ms=T0 + HOUR)["windows"][0]
+    assert window["labelled"] == 20
+    assert window["realised"]["accuracy"] == pytest.approx(0.5)

@@ -58,19 +58,30 @@ class ColumnOverride(BaseModel):
     kind: Literal["numeric", "categorical"] | None = None
 
 
+KEY_PATTERN = r'^[^"\\\x00-\x1f]{1,255}$'
+"""A tracked-metric key usable in a JSON path: no quotes, backslashes or control characters."""
+
+
 class MonitoringConfig(BaseModel):
     """How a deployment's tracked metrics map onto features, predictions and labels."""
 
     model_config = ConfigDict(extra="forbid")
 
     input_key: str = Field(
-        default="input", description="Tracked key holding the features (a record or a list)."
+        pattern=KEY_PATTERN,
+        default="input",
+        description="Tracked key holding the features (a record or a list).",
     )
-    output_key: str = Field(default="output", description="Tracked key holding the prediction.")
+    output_key: str = Field(
+        pattern=KEY_PATTERN, default="output", description="Tracked key holding the prediction."
+    )
     label_key: str = Field(
-        default="actual_result", description="Delayed-metric key holding the ground truth."
+        pattern=KEY_PATTERN,
+        default="actual_result",
+        description="Delayed-metric key holding the ground truth.",
     )
     probability_key: str | None = Field(
+        pattern=KEY_PATTERN,
         default="probabilities",
         description="Tracked key holding class probabilities as {class: p} (classifiers).",
     )

@@ -40,9 +40,12 @@ class Dialect:
     def nested_number(self, column: str, key_param: str, inner: str) -> str:
         """``column[key][inner]`` as a number, where ``inner`` is an SQL text expression."""
         if self.sqlite:
+            # A JSON path cannot quote a key holding '"': such keys (from data) read as NULL
+            # instead of failing the statement.
             path = f"'$.\"' || :{key_param} || '\".\"' || {inner} || '\"'"
             return (
-                f"(CASE WHEN json_type({column}, {path}) IN ('integer', 'real') "
+                f"(CASE WHEN instr({inner}, '\"') = 0 AND instr({inner}, '\\') = 0 "
+                f"AND json_type({column}, {path}) IN ('integer', 'real') "
                 f"THEN json_extract({column}, {path}) END)"
             )
         return (
