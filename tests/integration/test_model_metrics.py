@@ -342,3 +342,22 @@ def test_nothing_acknowledged_is_lost_across_sigkills(
     for uuid, row in answered.items():
         assert stored[uuid]["input"] == dict(zip(FEATURES, row, strict=True))
         assert stored[uuid]["output"] in (0, 1, 2)
+
+
+def test_call_model_through_the_cml_compatibility_layer(
+    platform: RunningPlatform, iris: tuple[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from modeldeck.compat.cml import call_model
+
+    name, key = iris
+    monkeypatch.setenv("MODELDECK_URL", platform.url)
+    monkeypatch.setenv("CDSW_DOMAIN", "unreachable.example")  # MODELDECK_URL wins
+    record = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}
+    answer = call_model(key, record)
+    assert answer["success"] is True
+    assert answer["response"]["prediction"] == [0]
+    uuid = answer["response"]["uuid"]
+    stored = platform.client().read_metrics(name, uuids=[uuid])["metrics"]
+    assert stored[0]["metrics"]["input"] == record
+    wrong = call_model("not-a-key", record)
+    assert wrong["success"] is False

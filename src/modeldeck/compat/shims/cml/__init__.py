@@ -1,0 +1,1 @@
+"""modeldeck's stand-in for Cloudera ML's ``cml`` package (see ``modeldeck.compat``)."""
