@@ -747,9 +747,9 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
     console.print(f"revoked {key_id}")
 
 
-# The analysis commands (reference, monitoring, drift, performance, alerts, report) live in
-# their own module; importing it registers them on ``main``.
-from modeldeck import cli_analysis  # noqa: E402,F401
+# The analysis commands (reference, monitoring, drift, performance, alerts, report) and
+# ``simulate`` live in their own modules; importing them registers them on ``main``.
+from modeldeck import cli_analysis, cli_simulate  # noqa: E402,F401
 
 __all__ = ["ClientSettings", "main"]
 

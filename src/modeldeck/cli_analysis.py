@@ -475,3 +475,19 @@ def report(
         )
     output.write_text(render_report(drift_report, perf), encoding="utf-8")
     console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
+
+
+# -- Cloudera ML compatibility --------------------------------------------------------------
+
+
+@main.group()
+def compat() -> None:
+    """Cloudera ML compatibility modules (cdsw, cml.metrics_v1, cml.models_v1)."""
+
+
+@compat.command("path")
+def compat_path() -> None:
+    """Print the directory to put on PYTHONPATH so that `import cdsw` finds modeldeck's."""
+    import modeldeck.compat
+
+    click.echo(modeldeck.compat.path())
