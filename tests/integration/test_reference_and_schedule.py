@@ -151,7 +151,9 @@ def test_rules_fire_and_resolve_on_the_schedule(fast_alerts: RunningPlatform) ->
         assert delivery["status"] == "failed" and delivery["attempts"] == 2
         assert "connect" in str(delivery["error"]).lower()
         rules = client.alert_rules("busy")
-        assert rules[0]["state"]["firing"] is True and rules[0]["state"]["last_value"] >= 6
+        assert (
+            rules[0]["state"]["firing"] is True and rules[0]["state"]["last_value"] >= 5
+        )  # fired at the threshold
 
         # Raise the bar: the next scheduled evaluation resolves it.
         rule = {k: rules[0][k] for k in ("name", "deployment", "metric", "comparison")}
