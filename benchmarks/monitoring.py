@@ -54,7 +54,6 @@ import json
 import math
 import os
 import platform
-import secrets
 import signal
 import sqlite3
 import statistics
@@ -73,6 +72,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
+from ingest import postgres_database, progress  # the sibling benchmark's helpers
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -132,10 +132,6 @@ FloatArray = npt.NDArray[np.float64]
 
 class BenchError(Exception):
     """The benchmark cannot go on (no database, no Evidently, wrong numbers read back, ...)."""
-
-
-def progress(console: Console, message: str) -> None:
-    console.print(f"[dim]{time.strftime('%H:%M:%S')}[/dim] {message}", soft_wrap=True)
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -332,29 +328,6 @@ def set_up(
             )
         step("VACUUM ANALYZE", n, time.perf_counter() - started)
     return steps
-
-
-@contextmanager
-def postgres_database(err: Console, admin_url: str) -> Iterator[tuple[str, str]]:
-    """A throwaway database next to ``admin_url``; yields its SQLAlchemy URL and server version."""
-    import psycopg  # only when PostgreSQL is benchmarked
-
-    admin = make_url(admin_url)
-    conninfo = admin.set(drivername="postgresql").render_as_string(hide_password=False)
-    name = f"modeldeck_bench_{secrets.token_hex(4)}"
-    try:
-        conn = psycopg.connect(conninfo, autocommit=True)
-    except psycopg.Error as exc:
-        raise BenchError(f"cannot connect to PostgreSQL at {admin_url}: {exc}") from exc
-    with conn:
-        server = str(conn.execute("SHOW server_version").fetchone()[0])  # type: ignore[index]
-        conn.execute(f'CREATE DATABASE "{name}"')
-        progress(err, f"created PostgreSQL database {name} (server {server})")
-        try:
-            yield admin.set(database=name).render_as_string(hide_password=False), server
-        finally:
-            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            progress(err, f"dropped PostgreSQL database {name}")
 
 
 # --- measurements ------------------------------------------------------------------------------
