@@ -21,6 +21,14 @@ class NewKey:
     prefix: str
 
 
+@dataclass(frozen=True)
+class KeyHash:
+    """What the store keeps of a key: its hash and its first characters."""
+
+    hash: str
+    prefix: str
+
+
 def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode("utf-8", "surrogatepass")).hexdigest()
 

@@ -11,9 +11,11 @@ from prometheus_client import CollectorRegistry
 from modeldeck.alerts.service import AlertService
 from modeldeck.analysis.service import AnalysisService
 from modeldeck.apikeys import ApiKeyService
+from modeldeck.compat.cmlapi_service import CmlService
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime
 from modeldeck.deployments.service import DeploymentService, RouteEntry
+from modeldeck.errors import NotFound
 from modeldeck.monitoring.model_metrics import ModelMetrics, now_ms
 from modeldeck.monitoring.prometheus import PlatformCollector, ReplicaView, RequestMetrics
 from modeldeck.monitoring.technical import BUCKET_MS, ReplicaSample, TechnicalMetrics
@@ -35,6 +37,7 @@ class Platform:
         self.runtime = LocalRuntime(settings, settings.resolved_tracking_uri())
         self.deployments = DeploymentService(settings, self.store, self.registry, self.runtime)
         self.api_keys = ApiKeyService(settings, self.store)
+        self.cml = CmlService(settings, self.store, self.registry, self.deployments)
         self.model_metrics = ModelMetrics(self.store)
         self.analysis = AnalysisService(self.store, self.registry)
         self.gateway = Gateway(settings, self.deployments, self.runtime)
@@ -51,6 +54,7 @@ class Platform:
         self._housekeeping: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._alerting: asyncio.Task[None] | None = None
+        self._summarising: asyncio.Task[None] | None = None
         self._processes: dict[int, psutil.Process] = {}
 
     async def start(self) -> None:
@@ -58,10 +62,13 @@ class Platform:
         await self.runtime.startup(self.deployments.on_runtime_event)
         await self.gateway.startup()
         await self.deployments.restore()
+        await self.cml.restore()
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._prune_forever())
         self._monitor = loop.create_task(self._monitor_forever())
         self._alerting = loop.create_task(self._alert_forever())
+        if self.settings.summary_interval_seconds > 0:
+            self._summarising = loop.create_task(self._summarise_forever())
         tune_gc()
         log.info("modeldeck is serving on %s", self.settings.resolved_public_url())
 
@@ -144,6 +151,17 @@ class Platform:
             except Exception:  # never let alerting take the platform down
                 log.exception("evaluating alert rules failed")
 
+    async def _summarise_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.summary_interval_seconds)
+            for deployment in await self.deployments.list():
+                try:
+                    await asyncio.to_thread(self.analysis.refresh_summaries, deployment.name)
+                except NotFound:
+                    continue  # deleted meanwhile
+                except Exception:  # a cache: reports build what is missing themselves
+                    log.exception("summarising %s failed", deployment.name)
+
     async def prune(self) -> int:
         """Delete records past their retention periods; returns the prediction records pruned."""
         technical_cutoff = now_ms() - int(self.settings.technical_retention_days * 86_400_000)
@@ -163,9 +181,10 @@ class Platform:
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     async def stop(self) -> None:
-        for task in (self._housekeeping, self._monitor, self._alerting):
+        for task in (self._housekeeping, self._monitor, self._alerting, self._summarising):
             if task:
                 task.cancel()
+        await self.cml.shutdown()
         await self.gateway.shutdown()
         try:
             await asyncio.to_thread(self.technical.flush, (), everything=True)

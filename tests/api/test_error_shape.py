@@ -48,7 +48,7 @@ def control_routes(client: TestClient) -> list[tuple[str, str]]:
     spec = client.get("/openapi.json").json()
     routes = []
     for path, item in spec["paths"].items():
-        if not path.startswith("/api/v1"):
+        if not path.startswith(("/api/v1", "/api/v2")):
             continue
         for method in item:
             routes.append((method.upper(), path))
@@ -61,6 +61,10 @@ def _fill(path: str) -> str:
         .replace("{deployment}", "no-such-thing")
         .replace("{version}", "1")
         .replace("{key_id}", "no-such-key")
+        .replace("{project_id}", "no-such-project")
+        .replace("{model_id}", "no-such-thing")
+        .replace("{build_id}", "no-such-build")
+        .replace("{deployment_id}", "no-such-deployment")
     )
 
 
@@ -84,6 +88,8 @@ VALID_BODIES = {
         "items": [{"prediction_uuid": "00000000-0000-4000-8000-000000000000", "metrics": {}}]
     },
     "/monitoring": {},
+    "/builds": {},
+    "/deployments": {},
     "/rules/{deployment}/{name}": {
         "name": "r", "deployment": "no-such-thing", "metric": "technical.requests",
         "comparison": "gt", "threshold": 1,
@@ -94,7 +100,7 @@ VALID_QUERIES = {"/reference": {"filename": "data.csv"}}
 
 def test_unknown_deployments_and_models_are_404_everywhere(client: TestClient) -> None:
     for method, path in control_routes(client):
-        if "{name}" not in path and "{key_id}" not in path:
+        if not any(p in path for p in ("{name}", "{key_id}", "{model_id}")):
             continue
         body = next((b for suffix, b in VALID_BODIES.items() if path.endswith(suffix)), None)
         query = next((q for suffix, q in VALID_QUERIES.items() if path.endswith(suffix)), None)
@@ -181,6 +187,28 @@ def test_unknown_deployments_and_models_are_404_everywhere(client: TestClient) -
             "bad_request",
         ),
         ("GET", "/api/v1/models/nope", {"headers": AUTH}, 404, "not_found"),
+        (
+            "POST",
+            "/api/v2/projects/p/models",
+            {"headers": AUTH, "json": {}},
+            422,
+            "validation_failed",
+        ),
+        (
+            "POST",
+            "/api/v2/projects/p/models",
+            {"headers": AUTH, "json": {"name": "m", "auto_build_config": {"cpu": 1}}},
+            422,
+            "validation_failed",
+        ),
+        (
+            "GET",
+            "/api/v2/projects/p/models",
+            {"headers": AUTH, "params": {"search_filter": "{bad"}},
+            400,
+            "bad_request",
+        ),
+        ("GET", "/api/v2/registry/models/nope", {"headers": AUTH}, 404, "not_found"),
         ("GET", "/api/v1/models/iris/versions/77", {"headers": AUTH}, 404, "not_found"),
         ("POST", "/deployments/nope/predict", {"json": {"inputs": [[1]]}}, 404, "not_found"),
         (

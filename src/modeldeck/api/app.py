@@ -13,7 +13,14 @@ from modeldeck import __version__
 from modeldeck.config import Settings
 from modeldeck.platform import Platform
 
-from . import routes_alerts, routes_analysis, routes_control, routes_metrics, routes_serving
+from . import (
+    routes_alerts,
+    routes_analysis,
+    routes_cml,
+    routes_control,
+    routes_metrics,
+    routes_serving,
+)
 from .errors import install_error_handlers
 
 
@@ -44,6 +51,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(routes_metrics.router, prefix="/api/v1")
     app.include_router(routes_analysis.router, prefix="/api/v1")
     app.include_router(routes_alerts.router, prefix="/api/v1")
+    app.include_router(routes_cml.router, prefix="/api/v2")
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
 

@@ -1,9 +1,10 @@
 """Run code written for Cloudera ML's Python APIs against modeldeck.
 
 ``modeldeck.compat.cml`` implements ``cml.metrics_v1``, ``cml.models_v1`` and the ``cdsw``
-functions on top of :mod:`modeldeck.metrics` and the ``/model`` endpoint. Scripts import them
-under Cloudera's names once the shim directory is on the import path, which is an explicit
-opt-in and never shadows a real installation:
+functions on top of :mod:`modeldeck.metrics` and the ``/model`` endpoint;
+``modeldeck.compat.cmlapi`` is the ``cmlapi`` client (models, builds and deployments through the
+platform's ``/api/v2``). Scripts import them under Cloudera's names once the shim directory is
+on the import path, which is an explicit opt-in and never shadows a real installation:
 
 * ``export PYTHONPATH="$(modeldeck compat path)"`` before running the script, or
 * ``import modeldeck.compat; modeldeck.compat.install()`` at the top of a notebook.
@@ -21,24 +22,30 @@ import sys
 from pathlib import Path
 
 SHIMS = Path(__file__).parent / "shims"
-MODULES = ("cdsw", "cml")
+MODULES = ("cdsw", "cml", "cmlapi")
 
 
 def path() -> str:
-    """The directory holding the ``cdsw`` and ``cml`` shim packages."""
+    """The directory holding the ``cdsw``, ``cml`` and ``cmlapi`` shim packages."""
     return str(SHIMS)
 
 
-def install() -> None:
-    """Put the shims on ``sys.path``; refuses when a real ``cdsw`` or ``cml`` is importable."""
-    if str(SHIMS) in sys.path:
-        return
-    real = [
+def real_installations() -> list[str]:
+    """Which of Cloudera's modules are importable from somewhere other than the shims."""
+    return [
         name
         for name in MODULES
         if (spec := importlib.util.find_spec(name)) is not None
         and not str(spec.origin or "").startswith(str(SHIMS))
     ]
+
+
+def install() -> None:
+    """Put the shims on ``sys.path``; refuses when a real ``cdsw``, ``cml`` or ``cmlapi`` is
+    importable."""
+    if str(SHIMS) in sys.path:
+        return
+    real = real_installations()
     if real:
         raise ImportError(
             f"a real {', '.join(real)} is installed; modeldeck's compatibility modules would "

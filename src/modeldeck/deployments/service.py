@@ -30,7 +30,7 @@ from modeldeck.deployments.models import (
 )
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
 from modeldeck.errors import Conflict, NotFound, ValidationFailed
-from modeldeck.keys import hash_key, new_access_key
+from modeldeck.keys import KeyHash, NewKey, hash_key, new_access_key
 from modeldeck.registry import Registry, parse_version_spec
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentRow, ReplicaRow, utcnow
@@ -110,7 +110,11 @@ class DeploymentService:
 
     # -- operations ---------------------------------------------------------------------------
 
-    async def create(self, request: DeploymentCreate) -> DeploymentCreated:
+    async def create(
+        self, request: DeploymentCreate, *, access_key: KeyHash | None = None
+    ) -> DeploymentCreated:
+        """Deploy; ``access_key`` is a key issued elsewhere (a Cloudera-style model's) to use
+        instead of a new one, in which case the result carries no key."""
         async with self._lock(request.name):
             if await asyncio.to_thread(self._find, request.name) is not None:
                 raise Conflict(
@@ -121,8 +125,14 @@ class DeploymentService:
             await asyncio.to_thread(self._insert, row)
             if row.kind == "batch":
                 return DeploymentCreated(**(await self.get(row.name)).model_dump(), access_key=None)
-            key = new_access_key()
-            await self._update(row.name, access_key_hash=key.hash, access_key_prefix=key.prefix)
+            key: NewKey | None = None
+            stored = access_key
+            if stored is None:
+                key = new_access_key()
+                stored = KeyHash(key.hash, key.prefix)
+            await self._update(
+                row.name, access_key_hash=stored.hash, access_key_prefix=stored.prefix
+            )
             row = await self._require(row.name)
             if not request.auth_enabled:
                 log.warning(
@@ -133,7 +143,42 @@ class DeploymentService:
             self._set_route(row)
             await self.runtime.deploy(_spec(row))
             view = await self.get(request.name)
-            return DeploymentCreated(**view.model_dump(), access_key=key.plaintext)
+            return DeploymentCreated(**view.model_dump(), access_key=key.plaintext if key else None)
+
+    async def redeploy(self, request: DeploymentCreate) -> DeploymentView:
+        """Serve another model version (or file) under an existing deployment.
+
+        The name, access key and recorded metrics stay; the replicas are replaced by the
+        runtime (the old ones stop before the new ones start).
+        """
+        async with self._lock(request.name):
+            await self._require_endpoint(request.name)
+            new = await self._new_row(request)
+            await self._update(
+                request.name,
+                model_name=new.model_name,
+                model_version=new.model_version,
+                version_spec=new.version_spec,
+                model_uri=new.model_uri,
+                signature=new.signature,
+                source=new.source,
+                file_path=new.file_path,
+                function_name=new.function_name,
+                replicas=new.replicas,
+                cpu=new.cpu,
+                memory_mb=new.memory_mb,
+                environment=new.environment,
+                auth_enabled=new.auth_enabled,
+                track_metrics=new.track_metrics,
+                desired_state="running",
+                status="deploying",
+                status_message="",
+            )
+            await asyncio.to_thread(self._trim_replicas, request.name, new.replicas)
+            row = await self._require(request.name)
+            self._set_route(row)
+            await self.runtime.deploy(_spec(row))
+            return await self.get(request.name)
 
     async def _new_row(self, request: DeploymentCreate) -> DeploymentRow:
         deployment_id = str(uuid.uuid4())

@@ -139,17 +139,31 @@ class RestBackend:
         from modeldeck.client import Client
 
         self.client = Client(url, api_key)
+        self._names: dict[str, str] = {}
+
+    def name(self, ref: str) -> str:
+        """The deployment's name, from its name or its CRN (the REST paths take names)."""
+        if not ref.startswith("crn:"):
+            return ref
+        if ref not in self._names:
+            self._names.update({d["crn"]: d["name"] for d in self.client.deployments()})
+        if ref not in self._names:
+            raise NotFound(f"deployment {ref!r} not found", details={"deployment": ref})
+        return self._names[ref]
 
     def sink(self, ref: str) -> RestSink:
-        return RestSink(self, ref)
+        return RestSink(self, self.name(ref))
 
     def track_delayed(self, metrics: Any, prediction_uuid: str, ref: str | None) -> None:
-        self.client.track_delayed_metrics(metrics, prediction_uuid, deployment=ref)
+        deployment = self.name(ref) if ref else None
+        self.client.track_delayed_metrics(metrics, prediction_uuid, deployment=deployment)
 
     def track_aggregate(
         self, metrics: Any, start_ms: int, end_ms: int, ref: str, version: str | None
     ) -> None:
-        self.client.track_aggregate_metrics(ref, metrics, start_ms, end_ms, model_version=version)
+        self.client.track_aggregate_metrics(
+            self.name(ref), metrics, start_ms, end_ms, model_version=version
+        )
 
     def iter_records(self, ref: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
-        return self.client.iter_metrics(ref, **kwargs)
+        return self.client.iter_metrics(self.name(ref), **kwargs)

@@ -108,7 +108,9 @@ class PredictionRow(Base):
     """One prediction: what its predict function tracked (inputs, outputs, custom metrics)."""
 
     __tablename__ = "predictions"
-    __table_args__ = (Index("ix_predictions_deployment_end", "deployment_id", "end_ms"),)
+    __table_args__ = (
+        Index("ix_predictions_deployment_end_version", "deployment_id", "end_ms", "model_version"),
+    )
 
     uuid: Mapped[str] = mapped_column(String(36), primary_key=True)
     deployment_id: Mapped[str] = mapped_column(
@@ -125,12 +127,17 @@ class DelayedMetricRow(Base):
     """Metrics that arrived later for a prediction (ground truth), joined by its UUID."""
 
     __tablename__ = "delayed_metrics"
+    __table_args__ = (
+        Index("ix_delayed_deployment_prediction_end", "deployment_id", "prediction_end_ms", "id"),
+    )
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     prediction_uuid: Mapped[str] = mapped_column(
         String(36), ForeignKey("predictions.uuid", ondelete="CASCADE"), index=True
     )
     deployment_id: Mapped[str] = mapped_column(String(36), index=True)
+    # The labelled prediction's end_ms: a time range's labels are found without joining predictions.
+    prediction_end_ms: Mapped[int | None] = mapped_column(BigInteger, nullable=True)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
@@ -229,6 +236,30 @@ class ReferenceDataRow(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class AnalysisSummaryRow(Base):
+    """Five minutes of one model version's additive aggregates for drift or performance reports.
+
+    Valid while ``signature`` matches the settings and reference it was built with and the
+    bucket still holds ``predictions`` predictions (of this version) and ``labels`` delayed
+    metrics, the last one ``label_max_id`` (all versions); anything else rebuilds it.
+    """
+
+    __tablename__ = "analysis_summaries"
+
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)  # drift | performance
+    bucket_ms: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    model_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    signature: Mapped[str] = mapped_column(String(64))
+    predictions: Mapped[int] = mapped_column(Integer)
+    labels: Mapped[int] = mapped_column(Integer)
+    label_max_id: Mapped[int] = mapped_column(BigInteger)
+    built_ms: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class AlertRuleRow(Base):
     """An alert rule (``modeldeck.alerts.rules.AlertRuleSpec``) and its evaluation state."""
 
@@ -267,3 +298,86 @@ class AlertEventRow(Base):
     message: Mapped[str] = mapped_column(Text)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
     delivery: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+
+
+class CmlModelRow(Base):
+    """A Cloudera ML API v2 model (``cmlapi``): a name in a project, served as one deployment.
+
+    ``deployment_name`` is the modeldeck deployment its builds are deployed as; the access key
+    belongs to the model and is carried over to every deployment of it, as CML does.
+    """
+
+    __tablename__ = "cml_models"
+    __table_args__ = (UniqueConstraint("project_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    project_id: Mapped[str] = mapped_column(String(255))
+    name: Mapped[str] = mapped_column(String(255))
+    description: Mapped[str] = mapped_column(Text, default="")
+    deployment_name: Mapped[str] = mapped_column(String(63), unique=True)
+    registered_model_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
+    access_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    access_key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class CmlModelBuildRow(Base):
+    """A build of a CML model: a registered version (or a Python file), checked and loaded."""
+
+    __tablename__ = "cml_model_builds"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("cml_models.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(String(255))
+    registered_model_version_id: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(255))  # as asked, then the resolved number
+    model_uri: Mapped[str] = mapped_column(String(1024))
+    file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    comment: Mapped[str] = mapped_column(Text, default="")
+    runtime_identifier: Mapped[str | None] = mapped_column(String(1024), nullable=True)
+    status: Mapped[str] = mapped_column(String(32))
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class CmlModelDeploymentRow(Base):
+    """A deployment of a CML model build, run by the deployments service.
+
+    ``status`` is what this table knows by itself (``deploying``, ``stopped``, ``failed``); while
+    the deployment is the model's current one its live status comes from the modeldeck deployment.
+    """
+
+    __tablename__ = "cml_model_deployments"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    model_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("cml_models.id", ondelete="CASCADE"), index=True
+    )
+    build_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("cml_model_builds.id", ondelete="CASCADE"), index=True
+    )
+    project_id: Mapped[str] = mapped_column(String(255))
+    crn: Mapped[str] = mapped_column(String(255))  # the modeldeck deployment's: metrics use it
+    cpu: Mapped[float | None] = mapped_column(Float, nullable=True)
+    memory: Mapped[float | None] = mapped_column(Float, nullable=True)  # GiB, as Cloudera
+    replicas: Mapped[int] = mapped_column(Integer, default=1)
+    environment: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(32))
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,212 @@
+"""``/api/v2``: Cloudera ML API v2 paths for registered models, models, builds and deployments.
+
+The paths and field names are Cloudera's, so the ``cmlapi`` client (and scripts calling the
+REST API directly) work unchanged; the work is :class:`~modeldeck.compat.cmlapi_service.CmlService`.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query
+
+from modeldeck.compat.cmlapi_models import (
+    CreateModelBuildRequest,
+    CreateModelDeploymentRequest,
+    CreateModelRequest,
+    ListModelBuildsResponse,
+    ListModelDeploymentsResponse,
+    ListModelsResponse,
+    ListRegisteredModelsResponse,
+    Model,
+    ModelBuild,
+    ModelDeployment,
+    RegisteredModel,
+)
+from modeldeck.compat.cmlapi_service import CmlService
+from modeldeck.platform import Platform
+
+from .deps import get_platform, require_api_key
+from .routes_control import errors
+
+router = APIRouter(
+    dependencies=[Depends(require_api_key)], responses=errors(400, 401, 422), tags=["cml api v2"]
+)
+
+MODEL = "/projects/{project_id}/models/{model_id}"
+BUILD = MODEL + "/builds/{build_id}"
+DEPLOYMENT = BUILD + "/deployments/{deployment_id}"
+
+SearchFilter = Query(None, description='A JSON object, e.g. {"model_name": "iris"}.')
+Sort = Query(None, description="A field name, '-' first for descending.")
+PageSize = Query(None, ge=1, le=1000, description="Page length (default: everything).")
+PageToken = Query(None, description="`next_page_token` of the previous page.")
+
+
+def cml(platform: Platform = Depends(get_platform)) -> CmlService:
+    return platform.cml
+
+
+@router.get("/registry/models", summary="List registered models (MLflow)")
+async def list_registered_models(
+    search_filter: str | None = SearchFilter,
+    sort: str | None = Sort,
+    page_size: int | None = PageSize,
+    page_token: str | None = PageToken,
+    service: CmlService = Depends(cml),
+) -> ListRegisteredModelsResponse:
+    return await service.list_registered_models(search_filter, sort, page_size, page_token)
+
+
+@router.get(
+    "/registry/models/{model_id}",
+    summary="A registered model with its versions",
+    responses=errors(404),
+)
+async def get_registered_model(
+    model_id: str, sort: str | None = Sort, service: CmlService = Depends(cml)
+) -> RegisteredModel:
+    return await service.get_registered_model(model_id, sort)
+
+
+@router.get("/models", summary="List models of every project")
+async def list_all_models(
+    search_filter: str | None = SearchFilter,
+    sort: str | None = Sort,
+    page_size: int | None = PageSize,
+    page_token: str | None = PageToken,
+    service: CmlService = Depends(cml),
+) -> ListModelsResponse:
+    return await service.list_models(None, search_filter, sort, page_size, page_token)
+
+
+@router.post(
+    "/projects/{project_id}/models",
+    status_code=201,
+    summary="Create a model (optionally built and deployed at once); holds the access key once",
+    responses=errors(404, 409),
+)
+async def create_model(
+    project_id: str, body: CreateModelRequest, service: CmlService = Depends(cml)
+) -> Model:
+    return await service.create_model(project_id, body)
+
+
+@router.get("/projects/{project_id}/models", summary="List a project's models")
+async def list_models(
+    project_id: str,
+    search_filter: str | None = SearchFilter,
+    sort: str | None = Sort,
+    page_size: int | None = PageSize,
+    page_token: str | None = PageToken,
+    service: CmlService = Depends(cml),
+) -> ListModelsResponse:
+    return await service.list_models(project_id, search_filter, sort, page_size, page_token)
+
+
+@router.get(MODEL, summary="A model", responses=errors(404))
+async def get_model(project_id: str, model_id: str, service: CmlService = Depends(cml)) -> Model:
+    return await service.get_model(project_id, model_id)
+
+
+@router.post(
+    MODEL + "/builds",
+    status_code=201,
+    summary="Build a registered version: resolve it and load it once, in the background",
+    responses=errors(404),
+)
+async def create_model_build(
+    project_id: str,
+    model_id: str,
+    body: CreateModelBuildRequest,
+    service: CmlService = Depends(cml),
+) -> ModelBuild:
+    return await service.create_build(project_id, model_id, body)
+
+
+@router.get(MODEL + "/builds", summary="List a model's builds", responses=errors(404))
+async def list_model_builds(
+    project_id: str,
+    model_id: str,
+    sort: str | None = Sort,
+    page_size: int | None = PageSize,
+    page_token: str | None = PageToken,
+    service: CmlService = Depends(cml),
+) -> ListModelBuildsResponse:
+    return await service.list_builds(project_id, model_id, sort, page_size, page_token)
+
+
+@router.get(BUILD, summary="A build", responses=errors(404))
+async def get_model_build(
+    project_id: str, model_id: str, build_id: str, service: CmlService = Depends(cml)
+) -> ModelBuild:
+    return await service.get_build(project_id, model_id, build_id)
+
+
+@router.post(
+    BUILD + "/deployments",
+    status_code=201,
+    summary="Deploy a build as the model's live deployment",
+    responses=errors(404, 409),
+)
+async def create_model_deployment(
+    project_id: str,
+    model_id: str,
+    build_id: str,
+    body: CreateModelDeploymentRequest,
+    service: CmlService = Depends(cml),
+) -> ModelDeployment:
+    return await service.create_deployment(project_id, model_id, build_id, body)
+
+
+@router.get(BUILD + "/deployments", summary="List a build's deployments", responses=errors(404))
+async def list_model_deployments(
+    project_id: str,
+    model_id: str,
+    build_id: str,
+    sort: str | None = Sort,
+    page_size: int | None = PageSize,
+    page_token: str | None = PageToken,
+    service: CmlService = Depends(cml),
+) -> ListModelDeploymentsResponse:
+    return await service.list_deployments(
+        project_id, model_id, build_id, sort, page_size, page_token
+    )
+
+
+@router.get(DEPLOYMENT, summary="A deployment and its status", responses=errors(404))
+async def get_model_deployment(
+    project_id: str,
+    model_id: str,
+    build_id: str,
+    deployment_id: str,
+    service: CmlService = Depends(cml),
+) -> ModelDeployment:
+    return await service.get_deployment(project_id, model_id, build_id, deployment_id)
+
+
+@router.post(DEPLOYMENT + ":stop", summary="Stop a deployment", responses=errors(404))
+async def stop_model_deployment(
+    project_id: str,
+    model_id: str,
+    build_id: str,
+    deployment_id: str,
+    service: CmlService = Depends(cml),
+) -> ModelDeployment:
+    return await service.stop_deployment(project_id, model_id, build_id, deployment_id)
+
+
+@router.post(
+    DEPLOYMENT + ":restart",
+    summary="Start a deployment's build again (new replicas); it becomes the live one",
+    responses=errors(404, 409),
+)
+async def restart_model_deployment(
+    project_id: str,
+    model_id: str,
+    build_id: str,
+    deployment_id: str,
+    service: CmlService = Depends(cml),
+) -> ModelDeployment:
+    return await service.restart_deployment(project_id, model_id, build_id, deployment_id)
+
+
+__all__ = ["router"]
