@@ -12,11 +12,15 @@ What it measures, per store (a throwaway SQLite file, a throwaway PostgreSQL dat
     undrifted distribution with a ``target`` column. That setup is timed and reported, but the
     targets are not about it.
 
-    * drift (default): ``AnalysisService.drift`` over the 24 hours with default settings; a
-      window above ``max_rows`` (200,000) is measured on a uniform sample and says so.
-    * drift (all rows): the same with ``sample=False``: every stored prediction is read.
+    * building the summaries: the first drift and performance reports over the 24 hours
+      build the five-minute summaries they are assembled from (in the platform a background
+      task keeps them current as data arrives; reported, no target).
+    * drift (default): ``AnalysisService.drift`` over the 24 hours with default settings: a
+      window above ``max_rows`` predictions is tested on the five-minute summaries.
     * performance: ``AnalysisService.performance`` in 24 hourly windows (confusion matrices,
-      log loss and ROC AUC, aggregated in SQL over the join with the ground truth).
+      log loss and ROC AUC), assembled from the summaries.
+    * drift (exact) and performance (raw): the same from every stored record, without
+      summaries (``exact=True``; a service with ``summaries=False``), run once, for comparison.
     * Evidently: ``Report([DataDriftPreset()])`` on the same reference against the same
       current values (the stored inputs, and the predicted class as a ``prediction`` column,
       held in a DataFrame; building it and reading it from a store are not timed), run once
@@ -27,11 +31,10 @@ What it measures, per store (a throwaway SQLite file, a throwaway PostgreSQL dat
     Targets: drift (default) < 2 s and >= 5x faster than Evidently; performance < 2 s. A miss
     is reported as FAIL; the exit code is non-zero only when the benchmark cannot run.
 
-    In the same run, modeldeck's per-column verdicts on every row (``sample=False``) are
-    cross-checked against Evidently's: method, statistic and verdict of each of the 21 columns
-    (20 features and the prediction). Disagreement is reported, never failed. One more,
-    untimed run of each drift measurement splits its time into phases: reading the reference,
-    fetching and decoding the stored metrics, building the frame, the statistics.
+    In the same run, modeldeck's exact per-column verdicts are cross-checked against
+    Evidently's (method, statistic and verdict of each of the 21 columns: 20 features and the
+    prediction), and the default (binned) report against the exact one; the performance from
+    summaries must equal the raw aggregation. Disagreement in drift is reported, never failed.
 
 How to run
     Evidently is a benchmark-only dependency (the ``bench`` extra). It needs plotly < 6 while
@@ -48,7 +51,6 @@ How to run
 from __future__ import annotations
 
 import argparse
-import functools
 import importlib.util
 import json
 import math
@@ -61,8 +63,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib.metadata import PackageNotFoundError, version
@@ -118,9 +119,11 @@ EVIDENTLY_METHODS = {  # Evidently's display names -> modeldeck's method names
     "Hellinger distance": "hellinger",
 }
 MEASUREMENTS = {
-    "drift": "drift (default, sampled above max_rows)",
-    "drift_all": "drift (all rows, sample=False)",
-    "performance": "performance (24 hourly windows)",
+    "summaries": "building the summaries (first drift + performance)",
+    "drift": "drift (default: from summaries)",
+    "performance": "performance (24 hourly windows, from summaries)",
+    "drift_exact": "drift (exact: every record)",
+    "performance_raw": "performance (24 hourly windows, raw records)",
     "evidently": "Evidently DataDriftPreset",
 }
 PACKAGES = ("modeldeck", "evidently", "pandas", "numpy", "scipy", "scikit-learn", "sqlalchemy",
@@ -352,61 +355,14 @@ def summary(key: str, label: str, rows: int, seconds: list[float]) -> dict[str, 
     }  # fmt: skip
 
 
-@contextmanager
-def phase_timer(service: AnalysisService) -> Iterator[dict[str, float]]:
-    """Seconds spent in each phase of ``drift`` while the block runs (wrappers, then undone)."""
-    spent = {"reference": 0.0, "fetch": 0.0, "statistics": 0.0}
-
-    def wrap(fn: Callable[..., Any], phase: str) -> Callable[..., Any]:
-        @functools.wraps(fn)
-        def timed_call(*args: Any, **kwargs: Any) -> Any:
-            started = time.perf_counter()
-            try:
-                return fn(*args, **kwargs)
-            finally:
-                spent[phase] += time.perf_counter() - started
-
-        return timed_call
-
-    column_drift = stats.column_drift
-    methods = {
-        "reference": "reference",
-        "_window_metrics": "fetch",
-        "_prediction_drift": "statistics",
-    }
-    for attribute, phase in methods.items():
-        setattr(service, attribute, wrap(getattr(service, attribute), phase))
-    stats.column_drift = wrap(column_drift, "statistics")
-    try:
-        yield spent
-    finally:
-        stats.column_drift = column_drift
-        for attribute in methods:
-            delattr(service, attribute)  # the class's method again
-
-
-def drift_phases(
-    label: str, key: str, service: AnalysisService, call: Callable[[], Any]
-) -> dict[str, Any]:
-    with phase_timer(service) as spent:
-        started = time.perf_counter()
-        call()
-        total = time.perf_counter() - started
-    rest = total - sum(spent.values())
-    return {
-        "store": label, "key": key, "total_s": round(total, 4),
-        **{f"{phase}_s": round(s, 4) for phase, s in spent.items()},
-        "frame_and_rest_s": round(rest, 4),
-    }  # fmt: skip
-
-
-def check_drift(report: dict[str, Any], n: int, max_rows: int, sample: bool) -> None:
-    if report["predictions"] != n:
-        raise BenchError(f"drift counted {report['predictions']:,} predictions, not {n:,}")
-    if report["sampled"] != (sample and n > max_rows):
-        raise BenchError(f"drift sampled={report['sampled']} with {n:,} rows, sample={sample}")
-    if not sample and (report["predictions_used"] != n or report["current_rows"] != n):
-        raise BenchError(f"drift (all rows) used {report['predictions_used']:,} of {n:,}")
+def check_drift(report: dict[str, Any], n: int, *, exact: bool) -> None:
+    if report["predictions"] != n or report["current_rows"] != n:
+        raise BenchError(
+            f"drift counted {report['predictions']:,} predictions and "
+            f"{report['current_rows']:,} rows, not {n:,}"
+        )
+    if report["mode"] != ("raw" if exact else "binned"):
+        raise BenchError(f"drift mode {report['mode']} with exact={exact}")
     if len(report["columns"]) != len(FEATURES) or report["prediction"] is None:
         raise BenchError("drift did not report every feature and the prediction")
 
@@ -424,17 +380,30 @@ def check_performance(report: dict[str, Any], n: int) -> None:
         raise BenchError("performance: a window has no realised metrics or ROC AUC")
 
 
+def same_performance(summarised: dict[str, Any], raw: dict[str, Any]) -> None:
+    """The windows from summaries must be those of the raw aggregation (floats to 1e-9)."""
+    for a, b in zip(summarised["windows"], raw["windows"], strict=True):
+        for key in ("start", "predictions", "labelled"):
+            if a[key] != b[key]:
+                raise BenchError(f"performance from summaries differs: {key} {a[key]} != {b[key]}")
+        for metric, value in (b["realised"] or {}).items():
+            mine = (a["realised"] or {}).get(metric)
+            if isinstance(value, float) and not math.isclose(mine, value, rel_tol=1e-9):
+                raise BenchError(f"performance from summaries differs: {metric} {mine} != {value}")
+
+
 def bench_store(
     err: Console, label: str, url: str, data: Data, repeat: int, tmp: Path
 ) -> dict[str, Any]:
     n = len(data.end_ms)
     store = Store(url)
     try:
-        service = AnalysisService(store, Registry(f"sqlite:///{tmp / 'mlflow-unused.db'}"))
+        registry = Registry(f"sqlite:///{tmp / 'mlflow-unused.db'}")
+        service = AnalysisService(store, registry)
+        raw_service = AnalysisService(store, registry, summaries=False)
         setup = set_up(err, label, store, service, data)
         tune_gc()  # as the platform does
         start, end = data.start_ms, data.stop_ms
-        max_rows = MonitoringConfig().max_rows
         results: list[dict[str, Any]] = []
 
         def note(key: str, rows: int, seconds: list[float]) -> None:
@@ -445,31 +414,33 @@ def bench_store(
         def drift() -> Any:
             return service.drift(NAME, start_ms=start, end_ms=end)
 
-        def drift_all() -> Any:
-            return service.drift(NAME, start_ms=start, end_ms=end, sample=False)
-
-        seconds, sampled = timed(drift, repeat)
-        check_drift(sampled, n, max_rows, sample=True)
-        note("drift", sampled["predictions_used"], seconds)
-        seconds, full = timed(drift_all, repeat)
-        check_drift(full, n, max_rows, sample=False)
-        note("drift_all", n, seconds)
-
         def performance() -> Any:
             return service.performance(NAME, start_ms=start, end_ms=end, step_ms=HOUR_MS)
 
+        started = time.perf_counter()
+        drift()
+        performance()
+        note("summaries", n, [time.perf_counter() - started])
+        seconds, binned = timed(drift, repeat)
+        check_drift(binned, n, exact=False)
+        note("drift", n, seconds)
         seconds, perf = timed(performance, repeat)
         check_performance(perf, n)
         note("performance", n, seconds)
-        phases = [
-            drift_phases(label, "drift", service, drift),
-            drift_phases(label, "drift_all", service, drift_all),
-        ]
+        seconds, full = timed(
+            lambda: service.drift(NAME, start_ms=start, end_ms=end, exact=True), 1
+        )
+        check_drift(full, n, exact=True)
+        note("drift_exact", n, seconds)
+        seconds, raw = timed(
+            lambda: raw_service.performance(NAME, start_ms=start, end_ms=end, step_ms=HOUR_MS), 1
+        )
+        same_performance(perf, raw)
+        note("performance_raw", n, seconds)
         return {
             "setup": setup,
             "results": results,
-            "phases": phases,
-            "reports": {"sampled": sampled, "full": full, "performance": perf},
+            "reports": {"binned": binned, "full": full, "performance": perf},
         }
     finally:
         store.close()
@@ -599,9 +570,9 @@ def cross_check(full: dict[str, Any], evidently: dict[str, dict[str, Any]]) -> d
     }
 
 
-def sampled_check(sampled: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
-    """How the default (sampled) report's verdicts compare with the one on every row."""
-    pairs = list(zip(sampled["columns"], full["columns"], strict=True))
+def binned_check(binned: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]:
+    """How the default (binned) report's verdicts compare with the exact one."""
+    pairs = list(zip(binned["columns"], full["columns"], strict=True))
     differences = [
         abs(s["statistic"] - f["statistic"])
         for s, f in pairs
@@ -650,18 +621,12 @@ def results_table(results: list[dict[str, Any]], evidently_s: float, n: int) -> 
     return table
 
 
-def setup_table(setup: list[dict[str, Any]], phases: list[dict[str, Any]]) -> Table:
-    table = Table(title="setup (not measured against a target) and drift phases (one extra run)")
+def setup_table(setup: list[dict[str, Any]]) -> Table:
+    table = Table(title="setup (not measured against a target)")
     for column in ("store", "what", "rows", "seconds"):
         table.add_column(column, justify="left" if column in ("store", "what") else "right")
     for s in setup:
         table.add_row(s["store"], f"setup: {s['step']}", f"{s['rows']:,}", f"{s['seconds']:.1f}")
-    for p in phases:
-        split = ", ".join(
-            f"{name} {p[f'{name}_s']:.2f}"
-            for name in ("reference", "fetch", "frame_and_rest", "statistics")
-        )
-        table.add_row(p["store"], f"{MEASUREMENTS[p['key']]}: {split}", "", f"{p['total_s']:.2f}")
     return table
 
 
@@ -779,25 +744,24 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     checks = {
         s["results"][0]["store"]: {
             "evidently": cross_check(s["reports"]["full"], evidently_columns),
-            "sampled_vs_all_rows": sampled_check(s["reports"]["sampled"], s["reports"]["full"]),
+            "binned_vs_exact": binned_check(s["reports"]["binned"], s["reports"]["full"]),
         }
         for s in stores
     }
     setup = [row for s in stores for row in s["setup"]]
-    phases = [row for s in stores for row in s["phases"]]
     out.print(results_table(results, evidently_s, n))
-    out.print(setup_table(setup, phases))
+    out.print(setup_table(setup))
     first = next(iter(checks.values()))
     out.print(cross_table(first["evidently"], args.evidently_rows, n))
     for label, check in checks.items():
-        sampled = check["sampled_vs_all_rows"]
+        binned = check["binned_vs_exact"]
         ev = check["evidently"]
         out.print(
             f"{label}: all rows vs Evidently: {ev['same_verdict']}/{ev['compared']} verdicts, "
             f"{ev['same_method']}/{ev['compared']} methods, max |diff| "
-            f"{_number(ev['max_abs_statistic_difference'])}; sampled vs all rows: "
-            f"{sampled['same_verdict']}/{sampled['columns']} verdicts, max |diff| "
-            f"{_number(sampled['max_abs_statistic_difference'])}",
+            f"{_number(ev['max_abs_statistic_difference'])}; binned vs exact: "
+            f"{binned['same_verdict']}/{binned['columns']} verdicts, max |diff| "
+            f"{_number(binned['max_abs_statistic_difference'])}",
             highlight=False,
         )
     report = {
@@ -818,10 +782,9 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         },
         "setup": setup,
         "results": results,
-        "drift_phases": phases,
         "evidently": evidently_timing,
         "cross_check": checks,
-        "drift_report_all_rows": {
+        "drift_report_exact": {
             s["results"][0]["store"]: {
                 "dataset": s["reports"]["full"]["dataset"],
                 "prediction": s["reports"]["full"]["prediction"],

@@ -10,6 +10,7 @@ from typing import Any
 import click
 from rich.table import Table
 
+from modeldeck.analysis.parts import BUCKET_MS
 from modeldeck.cli import (
     _client,
     _duration_seconds,
@@ -23,8 +24,10 @@ from modeldeck.cli import (
 
 
 def _window(since: str) -> tuple[int, int]:
+    """The last ``since``, starting on a five-minute boundary (where stored summaries start)."""
     end = int(time.time() * 1000) + 1
-    return end - int(_duration_seconds(since) * 1000), end
+    start = end - int(_duration_seconds(since) * 1000)
+    return start - start % BUCKET_MS, end
 
 
 def _time(ms: int) -> str:
@@ -159,7 +162,11 @@ def monitoring_set(ctx: click.Context, name: str, settings_json: str) -> None:
 @click.option("--since", default="24h", show_default=True, help="Window: the last 1h / 24h / 7d.")
 @click.option("--version", help="Only this model version.")
 @click.option("--column", "columns", multiple=True, help="Only these columns.")
-@click.option("--no-sample", is_flag=True, help="Use every prediction, however many.")
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Test every tracked value, however many (slower than five-minute summaries).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--fail-on-drift", is_flag=True, help="Exit with status 1 when the dataset drifted (for CI)."
@@ -171,7 +178,7 @@ def drift(
     since: str,
     version: str | None,
     columns: tuple[str, ...],
-    no_sample: bool,
+    exact: bool,
     as_json: bool,
     fail_on_drift: bool,
 ) -> None:
@@ -184,7 +191,7 @@ def drift(
             end_ms=end,
             model_version=version,
             columns=list(columns) or None,
-            sample=not no_sample,
+            exact=exact,
         )
     if as_json:
         _print_json(report)
@@ -196,10 +203,10 @@ def drift(
 
 def _print_drift(report: dict[str, Any], since: str) -> None:
     dataset = report["dataset"]
-    sampled = f", a sample of {report['predictions_used']:,}" if report["sampled"] else ""
+    binned = ", on five-minute summaries" if report["mode"] == "binned" else ""
     title = (
         f"{report['deployment']}: drift over the last {since} "
-        f"({report['predictions']:,} predictions{sampled}; reference "
+        f"({report['predictions']:,} predictions{binned}; reference "
         f"{report['reference']['rows']:,} rows)"
     )
     table = Table("column", "kind", "method", "statistic", "threshold", "verdict", title=title)
@@ -482,7 +489,7 @@ def report(
 
 @main.group()
 def compat() -> None:
-    """Cloudera ML compatibility modules (cdsw, cml.metrics_v1, cml.models_v1)."""
+    """Cloudera ML compatibility modules (cdsw, cml.metrics_v1, cml.models_v1, cmlapi)."""
 
 
 @compat.command("path")

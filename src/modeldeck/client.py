@@ -375,10 +375,14 @@ class Client:
         end_ms: int | None = None,
         model_version: str | None = None,
         columns: list[str] | None = None,
-        sample: bool = True,
+        exact: bool = False,
     ) -> dict[str, Any]:
-        """Data drift per column, dataset drift and prediction drift over a window."""
-        params: dict[str, Any] = {"sample": str(sample).lower()}
+        """Data drift per column, dataset drift and prediction drift over a window.
+
+        ``exact`` tests every tracked value even in windows larger than the deployment's
+        ``max_rows`` (slower); otherwise those are tested on five-minute summaries.
+        """
+        params: dict[str, Any] = {"exact": str(exact).lower()}
         for key, value in (("start", start_ms), ("end", end_ms), ("version", model_version)):
             if value is not None:
                 params[key] = value

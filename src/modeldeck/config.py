@@ -93,6 +93,11 @@ class Settings(BaseSettings):
     alert_interval_seconds: float = 60.0
     """How often the platform evaluates alert rules."""
 
+    summary_interval_seconds: float = Field(default=60.0, ge=0)
+    """How often the platform brings the five-minute drift and performance summaries of each
+    deployment's last 24 hours up to date, so reports find them ready (0: only when a report
+    asks)."""
+
     webhook_attempts: int = 5
     """Delivery attempts of an alert's webhook before it is recorded as failed (exponential
     back-off between them)."""

@@ -72,7 +72,7 @@ def categorical_column(name: str, *, drifted: bool) -> dict[str, Any]:
 
 
 def drift_report(
-    columns: list[dict[str, Any]] | None = None, *, prediction: bool = True, sampled: bool = True
+    columns: list[dict[str, Any]] | None = None, *, prediction: bool = True, binned: bool = True
 ) -> dict[str, Any]:
     columns = (
         columns
@@ -95,8 +95,7 @@ def drift_report(
         "end": START + 24 * HOUR,
         "reference": {"source": "upload:iris.csv", "rows": 500, "model_version": None},
         "predictions": 1000,
-        "predictions_used": 300 if sampled else 1000,
-        "sampled": sampled,
+        "mode": "binned" if binned else "raw",
         "current_rows": 300,
         "skipped_records": 0,
         "missing_columns": [],
@@ -259,17 +258,17 @@ def test_a_column_without_values_is_listed_but_not_charted() -> None:
 # -- content -----------------------------------------------------------------------------------
 
 
-def test_header_names_the_deployment_window_reference_and_sampling() -> None:
-    page = render(drift_report(sampled=True), classification_report())
+def test_header_names_the_deployment_window_reference_and_mode() -> None:
+    page = render(drift_report(binned=True), classification_report())
     assert "<title>modeldeck report: iris</title>" in page
     assert "2024-05-01T00:00:00Z to 2024-05-02T00:00:00Z" in page
     assert "upload:iris.csv, 500 rows" in page
-    assert "300 of 1,000 used (uniform sample)" in page
+    assert "1,000, tested on five-minute summaries (binned)" in page
     assert "in steps of 1 h" in page
     assert "2024-05-02T08:30:00Z" in page
 
-    unsampled = render(drift_report(sampled=False), None, title="Weekly review")
-    assert "1,000, all used (not sampled)" in unsampled
+    unsampled = render(drift_report(binned=False), None, title="Weekly review")
+    assert "1,000, every tracked value tested" in unsampled
     assert "<title>Weekly review</title>" in unsampled
 
 

@@ -236,7 +236,7 @@ def test_drift_against_uploaded_reference(setup: tuple[AnalysisService, ModelMet
     assert by_column["plan"]["method"] == "chisquare" and not by_column["plan"]["drifted"]
     assert report["dataset"]["drifted_columns"] == ["age"]
     assert report["dataset"]["drifted"] is False  # 1 of 3 < 0.5
-    assert report["predictions"] == 600 and not report["sampled"]
+    assert report["predictions"] == 600 and report["mode"] == "raw"
     assert report["prediction"] is not None and report["prediction"]["reference_column"] == "target"
 
     # Overrides: PSI on age with a threshold nothing reaches.
@@ -246,22 +246,31 @@ def test_drift_against_uploaded_reference(setup: tuple[AnalysisService, ModelMet
     age = next(c for c in service.drift("clf", start_ms=T0, end_ms=T0 + HOUR)["columns"])
     assert age["method"] == "psi" and not age["drifted"]
 
-    # A window larger than max_rows is sampled, and says so.
+    # A window larger than max_rows is tested on five-minute summaries, and says so; the
+    # verdicts are those of the exact test, and categorical statistics are the same numbers.
     service.set_config("clf", MonitoringConfig(max_rows=1000))
     more = [
         PredictionRecord(
             uuid=f"{i:08x}-0000-7000-8000-{int(rng.integers(0, 2**48)):012x}",
             deployment_id="dep-1",
             start_ms=T0 + 1000 + i,
-            end_ms=T0 + 1000 + i,
-            metrics={"input": {"age": 40.0, "income": 50.0, "plan": "free"}},
+            end_ms=T0 + 1000 + i * 1000,
+            metrics={"input": {"age": 40.0, "income": 50.0, "plan": "free"}, "output": 1},
         )
         for i in range(3000)
     ]
     metrics.insert_predictions(more)
-    sampled = service.drift("clf", start_ms=T0, end_ms=T0 + HOUR)
-    assert sampled["predictions"] == 3600
-    assert sampled["sampled"] and 600 < sampled["predictions_used"] < 1800
+    binned = service.drift("clf", start_ms=T0, end_ms=T0 + HOUR)
+    exact = service.drift("clf", start_ms=T0, end_ms=T0 + HOUR, exact=True)
+    assert binned["mode"] == "binned" and exact["mode"] == "raw"
+    assert binned["predictions"] == exact["predictions"] == 3600
+    assert binned["current_rows"] == exact["current_rows"] == 3600
+    for b, e in zip(binned["columns"], exact["columns"], strict=True):
+        assert (b["column"], b["method"], b["drifted"]) == (e["column"], e["method"], e["drifted"])
+        assert b["current_rows"] == e["current_rows"]
+    assert binned["columns"][2]["statistic"] == pytest.approx(exact["columns"][2]["statistic"])
+    assert binned["prediction"]["statistic"] == pytest.approx(exact["prediction"]["statistic"])
+    assert binned["dataset"] == exact["dataset"]
 
 
 def test_errors_leave_things_as_they_were(setup: tuple[AnalysisService, ModelMetrics]) -> None:

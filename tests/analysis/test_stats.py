@@ -542,3 +542,40 @@ def test_binned_forms_agree_with_raw_on_200k_rows(
             method.drifted(binned_value, method.default_threshold),
         )
         assert verdicts == ((True, True) if case == "shifted" else (False, False)), name
+
+
+def test_binned_wasserstein_is_exact_beyond_the_reference_range_with_tails() -> None:
+    rng = np.random.default_rng(5)
+    reference = rng.normal(0, 1, 20_000)
+    current = np.concatenate([rng.normal(0.5, 1.0, 15_000), rng.normal(6.0, 1.0, 5_000)])
+    edges = numeric_edges(reference)
+    rc, cc = bin_counts(reference, edges), bin_counts(current, edges)
+    low, high = edges[1], edges[-2]
+    tails = (
+        float(np.sum(low - current[current < low])),
+        float(np.sum(current[current > high] - high)),
+    )
+    std = float(np.std(reference))
+    exact = sps.wasserstein_distance(reference, current) / std
+    with_tails = binned_statistic("wasserstein", edges, rc, cc, reference_std=std, tails=tails)
+    without = binned_statistic("wasserstein", edges, rc, cc, reference_std=std)
+    assert with_tails == pytest.approx(exact, rel=0.01)
+    assert without < 0.8 * exact  # values past the max counted as if on it
+
+
+def test_binned_column_drift_matches_column_drift_on_categories() -> None:
+    from modeldeck.analysis.parts import summarise_categorical
+    from modeldeck.analysis.stats import binned_column_drift
+
+    rng = np.random.default_rng(6)
+    values = [f"c{i}" for i in range(30)]
+    reference = pd.Series(rng.choice(values, 5000))
+    current = pd.Series(rng.choice([*values, "new"], 3000))
+    for top_k in (5, 50):
+        raw = column_drift("c", reference, current, kind="categorical", top_k=top_k)
+        part = summarise_categorical(current.tolist(), 0, 0)
+        binned = binned_column_drift("c", reference, part, kind="categorical", top_k=top_k)
+        assert binned.method == raw.method
+        assert binned.statistic == pytest.approx(raw.statistic, abs=1e-12)
+        assert binned.details["unseen_share"] == pytest.approx(raw.details["unseen_share"])
+        assert binned.details["distribution"] == raw.details["distribution"]

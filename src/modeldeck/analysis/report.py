@@ -4,7 +4,7 @@
 <modeldeck.analysis.service.AnalysisService.drift>` and :meth:`AnalysisService.performance
 <modeldeck.analysis.service.AnalysisService.performance>` return and renders:
 
-* a header: deployment, windows in UTC, reference data, predictions used and whether sampled;
+* a header: deployment, windows in UTC, reference data, predictions and whether tested on summaries;
 * data drift: the dataset verdict as a coloured badge, a table of the column verdicts (drifted
   rows highlighted) and, per column with a distribution, a small grouped-bar chart of reference
   and current shares; prediction drift the same way;
@@ -329,11 +329,11 @@ def _header(
             if reference.get("model_version"):
                 text += f", model version {_e(reference['model_version'])}"
             items.append(("Reference data", text))
-        total, used = _int(drift.get("predictions")), _int(drift.get("predictions_used"))
-        if drift.get("sampled"):
-            text = f"{_count(used)} of {_count(total)} used (uniform sample)"
+        total = _int(drift.get("predictions"))
+        if drift.get("mode") == "binned":
+            text = f"{_count(total)}, tested on five-minute summaries (binned)"
         else:
-            text = f"{_count(total)}, all used (not sampled)"
+            text = f"{_count(total)}, every tracked value tested"
         items.append(("Predictions", text))
         rows = f"{_count(drift.get('current_rows'))}"
         if _int(drift.get("skipped_records")):

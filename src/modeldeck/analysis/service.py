@@ -19,9 +19,9 @@ import logging
 import math
 import time
 import uuid as uuidlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select, text
@@ -29,11 +29,16 @@ from sqlalchemy import delete, func, select, text
 from modeldeck.errors import ModeldeckError, NotFound, ValidationFailed
 from modeldeck.monitoring.model_metrics import now_ms
 from modeldeck.store import Store
-from modeldeck.store.schema import DeploymentRow, PredictionRow, ReferenceDataRow
+from modeldeck.store.schema import (
+    AnalysisSummaryRow,
+    DeploymentRow,
+    PredictionRow,
+    ReferenceDataRow,
+)
 
+from . import parts, stats
 from . import performance as perf
 from . import reference as ref
-from . import stats
 from .sql import Dialect
 
 if TYPE_CHECKING:
@@ -99,8 +104,31 @@ class MonitoringConfig(BaseModel):
     )
     top_k: int = Field(default=20, ge=1, le=1000, description="Categories kept per column.")
     max_rows: int = Field(
-        default=200_000, ge=1000, le=10_000_000, description="Rows used for drift per window."
+        default=50_000,
+        ge=1000,
+        le=10_000_000,
+        description="Windows with more predictions are tested on five-minute summaries.",
     )
+
+
+class _Part(Protocol):
+    def to_bytes(self) -> bytes: ...
+
+
+Part = TypeVar("Part", bound=_Part)
+
+
+@dataclass(frozen=True)
+class DriftPlan:
+    """How a deployment's monitored columns are summarised; ``signature`` names the plan."""
+
+    columns: dict[str, parts.ColumnPlan]
+    output: tuple[str, parts.ColumnPlan] | None
+    signature: str
+
+    @property
+    def features(self) -> list[str]:
+        return list(self.columns)
 
 
 @dataclass
@@ -127,9 +155,11 @@ class Reference:
 
 
 class AnalysisService:
-    def __init__(self, store: Store, registry: Registry) -> None:
+    def __init__(self, store: Store, registry: Registry, *, summaries: bool = True) -> None:
+        """``summaries=False`` computes every report from the raw records (for comparisons)."""
         self.store = store
         self.registry = registry
+        self.summaries = summaries
         self.dialect = Dialect(store.dialect)
         self._fetch_failed: dict[tuple[str, str], float] = {}
 
@@ -149,6 +179,10 @@ class AnalysisService:
         with self.store.write() as session:
             row = self._deployment_in(session, name)
             row.monitoring = config.model_dump(exclude_defaults=True)
+            # Summaries built under the old settings would never match again.
+            session.execute(
+                delete(AnalysisSummaryRow).where(AnalysisSummaryRow.deployment_id == row.id)
+            )
         return config
 
     # -- reference data -----------------------------------------------------------------------
@@ -202,6 +236,12 @@ class AnalysisService:
                 data=data,
             )
             session.add(row)
+            session.execute(
+                delete(AnalysisSummaryRow).where(
+                    AnalysisSummaryRow.deployment_id == deployment.id,
+                    AnalysisSummaryRow.kind.like("drift/%"),
+                )
+            )
             session.flush()
             session.refresh(row)
         return Reference(frame, row).summary()
@@ -288,28 +328,31 @@ class AnalysisService:
         end_ms: int | None = None,
         model_version: str | None = None,
         columns: Sequence[str] | None = None,
-        sample: bool = True,
+        exact: bool = False,
     ) -> dict[str, Any]:
-        """Data drift of each monitored column, dataset drift, and prediction drift."""
-        import pandas as pd
+        """Data drift of each monitored column, dataset drift, and prediction drift.
 
+        Windows of up to ``max_rows`` predictions (or any window, with ``exact``) are tested on
+        the tracked values themselves; larger ones on five-minute summaries (``mode: binned``).
+        """
         start_ms, end_ms = _window(start_ms, end_ms)
         deployment = self._deployment(name)
         config = MonitoringConfig.model_validate(deployment.monitoring or {})
         reference = self.reference(name, model_version)
-        features = list(columns or config.columns or reference.features)
+        plan = self._drift_plan(reference, config)
+        features = list(columns or plan.features)
         unknown = [c for c in features if c not in reference.frame.columns]
         if unknown:
             raise ValidationFailed(
                 f"columns not in the reference data: {', '.join(unknown)}",
                 details={"field": "columns"},
             )
-        metrics, total, used = self._window_metrics(
-            deployment.id, start_ms, end_ms, model_version, config.max_rows if sample else None
-        )
-        inputs, outputs, skipped = _rows(metrics, config.input_key, config.output_key)
-        current = pd.DataFrame.from_records(inputs) if inputs else pd.DataFrame()
-        missing = [c for c in features if c not in current.columns]
+        first, last = _whole_buckets(start_ms, end_ms)
+        counts = self._bucket_counts(deployment.id, first, last) if last > first else {}
+        total = sum(n for (_, v), n in counts.items() if not model_version or v == model_version)
+        for lo, hi in ((start_ms, min(first, end_ms)), (max(last, first, start_ms), end_ms)):
+            if hi > lo:
+                total += self._count(deployment.id, lo, hi, model_version)
         report: dict[str, Any] = {
             "deployment": name,
             "model_version": model_version,
@@ -317,13 +360,62 @@ class AnalysisService:
             "end": end_ms,
             "reference": reference.summary(),
             "predictions": total,
-            "predictions_used": used,
-            "sampled": used < total,
-            "current_rows": len(current),
-            "skipped_records": skipped,
-            "missing_columns": missing if len(current) else [],
-            "unmonitored_columns": [c for c in current.columns if c not in features],
         }
+        binned = not exact and total > config.max_rows and set(features) <= set(plan.columns)
+        if binned:
+            part = self._merged_drift_part(
+                deployment, config, plan, start_ms, end_ms, model_version, counts
+            )
+            results, invalid = self._binned_columns(reference, config, plan, part, features)
+            prediction = self._binned_prediction(reference, config, plan, part)
+            report.update(
+                mode="binned",
+                current_rows=part.records,
+                skipped_records=part.skipped,
+                missing_columns=[c for c in features if c not in part.keys] if part.records else [],
+                unmonitored_columns=sorted(k for k in part.keys if k not in features),
+            )
+        else:
+            metrics = self._window_metrics(deployment.id, start_ms, end_ms, model_version)
+            inputs, outputs, skipped = _rows(metrics, config.input_key, config.output_key)
+            current = _frame(inputs)
+            results, invalid = self._raw_columns(reference, config, current, features)
+            prediction = self._prediction_drift(reference, outputs, config)
+            report.update(
+                mode="raw",
+                current_rows=len(current),
+                skipped_records=skipped,
+                missing_columns=[c for c in features if c not in current.columns]
+                if len(current)
+                else [],
+                unmonitored_columns=[c for c in current.columns if c not in features],
+            )
+        tested = [r for r in results if r.current_rows > 0]
+        drifted = [r.column for r in tested if r.drifted]
+        share = len(drifted) / len(tested) if tested else 0.0
+        report["dataset"] = {
+            "drifted": bool(tested) and share >= config.drift_share,
+            "drifted_share": share,
+            "threshold": config.drift_share,
+            "drifted_columns": drifted,
+            "columns": len(tested),
+        }
+        report["columns"] = [r.to_dict() for r in results]
+        for column in report["columns"]:
+            # Values of the wrong type (text in a numeric column...) are left out and counted.
+            column["invalid_values"] = invalid[column["column"]]
+        report["prediction"] = prediction
+        return report
+
+    def _raw_columns(
+        self,
+        reference: Reference,
+        config: MonitoringConfig,
+        current: pd.DataFrame,
+        features: Sequence[str],
+    ) -> tuple[list[stats.ColumnDrift], dict[str, int]]:
+        import pandas as pd
+
         results: list[stats.ColumnDrift] = []
         invalid: dict[str, int] = {}
         for column in features:
@@ -345,57 +437,130 @@ class AnalysisService:
                     top_k=config.top_k,
                 )
             )
-        tested = [r for r in results if r.current_rows > 0]
-        drifted = [r.column for r in tested if r.drifted]
-        share = len(drifted) / len(tested) if tested else 0.0
-        report["dataset"] = {
-            "drifted": bool(tested) and share >= config.drift_share,
-            "drifted_share": share,
-            "threshold": config.drift_share,
-            "drifted_columns": drifted,
-            "columns": len(tested),
-        }
-        report["columns"] = [r.to_dict() for r in results]
-        for column in report["columns"]:
-            # Values of the wrong type (text in a numeric column...) are left out and counted.
-            column["invalid_values"] = invalid[column["column"]]
-        report["prediction"] = self._prediction_drift(reference, outputs, config)
-        return report
+        return results, invalid
+
+    def _binned_columns(
+        self,
+        reference: Reference,
+        config: MonitoringConfig,
+        plan: DriftPlan,
+        part: parts.DriftPart,
+        features: Sequence[str],
+    ) -> tuple[list[stats.ColumnDrift], dict[str, int]]:
+        results: list[stats.ColumnDrift] = []
+        invalid: dict[str, int] = {}
+        for column in features:
+            override = config.overrides.get(column, ColumnOverride())
+            column_plan = plan.columns[column]
+            summary = part.columns.get(column) or column_plan.empty()
+            invalid[column] = int(summary["invalid"])
+            baseline, _ = _conform(reference.frame[column], column_plan.kind)
+            results.append(
+                stats.binned_column_drift(
+                    column,
+                    baseline,
+                    summary,
+                    kind=column_plan.kind,  # type: ignore[arg-type]
+                    edges=column_plan.edges,
+                    method=override.method,
+                    threshold=override.threshold,
+                    top_k=config.top_k,
+                )
+            )
+        return results, invalid
+
+    def _drift_plan(self, reference: Reference, config: MonitoringConfig) -> DriftPlan:
+        """How each monitored column (and the output) is summarised, from the reference."""
+        columns: dict[str, parts.ColumnPlan] = {}
+        for column in config.columns or reference.features:
+            if column not in reference.frame.columns:
+                continue
+            override = config.overrides.get(column, ColumnOverride())
+            columns[column] = _column_plan(
+                reference.frame[column], override.kind or stats.column_kind(reference.frame[column])
+            )
+        output = self._output_plan(reference)
+        signature = parts.signature(
+            reference.row.id,
+            str(reference.row.created_at),
+            config.input_key,
+            config.output_key,
+            {c: p.kind for c, p in columns.items()},
+            None if output is None else output[1].kind,
+        )
+        return DriftPlan(columns, output, signature)
+
+    def _output_plan(self, reference: Reference) -> tuple[str, parts.ColumnPlan] | None:
+        column = reference.row.prediction_column or reference.row.target_column
+        if column is None:
+            return None
+        baseline = reference.frame[column]
+        kind = stats.column_kind(baseline)
+        if kind == "categorical" or _few_integers(baseline):
+            return column, parts.ColumnPlan("categorical")
+        return column, _column_plan(baseline, "numeric")
 
     def _prediction_drift(
         self, reference: Reference, outputs: list[Any], config: MonitoringConfig
     ) -> dict[str, Any] | None:
         import pandas as pd
 
-        column = reference.row.prediction_column or reference.row.target_column
-        if column is None or not outputs:
+        plan = self._output_plan(reference)
+        if plan is None or not outputs:
             return None
+        column, column_plan = plan
         values = pd.Series([o for o in outputs if _scalar(o)])
         if values.empty:
             return None
         baseline = reference.frame[column]
-        kind = stats.column_kind(baseline)
-        if kind == "categorical" or _few_integers(baseline):
-            kind = "categorical"
+        if column_plan.kind == "categorical":
             baseline = baseline.astype(str)
             values = values.astype(str)
-        values, bad = _conform(values, kind)
+        values, bad = _conform(values, column_plan.kind)
         result = stats.column_drift(
-            config.output_key, baseline, values, kind=kind, top_k=config.top_k
+            config.output_key,
+            baseline,
+            values,
+            kind=column_plan.kind,  # type: ignore[arg-type]
+            top_k=config.top_k,
         ).to_dict()
         result["reference_column"] = column
         result["invalid_values"] = bad
         return result
 
-    def _window_metrics(
+    def _binned_prediction(
         self,
-        deployment_id: str,
-        start_ms: int,
-        end_ms: int,
-        model_version: str | None,
-        max_rows: int | None,
-    ) -> tuple[list[dict[str, Any]], int, int]:
-        """The tracked metrics of a window's predictions: (metrics, total, used)."""
+        reference: Reference,
+        config: MonitoringConfig,
+        plan: DriftPlan,
+        part: parts.DriftPart,
+    ) -> dict[str, Any] | None:
+        if plan.output is None or part.output is None:
+            return None
+        column, column_plan = plan.output
+        summary = part.output
+        counted = summary["counts"]
+        if not (sum(counted.values()) if isinstance(counted, dict) else sum(counted)):
+            return None
+        baseline = reference.frame[column]
+        if column_plan.kind == "categorical":
+            baseline = baseline.astype(str)
+        result = stats.binned_column_drift(
+            config.output_key,
+            _conform(baseline, column_plan.kind)[0],
+            summary,
+            kind=column_plan.kind,  # type: ignore[arg-type]
+            edges=column_plan.edges,
+            top_k=config.top_k,
+        ).to_dict()
+        result["reference_column"] = column
+        result["invalid_values"] = int(summary["invalid"])
+        return result
+
+    def _window_metrics(
+        self, deployment_id: str, start_ms: int, end_ms: int, model_version: str | None
+    ) -> list[dict[str, Any]]:
+        """The tracked metrics of a window's predictions."""
         where = [
             PredictionRow.deployment_id == deployment_id,
             PredictionRow.end_ms >= start_ms,
@@ -404,18 +569,240 @@ class AnalysisService:
         if model_version:
             where.append(PredictionRow.model_version == model_version)
         with self.store.read() as session:
-            total = int(
+            return list(session.scalars(select(PredictionRow.metrics).where(*where)))
+
+    def _count(
+        self, deployment_id: str, start_ms: int, end_ms: int, model_version: str | None
+    ) -> int:
+        where = [
+            PredictionRow.deployment_id == deployment_id,
+            PredictionRow.end_ms >= start_ms,
+            PredictionRow.end_ms < end_ms,
+        ]
+        if model_version:
+            where.append(PredictionRow.model_version == model_version)
+        with self.store.read() as session:
+            return int(
                 session.scalar(select(func.count()).select_from(PredictionRow).where(*where)) or 0
             )
-            query = select(PredictionRow.metrics).where(*where)
-            if max_rows is not None and total > max_rows:
-                # The last two hex digits of a UUID are random (v4 and v7 alike): keep those
-                # below a cut-off for a uniform sample of about max_rows predictions.
-                cut = math.ceil(256 * max_rows / total)
-                if cut < 256:
-                    query = query.where(func.substr(PredictionRow.uuid, 35, 2) < f"{cut:02x}")
-            metrics = list(session.scalars(query))
-        return metrics, total, len(metrics)
+
+    def _merged_drift_part(
+        self,
+        deployment: DeploymentRow,
+        config: MonitoringConfig,
+        plan: DriftPlan,
+        start_ms: int,
+        end_ms: int,
+        model_version: str | None,
+        counts: dict[tuple[int, str], int] | None = None,
+    ) -> parts.DriftPart:
+        """One window's drift summary: stored five-minute summaries plus its ragged edges."""
+
+        def live(lo: int, hi: int) -> dict[tuple[int, str], parts.DriftPart]:
+            return self._drift_parts(deployment.id, config, plan, lo, hi, hi - lo)
+
+        found = self._assemble(
+            "drift/" + plan.signature[:10],
+            deployment,
+            plan.signature,
+            start_ms,
+            end_ms,
+            live,
+            lambda lo, hi: self._drift_parts(deployment.id, config, plan, lo, hi, parts.BUCKET_MS),
+            parts.DriftPart.from_bytes,
+            with_labels=False,
+            counts=counts,
+        )
+        merged = parts.DriftPart()
+        for (_, version), part in found.items():
+            if not model_version or version == model_version:
+                merged.merge(part)
+        return merged
+
+    def _drift_parts(
+        self,
+        deployment_id: str,
+        config: MonitoringConfig,
+        plan: DriftPlan,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+    ) -> dict[tuple[int, str], parts.DriftPart]:
+        """Drift summaries of ``[start, end)`` per ``step`` and version, from the raw records."""
+        query = select(
+            PredictionRow.end_ms, PredictionRow.model_version, PredictionRow.metrics
+        ).where(
+            PredictionRow.deployment_id == deployment_id,
+            PredictionRow.end_ms >= start_ms,
+            PredictionRow.end_ms < end_ms,
+        )
+        grouped: dict[tuple[int, str], list[dict[str, Any]]] = {}
+        with self.store.read() as session:
+            for end, version, metrics in session.execute(query):
+                grouped.setdefault(((end - start_ms) // step_ms, version), []).append(metrics)
+        return {key: _drift_part(records, config, plan) for key, records in grouped.items()}
+
+    # -- summaries ----------------------------------------------------------------------------
+
+    def _assemble(
+        self,
+        kind: str,
+        deployment: DeploymentRow,
+        signature: str,
+        start_ms: int,
+        end_ms: int,
+        live: Callable[[int, int], Mapping[tuple[int, str], Part]],
+        build: Callable[[int, int], Mapping[tuple[int, str], Part]],
+        load: Callable[[bytes], Part],
+        *,
+        with_labels: bool,
+        counts: dict[tuple[int, str], int] | None = None,
+    ) -> dict[tuple[int, str], Part]:
+        """The parts of ``[start, end)`` keyed by (bucket start or piece start, version).
+
+        Whole five-minute buckets come from ``analysis_summaries`` when their summary is still
+        valid, else are built (``build(lo, hi)`` over a run of buckets) and stored; the ragged
+        edges of the window are computed by ``live(lo, hi)`` and not stored.
+        """
+        step = parts.BUCKET_MS
+        first, last = _whole_buckets(start_ms, end_ms)
+        out: dict[tuple[int, str], Part] = {}
+        if last <= first:
+            for (_, version), part in live(start_ms, end_ms).items():
+                out[(start_ms, version)] = part
+            return out
+        for lo, hi in ((start_ms, first), (last, end_ms)):
+            if hi > lo:
+                for (_, version), part in live(lo, hi).items():
+                    out[(lo, version)] = part
+        if not self.summaries:
+            for (index, version), part in build(first, last).items():
+                out[(first + index * step, version)] = part
+            return out
+        if counts is None:
+            counts = self._bucket_counts(deployment.id, first, last)
+        labels = self._label_counts(deployment.id, first, last) if with_labels else {}
+        with self.store.read() as session:
+            stored = {
+                (r.bucket_ms, r.model_version): r
+                for r in session.scalars(
+                    select(AnalysisSummaryRow).where(
+                        AnalysisSummaryRow.deployment_id == deployment.id,
+                        AnalysisSummaryRow.kind == kind,
+                        AnalysisSummaryRow.bucket_ms >= first,
+                        AnalysisSummaryRow.bucket_ms < last,
+                    )
+                )
+            }
+        stale: list[int] = []
+        for bucket in sorted({b for b, _ in counts}):
+            label_count, label_max = labels.get(bucket, (0, 0))
+            rows = [
+                (stored.get((bucket, version)), n)
+                for (b, version), n in counts.items()
+                if b == bucket
+            ]
+            if all(
+                row is not None
+                and row.signature == signature
+                and row.predictions == n
+                and (row.labels, row.label_max_id) == (label_count, label_max)
+                for row, n in rows
+            ):
+                try:
+                    loaded = {row.model_version: load(row.data) for row, _ in rows if row}
+                except (ValueError, KeyError, TypeError):  # unreadable: rebuild it
+                    stale.append(bucket)
+                    continue
+                for version, part in loaded.items():
+                    out[(bucket, version)] = part
+            else:
+                stale.append(bucket)
+        for lo, hi in _runs(stale, step):
+            built = build(lo, hi)
+            fresh = []
+            for (index, version), part in built.items():
+                bucket = lo + index * step
+                out[(bucket, version)] = part
+                label_count, label_max = labels.get(bucket, (0, 0))
+                fresh.append(
+                    AnalysisSummaryRow(
+                        deployment_id=deployment.id,
+                        kind=kind,
+                        bucket_ms=bucket,
+                        model_version=version,
+                        signature=signature,
+                        predictions=counts.get((bucket, version), 0),
+                        labels=label_count,
+                        label_max_id=label_max,
+                        built_ms=now_ms(),
+                        data=part.to_bytes(),
+                    )
+                )
+            self._store_summaries(deployment.id, kind, lo, hi, fresh)
+        return out
+
+    def _store_summaries(
+        self, deployment_id: str, kind: str, lo: int, hi: int, rows: list[AnalysisSummaryRow]
+    ) -> None:
+        try:
+            with self.store.write() as session:
+                session.execute(
+                    delete(AnalysisSummaryRow).where(
+                        AnalysisSummaryRow.deployment_id == deployment_id,
+                        AnalysisSummaryRow.kind == kind,
+                        AnalysisSummaryRow.bucket_ms >= lo,
+                        AnalysisSummaryRow.bucket_ms < hi,
+                    )
+                )
+                session.add_all(rows)
+        except Exception as exc:  # a cache: failing to keep it must not fail the report
+            log.warning("could not store analysis summaries: %s", exc)
+
+    def _bucket_counts(self, deployment_id: str, lo: int, hi: int) -> dict[tuple[int, str], int]:
+        """Predictions per five-minute bucket and version (from the index alone)."""
+        sql = (
+            "SELECT (end_ms - :lo) / :step AS b, model_version, COUNT(*) FROM predictions "
+            "WHERE deployment_id = :dep AND end_ms >= :lo AND end_ms < :hi "
+            "GROUP BY b, model_version"
+        )
+        params = {"dep": deployment_id, "lo": lo, "hi": hi, "step": parts.BUCKET_MS}
+        with self.store.read() as session:
+            return {
+                (lo + int(b) * parts.BUCKET_MS, str(v)): int(n)
+                for b, v, n in session.execute(text(sql), params)
+            }
+
+    def _label_counts(self, deployment_id: str, lo: int, hi: int) -> dict[int, tuple[int, int]]:
+        """Delayed metrics per five-minute bucket of their predictions: (count, last id)."""
+        sql = (
+            "SELECT (prediction_end_ms - :lo) / :step AS b, COUNT(*), MAX(id) "
+            "FROM delayed_metrics WHERE deployment_id = :dep "
+            "AND prediction_end_ms >= :lo AND prediction_end_ms < :hi GROUP BY b"
+        )
+        params = {"dep": deployment_id, "lo": lo, "hi": hi, "step": parts.BUCKET_MS}
+        with self.store.read() as session:
+            return {
+                lo + int(b) * parts.BUCKET_MS: (int(n), int(top))
+                for b, n, top in session.execute(text(sql), params)
+            }
+
+    def refresh_summaries(self, name: str, *, hours: int = 24) -> None:
+        """Build the summaries of the last ``hours`` that are missing or stale.
+
+        The platform calls this in the background, so that reports find them ready.
+        """
+        end = now_ms() // parts.BUCKET_MS * parts.BUCKET_MS
+        start = end - hours * 3_600_000
+        self.performance(name, start_ms=start, end_ms=end)
+        deployment = self._deployment(name)
+        config = MonitoringConfig.model_validate(deployment.monitoring or {})
+        try:
+            reference = self.reference(name)
+        except NotFound:
+            return  # no reference data: no drift to summarise
+        plan = self._drift_plan(reference, config)
+        self._merged_drift_part(deployment, config, plan, start, end, None)
 
     # -- performance --------------------------------------------------------------------------
 
@@ -432,6 +819,9 @@ class AnalysisService:
         """Realised (and, where possible, estimated) performance per window and version.
 
         With ``by_version=False`` each window covers every version (``model_version == ""``).
+        A single window, or windows that start on a five-minute boundary and last whole
+        multiples of five minutes, are assembled from stored five-minute summaries plus their
+        ragged edges; other windows are aggregated in one go.
         """
         start_ms, end_ms = _window(start_ms, end_ms)
         span = end_ms - start_ms
@@ -446,59 +836,62 @@ class AnalysisService:
             )
         deployment = self._deployment(name)
         config = MonitoringConfig.model_validate(deployment.monitoring or {})
-        params = {
-            "dep": deployment.id,
-            "start": start_ms,
-            "end": end_ms,
-            "step": step_ms,
-            "version": model_version or "",
-            "out": config.output_key,
-            "label": config.label_key,
-            "proba": config.probability_key or "",
-        }
-        v = "p.model_version" if by_version else "''"
-        totals = self._prediction_counts(params, v)
-        task: str | None = config.task
-        confusion_rows: list[tuple[int, str, str | None, str | None, int]] = []
-        if task != "regression":
-            confusion_rows = self._confusion(params, v)
-            labels = {r[3] for r in confusion_rows if r[3] is not None}
-            if task is None:
-                task = _infer_task(labels)
-        windows: dict[tuple[int, str], dict[str, Any]] = {}
-        for (bucket, version), count in totals.items():
-            windows[(bucket, version)] = _empty_window(start_ms, step_ms, bucket, version, count)
-        if task == "regression":
-            for bucket, version, *sums in self._regression_sums(params, v):
-                window = windows.setdefault(
-                    (bucket, version), _empty_window(start_ms, step_ms, bucket, version, 0)
-                )
-                window["realised"] = perf.regression_metrics(*sums)
-                window["labelled"] = int(sums[0])
+        # Summaries serve windows made of whole buckets (or one window, whatever its edges).
+        aligned = step_ms >= span or (
+            start_ms % parts.BUCKET_MS == 0 and step_ms % parts.BUCKET_MS == 0
+        )
+        per_window: dict[tuple[int, str], parts.PerformancePart] = {}
+        if aligned:
+            found = self._assemble(
+                "performance",
+                deployment,
+                _performance_signature(config),
+                start_ms,
+                end_ms,
+                lambda lo, hi: self._performance_parts(deployment.id, config, lo, hi, hi - lo),
+                lambda lo, hi: self._performance_parts(
+                    deployment.id, config, lo, hi, parts.BUCKET_MS
+                ),
+                parts.PerformancePart.from_bytes,
+                with_labels=True,
+            )
+            pieces = [((at - start_ms) // step_ms, v, p) for (at, v), p in found.items()]
         else:
-            grouped: dict[tuple[int, str], dict[tuple[str, str], int]] = {}
-            for bucket, version, predicted, actual, count in confusion_rows:
-                if predicted is None or actual is None:
-                    continue
-                cells = grouped.setdefault((bucket, version), {})
-                cells[(predicted, actual)] = cells.get((predicted, actual), 0) + count
-            extras = self._probability_metrics(params, v) if config.probability_key else {}
-            for key, cells in grouped.items():
-                window = windows.setdefault(
-                    key, _empty_window(start_ms, step_ms, key[0], key[1], 0)
-                )
-                realised = perf.classification_metrics(cells)
-                realised.update(extras.get(key, {}))
+            live = self._performance_parts(deployment.id, config, start_ms, end_ms, step_ms)
+            pieces = [(bucket, v, p) for (bucket, v), p in live.items()]
+        for bucket, version, part in pieces:
+            if model_version and version != model_version:
+                continue
+            key = (bucket, version if by_version else "")
+            per_window.setdefault(key, parts.PerformancePart()).merge(part)
+        task = config.task or _infer_task_from(per_window.values())
+        estimators = self._estimators(deployment) if config.probability_key else {}
+        windows = []
+        for (bucket, version), part in sorted(per_window.items()):
+            window = _empty_window(start_ms, step_ms, bucket, version, part.predictions)
+            window["end"] = min(window["end"], end_ms)  # the last window stops at the range's end
+            if task == "regression":
+                if part.regression[0]:
+                    window["realised"] = perf.regression_metrics(
+                        int(part.regression[0]), *part.regression[1:]
+                    )
+                    window["labelled"] = int(part.regression[0])
+            elif part.confusion:
+                realised = perf.classification_metrics(part.confusion)
+                realised.update(_probability_metrics(part))
                 window["realised"] = realised
-                window["labelled"] = int(sum(cells.values()))
-            self._estimate(deployment, params, windows, v)
-        for window in windows.values():
+                window["labelled"] = int(sum(part.confusion.values()))
+            if task != "regression":
+                estimator = estimators.get(version if by_version else "") or (
+                    estimators.get("") if version not in estimators else None
+                )
+                if estimator is not None and part.estimate:
+                    window["estimated"] = _estimated(estimator, part)
             window["label_coverage"] = (
                 window["labelled"] / window["predictions"] if window["predictions"] else None
             )
-        for window in windows.values():
-            window["end"] = min(window["end"], end_ms)  # the last window stops at the range's end
-        ordered = sorted(windows.values(), key=lambda w: (w["start"], w["model_version"]))
+            windows.append(window)
+        windows.sort(key=lambda w: (w["start"], w["model_version"]))
         return {
             "deployment": name,
             "model_version": model_version,
@@ -507,8 +900,63 @@ class AnalysisService:
             "end": end_ms,
             "step": step_ms,
             "label_key": config.label_key,
-            "windows": ordered,
+            "windows": windows,
         }
+
+    def _estimators(self, deployment: DeploymentRow) -> dict[str, perf.ConfidenceEstimator]:
+        with self.store.read() as session:
+            return {
+                r.model_version: perf.ConfidenceEstimator.from_dict(r.estimator)
+                for r in session.scalars(
+                    select(ReferenceDataRow).where(ReferenceDataRow.deployment_id == deployment.id)
+                )
+                if r.estimator
+            }
+
+    def _performance_parts(
+        self,
+        deployment_id: str,
+        config: MonitoringConfig,
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+    ) -> dict[tuple[int, str], parts.PerformancePart]:
+        """Performance aggregates of ``[start, end)`` per ``step`` and version, in SQL."""
+        params = {
+            "dep": deployment_id,
+            "start": start_ms,
+            "end": end_ms,
+            "step": step_ms,
+            "version": "",
+            "out": config.output_key,
+            "label": config.label_key,
+            "proba": config.probability_key or "",
+        }
+        out: dict[tuple[int, str], parts.PerformancePart] = {}
+
+        def part(key: tuple[int, str]) -> parts.PerformancePart:
+            return out.setdefault(key, parts.PerformancePart())
+
+        for key, n in self._prediction_counts(params).items():
+            part(key).predictions = n
+        if config.task != "regression":
+            labels: dict[tuple[int, str], set[str]] = {}
+            for bucket, version, predicted, actual, n in self._confusion(params):
+                if predicted is None or actual is None:
+                    continue
+                cells = part((bucket, version)).confusion
+                cells[(predicted, actual)] = cells.get((predicted, actual), 0) + n
+                labels.setdefault((bucket, version), set()).add(actual)
+            for key, seen in labels.items():
+                if len(seen) > CLASSIFICATION_MAX_CLASSES:
+                    part(key).many_labels = True
+                    part(key).confusion = {}
+        if config.task != "classification":
+            for bucket, version, *sums in self._regression_sums(params):
+                part((bucket, version)).regression = [float(x) for x in sums]
+        if config.probability_key and config.task != "regression":
+            self._probability_parts(params, part)
+        return out
 
     def _sql_filter(self) -> str:
         return (
@@ -520,33 +968,38 @@ class AnalysisService:
         d = self.dialect
         return (
             "WITH labels AS (SELECT prediction_uuid, MAX(id) AS id FROM delayed_metrics "
-            f"WHERE deployment_id = :dep AND {d.has('metrics', 'label')} "
+            "WHERE deployment_id = :dep AND prediction_end_ms >= :start "
+            f"AND prediction_end_ms < :end AND {d.has('metrics', 'label')} "
             "GROUP BY prediction_uuid) "
         )
 
     def _bucket(self) -> str:
         return "((p.end_ms - :start) / :step)"
 
-    def _prediction_counts(self, params: dict[str, Any], v: str) -> dict[tuple[int, str], int]:
+    def _prediction_counts(self, params: dict[str, Any]) -> dict[tuple[int, str], int]:
         sql = (
-            f"SELECT {self._bucket()} AS b, {v} AS v, COUNT(*) FROM predictions p "
+            f"SELECT {self._bucket()} AS b, p.model_version AS v, COUNT(*) FROM predictions p "
             f"WHERE {self._sql_filter()} GROUP BY b, v"
         )
         with self.store.read() as session:
             found = session.execute(text(sql), params)
             return {(int(bucket), str(version)): int(n) for bucket, version, n in found}
 
+    def _joined(self) -> str:
+        return (
+            "FROM predictions p JOIN labels l ON l.prediction_uuid = p.uuid "
+            f"JOIN delayed_metrics dm ON dm.id = l.id WHERE {self._sql_filter()}"
+        )
+
     def _confusion(
-        self, params: dict[str, Any], v: str
+        self, params: dict[str, Any]
     ) -> list[tuple[int, str, str | None, str | None, int]]:
         d = self.dialect
         sql = (
-            self._labels_cte() + f"SELECT {self._bucket()} AS b, {v} AS v, "
+            self._labels_cte() + f"SELECT {self._bucket()} AS b, p.model_version AS v, "
             f"{d.text('p.metrics', 'out')} AS predicted, "
-            f"{d.text('dm.metrics', 'label')} AS actual, "
-            "COUNT(*) FROM predictions p JOIN labels l ON l.prediction_uuid = p.uuid "
-            "JOIN delayed_metrics dm ON dm.id = l.id "
-            f"WHERE {self._sql_filter()} GROUP BY b, v, predicted, actual"
+            f"{d.text('dm.metrics', 'label')} AS actual, COUNT(*) "
+            f"{self._joined()} GROUP BY b, v, predicted, actual"
         )
         with self.store.read() as session:
             return [
@@ -554,7 +1007,7 @@ class AnalysisService:
                 for b, v, pr, ac, n in session.execute(text(sql), params)
             ]
 
-    def _regression_sums(self, params: dict[str, Any], v: str) -> list[tuple[Any, ...]]:
+    def _regression_sums(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         d = self.dialect
         p = d.number("p.metrics", "out")
         a = d.number("dm.metrics", "label")
@@ -563,10 +1016,8 @@ class AnalysisService:
             self._labels_cte()
             + f"SELECT b, v, COUNT(*), SUM(ABS(a - pr)), SUM((a - pr) * (a - pr)), "
             f"SUM(ABS(a - pr) / {d.greatest('ABS(a)', str(eps))}), SUM(a), SUM(a * a) FROM ("
-            f"SELECT {self._bucket()} AS b, {v} AS v, {p} AS pr, {a} AS a "
-            "FROM predictions p JOIN labels l ON l.prediction_uuid = p.uuid "
-            f"JOIN delayed_metrics dm ON dm.id = l.id WHERE {self._sql_filter()}) j "
-            "WHERE pr IS NOT NULL AND a IS NOT NULL GROUP BY b, v"
+            f"SELECT {self._bucket()} AS b, p.model_version AS v, {p} AS pr, {a} AS a "
+            f"{self._joined()}) j WHERE pr IS NOT NULL AND a IS NOT NULL GROUP BY b, v"
         )
         with self.store.read() as session:
             return [
@@ -574,42 +1025,41 @@ class AnalysisService:
                 for r in session.execute(text(sql), params)
             ]
 
-    def _probability_metrics(
-        self, params: dict[str, Any], v: str
-    ) -> dict[tuple[int, str], dict[str, Any]]:
-        """Log loss and ROC AUC per window, from probabilities tracked as ``{class: p}``."""
+    def _probability_parts(
+        self,
+        params: dict[str, Any],
+        part: Callable[[tuple[int, str]], parts.PerformancePart],
+    ) -> None:
+        """Log-loss sums, per-score counts (ROC AUC) and grouped probabilities (estimates).
+
+        Probabilities are tracked as ``{class: p}``.
+        """
         d = self.dialect
         actual = d.text("dm.metrics", "label")
         eps = perf.LOG_EPS
         clipped = d.greatest(d.least("j.p_actual", str(1 - eps)), str(eps))
         inner = (
-            f"SELECT {self._bucket()} AS b, {v} AS v, {actual} AS actual, "
-            f"{d.nested_number('p.metrics', 'proba', actual)} AS p_actual "
-            "FROM predictions p JOIN labels l ON l.prediction_uuid = p.uuid "
-            f"JOIN delayed_metrics dm ON dm.id = l.id WHERE {self._sql_filter()}"
+            f"SELECT {self._bucket()} AS b, p.model_version AS v, {actual} AS actual, "
+            f"{d.nested_number('p.metrics', 'proba', actual)} AS p_actual {self._joined()}"
         )
         sql = (
             self._labels_cte() + f"SELECT j.b, j.v, COUNT(*), SUM(-LN({clipped})) FROM ({inner}) j "
             "WHERE j.p_actual IS NOT NULL GROUP BY j.b, j.v"
         )
-        out: dict[tuple[int, str], dict[str, Any]] = {}
         with self.store.read() as session:
             for bucket, version, n, total in session.execute(text(sql), params):
-                out[(int(bucket), str(version))] = {
-                    "log_loss": perf.log_loss_from_sums(float(total), int(n))
-                }
+                part((int(bucket), str(version))).log_loss = [float(n), float(total)]
             classes = self._probability_classes(session, params)
-            per_window: dict[tuple[int, str], dict[str, list[tuple[float, int, int]]]] = {}
+            if not classes:
+                return
             # A binary model's AUC needs the positive class only (the other is its mirror).
             scored = classes[1:] if len(classes) == 2 else classes
             for cls in scored:
                 score = d.nested_number("p.metrics", "proba", ":cls")
                 inner = (
-                    f"SELECT {self._bucket()} AS b, {v} AS v, "
+                    f"SELECT {self._bucket()} AS b, p.model_version AS v, "
                     f"{d.round(score, AUC_DIGITS)} AS s, "
-                    f"CASE WHEN {actual} = :cls THEN 1 ELSE 0 END AS pos "
-                    "FROM predictions p JOIN labels l ON l.prediction_uuid = p.uuid "
-                    f"JOIN delayed_metrics dm ON dm.id = l.id WHERE {self._sql_filter()}"
+                    f"CASE WHEN {actual} = :cls THEN 1 ELSE 0 END AS pos {self._joined()}"
                 )
                 sql = (
                     self._labels_cte()
@@ -617,18 +1067,29 @@ class AnalysisService:
                     "WHERE j.s IS NOT NULL GROUP BY j.b, j.v, j.s"
                 )
                 found = session.execute(text(sql), {**params, "cls": cls})
-                for bucket, version, score, pos, neg in found:
-                    key = (int(bucket), str(version))
-                    rows = per_window.setdefault(key, {}).setdefault(cls, [])
-                    rows.append((float(score), int(pos), int(neg)))
-        for key, by_class in per_window.items():
-            if len(classes) == 2:
-                positive = classes[1]
-                auc = perf.roc_auc_from_counts(by_class.get(positive, []))
-            else:
-                auc = perf.roc_auc_ovr_macro(by_class)
-            out.setdefault(key, {})["roc_auc"] = auc
-        return out
+                for bucket, version, s, pos, neg in found:
+                    part((int(bucket), str(version))).count_score(cls, float(s), int(pos), int(neg))
+            cols = ", ".join(
+                d.round(d.nested_number("p.metrics", "proba", f":c{i}"), ESTIMATE_DIGITS)
+                + f" AS p{i}"
+                for i in range(len(classes))
+            )
+            group = ", ".join(f"p{i}" for i in range(len(classes)))
+            sql = (
+                f"SELECT b, v, pred, {group}, COUNT(*) FROM (SELECT {self._bucket()} AS b, "
+                f"p.model_version AS v, {d.text('p.metrics', 'out')} AS pred, {cols} "
+                f"FROM predictions p WHERE {self._sql_filter()}) q "
+                f"WHERE {' AND '.join(f'p{i} IS NOT NULL' for i in range(len(classes)))} "
+                f"GROUP BY b, v, pred, {group}"
+            )
+            binds = {**params, **{f"c{i}": c for i, c in enumerate(classes)}}
+            for bucket, version, output, *probs, n in session.execute(text(sql), binds):
+                target = part((int(bucket), str(version)))
+                if target.classes != classes:
+                    target.estimate = parts._remap(target.estimate, target.classes, classes)
+                    target.classes = classes
+                key = (str(output), tuple(float(x) for x in probs))
+                target.estimate[key] = target.estimate.get(key, 0) + int(n)
 
     def _probability_classes(self, session: Any, params: dict[str, Any]) -> list[str]:
         """The classes named in the tracked probabilities (one prediction's keys), sorted."""
@@ -650,69 +1111,6 @@ class AnalysisService:
             return []
         classes = sorted(str(r[0]) for r in session.execute(text(sql), params))
         return classes[:CLASSIFICATION_MAX_CLASSES]
-
-    def _estimate(
-        self,
-        deployment: DeploymentRow,
-        params: dict[str, Any],
-        windows: dict[tuple[int, str], dict[str, Any]],
-        v: str,
-    ) -> None:
-        """Estimated performance for every window, when a calibrated estimator exists."""
-        if not params.get("proba"):
-            return
-        with self.store.read() as session:
-            rows = {
-                r.model_version: r.estimator
-                for r in session.scalars(
-                    select(ReferenceDataRow).where(ReferenceDataRow.deployment_id == deployment.id)
-                )
-                if r.estimator
-            }
-        if not rows:
-            return
-        d = self.dialect
-        for version_key, state in rows.items():
-            estimator = perf.ConfidenceEstimator.from_dict(state)
-            classes = [str(c) for c in state["classes"]]
-            cols = ", ".join(
-                d.round(d.nested_number("p.metrics", "proba", f":c{i}"), ESTIMATE_DIGITS)
-                + f" AS p{i}"
-                for i in range(len(classes))
-            )
-            group = ", ".join(f"p{i}" for i in range(len(classes)))
-            sql = (
-                f"SELECT b, v, pred, {group}, COUNT(*) FROM (SELECT {self._bucket()} AS b, "
-                f"{v} AS v, {d.text('p.metrics', 'out')} AS pred, {cols} "
-                f"FROM predictions p WHERE {self._sql_filter()}) q "
-                f"WHERE {' AND '.join(f'p{i} IS NOT NULL' for i in range(len(classes)))} "
-                f"GROUP BY b, v, pred, {group}"
-            )
-            binds = {**params, **{f"c{i}": c for i, c in enumerate(classes)}}
-            grouped: dict[tuple[int, str], list[tuple[str, tuple[float, ...], int]]] = {}
-            with self.store.read() as session:
-                for row in session.execute(text(sql), binds):
-                    bucket, version, output, *probs, n = row
-                    if version_key and str(version) != version_key:
-                        continue
-                    vector = tuple(float(x) for x in probs)
-                    # What the model predicted; the most probable class when it did not say.
-                    predicted = (
-                        output
-                        if output in classes
-                        else classes[max(range(len(vector)), key=vector.__getitem__)]
-                    )
-                    grouped.setdefault((int(bucket), str(version)), []).append(
-                        (predicted, vector, int(n))
-                    )
-            for key, entries in grouped.items():
-                if version_key == "" and key[1] in rows and key[1] != "":
-                    continue  # that version has its own estimator
-                window = windows.get(key)
-                if window is not None:
-                    estimate = estimator.estimate_binned(entries)
-                    estimate.pop("confusion", None)
-                    window["estimated"] = estimate
 
     def _fit_estimator(
         self, deployment: DeploymentRow, frame: pd.DataFrame, target_column: str | None
@@ -761,8 +1159,10 @@ class AnalysisService:
 
 
 def _window(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
+    """The window asked for; by default the last day, from a five-minute boundary."""
     end_ms = now_ms() + 1 if end_ms is None else end_ms
-    start_ms = end_ms - 86_400_000 if start_ms is None else start_ms
+    if start_ms is None:
+        start_ms = (end_ms - 86_400_000) // parts.BUCKET_MS * parts.BUCKET_MS
     if end_ms <= start_ms:
         raise ValidationFailed("end must be after start", details={"field": "end"})
     return start_ms, end_ms
@@ -816,6 +1216,10 @@ def _conform(values: pd.Series, kind: str) -> tuple[pd.Series, int]:
 
     present = values.notna()
     if kind == "numeric":
+        if pd.api.types.is_numeric_dtype(values.dtype) and not pd.api.types.is_bool_dtype(
+            values.dtype
+        ):
+            return values.astype(float), 0  # already numbers (a reference column, say)
 
         def number(v: Any) -> Any:
             if isinstance(v, bool) or not isinstance(v, int | float | str):
@@ -824,6 +1228,8 @@ def _conform(values: pd.Series, kind: str) -> tuple[pd.Series, int]:
 
         converted = pd.to_numeric(values.map(number), errors="coerce")
         return converted, int((converted.isna() & present).sum())
+    if pd.api.types.infer_dtype(values, skipna=True) in ("string", "empty"):
+        return values, 0  # text already (fast path for reference columns)
     scalar = values.map(lambda v: str(v) if _scalar(v) else None)
     return scalar, int((scalar.isna() & present).sum())
 
@@ -867,3 +1273,131 @@ def _guess_target(frame: pd.DataFrame, signature: Mapping[str, Any] | None) -> s
         return None
     extra = [c for c in frame.columns if c not in names]
     return extra[0] if len(extra) == 1 else None
+
+
+def _whole_buckets(start_ms: int, end_ms: int) -> tuple[int, int]:
+    """Where the whole five-minute buckets inside ``[start, end)`` begin and end."""
+    step = parts.BUCKET_MS
+    return -(-start_ms // step) * step, end_ms // step * step
+
+
+def _runs(buckets: Sequence[int], step: int) -> list[tuple[int, int]]:
+    """Sorted bucket starts as ``[lo, hi)`` runs of consecutive buckets."""
+    runs: list[tuple[int, int]] = []
+    for bucket in buckets:
+        if runs and runs[-1][1] == bucket:
+            runs[-1] = (runs[-1][0], bucket + step)
+        else:
+            runs.append((bucket, bucket + step))
+    return runs
+
+
+def _column_plan(reference: pd.Series, kind: str) -> parts.ColumnPlan:
+    if kind == "numeric":
+        values, _ = _conform(reference, "numeric")
+        finite = values[values.notna()]
+        finite = finite[finite.abs() != math.inf]
+        if len(finite):
+            return parts.ColumnPlan("numeric", tuple(float(x) for x in stats.numeric_edges(finite)))
+        return parts.ColumnPlan("numeric", (-math.inf, math.inf))
+    return parts.ColumnPlan("categorical")
+
+
+def _frame(inputs: list[dict[str, Any]]) -> pd.DataFrame:
+    import pandas as pd
+
+    return pd.DataFrame.from_records(inputs) if inputs else pd.DataFrame()
+
+
+def _summarise(values: pd.Series, plan: parts.ColumnPlan) -> dict[str, Any]:
+    import numpy as np
+
+    present = int(values.notna().sum())
+    conformed, invalid = _conform(values, plan.kind)
+    missing = len(values) - present
+    if plan.kind == "numeric":
+        return parts.summarise_numeric(
+            conformed.dropna().to_numpy(dtype=np.float64), plan, missing, invalid
+        )
+    return parts.summarise_categorical(conformed.dropna().tolist(), missing, invalid)
+
+
+def _drift_part(
+    records: Sequence[Mapping[str, Any]], config: MonitoringConfig, plan: DriftPlan
+) -> parts.DriftPart:
+    """One group of tracked records as a drift summary."""
+    import pandas as pd
+
+    inputs, outputs, skipped = _rows(records, config.input_key, config.output_key)
+    current = _frame(inputs)
+    part = parts.DriftPart(records=len(current), skipped=skipped)
+    part.keys = {str(c): int(current[c].notna().sum()) for c in current.columns}
+    for column, column_plan in plan.columns.items():
+        values = current[column] if column in current.columns else pd.Series([], dtype=float)
+        part.columns[column] = _summarise(values, column_plan)
+    if plan.output is not None:
+        kept = pd.Series([o for o in outputs if _scalar(o)], dtype=object)
+        output_plan = plan.output[1]
+        if output_plan.kind == "categorical":
+            kept = kept.astype(str)
+        part.output = _summarise(kept, output_plan)
+    return part
+
+
+def _performance_signature(config: MonitoringConfig) -> str:
+    return parts.signature(
+        config.output_key, config.label_key, config.probability_key, config.task, 1
+    )
+
+
+def _infer_task_from(found: Iterable[parts.PerformancePart]) -> str | None:
+    labels: set[str] = set()
+    for part in found:
+        if part.many_labels:
+            return "regression"
+        labels.update(actual for _, actual in part.confusion)
+    if not labels:
+        return None
+    return _infer_task(labels)
+
+
+def _probability_metrics(part: parts.PerformancePart) -> dict[str, Any]:
+    """Log loss and ROC AUC of a window, from its probability sums and per-score counts."""
+    out: dict[str, Any] = {}
+    n, total = part.log_loss
+    if n:
+        out["log_loss"] = perf.log_loss_from_sums(total, int(n))
+    if part.scores:
+        rows = {cls: part.score_rows(cls) for cls in part.scores}
+        if len(part.classes) == 2:
+            out["roc_auc"] = perf.roc_auc_from_counts(rows.get(part.classes[1], []))
+        else:
+            out["roc_auc"] = perf.roc_auc_ovr_macro(rows)
+    return out
+
+
+def _estimated(
+    estimator: perf.ConfidenceEstimator, part: parts.PerformancePart
+) -> dict[str, Any] | None:
+    classes = [str(c) for c in estimator.classes]
+    entries: list[tuple[str, tuple[float, ...], int]] = []
+    if part.classes == classes:
+        order = list(range(len(classes)))
+    elif set(classes) <= set(part.classes):
+        order = [part.classes.index(c) for c in classes]
+    else:
+        return None  # the tracked probabilities do not name every class the estimator knows
+    for (output, probs), n in part.estimate.items():
+        vector = tuple(probs[i] for i in order)
+        if min(vector) < 0:
+            continue  # a prediction without one of the classes
+        # What the model predicted; the most probable class when it did not say.
+        predicted = (
+            output
+            if output in classes
+            else classes[max(range(len(vector)), key=vector.__getitem__)]
+        )
+        entries.append((predicted, vector, n))
+    estimate = estimator.estimate_binned(entries)
+    estimate.pop("confusion", None)
+    return estimate

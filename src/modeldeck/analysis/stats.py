@@ -61,6 +61,7 @@ __all__ = [
     "Kind",
     "Method",
     "bin_counts",
+    "binned_column_drift",
     "binned_ks",
     "binned_statistic",
     "column_drift",
@@ -692,7 +693,11 @@ def binned_ks(reference_counts: Values, current_counts: Values) -> tuple[float, 
 
 
 def _binned_wasserstein(
-    edges: FloatArray, ref: FloatArray, cur: FloatArray, reference_std: float | None
+    edges: FloatArray,
+    ref: FloatArray,
+    cur: FloatArray,
+    reference_std: float | None,
+    tails: tuple[float, float] | None = None,
 ) -> float:
     """The area between the two CDFs, each linear inside a finite bin, over the reference std.
 
@@ -700,7 +705,9 @@ def _binned_wasserstein(
     uniformly, so the gap is linear and its absolute area is exact (with a sign change, the two
     triangles). Infinite outer bins have no width: values beyond the reference's min or max
     count as if they sat on it, so the distance is a lower bound when the current data leaves
-    the reference's range.
+    the reference's range, unless ``tails`` gives the current values' total distance below the
+    first finite edge and above the last one (``sum(min - x)``, ``sum(x - max)``): the areas
+    beyond the range are exactly those sums over the current count.
     """
     if reference_std is None:
         raise ValueError("binned wasserstein needs reference_std (the reference's population std)")
@@ -711,8 +718,10 @@ def _binned_wasserstein(
     same_sign = gap[:-1][finite] * gap[1:][finite] >= 0
     total = left + right
     crossing = np.divide(left**2 + right**2, 2 * total, out=np.zeros_like(total), where=total > 0)
-    area = np.where(same_sign, total / 2, crossing) * width
-    return float(area.sum()) / max(reference_std, 0.001)
+    area = float((np.where(same_sign, total / 2, crossing) * width).sum())
+    if tails is not None:
+        area += (tails[0] + tails[1]) / cur.sum()
+    return area / max(reference_std, 0.001)
 
 
 def _fold_open_bins(edges: FloatArray, counts: FloatArray) -> FloatArray:
@@ -736,6 +745,7 @@ def binned_statistic(
     current_counts: Values,
     *,
     reference_std: float | None = None,
+    tails: tuple[float, float] | None = None,
 ) -> float:
     """A method's number from histograms; NaN if either side has no values.
 
@@ -765,8 +775,174 @@ def binned_statistic(
         return binned_ks(ref, cur)[1]
     if chosen.name == "wasserstein":
         assert bounds is not None  # numeric-only method, checked by _method
-        return _binned_wasserstein(bounds, ref, cur, reference_std)
+        return _binned_wasserstein(bounds, ref, cur, reference_std, tails)
     if bounds is not None:
         ref, cur = _fold_open_bins(bounds, ref), _fold_open_bins(bounds, cur)
     occupied = (ref + cur) > 0
     return _COUNT_STATISTICS[chosen.name](ref[occupied], cur[occupied])
+
+
+def binned_column_drift(
+    column: str,
+    reference: Values,
+    part: Mapping[str, Any],
+    *,
+    kind: Kind,
+    edges: Values | None = None,
+    method: str | None = None,
+    threshold: float | None = None,
+    top_k: int = 20,
+) -> ColumnDrift:
+    """``column_drift`` from a summary of the current values instead of the values themselves.
+
+    ``part`` is what :mod:`modeldeck.analysis.parts` keeps: for a numeric column ``counts`` on
+    ``edges`` (from :func:`numeric_edges` on this reference) with ``below``/``above`` as
+    ``[count, total distance]`` beyond the reference's range; for a categorical one ``counts``
+    per value (text). Both carry ``missing``. Categorical statistics, ``unseen_share`` and the
+    top-k folding are the same as ``column_drift``'s; numeric ones are the binned forms
+    (``binned_statistic``: Wasserstein with exact tails, KS on the bins). The default method
+    counts distinct current values as the occupied bins (numeric) or keys (categorical).
+    ``details["binned"]`` is True.
+    """
+    if top_k < 1:
+        raise ValueError(f"top_k must be at least 1, got {top_k}")
+    kind = _check_kind(kind)
+    ref, ref_missing = _clean(reference, kind)
+    details: dict[str, Any] = {
+        "reference_missing": ref_missing,
+        "current_missing": int(part["missing"]),
+        "binned": True,
+    }
+    if kind == "numeric":
+        if edges is None:
+            raise ValueError("a numeric column's summary needs its bin edges")
+        bounds = _check_edges(edges)
+        cur = np.asarray(part["counts"], dtype=np.float64)
+        ref_counts = bin_counts(ref, bounds).astype(np.float64)
+        current_rows = int(cur.sum())
+        below, above = part["below"], part["above"]
+        details["out_of_range_share"] = (
+            (below[0] + above[0]) / current_rows if current_rows else 0.0
+        )
+        details["distribution"] = _binned_display(ref, bounds, cur)
+        n_values = max(int(ref.nunique()), int(np.count_nonzero(cur)))
+        chosen = _method(
+            _default_for_size(len(ref), n_values, kind) if method is None else method, kind
+        )
+        value = (
+            binned_statistic(
+                chosen.name,
+                bounds,
+                ref_counts,
+                cur,
+                reference_std=float(np.std(ref.to_numpy())) if len(ref) else None,
+                tails=(float(below[1]), float(above[1])),
+            )
+            if len(ref) and current_rows
+            else math.nan
+        )
+    else:
+        ref = ref.astype(str)
+        counts = {str(k): int(v) for k, v in part["counts"].items()}
+        current_rows = sum(counts.values())
+        seen = set(ref.unique())
+        top = _top_categories(ref, top_k)
+        kept = set(top)
+        ref_counts_all = ref.value_counts()
+        unseen = sum(n for v, n in counts.items() if v not in seen)
+        ref_other = int(ref_counts_all[~ref_counts_all.index.isin(kept)].sum())
+        cur_other = sum(n for v, n in counts.items() if v not in kept)
+        categories = [_plain(v) for v in top]
+        ref_shown = [float(ref_counts_all.get(v, 0)) for v in top]
+        cur_shown = [float(counts.get(v, 0)) for v in top]
+        if ref_other or cur_other:
+            categories.append(OTHER)
+            ref_shown.append(float(ref_other))
+            cur_shown.append(float(cur_other))
+        details.update(
+            {
+                "unseen_share": unseen / current_rows if current_rows else 0.0,
+                "reference_categories": len(seen),
+                "categories_in_other": max(len(seen) - len(top), 0),
+                "distribution": {
+                    "categories": categories,
+                    "reference": _fractions(np.array(ref_shown), len(ref)),
+                    "current": _fractions(np.array(cur_shown), current_rows),
+                },
+            }
+        )
+        ref_map = {str(k): float(v) for k, v in ref_counts_all.items()}
+        if len(seen) > top_k:
+            folded: dict[str, float] = {}
+            for v, n in counts.items():
+                key = v if v in kept else OTHER
+                folded[key] = folded.get(key, 0.0) + n
+            ref_map = {k: v for k, v in ref_map.items() if k in kept}
+            if ref_other:
+                ref_map[OTHER] = float(ref_other)
+            cur_map = folded
+        else:
+            cur_map = {k: float(v) for k, v in counts.items()}
+        keys = _sorted_keys(set(ref_map) | set(cur_map))
+        ref_arr = np.array([ref_map.get(k, 0.0) for k in keys], dtype=np.float64)
+        cur_arr = np.array([cur_map.get(k, 0.0) for k in keys], dtype=np.float64)
+        chosen = _method(
+            _default_for_size(len(ref), len(keys), kind) if method is None else method, kind
+        )
+        value = (
+            _COUNT_STATISTICS[chosen.name](ref_arr, cur_arr)
+            if len(ref) and current_rows and chosen.name in _COUNT_STATISTICS
+            else math.nan
+        )
+    limit = chosen.default_threshold if threshold is None else float(threshold)
+    if not (math.isfinite(limit) and limit >= 0):
+        raise ValueError(f"threshold must be a finite number >= 0, got {threshold!r}")
+    if ref.empty or not current_rows:
+        side = "reference" if ref.empty else "current"
+        details["reason"] = f"no {side} values left after dropping missing values"
+    return ColumnDrift(
+        column=column,
+        kind=kind,
+        method=chosen.name,
+        statistic=value,
+        threshold=limit,
+        drifted=chosen.drifted(value, limit),
+        reference_rows=len(ref),
+        current_rows=current_rows,
+        details=details,
+    )
+
+
+def _default_for_size(reference_rows: int, n_values: int, kind: Kind) -> str:
+    """``_default_for`` from the reference's size and the number of distinct values."""
+    many_values = kind == "numeric" and n_values > FEW_VALUES
+    if reference_rows <= SMALL_REFERENCE_ROWS:
+        if many_values:
+            return "ks"
+        return "chisquare" if n_values > 2 else "z"
+    return "wasserstein" if many_values else "jensenshannon"
+
+
+def _binned_display(reference: pd.Series, edges: FloatArray, current: FloatArray) -> dict[str, Any]:
+    """At most ``DISPLAY_BINS`` bins for display, made of whole summary bins."""
+    finite = np.flatnonzero(np.isfinite(edges))
+    if finite.size < 2 or not len(reference) or current.sum() == 0:
+        return {"bins": [], "reference": [], "current": []}
+    step = max(1, math.ceil((finite.size - 1) / DISPLAY_BINS))
+    chosen = list(finite[::step])
+    if chosen[-1] != finite[-1]:
+        chosen.append(finite[-1])
+    display_edges = edges[chosen]
+    # Summary bin i covers [edges[i], edges[i+1]); open outer bins join the nearest display bin.
+    index = np.clip(
+        np.searchsorted(display_edges, edges[:-1], side="right") - 1, 0, len(chosen) - 2
+    )
+    cur = np.bincount(index, weights=current, minlength=len(chosen) - 1)
+    ref = np.histogram(
+        np.clip(reference.to_numpy(), display_edges[0], display_edges[-1]), display_edges
+    )[0]
+    return {
+        "bins": [float(x) for x in display_edges],
+        "reference": _fractions(ref.astype(np.float64), len(reference)),
+        "current": _fractions(cur.astype(np.float64), int(current.sum())),
+    }

@@ -163,12 +163,17 @@ async def drift(
     end: int | None = END,
     version: str | None = VERSION,
     column: list[str] | None = Query(default=None, description="Only these columns."),
-    sample: bool = Query(default=True, description="Sample windows larger than max_rows."),
+    exact: bool = Query(
+        default=False,
+        description="Test every tracked value even when the window holds more than the "
+        "deployment's `max_rows` predictions (slower); otherwise such windows are tested on "
+        "five-minute summaries (`mode: binned`).",
+    ),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
     return await asyncio.to_thread(
         lambda: platform.analysis.drift(
-            name, start_ms=start, end_ms=end, model_version=version, columns=column, sample=sample
+            name, start_ms=start, end_ms=end, model_version=version, columns=column, exact=exact
         )
     )
 

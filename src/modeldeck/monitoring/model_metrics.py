@@ -28,7 +28,12 @@ from sqlalchemy import and_, delete, insert, or_, select
 from modeldeck.deployments.crn import DEV, Identity, identity
 from modeldeck.errors import Conflict, NotFound, ValidationFailed
 from modeldeck.store import Store
-from modeldeck.store.schema import AggregateMetricRow, DelayedMetricRow, PredictionRow
+from modeldeck.store.schema import (
+    AggregateMetricRow,
+    AnalysisSummaryRow,
+    DelayedMetricRow,
+    PredictionRow,
+)
 
 _COLUMNS = "uuid, deployment_id, model_version, replica, start_ms, end_ms, metrics"
 _ROWS_PER_STATEMENT = 256
@@ -46,6 +51,7 @@ MAX_KEY_LENGTH = 255
 MAX_DEPTH = 32
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
+SUMMARY_MS = 300_000  # the span of one analysis summary (modeldeck.analysis.parts)
 
 
 def now_ms() -> int:
@@ -257,9 +263,12 @@ class ModelMetrics:
         clean = clean_metrics(metrics)
         uuid = _uuid(prediction_uuid)
         with self.store.write() as session:
-            owner = session.scalar(
-                select(PredictionRow.deployment_id).where(PredictionRow.uuid == uuid)
-            )
+            found = session.execute(
+                select(PredictionRow.deployment_id, PredictionRow.end_ms).where(
+                    PredictionRow.uuid == uuid
+                )
+            ).one_or_none()
+            owner, end_ms = found if found is not None else (None, None)
             if owner is None or (target is not None and owner != target.deployment_id):
                 where = f" in deployment {target.name!r}" if target is not None else ""
                 raise NotFound(
@@ -268,7 +277,11 @@ class ModelMetrics:
                 )
             session.add(
                 DelayedMetricRow(
-                    prediction_uuid=uuid, deployment_id=owner, ts_ms=now_ms(), metrics=clean
+                    prediction_uuid=uuid,
+                    deployment_id=owner,
+                    prediction_end_ms=end_ms,
+                    ts_ms=now_ms(),
+                    metrics=clean,
                 )
             )
         return uuid
@@ -287,15 +300,18 @@ class ModelMetrics:
         ts = now_ms()
         with self.store.write() as session:
             owners: dict[str, str] = {}
+            ends: dict[str, int] = {}
             uuids = [u for u, _ in cleaned]
             for chunk_start in range(0, len(uuids), 900):
                 chunk = uuids[chunk_start : chunk_start + 900]
                 found = session.execute(
-                    select(PredictionRow.uuid, PredictionRow.deployment_id).where(
-                        PredictionRow.uuid.in_(chunk)
-                    )
+                    select(
+                        PredictionRow.uuid, PredictionRow.deployment_id, PredictionRow.end_ms
+                    ).where(PredictionRow.uuid.in_(chunk))
                 )
-                owners.update((uuid, owner) for uuid, owner in found)
+                for uuid, deployment_id, end_ms in found:
+                    owners[uuid] = deployment_id
+                    ends[uuid] = end_ms
             for i, (uuid, _) in enumerate(cleaned):
                 owner = owners.get(uuid)
                 if owner is None or (target is not None and owner != target.deployment_id):
@@ -310,6 +326,7 @@ class ModelMetrics:
                     {
                         "prediction_uuid": uuid,
                         "deployment_id": owners[uuid],
+                        "prediction_end_ms": ends[uuid],
                         "ts_ms": ts,
                         "metrics": metrics,
                     }
@@ -393,6 +410,13 @@ class ModelMetrics:
             )
             result = session.execute(
                 delete(PredictionRow).where(PredictionRow.end_ms < older_than_ms)
+            )
+            # Summaries of hours now wholly gone; a partly pruned hour's no longer matches its
+            # prediction count and is rebuilt when next read.
+            session.execute(
+                delete(AnalysisSummaryRow).where(
+                    AnalysisSummaryRow.bucket_ms + SUMMARY_MS <= older_than_ms
+                )
             )
             return int(getattr(result, "rowcount", 0) or 0)
 
