@@ -51,6 +51,24 @@ def test_models_list_and_show(run) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and "champion" in out and "accuracy=" in out
 
 
+def test_models_alias_points_an_alias_at_a_version(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("models", "alias", "iris", "staging", "2")
+    assert code == 0, out
+    assert "iris@staging: unset -> 2" in out
+    code, out = run("models", "alias", "iris", "staging", "1")
+    assert code == 0 and "iris@staging: 2 -> 1" in out
+    code, out = run("models", "show", "iris", "--json")
+    versions = {v["version"]: v["aliases"] for v in json.loads(out)["versions"]}
+    assert "staging" in versions["1"] and "staging" not in versions["2"]
+    # An unknown version or a number as the alias is refused, and nothing moves.
+    code, out = run("models", "alias", "iris", "staging", "99")
+    assert code != 0 and "no version 99" in out
+    code, out = run("models", "alias", "iris", "7", "2")
+    assert code != 0 and "invalid alias" in out
+    code, out = run("models", "show", "iris", "--json")
+    assert "staging" in {v["version"]: v["aliases"] for v in json.loads(out)["versions"]}["1"]
+
+
 def test_deploy_list_show_predict_scale_delete(run) -> None:  # type: ignore[no-untyped-def]
     code, out = run("deploy", "iris", "--name", "cli-iris", "--alias", "champion", "--json")
     assert code == 0, out

@@ -286,22 +286,17 @@ def gate(args: argparse.Namespace) -> None:
 
 
 def promote(args: argparse.Namespace) -> None:
-    """Point the alias at the gated version; modeldeck shows the registry's new state."""
-    import mlflow
-
+    """Point the alias at the gated version, through modeldeck."""
     state = load_state("model", "version", "gate")
     if not state["gate"]["passed"]:
         fail(f"version {state['version']} did not pass the gate")
-    mlflow.set_tracking_uri(tracking_uri())
-    registry = mlflow.MlflowClient()
     model, version = state["model"], state["version"]
-    before = registry.get_registered_model(model).aliases.get(args.alias)
-    registry.set_registered_model_alias(model, args.alias, version)
     with modeldeck() as client:
+        moved = client.set_alias(model, args.alias, version)
         now = client.model(model)["aliases"].get(args.alias)
-    if now != version:
+    if now != str(version):
         fail(f"modeldeck sees @{args.alias} -> {now}, not {version}")
-    print(f"{model}@{args.alias}: {before or 'unset'} -> {version}")
+    print(f"{model}@{args.alias}: {moved['previous_version'] or 'unset'} -> {version}")
 
 
 def cleanup(args: argparse.Namespace) -> None:

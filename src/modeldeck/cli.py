@@ -192,6 +192,19 @@ def models_list(ctx: click.Context, as_json: bool) -> None:
     console.print(table)
 
 
+@models.command("alias")
+@click.argument("name")
+@click.argument("alias")
+@click.argument("version", type=int)
+@click.pass_context
+def models_alias(ctx: click.Context, name: str, alias: str, version: int) -> None:
+    """Point NAME@ALIAS at VERSION in the MLflow registry (promotion)."""
+    with _client(ctx) as client:
+        moved = client.set_alias(name, alias, version)
+    before = moved["previous_version"] or "unset"
+    console.print(f"{name}@{alias}: {before} -> {moved['version']}")
+
+
 @models.command("show")
 @click.argument("name")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")

@@ -64,6 +64,15 @@ class Client:
 
     # -- deployments --------------------------------------------------------------------------
 
+    def set_alias(self, name: str, alias: str, version: str | int) -> dict[str, Any]:
+        """Point ``name@alias`` at ``version`` in the registry (promotion).
+
+        Returns ``{"model", "alias", "version", "previous_version"}``.
+        """
+        return self._request(  # type: ignore[no-any-return]
+            "PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": int(version)}
+        )
+
     def deploy(
         self,
         name: str,

@@ -1,7 +1,8 @@
 """The MLflow adapter: registered models, versions, aliases, signatures.
 
 modeldeck never keeps a registry of its own; everything here is read from MLflow's tracking
-server or store through ``MlflowClient``. Only this module (and the replica's MLflow runtime)
+server or store through ``MlflowClient``, and the one thing it writes there is an alias
+(``set_alias``: promotion). Only this module (and the replica's MLflow runtime)
 imports MLflow.
 """
 
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modeldeck.errors import BadRequest, NotFound, ServiceUnavailable
@@ -169,6 +171,25 @@ class Registry:
         mv = self._call(lambda: self.client.get_model_version(name, version))
         return ResolvedVersion(name=name, version=str(mv.version), spec=spec, run_id=mv.run_id)
 
+    def set_alias(self, name: str, alias: str, version: str | int) -> tuple[str | None, str]:
+        """Point ``name@alias`` at ``version`` (a number); returns (previous version, new)."""
+        alias = alias.strip()
+        if not alias or alias.startswith("@") or alias.lower() == "latest" or alias.isdigit():
+            raise BadRequest(
+                f"invalid alias {alias!r}: a name such as 'champion' (not a number or 'latest')",
+                details={"field": "alias"},
+            )
+        number = str(version).strip()
+        if not number.isdigit():
+            raise BadRequest(
+                f"version must be a version number, got {version!r}", details={"field": "version"}
+            )
+        model = self._get_registered_model(name)
+        before = dict(getattr(model, "aliases", {}) or {}).get(alias)
+        self.get_version(name, number)  # exists, or NotFound naming the versions there are
+        self._call(lambda: self.client.set_registered_model_alias(name, alias, number))
+        return (None if before is None else str(before)), number
+
     def signature(self, resolved: ResolvedVersion) -> dict[str, Any] | None:
         """The version's signature as ``{"inputs": [...], "outputs": [...]}``, if it has one."""
         import tempfile
@@ -191,6 +212,39 @@ class Registry:
             "inputs": sig.inputs.to_dict() if sig.inputs is not None else None,
             "outputs": sig.outputs.to_dict() if sig.outputs is not None else None,
         }
+
+    def download_model(self, name: str, version: str, into: Path) -> Path:
+        """The version's model directory (``MLmodel``, its files, ``requirements.txt``,
+        ``python_env.yaml``), downloaded once into ``into/<model uuid>`` and reused after."""
+        import hashlib
+        import os
+        import tempfile
+
+        import mlflow
+        from mlflow.models import Model
+
+        def load() -> Path:
+            root = self.client.get_model_version_download_uri(name, version).rstrip("/")
+            into.mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryDirectory(dir=into, prefix=".download-") as tmp:
+                mlmodel = mlflow.artifacts.download_artifacts(
+                    artifact_uri=root + "/MLmodel", dst_path=tmp, tracking_uri=self.tracking_uri
+                )
+                model_id = Model.load(mlmodel).model_uuid or hashlib.sha256(
+                    Path(mlmodel).read_bytes()
+                ).hexdigest()[:32]
+                target = into / "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)
+                if (target / "MLmodel").is_file():
+                    return target
+                path = mlflow.artifacts.download_artifacts(
+                    artifact_uri=root,
+                    dst_path=str(Path(tmp) / "model"),
+                    tracking_uri=self.tracking_uri,
+                )
+                os.replace(path, target)
+                return target
+
+        return self._call(load)  # type: ignore[no-any-return]
 
     # -- helpers ------------------------------------------------------------------------------
 

@@ -88,6 +88,7 @@ VALID_BODIES = {
         "items": [{"prediction_uuid": "00000000-0000-4000-8000-000000000000", "metrics": {}}]
     },
     "/monitoring": {},
+    "/aliases/{alias}": {"version": 1},
     "/builds": {},
     "/deployments": {},
     "/rules/{deployment}/{name}": {

@@ -6,7 +6,7 @@ import asyncio
 from typing import Any
 
 from fastapi import APIRouter, Depends, Response
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from modeldeck.apikeys import ApiKeyCreated, ApiKeyView
 from modeldeck.deployments.models import (
@@ -78,6 +78,27 @@ async def get_model_version(
     name: str, version: str, platform: Platform = Depends(get_platform)
 ) -> dict[str, Any]:
     return (await asyncio.to_thread(platform.registry.get_version, name, version)).to_dict()
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    version: int = Field(ge=1, description="The version the alias should point at.")
+
+
+@router.put(
+    "/models/{name}/aliases/{alias}",
+    tags=["models"],
+    summary="Point an alias (e.g. champion) at a version: promotion",
+    responses=errors(400, 404),
+)
+async def set_alias(
+    name: str, alias: str, body: AliasUpdate, platform: Platform = Depends(get_platform)
+) -> dict[str, Any]:
+    before, version = await asyncio.to_thread(
+        platform.registry.set_alias, name, alias, body.version
+    )
+    return {"model": name, "alias": alias, "version": version, "previous_version": before}
 
 
 @router.post(
