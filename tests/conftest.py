@@ -109,17 +109,19 @@ def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Registered:
     v1 = train_and_register(tracking_uri, artifacts, "iris", c_values=(0.05,), alias="champion")
     v2 = train_and_register(tracking_uri, artifacts, "iris", c_values=(10.0,), alias=None)
     reg.versions = [v1.version, v2.version]
-    _register_broken_model(tracking_uri, reg.broken_model)
+    _register_broken_model(tracking_uri, artifacts, reg.broken_model)
     return reg
 
 
-def _register_broken_model(tracking_uri: str, name: str) -> None:
+def _register_broken_model(tracking_uri: str, artifacts: str, name: str) -> None:
     import mlflow
     import mlflow.pyfunc
 
     mlflow.set_tracking_uri(tracking_uri)
     mlflow.set_registry_uri(tracking_uri)
-    with mlflow.start_run():
+    # An experiment of its own: the default one would put artifacts under ./mlruns.
+    experiment = mlflow.create_experiment("broken", artifact_location=f"{artifacts}/broken")
+    with mlflow.start_run(experiment_id=experiment):
         info = mlflow.pyfunc.log_model(
             name="model", python_model=str(Path(__file__).parent / "models" / "broken_model.py")
         )
