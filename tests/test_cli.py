@@ -51,6 +51,19 @@ def test_models_list_and_show(run) -> None:  # type: ignore[no-untyped-def]
     assert code == 0 and "champion" in out and "accuracy=" in out
 
 
+@pytest.fixture
+def staging_alias(mlflow_registry: Registered) -> Iterator[None]:
+    """Removes the alias the test sets: the registry is shared by the whole session."""
+    yield
+    import mlflow
+
+    uri = mlflow_registry.tracking_uri
+    mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).delete_registered_model_alias(
+        "iris", "staging"
+    )
+
+
+@pytest.mark.usefixtures("staging_alias")
 def test_models_alias_points_an_alias_at_a_version(run) -> None:  # type: ignore[no-untyped-def]
     code, out = run("models", "alias", "iris", "staging", "2")
     assert code == 0, out

@@ -90,7 +90,10 @@ class Ci:
     def champion(self) -> str | None:
         import mlflow
 
-        registry = mlflow.MlflowClient(tracking_uri=self.tracking_uri)
+        # registry_uri too: another test may have set a process-wide one.
+        registry = mlflow.MlflowClient(
+            tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri
+        )
         version = registry.get_registered_model("iris_classifier").aliases.get("champion")
         return None if version is None else str(version)
 
