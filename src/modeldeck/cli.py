@@ -24,6 +24,7 @@ from modeldeck.errors import ModeldeckError
 
 console = Console()
 err_console = Console(stderr=True)
+ENV_MANAGERS = ["local", "uv", "virtualenv"]
 
 
 def _client(ctx: click.Context) -> Client:
@@ -314,6 +315,12 @@ def _status(status: str) -> str:
 @click.option(
     "--no-metrics", is_flag=True, help="Do not record each prediction's input and output."
 )
+@click.option(
+    "--env-manager",
+    type=click.Choice(ENV_MANAGERS),
+    help="Replicas run in the platform's environment (local, the default) or in an isolated "
+    "one built from the model's logged requirements (uv, virtualenv).",
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until deployed.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -333,6 +340,7 @@ def deploy(
     env: tuple[str, ...],
     no_auth: bool,
     no_metrics: bool,
+    env_manager: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -362,6 +370,7 @@ def deploy(
             memory_mb=memory_mb,
             environment=environment,
             auth_enabled=not no_auth,
+            env_manager=env_manager,
         )
         result = created
         if wait and not batch:
@@ -455,6 +464,46 @@ deployments.command("start", help="Start a stopped or failed deployment.")(_life
 deployments.command("scale", help="Change the number of replicas.")(
     click.option("--replicas", required=True, type=click.IntRange(1, 32))(_lifecycle("scale"))
 )
+
+
+@deployments.command("redeploy")
+@click.argument("name")
+@click.option("--model", help="Registered model (default: the one the deployment serves).")
+@click.option("--version", help="Version number, or 'latest' (default).")
+@click.option("--alias", help="Registry alias, e.g. champion.")
+@click.option(
+    "--env-manager", type=click.Choice(ENV_MANAGERS), help="Default: the deployment's own."
+)
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait for the build and replicas."
+)
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deployments_redeploy(
+    ctx: click.Context,
+    name: str,
+    model: str | None,
+    version: str | None,
+    alias: str | None,
+    env_manager: str | None,
+    wait: bool,
+    timeout: float,
+    as_json: bool,
+) -> None:
+    """Serve another version under NAME; with an isolated environment the build comes first
+    and the current version keeps serving until the new one is built (or for good, if its
+    build fails)."""
+    with _client(ctx) as client:
+        d = client.redeploy(name, model, version=version, alias=alias, env_manager=env_manager)
+        if wait and d["status"] == "building":
+            client.wait_build(name, timeout=timeout)
+        if wait:
+            d = _wait_with_progress(client, name, timeout)
+    if as_json:
+        _print_json(d)
+    else:
+        console.print(_deployment_table([d]))
 
 
 @deployments.command("delete")
@@ -758,6 +807,112 @@ def keys_revoke(ctx: click.Context, key_id: str) -> None:
     with _client(ctx) as client:
         client.revoke_api_key(key_id)
     console.print(f"revoked {key_id}")
+
+
+# -- builds ---------------------------------------------------------------------------------
+
+
+def _size(n: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024
+    return str(n)
+
+
+@main.command("builds")
+@click.argument("name")
+@click.option("--id", "build_id", help="Show one build: its packages and its log.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def builds_cmd(ctx: click.Context, name: str, build_id: str | None, as_json: bool) -> None:
+    """List deployment NAME's builds (newest first), or show one with --id."""
+    with _client(ctx) as client:
+        if build_id:
+            found = [b for b in client.builds(name) if b["id"].startswith(build_id)]
+            if len(found) != 1:
+                raise click.ClickException(
+                    f"{len(found)} builds of {name!r} have an id starting {build_id!r}"
+                )
+            build = client.build(name, found[0]["id"])
+            items = [build]
+        else:
+            items = client.builds(name)
+    if as_json:
+        _print_json(items[0] if build_id else items)
+        return
+    table = Table("build", "reason", "version", "env", "status", "cache", "python", "seconds")
+    for b in items:
+        status = b["status"]
+        colour = {"built": "green", "build failed": "red"}.get(status, "yellow")
+        table.add_row(
+            b["id"][:8],
+            b["reason"],
+            b["version"],
+            b["env_manager"],
+            f"[{colour}]{status}[/{colour}]",
+            "hit" if b["cache_hit"] else ("miss" if status == "built" else "-"),
+            b["python_version"] or "-",
+            _num(b["duration_seconds"], 1),
+        )
+    console.print(table)
+    if not build_id:
+        return
+    b = items[0]
+    if b["status_message"]:
+        console.print(b["status_message"], markup=False)
+    if b["model_packages"]:
+        console.print(
+            "model packages: "
+            + ", ".join(f"{k}=={v}" for k, v in sorted(b["model_packages"].items())),
+            markup=False,
+        )
+    if b["environment_path"]:
+        console.print(f"environment: {b['environment_path']}", markup=False)
+    if b.get("log"):
+        console.rule("log")
+        console.print(b["log"], markup=False, highlight=False)
+
+
+@main.group()
+def envs() -> None:
+    """The cache of isolated build environments."""
+
+
+@envs.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def envs_list(ctx: click.Context, as_json: bool) -> None:
+    """Cached environments, most recently used first."""
+    with _client(ctx) as client:
+        items = client.environments()
+    if as_json:
+        _print_json(items)
+        return
+    table = Table("key", "env", "python", "size", "last used", "in use")
+    for e in items:
+        used = datetime.fromtimestamp(e["last_used_at"], UTC).strftime("%Y-%m-%d %H:%M")
+        table.add_row(
+            e["key"][:12],
+            e["env_manager"],
+            e["python_version"],
+            _size(e["size_bytes"]),
+            used,
+            "yes" if e["in_use"] else "no",
+        )
+    console.print(table)
+
+
+@envs.command("prune")
+@click.pass_context
+def envs_prune(ctx: click.Context) -> None:
+    """Remove every cached environment (and downloaded model) no running replica uses."""
+    with _client(ctx) as client:
+        result = client.prune_environments()
+    console.print(
+        f"removed {len(result['removed'])} environments ({_size(result['freed_bytes'])}) "
+        f"and {result['models_removed']} downloaded models"
+    )
 
 
 # The analysis commands (reference, monitoring, drift, performance, alerts, report) and

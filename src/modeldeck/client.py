@@ -89,11 +89,14 @@ class Client:
         memory_mb: int | None = None,
         environment: dict[str, str] | None = None,
         auth_enabled: bool = True,
+        env_manager: str | None = None,
     ) -> dict[str, Any]:
         """Create a deployment of a registered ``model`` or of ``file``'s ``function``.
 
         ``kind="batch"`` creates a name for batch inference to record predictions under (no
-        endpoint). The answer holds the access key, shown only this once.
+        endpoint). ``env_manager`` ``"uv"`` or ``"virtualenv"`` runs the replicas in an
+        isolated environment built from the model's logged requirements (``"local"``, the
+        default: the platform's own). The answer holds the access key, shown only this once.
         """
         body: dict[str, Any] = {
             "name": name,
@@ -111,6 +114,7 @@ class Client:
             ("alias", alias),
             ("cpu", cpu),
             ("memory_mb", memory_mb),
+            ("env_manager", env_manager),
         ):
             if value is not None:
                 body[key] = value
@@ -135,6 +139,75 @@ class Client:
 
     def delete(self, name: str) -> None:
         self._request("DELETE", f"/api/v1/deployments/{name}")
+
+    def redeploy(
+        self,
+        name: str,
+        model: str | None = None,
+        *,
+        version: str | int | None = None,
+        alias: str | None = None,
+        env_manager: str | None = None,
+    ) -> dict[str, Any]:
+        """Serve another version under deployment ``name`` (its replicas and settings stay).
+
+        With an isolated environment the version's build runs first while the current version
+        keeps serving: follow it with :meth:`builds` / :meth:`wait_build`.
+        """
+        body: dict[str, Any] = {}
+        for key, value in (
+            ("model", model),
+            ("version", None if version is None else str(version)),
+            ("alias", alias),
+            ("env_manager", env_manager),
+        ):
+            if value is not None:
+                body[key] = value
+        return self._request(  # type: ignore[no-any-return]
+            "POST", f"/api/v1/deployments/{name}/redeploy", json=body
+        )
+
+    def builds(self, name: str) -> list[dict[str, Any]]:
+        """The deployment's builds, newest first (without their logs)."""
+        return self._get(f"/api/v1/deployments/{name}/builds")  # type: ignore[no-any-return]
+
+    def build(self, name: str, build_id: str) -> dict[str, Any]:
+        """One build of the deployment, with its log."""
+        return self._get(f"/api/v1/deployments/{name}/builds/{build_id}")  # type: ignore[no-any-return]
+
+    def wait_build(
+        self, name: str, build_id: str | None = None, *, timeout: float = 900.0
+    ) -> dict[str, Any]:
+        """Poll until the build (the newest by default) is ``built`` (returned) or
+        ``build failed`` (raises ApiError with the resolver's message)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if build_id is None:
+                found = self.builds(name)
+                if not found:
+                    raise ApiError(404, "not_found", f"deployment {name!r} has no builds")
+                build_id = str(found[0]["id"])
+            build = self.build(name, build_id)
+            if build["status"] == "built":
+                return build
+            if build["status"] == "build failed":
+                raise ApiError(
+                    409,
+                    "build_failed",
+                    f"build {build_id} of deployment {name!r} failed: {build['status_message']}",
+                    {"deployment": name, "build_id": build_id},
+                )
+            if time.monotonic() > deadline:
+                raise ApiError(504, "timeout", f"build {build_id} not finished after {timeout:g} s")
+            time.sleep(0.5)
+
+    def environments(self) -> list[dict[str, Any]]:
+        """The platform's cached build environments, most recently used first."""
+        return self._get("/api/v1/environments")  # type: ignore[no-any-return]
+
+    def prune_environments(self) -> dict[str, Any]:
+        """Remove every cached environment that no running replica uses."""
+        return self._request("POST", "/api/v1/environments/prune")  # type: ignore[no-any-return]
 
     def rotate_access_key(self, name: str) -> str:
         answer = self._request("POST", f"/api/v1/deployments/{name}/access-key")

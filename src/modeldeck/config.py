@@ -102,6 +102,17 @@ class Settings(BaseSettings):
     """Delivery attempts of an alert's webhook before it is recorded as failed (exponential
     back-off between them)."""
 
+    build_cache_dir: Path | None = None
+    """Where builds keep isolated model environments and downloaded models (deployments with
+    ``env_manager`` ``uv`` or ``virtualenv``). Default: ``<data_dir>/builds``."""
+
+    build_cache_max_bytes: int = Field(default=20 * 1024**3, ge=0)
+    """Size limit of the cached environments (20 GiB). After a build, the least recently used
+    environments that no running deployment uses are removed until the cache fits."""
+
+    build_timeout_seconds: float = Field(default=900.0, gt=0)
+    """Time a build may take to create and install an environment before it fails."""
+
     log_level: str = "info"
     """Log level of the platform and its replicas."""
 
@@ -129,6 +140,10 @@ class Settings(BaseSettings):
 
     def logs_dir(self) -> Path:
         return self.data_dir.resolve() / "logs"
+
+    def build_cache_path(self) -> Path:
+        """Where builds keep environments: ``build_cache_dir`` or ``<data_dir>/builds``."""
+        return (self.build_cache_dir or self.data_dir / "builds").resolve()
 
 
 class ClientSettings(BaseSettings):

@@ -185,6 +185,7 @@ class Platform:
             if task:
                 task.cancel()
         await self.cml.shutdown()
+        await self.deployments.shutdown()
         await self.gateway.shutdown()
         try:
             await asyncio.to_thread(self.technical.flush, (), everything=True)

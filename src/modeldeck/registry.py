@@ -218,6 +218,7 @@ class Registry:
         ``python_env.yaml``), downloaded once into ``into/<model uuid>`` and reused after."""
         import hashlib
         import os
+        import shutil
         import tempfile
 
         import mlflow
@@ -230,9 +231,10 @@ class Registry:
                 mlmodel = mlflow.artifacts.download_artifacts(
                     artifact_uri=root + "/MLmodel", dst_path=tmp, tracking_uri=self.tracking_uri
                 )
-                model_id = Model.load(mlmodel).model_uuid or hashlib.sha256(
-                    Path(mlmodel).read_bytes()
-                ).hexdigest()[:32]
+                model_id = (
+                    Model.load(mlmodel).model_uuid
+                    or hashlib.sha256(Path(mlmodel).read_bytes()).hexdigest()[:32]
+                )
                 target = into / "".join(c if c.isalnum() or c in "-_." else "_" for c in model_id)
                 if (target / "MLmodel").is_file():
                     return target
@@ -241,6 +243,7 @@ class Registry:
                     dst_path=str(Path(tmp) / "model"),
                     tracking_uri=self.tracking_uri,
                 )
+                shutil.rmtree(target, ignore_errors=True)  # an incomplete earlier download
                 os.replace(path, target)
                 return target
 

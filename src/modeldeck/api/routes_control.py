@@ -9,11 +9,13 @@ from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldeck.apikeys import ApiKeyCreated, ApiKeyView
+from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
 from modeldeck.deployments.models import (
     AccessKeyView,
     DeploymentCreate,
     DeploymentCreated,
     DeploymentView,
+    RedeployRequest,
     ScaleRequest,
 )
 from modeldeck.errors import error_body
@@ -149,6 +151,55 @@ async def scale_deployment(
 )
 async def rotate_access_key(name: str, platform: Platform = Depends(get_platform)) -> AccessKeyView:
     return await platform.deployments.rotate_key(name)
+
+
+@router.post(
+    "/deployments/{name}/redeploy",
+    tags=["deployments"],
+    responses=errors(404, 409),
+    summary="Serve another model version under the deployment (builds first when isolated)",
+)
+async def redeploy_deployment(
+    name: str, body: RedeployRequest | None = None, platform: Platform = Depends(get_platform)
+) -> DeploymentView:
+    """Without a body: the latest version of the model the deployment serves."""
+    return await platform.deployments.redeploy_version(name, body or RedeployRequest())
+
+
+@router.get(
+    "/deployments/{name}/builds",
+    tags=["builds"],
+    responses=errors(404),
+    summary="The deployment's builds, newest first",
+)
+async def list_builds(name: str, platform: Platform = Depends(get_platform)) -> list[BuildView]:
+    return await platform.deployments.list_builds(name)
+
+
+@router.get(
+    "/deployments/{name}/builds/{build_id}",
+    tags=["builds"],
+    responses=errors(404),
+    summary="One build, with its log",
+)
+async def get_build(
+    name: str, build_id: str, platform: Platform = Depends(get_platform)
+) -> BuildView:
+    return await platform.deployments.get_build(name, build_id)
+
+
+@router.get("/environments", tags=["builds"], summary="Cached build environments")
+async def list_environments(platform: Platform = Depends(get_platform)) -> list[EnvironmentView]:
+    return await platform.deployments.environments()
+
+
+@router.post(
+    "/environments/prune",
+    tags=["builds"],
+    summary="Remove every cached environment that no running replica uses",
+)
+async def prune_environments(platform: Platform = Depends(get_platform)) -> PruneResult:
+    return await platform.deployments.prune_environments()
 
 
 @router.delete("/deployments/{name}", tags=["deployments"], status_code=204, responses=errors(404))

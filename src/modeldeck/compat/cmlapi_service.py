@@ -8,7 +8,9 @@ Knows nothing of HTTP. The mapping:
   modeldeck deployment it serves as (``deployment_name``);
 * a **build** checks a registered version (or a Python file): it resolves the version in MLflow
   and loads the model once in a separate process, in the background (``queued`` ->
-  ``building`` -> ``built`` | ``build failed`` with the reason);
+  ``building`` -> ``built`` | ``build failed`` with the reason); when the model's deployment
+  runs in an isolated environment, the version's environment is built (or found in the cache)
+  first, as one of the deployment's builds, and the model is loaded with its Python;
 * a **deployment** of a build deploys through :class:`DeploymentService`, the one behind
   ``/api/v1/deployments``: the first creates the model's modeldeck deployment with the model's
   access key, later ones redeploy it with the build's version. While a CML deployment is the
@@ -38,6 +40,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modeldeck import compat
+from modeldeck.builds.environment import ISOLATED, replica_environment
 from modeldeck.compat.cmlapi_build import RESULT_PREFIX
 from modeldeck.compat.cmlapi_models import (
     BuildConfig,
@@ -61,7 +64,7 @@ from modeldeck.deployments.models import DeploymentCreate, DeploymentView
 from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import BadRequest, Conflict, ModeldeckError, NotFound, ValidationFailed
 from modeldeck.keys import KeyHash, new_access_key
-from modeldeck.registry import ModelInfo, Registry, parse_version_spec
+from modeldeck.registry import ModelInfo, Registry, ResolvedVersion, parse_version_spec
 from modeldeck.store import Store
 from modeldeck.store.schema import (
     CmlModelBuildRow,
@@ -79,6 +82,10 @@ LIVE = "deploying"
 
 T = TypeVar("T", bound=BaseModel)
 R = TypeVar("R", CmlModelRow, CmlModelBuildRow, CmlModelDeploymentRow)
+
+
+class BuildFailed(ModeldeckError):
+    """The environment of a build could not be made."""
 
 
 class CmlService:
@@ -286,6 +293,8 @@ class CmlService:
         self, model: CmlModelRow, build_id: str, then_deploy: DeployConfig | None
     ) -> None:
         row = await asyncio.to_thread(self._update_build, build_id, status="building")
+        python: str | None = None
+        note = ""
         try:
             env = None
             if row.file_path:
@@ -302,7 +311,12 @@ class CmlService:
                     model_uri=resolved.uri,
                 )
                 args = ["--model-uri", resolved.uri, "--tracking-uri", self.registry.tracking_uri]
-            ok, message = await _load_check(args, env)
+                isolated = await self._isolated_environment(model, resolved)
+                if isolated is not None:
+                    python, env, args, note = isolated
+            ok, message = await _load_check(args, env, python)
+            if ok and note:
+                message = f"{message}; {note}"
         except ModeldeckError as exc:
             ok, message = False, exc.message
         except Exception as exc:  # a build must end, whatever went wrong
@@ -316,6 +330,38 @@ class CmlService:
         )  # fmt: skip
         if ok and then_deploy is not None:
             await self._auto_deploy(model, row, then_deploy)
+
+    async def _isolated_environment(
+        self, model: CmlModelRow, resolved: ResolvedVersion
+    ) -> tuple[str, dict[str, str], list[str], str] | None:
+        """When the model's deployment runs in an isolated environment (``env_manager`` uv or
+        virtualenv), the version's environment build, recorded among the deployment's builds:
+        (the environment's interpreter, the load check's process environment and arguments, a
+        note for the build's message).
+        A failed environment build raises with the resolver's message."""
+        deployment = await self._owned_deployment(model)
+        if deployment is None or deployment.env_manager not in ISOLATED:
+            return None
+        builds = self.deployments.builds
+        queued = await builds.queue(
+            deployment,
+            model_name=resolved.name,
+            model_version=resolved.version,
+            model_uri=resolved.uri,
+            env_manager=deployment.env_manager,
+            reason="cml",
+        )
+        outcome = await builds.run(queued.id)
+        if not outcome.ok or outcome.environment is None:
+            raise BuildFailed(f"environment build {queued.id} failed: {outcome.message}")
+        environment = outcome.environment
+        env = replica_environment(environment.python, Path(outcome.replica_path or ""), {})
+        note = (
+            f"{deployment.env_manager} environment {environment.key} "
+            f"({'cache hit' if 'cache hit' in outcome.message else 'built'}; "
+            f"deployment build {queued.id})"
+        )
+        return environment.python, env, ["--model-uri", outcome.model_path or resolved.uri], note
 
     async def _auto_deploy(
         self, model: CmlModelRow, build: CmlModelBuildRow, config: DeployConfig
@@ -599,10 +645,13 @@ class CmlService:
 # -- helpers ----------------------------------------------------------------------------------
 
 
-async def _load_check(args: list[str], env: dict[str, str] | None) -> tuple[bool, str]:
-    """Load the model in a separate process, as a replica would: (loaded?, what happened)."""
+async def _load_check(
+    args: list[str], env: dict[str, str] | None, python: str | None = None
+) -> tuple[bool, str]:
+    """Load the model in a separate process, as a replica would, with ``python`` (the
+    platform's by default): (loaded?, what happened)."""
     proc = await asyncio.create_subprocess_exec(
-        sys.executable, "-m", "modeldeck.compat.cmlapi_build", *args,
+        python or sys.executable, "-m", "modeldeck.compat.cmlapi_build", *args,
         env=env,
         stdin=asyncio.subprocess.DEVNULL,
         stdout=asyncio.subprocess.PIPE,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import httpx
 
+from modeldeck.builds.environment import replica_environment
 from modeldeck.config import Settings
 from modeldeck.deployments.runtime import DeploymentSpec, Listener, ReplicaState, RuntimeEvent
 from modeldeck.serving.replica import ReplicaConfig
@@ -264,7 +265,7 @@ class LocalRuntime:
         ran_for = time.time() - (replica.started_at or time.time())
         if not recycled:
             replica.last_error = f"exited with code {code}"
-        tail = _tail(self._log_path(dep.spec.name, replica.index))
+        tail = _tail(self.log_path(dep.spec.name, replica.index))
         log.warning(
             "%s replica %d %s after %.1f s",
             dep.spec.name,
@@ -301,7 +302,7 @@ class LocalRuntime:
         config = ReplicaConfig(
             deployment=spec.name,
             replica=replica.index,
-            model_uri=spec.model_uri,
+            model_uri=spec.model_path or spec.model_uri,
             model_version=spec.model_version,
             tracking_uri=self.tracking_uri,
             deployment_crn=spec.crn,
@@ -314,14 +315,18 @@ class LocalRuntime:
             function_name=spec.function_name,
             max_batch_rows=self.settings.max_batch_rows,
             log_level=self.settings.log_level,
+            env_packages=list(spec.env_packages),
         )
-        log_path = self._log_path(spec.name, replica.index)
+        log_path = self.log_path(spec.name, replica.index)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         env = {**os.environ, **spec.environment, "PYTHONUNBUFFERED": "1"}
+        if spec.python:  # a build's isolated environment
+            env = replica_environment(spec.python, Path(spec.python_path or ""), spec.environment)
+            env["PYTHONUNBUFFERED"] = "1"
         with open(log_path, "ab") as out:
             proc = subprocess.Popen(
                 [
-                    sys.executable,
+                    spec.python or sys.executable,
                     "-m",
                     "modeldeck.serving.replica",
                     "--config",
@@ -371,7 +376,8 @@ class LocalRuntime:
                 proc.kill()
             await asyncio.get_running_loop().run_in_executor(None, proc.wait)
 
-    def _log_path(self, name: str, index: int) -> Path:
+    def log_path(self, name: str, index: int) -> Path:
+        """The file that replica ``index`` of ``name`` writes its stdout and stderr to."""
         return self.settings.logs_dir() / name / f"replica-{index}.log"
 
     async def _emit(

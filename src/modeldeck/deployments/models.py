@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MAX_REPLICAS = 32
+EnvManagerName = Literal["local", "uv", "virtualenv"]
 
 
 class DeploymentCreate(BaseModel):
@@ -52,6 +53,13 @@ class DeploymentCreate(BaseModel):
     auth_enabled: bool = Field(
         default=True, description="Require the access key on the model endpoint."
     )
+    env_manager: EnvManagerName | None = Field(
+        default=None,
+        description="Where the replicas run: 'local' (the platform's own Python environment, "
+        "the default) or an isolated environment built from the model's logged requirements "
+        "with 'uv' or 'virtualenv' (see docs/builds.md). A redeploy keeps the deployment's "
+        "when not given.",
+    )
 
     @field_validator("version", mode="before")
     @classmethod
@@ -68,6 +76,11 @@ class DeploymentCreate(BaseModel):
             raise ValueError("give either 'model' (a registered model) or 'file'")
         if self.file and (self.version is not None or self.alias):
             raise ValueError("'version' and 'alias' apply to registered models, not files")
+        if self.file and self.env_manager not in (None, "local"):
+            raise ValueError(
+                "env_manager 'uv' and 'virtualenv' build from a registered model's logged "
+                "requirements; a file deployment runs in the platform's environment"
+            )
         return self
 
     @field_validator("environment")
@@ -77,6 +90,31 @@ class DeploymentCreate(BaseModel):
             if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
                 raise ValueError(f"invalid environment variable name {key!r}")
         return value
+
+
+class RedeployRequest(BaseModel):
+    """Serve another version of a registered model under an existing deployment."""
+
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    model: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=255,
+        description="Registered model name (default: the one the deployment serves).",
+    )
+    version: str | None = Field(
+        default=None, description="Version number, '@alias' or 'latest' (the default)."
+    )
+    alias: str | None = Field(default=None, description="Registry alias, e.g. 'champion'.")
+    env_manager: EnvManagerName | None = Field(
+        default=None, description="'local', 'uv' or 'virtualenv' (default: the deployment's)."
+    )
+
+    @field_validator("version", mode="before")
+    @classmethod
+    def _version_text(cls, value: Any) -> Any:
+        return str(value) if isinstance(value, int) and not isinstance(value, bool) else value
 
 
 class ScaleRequest(BaseModel):
@@ -123,6 +161,7 @@ class DeploymentView(BaseModel):
     function_name: str | None
     track_metrics: bool
     signature: dict[str, Any] | None
+    env_manager: str = "local"
     created_at: datetime
     updated_at: datetime
 

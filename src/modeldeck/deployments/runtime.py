@@ -25,6 +25,14 @@ class DeploymentSpec:
     source: str = "registry"  # registry | file
     file_path: str | None = None
     function_name: str | None = None
+    # An isolated environment (a build's): its interpreter, the directory that puts modeldeck
+    # on PYTHONPATH, the downloaded model the replicas load, the cache key (never evicted while
+    # running) and the packages whose versions replicas report.
+    python: str | None = None
+    python_path: str | None = None
+    model_path: str | None = None
+    env_key: str | None = None
+    env_packages: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -10,14 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import contextlib
 import logging
 import uuid
+from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
+from modeldeck.builds.environment import ISOLATED
+from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
+from modeldeck.builds.service import BuildOutcome, BuildService
 from modeldeck.config import Settings
 from modeldeck.deployments.crn import deployment_crn
 from modeldeck.deployments.local import LocalRuntime
@@ -26,6 +32,7 @@ from modeldeck.deployments.models import (
     DeploymentCreate,
     DeploymentCreated,
     DeploymentView,
+    RedeployRequest,
     ReplicaView,
 )
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
@@ -62,6 +69,16 @@ class DeploymentService:
         self._routes: dict[str, RouteEntry] = {}
         self._by_key: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.builds = BuildService(settings, store, registry, in_use=self._environments_in_use)
+
+    async def shutdown(self) -> None:
+        """Cancel builds in progress (their records say so at the next start)."""
+        for task in list(self._tasks):
+            task.cancel()
+        for task in list(self._tasks):
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
 
     # -- routing ------------------------------------------------------------------------------
 
@@ -97,13 +114,14 @@ class DeploymentService:
 
     async def restore(self) -> None:
         """Bring back every deployment that should be running (after a platform restart)."""
+        await asyncio.to_thread(self.builds.fail_unfinished)
         rows = await asyncio.to_thread(self._all_rows)
         for row in rows:
             self._set_route(row)
             if row.desired_state == "running" and row.kind == "endpoint":
                 log.info("restoring deployment %s (%s)", row.name, row.model_uri)
                 await self._set_status(row.name, "deploying", "restoring after restart")
-                await self.runtime.deploy(_spec(row))
+                await self._launch(row, "restore")
 
     async def on_runtime_event(self, event: RuntimeEvent) -> None:
         await asyncio.to_thread(self._record_event, event)
@@ -141,7 +159,7 @@ class DeploymentService:
                     request.name,
                 )
             self._set_route(row)
-            await self.runtime.deploy(_spec(row))
+            await self._launch(row, "deploy")
             view = await self.get(request.name)
             return DeploymentCreated(**view.model_dump(), access_key=key.plaintext if key else None)
 
@@ -149,36 +167,201 @@ class DeploymentService:
         """Serve another model version (or file) under an existing deployment.
 
         The name, access key and recorded metrics stay; the replicas are replaced by the
-        runtime (the old ones stop before the new ones start).
+        runtime (the old ones stop before the new ones start). With an isolated environment
+        (``env_manager`` ``uv``/``virtualenv``, given or the deployment's) the new version's
+        build runs first, in the background, while the old version keeps serving; a failed
+        build leaves it serving.
         """
         async with self._lock(request.name):
-            await self._require_endpoint(request.name)
+            current = await self._require_endpoint(request.name)
             new = await self._new_row(request)
-            await self._update(
-                request.name,
-                model_name=new.model_name,
-                model_version=new.model_version,
-                version_spec=new.version_spec,
-                model_uri=new.model_uri,
-                signature=new.signature,
-                source=new.source,
-                file_path=new.file_path,
-                function_name=new.function_name,
-                replicas=new.replicas,
-                cpu=new.cpu,
-                memory_mb=new.memory_mb,
-                environment=new.environment,
-                auth_enabled=new.auth_enabled,
-                track_metrics=new.track_metrics,
-                desired_state="running",
-                status="deploying",
-                status_message="",
-            )
-            await asyncio.to_thread(self._trim_replicas, request.name, new.replicas)
-            row = await self._require(request.name)
-            self._set_route(row)
-            await self.runtime.deploy(_spec(row))
+            env_manager = request.env_manager or current.env_manager
+            if env_manager in ISOLATED and new.source == "registry":
+                build = await self.builds.queue(
+                    current,
+                    model_name=new.model_name,
+                    model_version=new.model_version,
+                    model_uri=new.model_uri,
+                    env_manager=env_manager,
+                    reason="redeploy",
+                )
+                await self._update(
+                    request.name,
+                    status="building",
+                    status_message=f"build {build.id} of version {new.model_version}; version "
+                    f"{current.model_version} serves meanwhile",
+                )
+                self._background(
+                    self._redeploy_when_built(
+                        current.id, current.status, new, env_manager, build.id
+                    )
+                )
+                return await self.get(request.name)
+            await self._apply_redeploy(request.name, new, env_manager, None)
             return await self.get(request.name)
+
+    async def redeploy_version(self, name: str, request: RedeployRequest) -> DeploymentView:
+        """Serve another version (of the same registered model unless ``request.model`` names
+        one) with the deployment's replicas, resources and settings."""
+        row = await self._require_endpoint(name)
+        if row.source != "registry" and request.model is None:
+            raise ValidationFailed(
+                f"deployment {name!r} serves a file: name a registered model to redeploy",
+                details={"field": "model"},
+            )
+        create = DeploymentCreate(
+            name=name,
+            model=request.model or row.model_name,
+            version=request.version,
+            alias=request.alias,
+            replicas=row.replicas,
+            cpu=row.cpu,
+            memory_mb=row.memory_mb,
+            environment=dict(row.environment or {}),
+            auth_enabled=row.auth_enabled,
+            track_metrics=row.track_metrics,
+            env_manager=request.env_manager,
+        )
+        return await self.redeploy(create)
+
+    async def _redeploy_when_built(
+        self,
+        deployment_id: str,
+        previous_status: str,
+        new: DeploymentRow,
+        env_manager: str,
+        build_id: str,
+    ) -> None:
+        outcome = await self.builds.run(build_id)
+        async with self._lock(new.name):
+            row = await asyncio.to_thread(self._find, new.name)
+            if (
+                row is None
+                or row.id != deployment_id
+                or not await self._latest_build(row, build_id)
+            ):
+                return  # deleted, replaced, or a later build supersedes this one
+            if not outcome.ok:
+                serving = self.runtime.running(new.name)
+                status = row.status
+                if status == "building":
+                    status = (
+                        previous_status if serving and previous_status != "building" else "failed"
+                    )
+                kept = f"version {row.model_version} keeps serving" if serving else "nothing serves"
+                await self._update(
+                    new.name,
+                    status=status,
+                    status_message=f"build {build_id} of version {new.model_version} failed; "
+                    f"{kept}: {outcome.message}",
+                )
+                return
+            if row.desired_state != "running":
+                return  # stopped while it built
+            await self._apply_redeploy(new.name, new, env_manager, outcome)
+
+    async def _apply_redeploy(
+        self, name: str, new: DeploymentRow, env_manager: str, outcome: BuildOutcome | None
+    ) -> None:
+        await self._update(
+            name,
+            model_name=new.model_name,
+            model_version=new.model_version,
+            version_spec=new.version_spec,
+            model_uri=new.model_uri,
+            signature=new.signature,
+            source=new.source,
+            file_path=new.file_path,
+            function_name=new.function_name,
+            replicas=new.replicas,
+            cpu=new.cpu,
+            memory_mb=new.memory_mb,
+            environment=new.environment,
+            auth_enabled=new.auth_enabled,
+            track_metrics=new.track_metrics,
+            env_manager=env_manager,
+            desired_state="running",
+            status="deploying",
+            status_message="",
+        )
+        await asyncio.to_thread(self._trim_replicas, name, new.replicas)
+        row = await self._require(name)
+        self._set_route(row)
+        await self.runtime.deploy(_spec(row, outcome))
+
+    async def _launch(self, row: DeploymentRow, reason: str) -> None:
+        """Start ``row``'s replicas: at once in the platform's environment, or, with an
+        isolated one, once its build (usually a cache hit) has it ready."""
+        if row.env_manager not in ISOLATED or row.source != "registry":
+            await self.runtime.deploy(_spec(row))
+            return
+        build = await self.builds.queue(
+            row,
+            model_name=row.model_name,
+            model_version=row.model_version,
+            model_uri=row.model_uri,
+            env_manager=row.env_manager,
+            reason=reason,
+        )
+        await self._update(
+            row.name,
+            status="building",
+            status_message=f"build {build.id}: the {row.env_manager} environment of version "
+            f"{row.model_version}",
+        )
+        self._background(self._deploy_when_built(row.name, row.id, build.id))
+
+    async def _deploy_when_built(self, name: str, deployment_id: str, build_id: str) -> None:
+        outcome = await self.builds.run(build_id)
+        async with self._lock(name):
+            row = await asyncio.to_thread(self._find, name)
+            if row is None or row.id != deployment_id or row.desired_state != "running":
+                return  # deleted or stopped while it built
+            if not await self._latest_build(row, build_id):
+                return
+            if not outcome.ok:
+                await self._update(
+                    name, status="failed", status_message=f"build {build_id} failed: "
+                    f"{outcome.message}",
+                )  # fmt: skip
+                return
+            await self.runtime.deploy(_spec(row, outcome))
+
+    async def _latest_build(self, row: DeploymentRow, build_id: str) -> bool:
+        latest = await self.builds.latest(row.id)
+        return latest is None or latest.id == build_id
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        async def run() -> None:
+            try:
+                await work
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # recorded in the log; the deployment keeps its last status
+                log.exception("background deployment work failed")
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _environments_in_use(self) -> set[str]:
+        return {spec.env_key for spec, _ in self.runtime.all_replicas() if spec.env_key}
+
+    # -- builds -------------------------------------------------------------------------------
+
+    async def list_builds(self, name: str) -> builtins.list[BuildView]:
+        return await self.builds.list(await self._require(name))
+
+    async def get_build(self, name: str, build_id: str) -> BuildView:
+        return await self.builds.get(await self._require(name), build_id)
+
+    async def environments(self) -> builtins.list[EnvironmentView]:
+        return await self.builds.environments()
+
+    async def prune_environments(self) -> PruneResult:
+        """Remove every cached environment and downloaded model no running replica uses."""
+        models = {spec.model_path for spec, _ in self.runtime.all_replicas() if spec.model_path}
+        return await self.builds.prune(models)
 
     async def _new_row(self, request: DeploymentCreate) -> DeploymentRow:
         deployment_id = str(uuid.uuid4())
@@ -196,6 +379,7 @@ class DeploymentService:
             memory_mb=request.memory_mb,
             environment=request.environment,
             auth_enabled=request.auth_enabled,
+            env_manager=request.env_manager or "local",
             desired_state="running",
             status="pending",
             status_message="",
@@ -243,10 +427,13 @@ class DeploymentService:
     async def start(self, name: str) -> DeploymentView:
         async with self._lock(name):
             row = await self._require_endpoint(name)
-            if self.runtime.running(name) and row.status not in ("failed", "stopped"):
+            if (self.runtime.running(name) or row.status == "building") and row.status not in (
+                "failed",
+                "stopped",
+            ):
                 return self._view(row)
             await self._update(name, desired_state="running", status="deploying", status_message="")
-            await self.runtime.deploy(_spec(await self._require(name)))
+            await self._launch(await self._require(name), "start")
             return await self.get(name)
 
     async def scale(self, name: str, replicas: int) -> DeploymentView:
@@ -431,6 +618,7 @@ class DeploymentService:
             function_name=row.function_name,
             track_metrics=row.track_metrics,
             signature=row.signature,
+            env_manager=row.env_manager,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -456,8 +644,8 @@ def _select() -> Select[DeploymentRow]:
     return select(DeploymentRow).options(selectinload(DeploymentRow.replica_rows))
 
 
-def _spec(row: DeploymentRow) -> DeploymentSpec:
-    return DeploymentSpec(
+def _spec(row: DeploymentRow, build: BuildOutcome | None = None) -> DeploymentSpec:
+    spec = DeploymentSpec(
         name=row.name,
         model_uri=row.model_uri,
         model_version=row.model_version,
@@ -473,6 +661,14 @@ def _spec(row: DeploymentRow) -> DeploymentSpec:
         file_path=row.file_path,
         function_name=row.function_name,
     )
+    env = build.environment if build is not None else None
+    if build is not None and env is not None:
+        spec.python = env.python
+        spec.python_path = build.replica_path
+        spec.model_path = build.model_path
+        spec.env_key = env.key
+        spec.env_packages = sorted(env.model_packages)
+    return spec
 
 
 __all__ = ["DeploymentService", "RouteEntry"]

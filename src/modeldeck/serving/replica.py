@@ -56,6 +56,8 @@ class ReplicaConfig:
     function_name: str | None = None
     max_batch_rows: int = 1024
     log_level: str = "info"
+    env_packages: list[str] = field(default_factory=list)
+    """Packages whose installed versions ``/health`` reports (a build's model requirements)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_json(self) -> str:
@@ -120,6 +122,7 @@ def create_replica_app(
     """
     started = time.time()
     replica_id = str(config.replica)
+    environment = _environment(config.env_packages)
     batcher = (
         None
         if isinstance(model, PythonFunction)
@@ -144,6 +147,7 @@ def create_replica_app(
                 "replica": config.replica,
                 "model_version": config.model_version,
                 "uptime_seconds": round(time.time() - started, 3),
+                "environment": environment,
             }
         )
 
@@ -263,6 +267,24 @@ def create_replica_app(
         ],
         lifespan=lifespan,
     )
+
+
+def _environment(packages: list[str]) -> dict[str, Any]:
+    """Which interpreter this replica runs and the versions of ``packages`` it imports."""
+    import platform
+    from importlib import metadata
+
+    versions = {}
+    for name in packages:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return {
+        "python": platform.python_version(),
+        "executable": sys.executable,
+        "packages": versions,
+    }
 
 
 def _unrecorded(exc: BaseException) -> ServiceUnavailable:

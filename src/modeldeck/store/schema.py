@@ -61,6 +61,7 @@ class DeploymentRow(Base):
     function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     track_metrics: Mapped[bool] = mapped_column(Boolean, default=True)
     monitoring: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    env_manager: Mapped[str] = mapped_column(String(16), default="local")  # local | uv | virtualenv
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
@@ -381,3 +382,38 @@ class CmlModelDeploymentRow(Base):
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
     stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+
+
+class BuildRow(Base):
+    """A build: the isolated environment a deployment's replicas run in, made or found cached.
+
+    ``queued`` -> ``building`` -> ``built`` | ``build failed``; ``packages`` is the environment's
+    ``pip freeze``, ``model_packages`` the versions of the model's own requirements inside it.
+    """
+
+    __tablename__ = "builds"
+    __table_args__ = (Index("ix_builds_deployment_created", "deployment_id", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    reason: Mapped[str] = mapped_column(String(16), default="deploy")
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(32))
+    model_uri: Mapped[str] = mapped_column(String(1024))
+    env_manager: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    status_message: Mapped[str] = mapped_column(Text, default="")
+    cache_key: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    cache_hit: Mapped[bool] = mapped_column(Boolean, default=False)
+    python_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    environment_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    model_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    packages: Mapped[list[str] | None] = mapped_column(JSONType, nullable=True)
+    model_packages: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    log: Mapped[str] = mapped_column(Text, default="")
+    duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)

@@ -1,0 +1,1 @@
+"""Builds: an isolated, cached Python environment per deployed model version."""
