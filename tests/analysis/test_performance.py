@@ -25,6 +25,7 @@ from modeldeck.analysis.performance import (
     log_loss_from_sums,
     regression_metrics,
     roc_auc_from_counts,
+    roc_auc_from_grid,
     roc_auc_ovr_macro,
 )
 
@@ -106,6 +107,32 @@ def test_roc_auc_merges_rows_of_one_score_and_needs_both_outcomes() -> None:
     assert roc_auc_from_counts([(0.2, 1, 0), (0.2, 0, 1), (0.9, 1, 0)]) == 0.75
     assert roc_auc_from_counts([(0.2, 3, 0), (0.7, 5, 0)]) is None
     assert roc_auc_from_counts([]) is None
+
+
+def test_roc_auc_from_grid_equals_the_counted_form_and_sklearn() -> None:
+    rng = np.random.default_rng(11)
+    y = rng.integers(0, 2, size=3000)
+    steps = np.clip(np.round(1000 / (1 + np.exp(-(y + rng.normal(size=3000))))), 0, 1000)
+    grid = np.zeros((2, 1001), dtype=np.int64)
+    np.add.at(grid[0], steps[y == 1].astype(int), 1)
+    np.add.at(grid[1], steps[y == 0].astype(int), 1)
+
+    auc = roc_auc_from_grid(grid[0], grid[1])
+
+    assert auc == pytest.approx(metrics.roc_auc_score(y, steps / 1000), abs=1e-12)
+    assert roc_auc_from_grid(grid[0], np.zeros(1001, dtype=np.int64)) is None
+
+
+def test_roc_auc_from_grid_stays_exact_beyond_64_bit_sums() -> None:
+    positives = np.array([0, 3_000_000_000, 1_000_000_000], dtype=np.int64)
+    negatives = np.array([2_000_000_000, 1_000_000_000, 0], dtype=np.int64)
+
+    auc = roc_auc_from_grid(positives, negatives)
+
+    assert auc == roc_auc_from_counts(
+        [(0.0, 0, 2_000_000_000), (0.5, 3_000_000_000, 1_000_000_000), (1.0, 1_000_000_000, 0)]
+    )
+    assert auc is not None and 0.5 < auc < 1
 
 
 def test_roc_auc_ovr_macro_equals_sklearn() -> None:

@@ -34,7 +34,7 @@ MAX_CATEGORIES = 1000
 OVERFLOW = "__overflow__"
 
 
-FORMAT = 2
+FORMAT = 3
 """The layout of stored parts; part of every signature, so a new layout rebuilds old ones."""
 
 
@@ -97,8 +97,10 @@ class PerformancePart:
         theirs = other.estimate
         if other.classes != self.classes:
             union = sorted(set(self.classes) | set(other.classes))
-            self.estimate = _remap(self.estimate, self.classes, union)
-            theirs = _remap(theirs, other.classes, union)
+            if union != self.classes:
+                self.estimate = _remap(self.estimate, self.classes, union)
+            if union != other.classes:
+                theirs = _remap(theirs, other.classes, union)
             self.classes = union
         for key, n in theirs.items():
             self.estimate[key] = self.estimate.get(key, 0) + n
@@ -112,7 +114,8 @@ class PerformancePart:
                 "m": self.many_labels,
                 "r": self.regression,
                 "l": self.log_loss,
-                "s": {c: grid.tolist() for c, grid in self.scores.items()},
+                # sparse: only the score steps with counts
+                "s": {c: _sparse(grid) for c, grid in self.scores.items()},
                 "e": [[pred, list(probs), n] for (pred, probs), n in self.estimate.items()],
                 "k": self.classes,
             }
@@ -120,7 +123,6 @@ class PerformancePart:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PerformancePart:
-        import numpy as np
 
         raw = orjson.loads(data)
         return cls(
@@ -129,10 +131,28 @@ class PerformancePart:
             many_labels=bool(raw["m"]),
             regression=[float(x) for x in raw["r"]],
             log_loss=[float(x) for x in raw["l"]],
-            scores={c: np.asarray(grid, dtype=np.int64) for c, grid in raw["s"].items()},
+            scores={c: _dense(sparse) for c, sparse in raw["s"].items()},
             estimate={(pred, tuple(probs)): n for pred, probs, n in raw["e"]},
             classes=raw["k"],
         )
+
+
+def _sparse(grid: np.ndarray[Any, Any]) -> list[int]:
+    """The score steps with counts, then their positives, then their negatives, in one list."""
+    import numpy as np
+
+    steps = np.flatnonzero(grid.sum(axis=0))
+    return np.concatenate([steps, grid[0, steps], grid[1, steps]]).tolist()  # type: ignore[no-any-return]
+
+
+def _dense(sparse: list[int]) -> np.ndarray[Any, Any]:
+    import numpy as np
+
+    steps, positives, negatives = np.asarray(sparse, dtype=np.int64).reshape(3, -1)
+    grid = np.zeros((2, SCORE_STEPS + 1), dtype=np.int64)
+    grid[0, steps] = positives
+    grid[1, steps] = negatives
+    return grid
 
 
 def _remap(

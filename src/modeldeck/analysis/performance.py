@@ -29,6 +29,7 @@ __all__ = [
     "log_loss_from_sums",
     "regression_metrics",
     "roc_auc_from_counts",
+    "roc_auc_from_grid",
     "roc_auc_ovr_macro",
 ]
 
@@ -134,6 +135,27 @@ def roc_auc_from_counts(rows: Iterable[tuple[float, int, int]]) -> float | None:
         positives, negatives = by_score[score]
         twice_area += positives * (2 * negatives_below + negatives)
         negatives_below += negatives
+    return twice_area / (2 * total_pos * total_neg)
+
+
+def roc_auc_from_grid(
+    positives: npt.NDArray[np.int64], negatives: npt.NDArray[np.int64]
+) -> float | None:
+    """:func:`roc_auc_from_counts` for counts already on an ascending score grid (vectorised).
+
+    ``positives[i]`` and ``negatives[i]`` are the counts at the i-th score. The sums stay in
+    64-bit integers while they cannot overflow (fewer than about 2**31 positives times
+    negatives), and fall back to Python's unbounded integers beyond, so the result is exact.
+    """
+    total_pos = int(positives.sum())
+    total_neg = int(negatives.sum())
+    if total_pos == 0 or total_neg == 0:
+        return None
+    if 2 * total_pos * total_neg >= 2**62:
+        steps = np.flatnonzero(positives + negatives)
+        return roc_auc_from_counts((float(i), int(positives[i]), int(negatives[i])) for i in steps)
+    below = np.cumsum(negatives) - negatives  # negatives at strictly lower scores
+    twice_area = int(np.dot(positives, 2 * below + negatives))
     return twice_area / (2 * total_pos * total_neg)
 
 

@@ -694,14 +694,13 @@ class AnalysisService:
                     )
                 )
             }
+        versions: dict[int, list[tuple[str, int]]] = {}
+        for (bucket, version), n in counts.items():
+            versions.setdefault(bucket, []).append((version, n))
         stale: list[int] = []
-        for bucket in sorted({b for b, _ in counts}):
+        for bucket in sorted(versions):
             label_count, label_max = labels.get(bucket, (0, 0))
-            rows = [
-                (stored.get((bucket, version)), n)
-                for (b, version), n in counts.items()
-                if b == bucket
-            ]
+            rows = [(stored.get((bucket, version)), n) for version, n in versions[bucket]]
             if all(
                 row is not None
                 and row.signature == signature
@@ -1368,11 +1367,12 @@ def _probability_metrics(part: parts.PerformancePart) -> dict[str, Any]:
     if n:
         out["log_loss"] = perf.log_loss_from_sums(total, int(n))
     if part.scores:
-        rows = {cls: part.score_rows(cls) for cls in part.scores}
+        aucs = {cls: perf.roc_auc_from_grid(grid[0], grid[1]) for cls, grid in part.scores.items()}
         if len(part.classes) == 2:
-            out["roc_auc"] = perf.roc_auc_from_counts(rows.get(part.classes[1], []))
-        else:
-            out["roc_auc"] = perf.roc_auc_ovr_macro(rows)
+            out["roc_auc"] = aucs.get(part.classes[1])
+        else:  # one-vs-rest, macro: as perf.roc_auc_ovr_macro
+            defined = [auc for auc in aucs.values() if auc is not None]
+            out["roc_auc"] = sum(defined) / len(defined) if defined else None
     return out
 
 
