@@ -8,7 +8,7 @@ BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test lint bench bench-monitoring clean
+.PHONY: install run test lint bench bench-monitoring bench-dashboard screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,15 @@ $(BENCH_STAMP): pyproject.toml
 ## bench-monitoring: drift and performance over 1M stored predictions against Evidently (in .venv-bench)
 bench-monitoring: $(BENCH_STAMP)
 	$(BENCH_VENV)/bin/python benchmarks/monitoring.py $(MONITORING_ARGS)
+
+## screenshots: the dashboard's browser tests, writing their screenshots to docs/screenshots/
+screenshots: install
+	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core)
+	MODELDECK_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/dashboard/test_browser.py $(PYTEST_ARGS)
+
+## bench-dashboard: the deployment page's API calls over 1M predictions and 14 days of rollups
+bench-dashboard: install
+	$(BIN)/python benchmarks/dashboard.py $(DASHBOARD_ARGS)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

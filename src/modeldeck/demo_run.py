@@ -53,6 +53,7 @@ async def run_demo(
             f"endpoint     {endpoint}\n"
             f"access key   [bold]{access_key}[/bold]  (shown once)\n"
             f"API          {base}/api/v1  (OpenAPI {base}/openapi.json)\n"
+            f"dashboard    {base}/  (sign in with the API key)\n"
             "\n[dim]Ctrl-C stops the platform; the next `make run` reuses the data directory "
             "and prints a fresh access key.[/dim]",
             title="modeldeck is serving",

@@ -107,8 +107,12 @@ def test_counts_sizes_and_latency_are_exact_across_a_replica_restart(
     assert sum(r["success"] for r in table.values()) == n - k
     assert sum(p["requests"] for p in data["requests"]) == n
 
+    # The replica times a subset of what the client waits for (no connection, no client-side
+    # parsing), so its median sits in the client's latency bucket or a lower one, never higher
+    # than the next (the median is interpolated within its bucket).
     client_p50 = statistics.median(latencies)
-    assert abs(latency_bucket(totals["latency_p50_ms"]) - latency_bucket(client_p50)) <= 1
+    assert totals["latency_p50_ms"] > 0
+    assert latency_bucket(totals["latency_p50_ms"]) <= latency_bucket(client_p50) + 1
     assert totals["latency_mean_ms"] <= statistics.mean(latencies)
 
 

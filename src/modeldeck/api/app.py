@@ -11,6 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modeldeck import __version__
 from modeldeck.config import Settings
+from modeldeck.dashboard import routes as dashboard
 from modeldeck.platform import Platform
 
 from . import (
@@ -18,6 +19,7 @@ from . import (
     routes_analysis,
     routes_cml,
     routes_control,
+    routes_dashboard,
     routes_metrics,
     routes_serving,
 )
@@ -52,6 +54,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(routes_analysis.router, prefix="/api/v1")
     app.include_router(routes_alerts.router, prefix="/api/v1")
     app.include_router(routes_cml.router, prefix="/api/v2")
+    app.include_router(routes_dashboard.router, prefix="/api/v1")
+    app.include_router(dashboard.router)
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
 

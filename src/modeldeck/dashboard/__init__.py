@@ -1,0 +1,1 @@
+"""The web dashboard: static pages at ``/`` that draw the control plane's ``/api/v1``."""

@@ -1,0 +1,130 @@
+// Drift: the dataset verdict, then every feature (and the prediction) against the reference.
+
+import { api } from "../api.js";
+import { miniDistribution, purge } from "../charts.js";
+import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime } from "../dom.js";
+import { rangePicker, remember, remembered, resolveRange, table } from "../ui.js";
+
+const P_VALUE_METHODS = new Set(["ks", "chisquare", "z"]);
+
+function verdict(column) {
+  if (column.drifted === null || column.drifted === undefined) return badge("not tested", "off");
+  return column.drifted ? badge("drift", "bad") : badge("no drift", "ok");
+}
+
+function rule(column) {
+  if (column.threshold === null || column.threshold === undefined) return "—";
+  return P_VALUE_METHODS.has(column.method) ? `p < ${column.threshold}` : `≥ ${column.threshold}`;
+}
+
+function extra(column) {
+  const d = column.details || {};
+  const notes = [];
+  if (d.unseen_share) notes.push(`${fmtPercent(d.unseen_share)} unseen`);
+  if (d.out_of_range_share) notes.push(`${fmtPercent(d.out_of_range_share)} out of range`);
+  if (d.current_missing) notes.push(`${fmtInt(d.current_missing)} missing`);
+  if (column.invalid_values) notes.push(`${fmtInt(column.invalid_values)} invalid`);
+  return notes.join(", ");
+}
+
+export async function driftTab(root, ctx) {
+  const enc = encodeURIComponent(ctx.name);
+  let range = remembered("range.drift", { preset: "24h" });
+  const summary = h("div", { id: "drift-summary" });
+  const columns = h("div", { id: "drift-columns" });
+  const shown = h("p", { class: "muted", id: "drift-shown" });
+
+  async function refresh() {
+    const { start, end } = resolveRange(range);
+    let report;
+    try {
+      report = await api(`/deployments/${enc}/drift`, { query: { start: Math.floor(start), end: Math.ceil(end) } });
+    } catch (exc) {
+      if (exc.status === 401) throw exc;
+      clear(summary, h("div", { class: "banner warn", role: "alert" }, exc.message,
+        " Reference data comes from the MLflow run (reference_data.parquet) or ",
+        h("code", {}, `modeldeck reference set ${ctx.name} FILE`), "."));
+      clear(columns);
+      return;
+    }
+    shown.textContent = `${localTime(report.start)} → ${localTime(report.end)}`;
+    renderSummary(report);
+    await renderColumns(report);
+  }
+
+  function renderSummary(report) {
+    const ds = report.dataset;
+    const tone = !report.current_rows ? "info" : ds.drifted ? "bad" : "ok";
+    const headline = !report.current_rows
+      ? "No predictions in this window."
+      : ds.drifted
+        ? `Dataset drift detected: ${ds.drifted_columns.length} of ${ds.columns} columns drifted (${fmtPercent(ds.drifted_share, 0)}, threshold ${fmtPercent(ds.threshold, 0)}).`
+        : `No dataset drift: ${ds.drifted_columns.length} of ${ds.columns} columns drifted (${fmtPercent(ds.drifted_share, 0)}, threshold ${fmtPercent(ds.threshold, 0)}).`;
+    const ref = report.reference || {};
+    clear(summary,
+      h("div", { class: `banner ${tone}`, id: "dataset-verdict", dataset: { drifted: String(Boolean(ds.drifted)) } }, headline),
+      h("p", { class: "muted" },
+        `Reference: ${ref.source || "—"} (${fmtInt(ref.rows)} rows). `,
+        `Current: ${fmtInt(report.current_rows)} rows from ${fmtInt(report.predictions)} predictions`,
+        report.mode === "binned" ? ", tested on five-minute summaries (binned)" : "",
+        ".",
+        report.missing_columns && report.missing_columns.length ? ` Not in the predictions: ${report.missing_columns.join(", ")}.` : ""));
+  }
+
+  function renderColumns(report) {
+    const all = [...report.columns];
+    if (report.prediction) all.push({ ...report.prediction, column: `prediction (${report.prediction.column})`, isPrediction: true });
+    const charts = [];
+    purge(columns);
+    const rows = all.map((c) => {
+      const distribution = c.details && c.details.distribution;
+      const chart = distribution
+        ? h("div", { class: "mini-chart", dataset: { chart: `drift-${c.column}` }, role: "img", "aria-label": `Distribution of ${c.column}: reference in grey, current in blue` })
+        : h("span", { class: "muted" }, "—");
+      if (distribution) charts.push([chart, distribution]);
+      return [
+        c.isPrediction ? h("strong", {}, c.column) : c.column,
+        c.kind,
+        c.method || "—",
+        h("span", { class: "mono" }, fmtNumber(c.statistic)),
+        rule(c),
+        verdict(c),
+        `${fmtInt(c.reference_rows)} / ${fmtInt(c.current_rows)}`,
+        extra(c),
+        chart,
+      ];
+    });
+    clear(columns, table({
+      id: "drift-table",
+      columns: [
+        { label: "Column" }, { label: "Kind" }, { label: "Method" }, { label: "Statistic", num: true },
+        { label: "Drifts when" }, { label: "Verdict" }, { label: "Rows (ref / current)", num: true },
+        { label: "Notes" }, { label: "Distribution (reference grey, current blue)" },
+      ],
+      rows,
+      empty: "No monitored columns.",
+    }));
+    return Promise.all(charts.map(([el, distribution]) => miniDistribution(el, distribution)));
+  }
+
+  clear(root,
+    h("div", { class: "toolbar" },
+      rangePicker({
+        id: "drift-range",
+        label: "Window",
+        value: range,
+        onChange: (value) => {
+          range = value;
+          remember("range.drift", value);
+          refresh();
+        },
+      }),
+      h("div", { class: "spacer" }),
+      shown),
+    summary,
+    h("section", { class: "panel", "aria-labelledby": "drift-title" },
+      h("h2", { id: "drift-title" }, "Per column"),
+      columns));
+  await refresh();
+  return { refresh };
+}

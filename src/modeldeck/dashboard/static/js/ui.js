@@ -1,0 +1,259 @@
+// Shared pieces: confirmation and input dialogs, toasts, the time-range picker, tables.
+
+import { clear, fromLocalInput, h, toLocalInput } from "./dom.js";
+
+export function toast(message, tone = "") {
+  const box = document.getElementById("toasts");
+  const item = h("div", { class: `toast ${tone}` }, message);
+  box.append(item);
+  setTimeout(() => item.remove(), tone === "bad" ? 9000 : 5000);
+}
+
+export function showError(exc) {
+  toast(exc && exc.message ? exc.message : String(exc), "bad");
+}
+
+/** A modal dialog; resolves with what `collect()` returns on submit, or null when cancelled. */
+function modal({ title, body, submitLabel, danger = false, collect = () => true, focus, cancellable = true }) {
+  return new Promise((resolve) => {
+    const titleId = `dialog-title-${Math.random().toString(36).slice(2)}`;
+    const error = h("p", { class: "error-text", role: "alert", hidden: true });
+    const cancel = h("button", { type: "button", class: "button", hidden: !cancellable }, "Cancel");
+    const submit = h(
+      "button",
+      { type: "submit", class: `button ${danger ? "danger solid" : "primary"}` },
+      submitLabel,
+    );
+    const form = h(
+      "form",
+      { method: "dialog" },
+      h("h2", { id: titleId }, title),
+      body,
+      error,
+      h("div", { class: "actions" }, cancel, submit),
+    );
+    const dialog = h("dialog", { "aria-labelledby": titleId }, form);
+    let settled = false;
+    const finish = (value) => {
+      if (settled) return;
+      settled = true;
+      dialog.close();
+      dialog.remove();
+      resolve(value);
+    };
+    cancel.addEventListener("click", () => finish(null));
+    dialog.addEventListener("cancel", (event) => {
+      event.preventDefault();
+      finish(null);
+    });
+    form.addEventListener("submit", async (event) => {
+      event.preventDefault();
+      error.hidden = true;
+      try {
+        submit.disabled = true;
+        const value = await collect();
+        finish(value);
+      } catch (exc) {
+        error.textContent = exc.message || String(exc);
+        error.hidden = false;
+      } finally {
+        submit.disabled = false;
+      }
+    });
+    document.body.append(dialog);
+    dialog.showModal();
+    const first = focus ? focus() : null;
+    (first || (cancellable ? cancel : submit)).focus();
+  });
+}
+
+/** Ask before a destructive action; resolves true when confirmed. */
+export async function confirmAction({ title, message, confirmLabel, danger = true }) {
+  const answer = await modal({
+    title,
+    body: h("p", {}, message),
+    submitLabel: confirmLabel,
+    danger,
+  });
+  return answer === true;
+}
+
+/** Ask for a whole number; resolves with it, or null when cancelled. */
+export function askNumber({ title, label, value, min, max, hint, submitLabel }) {
+  const input = h("input", {
+    type: "number", id: "ask-number", min, max, step: 1, value: String(value), required: true,
+  });
+  const body = h(
+    "div",
+    { class: "field" },
+    h("label", { for: "ask-number" }, label),
+    input,
+    hint ? h("span", { class: "hint" }, hint) : null,
+  );
+  return modal({
+    title,
+    body,
+    submitLabel,
+    focus: () => input,
+    collect: () => {
+      const n = Number(input.value);
+      if (!Number.isInteger(n) || n < min || n > max) {
+        throw new Error(`${label}: a whole number from ${min} to ${max}`);
+      }
+      return n;
+    },
+  });
+}
+
+/** A form in a dialog: `fields` is a node; `collect` validates and may call the API. */
+export function formDialog({ title, fields, submitLabel, collect, focus }) {
+  return modal({ title, body: fields, submitLabel, collect, focus });
+}
+
+export function infoDialog({ title, body }) {
+  return modal({ title, body, submitLabel: "Done", cancellable: false }).then(() => undefined);
+}
+
+export const PRESETS = [
+  ["1h", 3600e3],
+  ["2h", 7200e3],
+  ["6h", 21600e3],
+  ["12h", 43200e3],
+  ["24h", 86400e3],
+  ["7d", 604800e3],
+];
+
+/** The [start, end] in ms of a range value: a preset ending now, or a fixed custom range. */
+export function resolveRange(value) {
+  if (value.preset === "custom") return { start: value.start, end: value.end };
+  const span = PRESETS.find(([key]) => key === value.preset)[1];
+  const end = Date.now();
+  return { start: end - span, end };
+}
+
+/**
+ * Range presets (1h ... 7d) and a custom range. `onChange(value)` gets
+ * {preset} or {preset: "custom", start, end}.
+ */
+export function rangePicker({ id, value, onChange, label = "Time range" }) {
+  let current = { ...value };
+  const buttons = PRESETS.map(([key]) =>
+    h("button", { type: "button", "aria-pressed": String(current.preset === key), dataset: { preset: key } }, key),
+  );
+  const customButton = h(
+    "button",
+    { type: "button", "aria-pressed": String(current.preset === "custom"), "aria-expanded": "false", dataset: { preset: "custom" } },
+    "Custom",
+  );
+  const now = Date.now();
+  const fromInput = h("input", { type: "datetime-local", id: `${id}-from`, value: toLocalInput(current.start || now - 3600e3) });
+  const toInput = h("input", { type: "datetime-local", id: `${id}-to`, value: toLocalInput(current.end || now) });
+  const problem = h("span", { class: "error-text", role: "alert" });
+  const apply = h("button", { type: "button", class: "button primary small" }, "Apply");
+  const custom = h(
+    "div",
+    { class: "custom-range", hidden: current.preset !== "custom" },
+    h("div", { class: "field" }, h("label", { for: `${id}-from` }, "From"), fromInput),
+    h("div", { class: "field" }, h("label", { for: `${id}-to` }, "To"), toInput),
+    apply,
+    problem,
+  );
+  const press = () => {
+    for (const b of [...buttons, customButton]) b.setAttribute("aria-pressed", String(b.dataset.preset === current.preset));
+  };
+  for (const b of buttons) {
+    b.addEventListener("click", () => {
+      current = { preset: b.dataset.preset };
+      custom.hidden = true;
+      customButton.setAttribute("aria-expanded", "false");
+      press();
+      onChange(current);
+    });
+  }
+  customButton.addEventListener("click", () => {
+    custom.hidden = !custom.hidden;
+    customButton.setAttribute("aria-expanded", String(!custom.hidden));
+    if (!custom.hidden) fromInput.focus();
+  });
+  apply.addEventListener("click", () => {
+    const start = fromInput.value ? fromLocalInput(fromInput.value) : null;
+    const end = toInput.value ? fromLocalInput(toInput.value) : null;
+    if (start === null || end === null || end <= start) {
+      problem.textContent = "Pick a start before the end.";
+      return;
+    }
+    problem.textContent = "";
+    current = { preset: "custom", start, end };
+    press();
+    onChange(current);
+  });
+  return h(
+    "fieldset",
+    { class: "range-picker", id },
+    h("legend", {}, label),
+    h("div", { class: "segmented", role: "group", "aria-label": label }, buttons, customButton),
+    custom,
+  );
+}
+
+/** A labelled <select>; `options` are [value, text] pairs. */
+export function selectField({ id, label, options, value, onChange }) {
+  const select = h(
+    "select",
+    { id },
+    options.map(([v, t]) => h("option", { value: String(v), selected: String(v) === String(value) }, t)),
+  );
+  select.addEventListener("change", () => onChange(select.value));
+  return h("div", { class: "field" }, h("label", { for: id }, label), select);
+}
+
+/** A table: `columns` are {label, num?}; `rows` arrays of cells (nodes or text). */
+export function table({ caption, columns, rows, foot, empty = "Nothing yet.", id }) {
+  const head = h("thead", {}, h("tr", {}, columns.map((c) => h("th", { scope: "col", class: c.num ? "num" : null }, c.label))));
+  const cell = (value, column) => h("td", { class: column && column.num ? "num" : column && column.cls }, value);
+  const body = h(
+    "tbody",
+    {},
+    rows.length
+      ? rows.map((r) => h("tr", {}, r.map((v, i) => cell(v, columns[i]))))
+      : h("tr", {}, h("td", { colspan: columns.length, class: "muted" }, empty)),
+  );
+  const tfoot = foot ? h("tfoot", {}, h("tr", {}, foot.map((v, i) => cell(v, columns[i])))) : null;
+  return h("div", { class: "table-wrap" }, h("table", { id }, caption ? h("caption", {}, caption) : null, head, body, tfoot));
+}
+
+export function setBusy(container, busy) {
+  container.setAttribute("aria-busy", String(busy));
+}
+
+export function message(container, text, tone = "info") {
+  clear(container, h("div", { class: `banner ${tone}` }, text));
+}
+
+/** A choice remembered for this browser tab (ranges, selectors), as JSON. */
+export function remembered(key, fallback) {
+  try {
+    const value = sessionStorage.getItem(`modeldeck.${key}`);
+    return value === null ? fallback : JSON.parse(value);
+  } catch {
+    return fallback;
+  }
+}
+
+export function remember(key, value) {
+  sessionStorage.setItem(`modeldeck.${key}`, JSON.stringify(value));
+}
+
+/**
+ * Re-render `container` without losing the keyboard focus: an element inside it that had the
+ * focus and carries `data-focus` gets it back in the new content.
+ */
+export function keepFocus(container, render) {
+  const active = document.activeElement;
+  const key = active && container.contains(active) ? active.dataset.focus : undefined;
+  render();
+  if (key) {
+    const again = container.querySelector(`[data-focus="${CSS.escape(key)}"]`);
+    if (again) again.focus();
+  }
+}
