@@ -235,7 +235,9 @@ def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
 # -- deployments ----------------------------------------------------------------------------
 
 
-def _wait_with_progress(client: Client, name: str, timeout: float) -> dict[str, Any]:
+def _wait_with_progress(
+    client: Client, name: str, timeout: float, version: str | None = None
+) -> dict[str, Any]:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -257,7 +259,7 @@ def _wait_with_progress(client: Client, name: str, timeout: float) -> dict[str, 
                 description=f"{name}: {d['status']}",
             )
 
-        return client.wait(name, timeout=timeout, on_progress=update)
+        return client.wait(name, timeout=timeout, on_progress=update, version=version)
 
 
 def _deployment_table(items: list[dict[str, Any]]) -> Table:
@@ -491,19 +493,53 @@ def deployments_redeploy(
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Serve another version under NAME; with an isolated environment the build comes first
-    and the current version keeps serving until the new one is built (or for good, if its
-    build fails)."""
+    """Serve another version under NAME without downtime: the new version starts beside the
+    current one, which serves until every new replica is healthy, and keeps serving if the new
+    one fails to start (exit code 1 with the reason). With an isolated environment the build
+    comes first."""
     with _client(ctx) as client:
         d = client.redeploy(name, model, version=version, alias=alias, env_manager=env_manager)
-        if wait and d["status"] == "building":
-            client.wait_build(name, timeout=timeout)
         if wait:
-            d = _wait_with_progress(client, name, timeout)
+            d = _wait_for_version(client, name, d, timeout)
+    _show(d, as_json)
+
+
+def _wait_for_version(
+    client: Client, name: str, answer: dict[str, Any], timeout: float
+) -> dict[str, Any]:
+    """Wait until the version a redeploy or rollback answered with serves (or never will)."""
+    target: str | None = None
+    if answer["status"] == "building":
+        target = str(client.wait_build(name, timeout=timeout)["version"])
+    elif answer.get("rollout"):
+        target = str(answer["rollout"]["version"])
+    return _wait_with_progress(client, name, timeout, version=target)
+
+
+def _show(d: dict[str, Any], as_json: bool) -> None:
     if as_json:
         _print_json(d)
     else:
         console.print(_deployment_table([d]))
+
+
+@main.command()
+@click.argument("name")
+@click.option(
+    "--wait/--no-wait", default=True, show_default=True, help="Wait until it serves again."
+)
+@click.option("--timeout", default=900.0, show_default=True, help="Seconds to wait.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def rollback(ctx: click.Context, name: str, wait: bool, timeout: float, as_json: bool) -> None:
+    """Return deployment NAME to the version it served before its current one, without
+    downtime (as a redeploy goes). Fails when there is no previous version; rolling back again
+    goes one version further back."""
+    with _client(ctx) as client:
+        d = client.rollback(name)
+        if wait:
+            d = _wait_for_version(client, name, d, timeout)
+    _show(d, as_json)
 
 
 @deployments.command("delete")

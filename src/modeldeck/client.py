@@ -167,6 +167,14 @@ class Client:
             "POST", f"/api/v1/deployments/{name}/redeploy", json=body
         )
 
+    def rollback(self, name: str) -> dict[str, Any]:
+        """Return deployment ``name`` to the version it served before its current one (raises
+        ApiError 409 when there is none). Follow it with :meth:`wait` and
+        ``version=answer["rollout"]["version"]``."""
+        return self._request(  # type: ignore[no-any-return]
+            "POST", f"/api/v1/deployments/{name}/rollback"
+        )
+
     def builds(self, name: str) -> list[dict[str, Any]]:
         """The deployment's builds, newest first (without their logs)."""
         return self._get(f"/api/v1/deployments/{name}/builds")  # type: ignore[no-any-return]
@@ -220,15 +228,29 @@ class Client:
         timeout: float = 300.0,
         interval: float = 0.5,
         on_progress: Callable[[dict[str, Any]], None] | None = None,
+        version: str | None = None,
     ) -> dict[str, Any]:
-        """Poll until the deployment is deployed (returned) or failed (raises ApiError)."""
+        """Poll until the deployment is deployed (returned) or failed (raises ApiError).
+
+        With ``version`` (after a redeploy or rollback): until that version serves; if it never
+        takes the traffic (the previous version keeps serving) raises ApiError
+        ``rollout_failed`` with the reason.
+        """
         deadline = time.monotonic() + timeout
         while True:
             deployment = self.deployment(name)
             if on_progress:
                 on_progress(deployment)
-            if deployment["status"] == "deployed":
-                return deployment
+            if deployment["status"] == "deployed" and deployment.get("rollout") is None:
+                if version is None or deployment["version"] == str(version):
+                    return deployment
+                raise ApiError(
+                    409,
+                    "rollout_failed",
+                    f"version {version} of {name!r} did not take the traffic: "
+                    f"{deployment['status_message'] or 'no details'}",
+                    {"deployment": name, "version": str(version)},
+                )
             if deployment["status"] in ("failed", "stopped"):
                 raise ApiError(
                     409,

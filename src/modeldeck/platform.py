@@ -80,16 +80,23 @@ class Platform:
         seconds: float,
         request_bytes: int,
         response_bytes: int,
+        *,
+        version: str | None = None,
     ) -> None:
-        """Count one model-endpoint request (rollups for the store, Prometheus for scrapers)."""
+        """Count one model-endpoint request (rollups for the store, Prometheus for scrapers).
+
+        ``version`` is the answering replica's (during a rollout it can be ahead of the
+        route's for a moment); requests no replica saw count under the route's.
+        """
         if not self.settings.technical_monitoring:
             return
+        version = version or route.version
         self.technical.rollups.record(
-            route.deployment_id, route.version, replica, status, seconds,
+            route.deployment_id, version, replica, status, seconds,
             request_bytes, response_bytes,
         )  # fmt: skip
         self.request_metrics.observe(
-            route.name, route.version, "gateway" if replica is None else str(replica),
+            route.name, version, "gateway" if replica is None else str(replica),
             status, seconds, request_bytes, response_bytes,
         )  # fmt: skip
 

@@ -162,8 +162,25 @@ async def rotate_access_key(name: str, platform: Platform = Depends(get_platform
 async def redeploy_deployment(
     name: str, body: RedeployRequest | None = None, platform: Platform = Depends(get_platform)
 ) -> DeploymentView:
-    """Without a body: the latest version of the model the deployment serves."""
+    """Without a body: the latest version of the model the deployment serves. While the
+    deployment serves, the new version starts beside the old one and takes the traffic only once
+    healthy (`rollout` in the answer); if it fails to start, the old version keeps serving."""
     return await platform.deployments.redeploy_version(name, body or RedeployRequest())
+
+
+@router.post(
+    "/deployments/{name}/rollback",
+    tags=["deployments"],
+    responses=errors(404, 409),
+    summary="Return to the version the deployment served before its current one",
+)
+async def rollback_deployment(
+    name: str, platform: Platform = Depends(get_platform)
+) -> DeploymentView:
+    """Goes like a redeploy (the current version serves until the previous one is healthy).
+    409 when there is no previous version: a new deployment, or one already rolled back as far
+    as its history goes."""
+    return await platform.deployments.rollback(name)
 
 
 @router.get(

@@ -71,7 +71,7 @@ async def predict_response(platform: Platform, request: Request, name: str) -> R
         return response
     platform.observe_request(
         route, answer.replica, answer.status, time.perf_counter() - started,
-        len(body), len(answer.body),
+        len(body), len(answer.body), version=answer.version,
     )  # fmt: skip
     return Response(answer.body, answer.status, answer.headers)
 
@@ -133,14 +133,14 @@ async def cml_response(platform: Platform, request: Request) -> Response:
                 {"success": True, "response": result},
                 headers={"X-Prediction-Id": result.get("uuid", "")},
             )
-        replica = answer.replica
+        replica, version = answer.replica, answer.version
     except ModeldeckError as exc:
         response = cml_error_response(exc)
-        replica = None
+        replica, version = None, None
     if route is not None:  # requests with no valid key belong to no deployment
         platform.observe_request(
             route, replica, response.status_code, time.perf_counter() - started,
-            _request_size(request, body), len(response.body),
+            _request_size(request, body), len(response.body), version=version,
         )  # fmt: skip
     return response
 

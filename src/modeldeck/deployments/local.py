@@ -4,6 +4,12 @@ One supervisor task starts replica processes, health-checks them every
 ``health_interval_seconds``, restarts one that dies (exponential back-off, reset once it has run
 for a minute) and stops them with SIGTERM then SIGKILL. A deployment whose replicas keep dying
 before they ever become healthy is marked failed with the tail of the replica's log.
+
+A rollout (``rollout``) starts a new version's replicas beside the serving ones, under replica
+indexes the serving ones do not use. The gateway keeps picking the serving replicas until every
+new one is healthy; then the new ones take the traffic and the old ones drain (their in-flight
+requests finish, for at most ``request_timeout_seconds``) and stop. New replicas that keep failing
+to start are stopped and the serving ones carry on: the listener hears ``rollout="failed"``.
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ STABLE_AFTER_SECONDS = 60.0
 class Replica:
     deployment: str
     index: int
+    spec: DeploymentSpec  # what this replica runs (during a rollout, old and new differ)
     status: str = "starting"
     proc: subprocess.Popen[bytes] | None = None
     port: int | None = None
@@ -66,16 +73,36 @@ class Replica:
             last_error=self.last_error,
             started_at=self.started_at,
             inflight=self.inflight,
+            version=self.spec.model_version,
         )
 
 
 @dataclass
 class _Deployment:
-    spec: DeploymentSpec
+    spec: DeploymentSpec  # of the replicas that take traffic
     replicas: list[Replica] = field(default_factory=list)
     status: str = "deploying"
     message: str = ""
     rr: int = 0
+    # A rollout: the new version's spec and replicas, starting beside ``replicas``.
+    incoming_spec: DeploymentSpec | None = None
+    incoming: list[Replica] = field(default_factory=list)
+    # Replaced replicas finishing their in-flight requests before they stop.
+    draining: list[Replica] = field(default_factory=list)
+
+    def everyone(self) -> list[Replica]:
+        return [*self.replicas, *self.incoming, *self.draining]
+
+    def free_indexes(self, n: int) -> list[int]:
+        """The ``n`` lowest replica indexes no live replica of this deployment uses."""
+        taken = {r.index for r in self.everyone()}
+        found: list[int] = []
+        index = 0
+        while len(found) < n:
+            if index not in taken:
+                found.append(index)
+            index += 1
+        return found
 
 
 class LocalRuntime:
@@ -88,6 +115,7 @@ class LocalRuntime:
         self._listener: Listener | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
+        self._drains: set[asyncio.Task[None]] = set()
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -101,6 +129,8 @@ class LocalRuntime:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
+        for task in list(self._drains):
+            task.cancel()
         await asyncio.gather(*(self._terminate_all(d) for d in self._deployments.values()))
         self._deployments.clear()
         if self._http:
@@ -109,16 +139,55 @@ class LocalRuntime:
     # -- operations ---------------------------------------------------------------------------
 
     async def deploy(self, spec: DeploymentSpec) -> None:
+        """Run ``spec``, stopping whatever runs under its name first (nothing serves meanwhile:
+        for a deployment that serves, ``rollout`` is the way)."""
         old = self._deployments.pop(spec.name, None)
         if old:
             await self._terminate_all(old)
         dep = _Deployment(spec=spec)
         self._deployments[spec.name] = dep
         for i in range(spec.replicas):
-            replica = Replica(deployment=spec.name, index=i)
+            replica = Replica(deployment=spec.name, index=i, spec=spec)
             dep.replicas.append(replica)
-            self._spawn(dep, replica)
+            self._spawn(replica)
         await self._emit(dep, status="deploying", message="starting replicas")
+
+    async def rollout(self, spec: DeploymentSpec) -> None:
+        """Start ``spec``'s replicas beside the serving ones; they take the traffic once every
+        one of them is healthy. A rollout still under way is abandoned for this one. Without
+        a serving replica this is ``deploy``."""
+        dep = self._deployments.get(spec.name)
+        if dep is None or not self.serving(spec.name):
+            await self.deploy(spec)
+            return
+        if dep.incoming:
+            await self._abandon(dep)
+        dep.incoming_spec = spec
+        for index in dep.free_indexes(spec.replicas):
+            replica = Replica(deployment=spec.name, index=index, spec=spec)
+            dep.incoming.append(replica)
+            self._spawn(replica)
+        log.info(
+            "%s: rolling out version %s beside version %s",
+            spec.name,
+            spec.model_version,
+            dep.spec.model_version,
+        )
+        await self._emit(dep)
+
+    def serving(self, name: str) -> bool:
+        """Whether ``name`` has a replica that takes traffic now."""
+        dep = self._deployments.get(name)
+        return (
+            dep is not None
+            and dep.status != "failed"
+            and any(r.status == "ready" for r in dep.replicas)
+        )
+
+    def rolling_out(self, name: str) -> str | None:
+        """The version starting beside the serving one, if a rollout is under way."""
+        dep = self._deployments.get(name)
+        return dep.incoming_spec.model_version if dep and dep.incoming_spec else None
 
     async def stop(self, name: str) -> None:
         dep = self._deployments.pop(name, None)
@@ -130,24 +199,37 @@ class LocalRuntime:
         if dep is None:
             return
         dep.spec.replicas = replicas
-        while len(dep.replicas) < replicas:
-            replica = Replica(deployment=name, index=len(dep.replicas))
-            dep.replicas.append(replica)
-            self._spawn(dep, replica)
-        removed = dep.replicas[replicas:]
-        dep.replicas = dep.replicas[:replicas]
+        removed = self._resize(dep, dep.replicas, dep.spec, replicas)
+        if dep.incoming_spec is not None:  # the version rolling out gets the new count too
+            dep.incoming_spec.replicas = replicas
+            removed += self._resize(dep, dep.incoming, dep.incoming_spec, replicas)
         for replica in removed:
             replica.status = "stopping"
         await asyncio.gather(*(self._terminate(r) for r in removed))
+        for replica in removed:
+            replica.status = "stopped"
         await self._emit(dep)
 
+    def _resize(
+        self, dep: _Deployment, group: list[Replica], spec: DeploymentSpec, replicas: int
+    ) -> list[Replica]:
+        """Start or take out replicas of ``group`` (in place); returns the ones to stop."""
+        for index in dep.free_indexes(max(0, replicas - len(group))):
+            replica = Replica(deployment=spec.name, index=index, spec=spec)
+            group.append(replica)
+            self._spawn(replica)
+        removed = group[replicas:]
+        del group[replicas:]
+        return removed
+
     def replicas(self, name: str) -> list[ReplicaState]:
+        """Every live replica of ``name``: serving, rolling out and draining."""
         dep = self._deployments.get(name)
-        return [r.state() for r in dep.replicas] if dep else []
+        return [r.state() for r in dep.everyone()] if dep else []
 
     def all_replicas(self) -> list[tuple[DeploymentSpec, ReplicaState]]:
-        """Every replica this runtime supervises, with its deployment's spec."""
-        return [(d.spec, r.state()) for d in self._deployments.values() for r in d.replicas]
+        """Every replica this runtime supervises, with the spec it runs."""
+        return [(r.spec, r.state()) for d in self._deployments.values() for r in d.everyone()]
 
     def running(self, name: str) -> bool:
         return name in self._deployments
@@ -196,7 +278,7 @@ class LocalRuntime:
         for dep in list(self._deployments.values()):
             if dep.status == "failed":
                 continue
-            for replica in list(dep.replicas):
+            for replica in [*dep.replicas, *dep.incoming]:
                 checks.append(self._check(dep, replica))
         await asyncio.gather(*checks)
         for dep in list(self._deployments.values()):
@@ -204,12 +286,63 @@ class LocalRuntime:
                 1, dep.spec.replicas
             ):
                 await self._emit(dep, status="deployed", message="")
+            spec = dep.incoming_spec
+            if (
+                spec is not None
+                and len(dep.incoming) >= max(1, spec.replicas)
+                and all(r.status == "ready" for r in dep.incoming)
+            ):
+                await self._switch(dep)
+
+    async def _switch(self, dep: _Deployment) -> None:
+        """Every new replica is healthy: they take the traffic, the old ones drain and stop."""
+        assert dep.incoming_spec is not None
+        old, old_version = dep.replicas, dep.spec.model_version
+        dep.spec, dep.replicas = dep.incoming_spec, dep.incoming
+        dep.incoming_spec, dep.incoming = None, []
+        for replica in old:
+            replica.status = "draining"
+        dep.draining.extend(old)
+        log.info(
+            "%s: version %s takes the traffic; version %s drains",
+            dep.spec.name,
+            dep.spec.model_version,
+            old_version,
+        )
+        await self._emit(
+            dep, status="deployed", message="", rollout="completed", version=dep.spec.model_version
+        )
+        task = asyncio.get_running_loop().create_task(self._drain(dep, old))
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
+
+    async def _drain(self, dep: _Deployment, old: list[Replica]) -> None:
+        """Let ``old``'s in-flight requests finish (bounded by the request timeout), then stop."""
+        deadline = time.monotonic() + self.settings.request_timeout_seconds
+        while any(r.inflight > 0 for r in old) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for replica in old:
+            replica.status = "stopping"
+        await asyncio.gather(*(self._terminate(r) for r in old))
+        for replica in old:
+            replica.status = "stopped"
+        dep.draining = [r for r in dep.draining if r not in old]
+        if self._deployments.get(dep.spec.name) is dep:
+            await self._emit(dep)
+
+    async def _abandon(self, dep: _Deployment) -> None:
+        """Stop the replicas of a rollout that will not take the traffic."""
+        incoming, dep.incoming, dep.incoming_spec = dep.incoming, [], None
+        for replica in incoming:
+            if replica.status != "failed":
+                replica.status = "stopping"
+        await asyncio.gather(*(self._terminate(r) for r in incoming))
 
     async def _check(self, dep: _Deployment, replica: Replica) -> None:
         now = time.monotonic()
         if replica.status == "restarting":
             if now >= replica.next_start_at:
-                self._spawn(dep, replica)
+                self._spawn(replica)
                 await self._emit(dep)
             return
         proc = replica.proc
@@ -226,7 +359,11 @@ class LocalRuntime:
                 replica.status = "ready"
                 replica.ever_ready = True
                 log.info(
-                    "%s replica %d ready on port %s", dep.spec.name, replica.index, replica.port
+                    "%s replica %d (version %s) ready on port %s",
+                    dep.spec.name,
+                    replica.index,
+                    replica.spec.model_version,
+                    replica.port,
                 )
                 await self._emit(dep)
             return
@@ -282,6 +419,12 @@ class LocalRuntime:
                     f"({replica.last_error})" + (f":\n{tail}" if tail else "")
                 )
                 replica.status = "failed"
+                if replica in dep.incoming:  # a rollout: the serving replicas carry on
+                    version = replica.spec.model_version
+                    await self._abandon(dep)
+                    log.warning("%s: version %s never took traffic", dep.spec.name, version)
+                    await self._emit_rollout_failure(dep, version, message)
+                    return
                 await self._terminate_all(dep)
                 await self._emit(dep, status="failed", message=message)
                 return
@@ -293,8 +436,8 @@ class LocalRuntime:
         replica.next_start_at = time.monotonic() + (0.0 if replica.crashes <= 1 else backoff)
         await self._emit(dep)
 
-    def _spawn(self, dep: _Deployment, replica: Replica) -> None:
-        spec = dep.spec
+    def _spawn(self, replica: Replica) -> None:
+        spec = replica.spec
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
@@ -354,11 +497,12 @@ class LocalRuntime:
         log.info("%s replica %d started (pid %d)", spec.name, replica.index, proc.pid)
 
     async def _terminate_all(self, dep: _Deployment) -> None:
-        for replica in dep.replicas:
+        everyone = dep.everyone()
+        for replica in everyone:
             if replica.status != "failed":
                 replica.status = "stopping"
-        await asyncio.gather(*(self._terminate(r) for r in dep.replicas))
-        for replica in dep.replicas:
+        await asyncio.gather(*(self._terminate(r) for r in everyone))
+        for replica in everyone:
             if replica.status == "stopping":
                 replica.status = "stopped"
 
@@ -381,24 +525,49 @@ class LocalRuntime:
         return self.settings.logs_dir() / name / f"replica-{index}.log"
 
     async def _emit(
-        self, dep: _Deployment, *, status: str | None = None, message: str | None = None
+        self,
+        dep: _Deployment,
+        *,
+        status: str | None = None,
+        message: str | None = None,
+        rollout: str | None = None,
+        version: str = "",
     ) -> None:
         if status is not None:
             dep.status = status
         if message is not None:
             dep.message = message
+        await self._send(
+            RuntimeEvent(
+                deployment=dep.spec.name,
+                status=status,
+                message=dep.message,
+                replicas=[r.state() for r in dep.everyone()],
+                rollout=rollout,
+                version=version,
+            )
+        )
+
+    async def _emit_rollout_failure(self, dep: _Deployment, version: str, message: str) -> None:
+        # The serving replicas' status stands; the message is the failed version's.
+        await self._send(
+            RuntimeEvent(
+                deployment=dep.spec.name,
+                status=dep.status,
+                message=message,
+                replicas=[r.state() for r in dep.everyone()],
+                rollout="failed",
+                version=version,
+            )
+        )
+
+    async def _send(self, event: RuntimeEvent) -> None:
         if self._listener is None:
             return
-        event = RuntimeEvent(
-            deployment=dep.spec.name,
-            status=status,
-            message=dep.message,
-            replicas=[r.state() for r in dep.replicas],
-        )
         try:
             await self._listener(event)
         except Exception:
-            log.exception("could not record the state of %s", dep.spec.name)
+            log.exception("could not record the state of %s", event.deployment)
 
 
 def _tail(path: Path, lines: int = 15) -> str:

@@ -130,6 +130,18 @@ class ReplicaView(BaseModel):
     port: int | None = None
     restarts: int = 0
     last_error: str = ""
+    version: str = Field(default="", description="The model version the replica runs.")
+
+
+class RolloutView(BaseModel):
+    """A version starting beside the serving one; it takes the traffic once all its replicas
+    are healthy."""
+
+    model_config = ConfigDict(protected_namespaces=())
+
+    version: str
+    previous_version: str = Field(description="The version that serves meanwhile.")
+    rollback: bool = False
 
 
 class DeploymentView(BaseModel):
@@ -162,6 +174,11 @@ class DeploymentView(BaseModel):
     track_metrics: bool
     signature: dict[str, Any] | None
     env_manager: str = "local"
+    rollout: RolloutView | None = Field(
+        default=None,
+        description="While a redeploy or rollback is under way: the version starting beside "
+        "the serving one (``version`` is still the serving one's).",
+    )
     created_at: datetime
     updated_at: datetime
 

@@ -38,13 +38,15 @@ class DeploymentSpec:
 @dataclass
 class ReplicaState:
     index: int
-    status: str  # starting | ready | unhealthy | restarting | stopped | failed
+    # starting | ready | unhealthy | restarting | draining | stopping | stopped | failed
+    status: str
     pid: int | None
     port: int | None
     restarts: int
     last_error: str
     started_at: float | None
     inflight: int = 0
+    version: str = ""  # the model version this replica serves
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -56,6 +58,7 @@ class ReplicaState:
             "last_error": self.last_error,
             "started_at": self.started_at,
             "inflight": self.inflight,
+            "version": self.version,
         }
 
 
@@ -67,6 +70,10 @@ class RuntimeEvent:
     status: str | None = None  # deploying | deployed | failed | stopped
     message: str = ""
     replicas: list[ReplicaState] = field(default_factory=list)
+    # The end of a rollout of ``version`` beside the serving replicas: ``completed`` (it took
+    # the traffic) or ``failed`` (it never did; ``message`` says why).
+    rollout: str | None = None
+    version: str = ""
 
 
 Listener = Callable[[RuntimeEvent], Awaitable[None]]
@@ -84,6 +91,10 @@ class Runtime(Protocol):
     async def shutdown(self) -> None: ...
 
     async def deploy(self, spec: DeploymentSpec) -> None: ...
+
+    async def rollout(self, spec: DeploymentSpec) -> None: ...
+
+    def serving(self, name: str) -> bool: ...
 
     async def stop(self, name: str) -> None: ...
 

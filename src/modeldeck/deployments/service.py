@@ -1,9 +1,17 @@
-"""Deployments: create, list, get, stop, start, scale, delete, and bring back after a restart.
+"""Deployments: create, list, get, stop, start, scale, redeploy, roll back, delete, and bring
+back after a restart.
 
 Knows nothing of HTTP. State lives in the store; the runtime runs the replicas and reports what
 happens to them, which this service records. An in-memory routing table answers the gateway's
 per-request questions (does this deployment exist, which key hash does it expect) without a
 database round trip.
+
+A redeploy of a deployment that serves is a rollout: the new version starts beside the serving
+one and the deployment row keeps describing the serving version until the runtime reports that
+the new one took the traffic (then the row, the route and the history flip in one write); a new
+version that fails to start leaves the row, and the traffic, with the old one. The history
+(``deployment_history``) keeps the versions a deployment served, so a rollback can return to the
+previous one.
 """
 
 from __future__ import annotations
@@ -18,8 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Select, select
-from sqlalchemy.orm import selectinload
+from sqlalchemy import Select, delete, select
+from sqlalchemy.orm import Session, selectinload
 
 from modeldeck.builds.environment import ISOLATED
 from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
@@ -34,15 +42,26 @@ from modeldeck.deployments.models import (
     DeploymentView,
     RedeployRequest,
     ReplicaView,
+    RolloutView,
 )
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
 from modeldeck.errors import Conflict, NotFound, ValidationFailed
 from modeldeck.keys import KeyHash, NewKey, hash_key, new_access_key
 from modeldeck.registry import Registry, parse_version_spec
 from modeldeck.store import Store
-from modeldeck.store.schema import DeploymentRow, ReplicaRow, utcnow
+from modeldeck.store.schema import DeploymentHistoryRow, DeploymentRow, ReplicaRow, utcnow
 
 log = logging.getLogger("modeldeck.deployments")
+
+HISTORY_LIMIT = 20  # history entries kept per deployment
+# The deployment columns a version brings (and a rollback restores); the rest are settings.
+VERSION_COLUMNS = (
+    "model_name", "model_version", "version_spec", "model_uri", "source", "file_path",
+    "function_name", "env_manager", "signature",
+)  # fmt: skip
+SETTING_COLUMNS = (
+    "replicas", "cpu", "memory_mb", "environment", "auth_enabled", "track_metrics",
+)  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -58,6 +77,18 @@ class RouteEntry:
     deployment_id: str = ""
 
 
+@dataclass
+class _Rollout:
+    """A version starting beside the serving one: what the deployment row becomes once the
+    runtime reports that it took the traffic."""
+
+    version: str
+    previous_version: str
+    values: dict[str, object]  # VERSION_COLUMNS and SETTING_COLUMNS
+    entry_id: int  # its history entry: a new one, or for a rollback the entry returned to
+    rollback: bool
+
+
 class DeploymentService:
     def __init__(
         self, settings: Settings, store: Store, registry: Registry, runtime: LocalRuntime
@@ -70,6 +101,7 @@ class DeploymentService:
         self._by_key: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
+        self._rollouts: dict[str, _Rollout] = {}
         self.builds = BuildService(settings, store, registry, in_use=self._environments_in_use)
 
     async def shutdown(self) -> None:
@@ -115,6 +147,7 @@ class DeploymentService:
     async def restore(self) -> None:
         """Bring back every deployment that should be running (after a platform restart)."""
         await asyncio.to_thread(self.builds.fail_unfinished)
+        await asyncio.to_thread(self._fail_unfinished_rollouts)
         rows = await asyncio.to_thread(self._all_rows)
         for row in rows:
             self._set_route(row)
@@ -124,7 +157,14 @@ class DeploymentService:
                 await self._launch(row, "restore")
 
     async def on_runtime_event(self, event: RuntimeEvent) -> None:
-        await asyncio.to_thread(self._record_event, event)
+        rollout = None
+        if event.rollout is not None:
+            pending = self._rollouts.get(event.deployment)
+            if pending is not None and pending.version == event.version:
+                rollout = self._rollouts.pop(event.deployment)
+        row = await asyncio.to_thread(self._record_event, event, rollout)
+        if row is not None and rollout is not None and event.rollout == "completed":
+            self._set_route(row)
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -166,39 +206,67 @@ class DeploymentService:
     async def redeploy(self, request: DeploymentCreate) -> DeploymentView:
         """Serve another model version (or file) under an existing deployment.
 
-        The name, access key and recorded metrics stay; the replicas are replaced by the
-        runtime (the old ones stop before the new ones start). With an isolated environment
-        (``env_manager`` ``uv``/``virtualenv``, given or the deployment's) the new version's
-        build runs first, in the background, while the old version keeps serving; a failed
-        build leaves it serving.
+        The name, access key and recorded metrics stay. While the deployment serves, the new
+        version's replicas start beside the old ones and take the traffic only once all are
+        healthy (then the old ones drain and stop); if they fail to start the old version keeps
+        serving and ``status_message`` says why. With an isolated environment (``env_manager``
+        ``uv``/``virtualenv``, given or the deployment's) the new version's build runs first,
+        in the background, while the old version keeps serving; a failed build leaves it
+        serving.
         """
         async with self._lock(request.name):
             current = await self._require_endpoint(request.name)
             new = await self._new_row(request)
             env_manager = request.env_manager or current.env_manager
-            if env_manager in ISOLATED and new.source == "registry":
-                build = await self.builds.queue(
-                    current,
-                    model_name=new.model_name,
-                    model_version=new.model_version,
-                    model_uri=new.model_uri,
-                    env_manager=env_manager,
-                    reason="redeploy",
-                )
-                await self._update(
-                    request.name,
-                    status="building",
-                    status_message=f"build {build.id} of version {new.model_version}; version "
-                    f"{current.model_version} serves meanwhile",
-                )
-                self._background(
-                    self._redeploy_when_built(
-                        current.id, current.status, new, env_manager, build.id
-                    )
-                )
-                return await self.get(request.name)
-            await self._apply_redeploy(request.name, new, env_manager, None)
+            await self._start_redeploy(current, new, env_manager, "redeploy", None)
             return await self.get(request.name)
+
+    async def rollback(self, name: str) -> DeploymentView:
+        """Return to the version the deployment served before its current one, the way a
+        redeploy goes (beside the serving version; built first when isolated). 409 when there
+        is none: a new deployment, or every earlier version was rolled back from already."""
+        async with self._lock(name):
+            current = await self._require_endpoint(name)
+            target = await asyncio.to_thread(self._rollback_target, current.id)
+            if target is None:
+                raise Conflict(
+                    f"deployment {name!r} has no previous version to roll back to",
+                    details={"deployment": name},
+                )
+            new = _staged(current, {c: getattr(target, c) for c in VERSION_COLUMNS})
+            await self._start_redeploy(current, new, target.env_manager, "rollback", target.id)
+            return await self.get(name)
+
+    async def _start_redeploy(
+        self,
+        current: DeploymentRow,
+        new: DeploymentRow,
+        env_manager: str,
+        reason: str,
+        rollback_to: int | None,
+    ) -> None:
+        if env_manager in ISOLATED and new.source == "registry":
+            build = await self.builds.queue(
+                current,
+                model_name=new.model_name,
+                model_version=new.model_version,
+                model_uri=new.model_uri,
+                env_manager=env_manager,
+                reason=reason,
+            )
+            await self._update(
+                current.name,
+                status="building",
+                status_message=f"build {build.id} of version {new.model_version}; version "
+                f"{current.model_version} serves meanwhile",
+            )
+            self._background(
+                self._redeploy_when_built(
+                    current.id, current.status, new, env_manager, build.id, rollback_to
+                )
+            )
+            return
+        await self._apply_redeploy(current.name, new, env_manager, None, rollback_to)
 
     async def redeploy_version(self, name: str, request: RedeployRequest) -> DeploymentView:
         """Serve another version (of the same registered model unless ``request.model`` names
@@ -231,6 +299,7 @@ class DeploymentService:
         new: DeploymentRow,
         env_manager: str,
         build_id: str,
+        rollback_to: int | None = None,
     ) -> None:
         outcome = await self.builds.run(build_id)
         async with self._lock(new.name):
@@ -258,36 +327,56 @@ class DeploymentService:
                 return
             if row.desired_state != "running":
                 return  # stopped while it built
-            await self._apply_redeploy(new.name, new, env_manager, outcome)
+            await self._apply_redeploy(new.name, new, env_manager, outcome, rollback_to)
 
     async def _apply_redeploy(
-        self, name: str, new: DeploymentRow, env_manager: str, outcome: BuildOutcome | None
+        self,
+        name: str,
+        new: DeploymentRow,
+        env_manager: str,
+        outcome: BuildOutcome | None,
+        rollback_to: int | None = None,
     ) -> None:
+        """Serve ``new``: beside the serving version (a rollout), or, when nothing serves,
+        in place of whatever there is."""
+        new.env_manager = env_manager
+        values: dict[str, object] = {
+            **_version_values(new),
+            **{c: getattr(new, c) for c in SETTING_COLUMNS},
+        }
+        superseded_by = f"superseded by version {new.model_version}"
+        current = await self._require(name)
+        if current.desired_state != "running" or not self.runtime.serving(name):
+            await self._cancel_rollout(name, superseded_by)  # deploy stops its replicas
+            await asyncio.to_thread(self._replace, name, values, rollback_to)
+            row = await self._require(name)
+            self._set_route(row)
+            await self.runtime.deploy(_spec(row, outcome))
+            return
+        entry_id = rollback_to
+        if entry_id is None:
+            entry_id = await asyncio.to_thread(self._begin_entry, current, values)
+        verb = "rolling back to" if rollback_to is not None else "rolling out"
         await self._update(
             name,
-            model_name=new.model_name,
-            model_version=new.model_version,
-            version_spec=new.version_spec,
-            model_uri=new.model_uri,
-            signature=new.signature,
-            source=new.source,
-            file_path=new.file_path,
-            function_name=new.function_name,
-            replicas=new.replicas,
-            cpu=new.cpu,
-            memory_mb=new.memory_mb,
-            environment=new.environment,
-            auth_enabled=new.auth_enabled,
-            track_metrics=new.track_metrics,
-            env_manager=env_manager,
-            desired_state="running",
             status="deploying",
-            status_message="",
+            status_message=f"{verb} version {new.model_version} beside version "
+            f"{current.model_version}, which serves until the new replicas are healthy",
         )
-        await asyncio.to_thread(self._trim_replicas, name, new.replicas)
-        row = await self._require(name)
-        self._set_route(row)
-        await self.runtime.deploy(_spec(row, outcome))
+        # Re-read: a rollout this one supersedes may have completed meanwhile. From here to
+        # the runtime's abandoning that rollout's replicas nothing awaits.
+        current = await self._require(name)
+        superseded = self._rollouts.pop(name, None)
+        self._rollouts[name] = _Rollout(
+            version=new.model_version,
+            previous_version=current.model_version,
+            values=values,
+            entry_id=entry_id,
+            rollback=rollback_to is not None,
+        )
+        await self.runtime.rollout(_spec(_staged(current, values), outcome))
+        if superseded is not None:
+            await asyncio.to_thread(self._end_rollout_entry, superseded, superseded_by)
 
     async def _launch(self, row: DeploymentRow, reason: str) -> None:
         """Start ``row``'s replicas: at once in the platform's environment, or, with an
@@ -419,6 +508,7 @@ class DeploymentService:
         async with self._lock(name):
             await self._require_endpoint(name)
             await self._update(name, desired_state="stopped", status="stopping", status_message="")
+            await self._cancel_rollout(name, "stopped during the rollout")
             await self.runtime.stop(name)
             await self._update(name, status="stopped")
             await asyncio.to_thread(self._mark_replicas, name, "stopped")
@@ -440,13 +530,19 @@ class DeploymentService:
         async with self._lock(name):
             await self._require_endpoint(name)
             await self._update(name, replicas=replicas)
-            await self.runtime.scale(name, replicas)
-            await asyncio.to_thread(self._trim_replicas, name, replicas)
+            rollout = self._rollouts.get(name)
+            if rollout is not None:  # the version rolling out comes up with the new count
+                rollout.values["replicas"] = replicas
+            if self.runtime.running(name):
+                await self.runtime.scale(name, replicas)  # its event updates the replica rows
+            else:
+                await asyncio.to_thread(self._trim_replicas, name, replicas)
             return await self.get(name)
 
     async def delete(self, name: str) -> None:
         async with self._lock(name):
             await self._require(name)
+            self._rollouts.pop(name, None)
             await self.runtime.stop(name)
             await asyncio.to_thread(self._delete, name)
             self._drop_route(name)
@@ -491,6 +587,9 @@ class DeploymentService:
     def _insert(self, row: DeploymentRow) -> None:
         with self.store.write() as session:
             session.add(row)
+            if row.kind == "endpoint":
+                session.flush()
+                session.add(_entry(row.id, _version_values(row), "deploy", "serving"))
 
     def _delete(self, name: str) -> None:
         with self.store.write() as session:
@@ -510,20 +609,40 @@ class DeploymentService:
     async def _set_status(self, name: str, status: str, message: str = "") -> None:
         await self._update(name, status=status, status_message=message)
 
-    def _record_event(self, event: RuntimeEvent) -> None:
+    def _record_event(self, event: RuntimeEvent, rollout: _Rollout | None) -> DeploymentRow | None:
+        """Record what the runtime reports; with ``rollout`` (the one that just ended), flip
+        the row to the new version or say why it never took traffic. Returns the row."""
         with self.store.write() as session:
             row = session.scalars(
                 _select().where(DeploymentRow.name == event.deployment)
             ).one_or_none()
             if row is None:
-                return
-            if event.status is not None and not (
-                row.desired_state == "stopped" and event.status != "stopped"
-            ):
-                row.status = event.status
-                row.status_message = event.message
+                return None
+            status, message = event.status, event.message
+            if rollout is not None and event.rollout == "completed":
+                for key, value in rollout.values.items():
+                    setattr(row, key, value)
+                _complete_entries(session, row.id, rollout)
+            elif rollout is not None and event.rollout == "failed":
+                verb = "rollback to" if rollout.rollback else "rollout of"
+                message = (
+                    f"{verb} {rollout.values['model_name']} version {rollout.version} failed: "
+                    f"it never took traffic and was stopped; {row.model_name} version "
+                    f"{row.model_version} keeps serving. {event.message}"
+                )
+                if not rollout.rollback:
+                    _end_entry(session, rollout.entry_id, "failed", event.message)
+            elif event.rollout is None and self._rollouts.get(row.name) and status == "deployed":
+                status = None  # the serving version settled; the rollout still runs
+            if status is not None and not (row.desired_state == "stopped" and status != "stopped"):
+                row.status = status
+                row.status_message = message
                 row.updated_at = utcnow()
             existing = {r.index: r for r in row.replica_rows}
+            live = {state.index for state in event.replicas}
+            for gone in list(row.replica_rows):
+                if gone.index not in live and row.desired_state == "running":
+                    row.replica_rows.remove(gone)  # replaced (a rollout) or scaled away
             for state in event.replicas:
                 rep = existing.get(state.index)
                 if rep is None:
@@ -534,7 +653,76 @@ class DeploymentService:
                 rep.port = state.port
                 rep.restarts = state.restarts
                 rep.last_error = state.last_error
+                rep.version = state.version
                 rep.updated_at = utcnow()
+            return row
+
+    # -- history ------------------------------------------------------------------------------
+
+    def _begin_entry(self, current: DeploymentRow, values: dict[str, object]) -> int:
+        """The history entry of a version rolling out (and of the serving one, for deployments
+        older than the history)."""
+        with self.store.write() as session:
+            if _serving_entry(session, current.id) is None:
+                session.add(_entry(current.id, _version_values(current), "deploy", "serving"))
+            entry = _entry(current.id, values, "redeploy", "rolling out")
+            session.add(entry)
+            session.flush()
+            return entry.id
+
+    def _replace(self, name: str, values: dict[str, object], rollback_to: int | None) -> None:
+        """Nothing serves: the row takes the new version now, and the history says so."""
+        with self.store.write() as session:
+            row = session.scalars(_select().where(DeploymentRow.name == name)).one()
+            before = row.status
+            for key, value in values.items():
+                setattr(row, key, value)
+            row.desired_state, row.status, row.status_message = "running", "deploying", ""
+            row.updated_at = utcnow()
+            old = _serving_entry(session, row.id)
+            if rollback_to is not None:
+                entry = session.get(DeploymentHistoryRow, rollback_to)
+                if entry is not None:
+                    entry.status, entry.served_from, entry.served_until = "serving", utcnow(), None
+                if old is not None and old is not entry:
+                    _end(old, "rolled back")
+            else:
+                session.add(_entry(row.id, values, "redeploy", "serving"))
+                if old is not None:
+                    _end(old, "failed" if before == "failed" else "retired")
+            session.flush()
+            _trim_history(session, row.id)
+
+    def _end_rollout_entry(self, rollout: _Rollout, message: str) -> None:
+        if rollout.rollback:
+            return  # its entry is a version that served: it stays a rollback target
+        with self.store.write() as session:
+            _end_entry(session, rollout.entry_id, "failed", message)
+
+    async def _cancel_rollout(self, name: str, message: str) -> None:
+        rollout = self._rollouts.pop(name, None)
+        if rollout is not None:
+            await asyncio.to_thread(self._end_rollout_entry, rollout, message)
+
+    def _rollback_target(self, deployment_id: str) -> DeploymentHistoryRow | None:
+        with self.store.read() as session:
+            return session.scalars(
+                select(DeploymentHistoryRow)
+                .where(
+                    DeploymentHistoryRow.deployment_id == deployment_id,
+                    DeploymentHistoryRow.status == "retired",
+                )
+                .order_by(DeploymentHistoryRow.id.desc())
+                .limit(1)
+            ).one_or_none()
+
+    def _fail_unfinished_rollouts(self) -> None:
+        with self.store.write() as session:
+            for entry in session.scalars(
+                select(DeploymentHistoryRow).where(DeploymentHistoryRow.status == "rolling out")
+            ):
+                entry.status = "failed"
+                entry.message = "the platform stopped during the rollout"
 
     def _mark_replicas(self, name: str, status: str) -> None:
         with self.store.write() as session:
@@ -574,6 +762,7 @@ class DeploymentService:
                         port=rep.port,
                         restarts=rep.restarts,
                         last_error=rep.last_error,
+                        version=rep.version,
                     )
                 )
         for index, state in sorted(live.items()):
@@ -587,7 +776,17 @@ class DeploymentService:
                         }
                     )
                 )
+        rolling_out = self._rollouts.get(row.name)
         return DeploymentView(
+            rollout=(
+                RolloutView(
+                    version=rolling_out.version,
+                    previous_version=rolling_out.previous_version,
+                    rollback=rolling_out.rollback,
+                )
+                if rolling_out is not None
+                else None
+            ),
             id=row.id,
             name=row.name,
             crn=row.crn,
@@ -600,7 +799,10 @@ class DeploymentService:
             status_message=row.status_message,
             desired_state=row.desired_state,
             replicas=row.replicas,
-            ready_replicas=sum(r.status == "ready" for r in replica_views),
+            # The serving version's: a rollout's new replicas take no traffic until the switch.
+            ready_replicas=sum(
+                r.status == "ready" and r.version in ("", row.model_version) for r in replica_views
+            ),
             replica_states=replica_views,
             cpu=row.cpu,
             memory_mb=row.memory_mb,
@@ -638,6 +840,86 @@ def _python_file(path: str) -> str:
             f"file {path!r} is not an existing Python (.py) file", details={"field": "file"}
         )
     return str(resolved)
+
+
+def _version_values(row: DeploymentRow) -> dict[str, object]:
+    return {c: getattr(row, c) for c in VERSION_COLUMNS}
+
+
+def _staged(current: DeploymentRow, values: dict[str, object]) -> DeploymentRow:
+    """A detached copy of ``current`` with ``values`` applied: what a new version runs as."""
+    staged = DeploymentRow(
+        **{c.key: getattr(current, c.key) for c in DeploymentRow.__table__.columns}
+    )
+    for key, value in values.items():
+        setattr(staged, key, value)
+    return staged
+
+
+def _entry(
+    deployment_id: str, values: dict[str, object], reason: str, status: str
+) -> DeploymentHistoryRow:
+    entry = DeploymentHistoryRow(
+        deployment_id=deployment_id, reason=reason, status=status, message=""
+    )
+    for column in VERSION_COLUMNS:
+        setattr(entry, column, values[column])
+    if status == "serving":
+        entry.served_from = utcnow()
+    return entry
+
+
+def _end(entry: DeploymentHistoryRow, status: str, message: str = "") -> None:
+    entry.status, entry.message = status, message or entry.message
+    if entry.served_from is not None and entry.served_until is None:
+        entry.served_until = utcnow()
+
+
+def _end_entry(session: Session, entry_id: int, status: str, message: str) -> None:
+    entry = session.get(DeploymentHistoryRow, entry_id)
+    if entry is not None and entry.status == "rolling out":
+        _end(entry, status, message)
+
+
+def _serving_entry(session: Session, deployment_id: str) -> DeploymentHistoryRow | None:
+    return session.scalars(
+        select(DeploymentHistoryRow)
+        .where(
+            DeploymentHistoryRow.deployment_id == deployment_id,
+            DeploymentHistoryRow.status == "serving",
+        )
+        .order_by(DeploymentHistoryRow.id.desc())
+        .limit(1)
+    ).one_or_none()
+
+
+def _complete_entries(session: Session, deployment_id: str, rollout: _Rollout) -> None:
+    """The rolled-out version serves: its entry says so, the one it replaced ends."""
+    old = _serving_entry(session, deployment_id)
+    new = session.get(DeploymentHistoryRow, rollout.entry_id)
+    if new is not None:
+        new.status, new.served_from, new.served_until = "serving", utcnow(), None
+    if old is not None and old is not new:
+        same = all(getattr(old, c) == rollout.values[c] for c in VERSION_COLUMNS[:-1])
+        if rollout.rollback:
+            _end(old, "rolled back")
+        elif same:
+            session.delete(old)  # the same version again: one entry is enough
+        else:
+            _end(old, "retired")
+    session.flush()
+    _trim_history(session, deployment_id)
+
+
+def _trim_history(session: Session, deployment_id: str) -> None:
+    stale = session.scalars(
+        select(DeploymentHistoryRow.id)
+        .where(DeploymentHistoryRow.deployment_id == deployment_id)
+        .order_by(DeploymentHistoryRow.id.desc())
+        .offset(HISTORY_LIMIT)
+    ).all()
+    if stale:
+        session.execute(delete(DeploymentHistoryRow).where(DeploymentHistoryRow.id.in_(stale)))
 
 
 def _select() -> Select[DeploymentRow]:

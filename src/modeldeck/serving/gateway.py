@@ -3,7 +3,9 @@
 It checks the access key, picks the ready replica with the fewest requests in flight and
 forwards the body untouched (the replica decodes and validates it). A replica that cannot be
 reached is taken out of rotation and the request is retried once on another, so a crashed
-replica costs its callers nothing while a healthy one remains.
+replica costs its callers nothing while a healthy one remains. During a rollout the runtime
+offers only the serving version's replicas until the new version's are all healthy; every answer
+names the version that made it (``X-Modeldeck-Version``).
 
 The hop to the replica uses aiohttp's client: on this path it costs a fraction of httpx's
 (whose connection pool scans every idle connection per request), and the gateway's CPU is what
@@ -31,6 +33,7 @@ class Answer:
     body: bytes
     headers: dict[str, str]
     replica: int | None = None
+    version: str | None = None  # the model version of the replica that answered
 
 
 class Gateway:
@@ -97,7 +100,9 @@ class Gateway:
                 async with self._client.post(replica.url + "/predict", data=body) as response:
                     content = await response.read()
                     headers = {k: v for k in FORWARDED_HEADERS if (v := response.headers.get(k))}
-                    return Answer(response.status, content, headers, replica.index)
+                    version = replica.spec.model_version
+                    headers["x-modeldeck-version"] = version
+                    return Answer(response.status, content, headers, replica.index, version)
             except TimeoutError as exc:
                 raise GatewayTimeout(
                     f"deployment {route.name!r} did not answer within "

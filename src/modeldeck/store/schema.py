@@ -88,11 +88,45 @@ class ReplicaRow(Base):
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    version: Mapped[str] = mapped_column(String(32), default="")  # the model version it runs
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
 
     deployment: Mapped[DeploymentRow] = relationship(back_populates="replica_rows")
+
+
+class DeploymentHistoryRow(Base):
+    """One version a deployment was set to serve: what a rollback returns to.
+
+    ``status``: ``rolling out`` (starting beside the serving version), ``serving`` (the one the
+    deployment row describes), ``retired`` (replaced by a redeploy: a rollback target),
+    ``rolled back`` (replaced by a rollback: not a target again), ``failed`` (never took
+    traffic; ``message`` says why).
+    """
+
+    __tablename__ = "deployment_history"
+    __table_args__ = (Index("ix_deployment_history_deployment_id", "deployment_id", "id"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    reason: Mapped[str] = mapped_column(String(16))  # deploy | redeploy | rollback
+    status: Mapped[str] = mapped_column(String(16))
+    message: Mapped[str] = mapped_column(Text, default="")
+    model_name: Mapped[str] = mapped_column(String(255))
+    model_version: Mapped[str] = mapped_column(String(32))
+    version_spec: Mapped[str] = mapped_column(String(255))
+    model_uri: Mapped[str] = mapped_column(String(1024))
+    signature: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    source: Mapped[str] = mapped_column(String(16))
+    file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
+    function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    env_manager: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    served_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    served_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class ApiKeyRow(Base):
