@@ -134,6 +134,44 @@ def test_performance_from_summaries_equals_the_raw_aggregation(
     _same(again, raw.performance("clf", **window))
 
 
+def test_reports_served_from_decoded_summaries_in_memory_stay_equal(
+    stores: tuple[AnalysisService, AnalysisService, Store], tmp_path: Any
+) -> None:
+    cached, raw, store = stores
+    metrics = ModelMetrics(store)
+    records = _records(900, seed=11)
+    metrics.insert_predictions(records)
+    _label(metrics, records, seed=12)
+    window = {"start_ms": T0, "end_ms": T0 + 3 * HOUR, "step_ms": HOUR}
+
+    first = cached.performance("clf", **window)  # builds and stores the summaries
+    assert len(cached._parts) == 0
+    second = cached.performance("clf", **window)  # decodes them, keeps them in memory
+    assert len(cached._parts) > 0
+    third = cached.performance("clf", **window)  # merged from memory: nothing double counted
+    cold = AnalysisService(store, Registry(f"sqlite:///{tmp_path / 'other.db'}"))
+    for report in (second, third, cold.performance("clf", **window)):
+        _same(report, first)
+    _same(third, raw.performance("clf", **window))
+
+    # A label landing in a bucket makes its summary stale: memory does not hide it.
+    _label(metrics, records[:40], seed=13)
+    _same(cached.performance("clf", **window), raw.performance("clf", **window))
+
+
+def test_the_part_cache_drops_the_least_recently_used_beyond_its_size() -> None:
+    from modeldeck.analysis.service import _PartCache
+
+    cache = _PartCache(max_bytes=100)
+    cache.put(("a",), "A", 40)
+    cache.put(("b",), "B", 40)
+    assert cache.get(("a",)) == "A"  # a is now the most recently used
+    cache.put(("c",), "C", 40)
+    assert (cache.get(("a",)), cache.get(("b",)), cache.get(("c",))) == ("A", None, "C")
+    cache.put(("d",), "D", 500)  # larger than the whole cache: nothing stays
+    assert len(cache) == 0
+
+
 def test_drift_from_summaries_equals_drift_from_the_records(
     stores: tuple[AnalysisService, AnalysisService, Store],
 ) -> None:

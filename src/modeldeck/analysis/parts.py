@@ -63,6 +63,11 @@ class PerformancePart:
     # (predicted, probabilities in ``classes`` order): count, for estimated performance
     estimate: dict[tuple[str, tuple[float, ...]], int] = field(default_factory=dict)
     classes: list[str] = field(default_factory=list)  # the classes named in the probabilities
+    # Score counts read from stored parts and not yet added into ``scores``, as stored (score
+    # steps, then their positives, then their negatives): a report merges hundreds of stored
+    # parts, and adding them up once, when the grids are read (:meth:`grids`), costs a
+    # fraction of building a dense grid for each.
+    pending: dict[str, list[list[int]]] = field(default_factory=dict)
 
     def count_score(self, cls: str, score: float, positives: int, negatives: int) -> None:
         import numpy as np
@@ -74,11 +79,31 @@ class PerformancePart:
         grid[0, step] += positives
         grid[1, step] += negatives
 
+    def grids(self) -> dict[str, np.ndarray[Any, Any]]:
+        """Per class, ``[positives, negatives]`` per score step, pending counts added in."""
+        import numpy as np
+
+        for cls, stored in self.pending.items():
+            steps, positives, negatives = np.concatenate(
+                [np.asarray(sparse, dtype=np.int64).reshape(3, -1) for sparse in stored], axis=1
+            )
+            size = SCORE_STEPS + 1
+            grid = np.stack(
+                [
+                    np.bincount(steps, weights=positives, minlength=size),
+                    np.bincount(steps, weights=negatives, minlength=size),
+                ]
+            ).astype(np.int64)  # float64 sums are exact below 2**53 predictions
+            mine = self.scores.get(cls)
+            self.scores[cls] = grid if mine is None else mine + grid
+        self.pending = {}
+        return self.scores
+
     def score_rows(self, cls: str) -> list[tuple[float, int, int]]:
         """``(score, positives, negatives)`` for every score step with predictions."""
         import numpy as np
 
-        grid = self.scores.get(cls)
+        grid = self.grids().get(cls)
         if grid is None:
             return []
         steps = np.flatnonzero(grid.sum(axis=0))
@@ -94,6 +119,8 @@ class PerformancePart:
         for cls, grid in other.scores.items():
             mine = self.scores.get(cls)
             self.scores[cls] = grid.copy() if mine is None else mine + grid
+        for cls, stored in other.pending.items():
+            self.pending.setdefault(cls, []).extend(stored)  # read-only lists: shared, not copied
         theirs = other.estimate
         if other.classes != self.classes:
             union = sorted(set(self.classes) | set(other.classes))
@@ -115,7 +142,7 @@ class PerformancePart:
                 "r": self.regression,
                 "l": self.log_loss,
                 # sparse: only the score steps with counts
-                "s": {c: _sparse(grid) for c, grid in self.scores.items()},
+                "s": {c: _sparse(grid) for c, grid in self.grids().items()},
                 "e": [[pred, list(probs), n] for (pred, probs), n in self.estimate.items()],
                 "k": self.classes,
             }
@@ -123,7 +150,6 @@ class PerformancePart:
 
     @classmethod
     def from_bytes(cls, data: bytes) -> PerformancePart:
-
         raw = orjson.loads(data)
         return cls(
             predictions=int(raw["n"]),
@@ -131,7 +157,7 @@ class PerformancePart:
             many_labels=bool(raw["m"]),
             regression=[float(x) for x in raw["r"]],
             log_loss=[float(x) for x in raw["l"]],
-            scores={c: _dense(sparse) for c, sparse in raw["s"].items()},
+            pending={c: [sparse] for c, sparse in raw["s"].items()},
             estimate={(pred, tuple(probs)): n for pred, probs, n in raw["e"]},
             classes=raw["k"],
         )
@@ -143,16 +169,6 @@ def _sparse(grid: np.ndarray[Any, Any]) -> list[int]:
 
     steps = np.flatnonzero(grid.sum(axis=0))
     return np.concatenate([steps, grid[0, steps], grid[1, steps]]).tolist()  # type: ignore[no-any-return]
-
-
-def _dense(sparse: list[int]) -> np.ndarray[Any, Any]:
-    import numpy as np
-
-    steps, positives, negatives = np.asarray(sparse, dtype=np.int64).reshape(3, -1)
-    grid = np.zeros((2, SCORE_STEPS + 1), dtype=np.int64)
-    grid[0, steps] = positives
-    grid[1, steps] = negatives
-    return grid
 
 
 def _remap(

@@ -17,8 +17,10 @@ from __future__ import annotations
 
 import logging
 import math
+import threading
 import time
 import uuid as uuidlib
+from collections import OrderedDict
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Literal, Protocol, TypeVar
@@ -53,6 +55,9 @@ AUC_DIGITS = 3
 ESTIMATE_DIGITS = 2
 CLASSIFICATION_MAX_CLASSES = 50
 REFETCH_SECONDS = 600.0
+PART_CACHE_BYTES = 32 * 1024 * 1024
+"""Stored summaries kept decoded in memory, counted by their stored size (about 4,000
+performance parts: two weeks of one deployment's, or a day of a dozen deployments')."""
 
 
 class ColumnOverride(BaseModel):
@@ -162,6 +167,7 @@ class AnalysisService:
         self.summaries = summaries
         self.dialect = Dialect(store.dialect)
         self._fetch_failed: dict[tuple[str, str], float] = {}
+        self._parts = _PartCache(PART_CACHE_BYTES)
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -683,10 +689,20 @@ class AnalysisService:
             counts = self._bucket_counts(deployment.id, first, last)
         labels = self._label_counts(deployment.id, first, last) if with_labels else {}
         with self.store.read() as session:
+            # Which summaries exist and what they were built from; the parts themselves come
+            # from memory when this process decoded the same summary before.
             stored = {
                 (r.bucket_ms, r.model_version): r
-                for r in session.scalars(
-                    select(AnalysisSummaryRow).where(
+                for r in session.execute(
+                    select(
+                        AnalysisSummaryRow.bucket_ms,
+                        AnalysisSummaryRow.model_version,
+                        AnalysisSummaryRow.signature,
+                        AnalysisSummaryRow.predictions,
+                        AnalysisSummaryRow.labels,
+                        AnalysisSummaryRow.label_max_id,
+                        AnalysisSummaryRow.built_ms,
+                    ).where(
                         AnalysisSummaryRow.deployment_id == deployment.id,
                         AnalysisSummaryRow.kind == kind,
                         AnalysisSummaryRow.bucket_ms >= first,
@@ -698,6 +714,7 @@ class AnalysisService:
         for (bucket, version), n in counts.items():
             versions.setdefault(bucket, []).append((version, n))
         stale: list[int] = []
+        valid: dict[tuple[int, str], tuple[Any, ...]] = {}
         for bucket in sorted(versions):
             label_count, label_max = labels.get(bucket, (0, 0))
             rows = [(stored.get((bucket, version)), n) for version, n in versions[bucket]]
@@ -708,15 +725,14 @@ class AnalysisService:
                 and (row.labels, row.label_max_id) == (label_count, label_max)
                 for row, n in rows
             ):
-                try:
-                    loaded = {row.model_version: load(row.data) for row, _ in rows if row}
-                except (ValueError, KeyError, TypeError):  # unreadable: rebuild it
-                    stale.append(bucket)
-                    continue
-                for version, part in loaded.items():
-                    out[(bucket, version)] = part
+                for row, _ in rows:
+                    assert row is not None
+                    valid[(bucket, row.model_version)] = (deployment.id, kind, *row)
             else:
                 stale.append(bucket)
+        loaded, unreadable = self._load_parts(deployment.id, kind, valid, load)
+        out.update(loaded)
+        stale = sorted({*stale, *unreadable})
         for lo, hi in _runs(stale, step):
             built = build(lo, hi)
             fresh = []
@@ -740,6 +756,53 @@ class AnalysisService:
                 )
             self._store_summaries(deployment.id, kind, lo, hi, fresh)
         return out
+
+    def _load_parts(
+        self,
+        deployment_id: str,
+        kind: str,
+        valid: Mapping[tuple[int, str], tuple[Any, ...]],
+        load: Callable[[bytes], Part],
+    ) -> tuple[dict[tuple[int, str], Part], set[int]]:
+        """The parts of valid stored summaries (cached, else read and decoded), and the
+        buckets whose stored data cannot be decoded (to be rebuilt)."""
+        out: dict[tuple[int, str], Part] = {}
+        missing: list[tuple[int, str]] = []
+        for key, identity in valid.items():
+            part = self._parts.get(identity)
+            if part is None:
+                missing.append(key)
+            else:
+                out[key] = part
+        unreadable: set[int] = set()
+        buckets = sorted({bucket for bucket, _ in missing})
+        wanted = set(missing)
+        for lo in range(0, len(buckets), 500):
+            chunk = buckets[lo : lo + 500]
+            with self.store.read() as session:
+                rows = session.execute(
+                    select(
+                        AnalysisSummaryRow.bucket_ms,
+                        AnalysisSummaryRow.model_version,
+                        AnalysisSummaryRow.data,
+                    ).where(
+                        AnalysisSummaryRow.deployment_id == deployment_id,
+                        AnalysisSummaryRow.kind == kind,
+                        AnalysisSummaryRow.bucket_ms.in_(chunk),
+                    )
+                ).all()
+            for bucket, version, data in rows:
+                key = (bucket, version)
+                if key not in wanted:
+                    continue
+                try:
+                    part = load(data)
+                except (ValueError, KeyError, TypeError):  # unreadable: rebuild it
+                    unreadable.add(bucket)
+                    continue
+                out[key] = part
+                self._parts.put(valid[key], part, len(data))
+        return out, unreadable
 
     def _store_summaries(
         self, deployment_id: str, kind: str, lo: int, hi: int, rows: list[AnalysisSummaryRow]
@@ -1157,6 +1220,43 @@ class AnalysisService:
         return row  # type: ignore[no-any-return]
 
 
+class _PartCache:
+    """Decoded summaries by what identifies their stored row's content (deployment, kind,
+    bucket, version, signature, counts, build time), least recently used out first.
+
+    A stored summary never changes under the same identity (a rebuild has a new build time),
+    and callers only ever merge cached parts into fresh ones, never modify them.
+    """
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[tuple[Any, ...], tuple[Any, int]] = OrderedDict()
+        self._bytes = 0
+        self._lock = threading.Lock()
+
+    def get(self, key: tuple[Any, ...]) -> Any:
+        with self._lock:
+            entry = self._entries.get(key)
+            if entry is None:
+                return None
+            self._entries.move_to_end(key)
+            return entry[0]
+
+    def put(self, key: tuple[Any, ...], part: Any, size: int) -> None:
+        with self._lock:
+            old = self._entries.pop(key, None)
+            if old is not None:
+                self._bytes -= old[1]
+            self._entries[key] = (part, size)
+            self._bytes += size
+            while self._bytes > self.max_bytes and self._entries:
+                _, (_, dropped) = self._entries.popitem(last=False)
+                self._bytes -= dropped
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+
 def _window(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
     """The window asked for; by default the last day, from a five-minute boundary."""
     end_ms = now_ms() + 1 if end_ms is None else end_ms
@@ -1366,8 +1466,9 @@ def _probability_metrics(part: parts.PerformancePart) -> dict[str, Any]:
     n, total = part.log_loss
     if n:
         out["log_loss"] = perf.log_loss_from_sums(total, int(n))
-    if part.scores:
-        aucs = {cls: perf.roc_auc_from_grid(grid[0], grid[1]) for cls, grid in part.scores.items()}
+    grids = part.grids()
+    if grids:
+        aucs = {cls: perf.roc_auc_from_grid(grid[0], grid[1]) for cls, grid in grids.items()}
         if len(part.classes) == 2:
             out["roc_auc"] = aucs.get(part.classes[1])
         else:  # one-vs-rest, macro: as perf.roc_auc_ovr_macro
