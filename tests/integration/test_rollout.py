@@ -148,6 +148,12 @@ def test_a_version_switch_under_load_loses_no_request(platform: RunningPlatform,
 
     wait_for(drained, timeout=60)  # the old replica drains and is stopped, its row removed
     assert served_by(platform, key) == {"2"}
+    # The dashboard's Logs tab lists the live replica, not the index the old one had.
+    logs = httpx.get(
+        f"{platform.url}/api/v1/deployments/{NAME}/logs",
+        headers={"Authorization": f"Bearer {platform.api_key}"},
+    ).json()
+    assert [(r["replica"], r["status"]) for r in logs["replicas"]] == [(1, "ready")]
 
 
 def cli(platform: RunningPlatform, *args: str) -> tuple[int, str]:

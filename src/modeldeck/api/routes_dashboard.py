@@ -107,9 +107,14 @@ async def replica_logs(
 
     def run() -> dict[str, Any]:
         states = {r.index: r.status for r in view.replica_states}
-        indexes = (
-            [replica] if replica is not None else sorted(set(range(view.replicas)) | set(states))
-        )
+        if replica is not None:
+            indexes = [replica]
+        elif states:  # the live replicas (during a rollout: both versions')
+            indexes = sorted(states)
+        else:  # stopped: every log the replicas left (a rollout's other indexes too)
+            folder = platform.runtime.log_path(name, 0).parent
+            found = (p.stem.removeprefix("replica-") for p in folder.glob("replica-*.log"))
+            indexes = sorted(int(i) for i in found if i.isdigit()) or list(range(view.replicas))
         return {
             "deployment": name,
             "replicas": [
