@@ -17,6 +17,7 @@ What it measures, per store (a throwaway SQLite file, a throwaway PostgreSQL dat
 How to run
     .venv/bin/python benchmarks/ingest.py
     .venv/bin/python benchmarks/ingest.py --predictions 20000 --delayed 1000 --skip-postgres
+    .venv/bin/python benchmarks/ingest.py --predictions 50000 --delayed 200 --skip-sqlite
 
     ``--postgres-url`` is an admin URL: a database ``modeldeck_bench_<random>`` is created next
     to it and dropped at the end. Results are printed as a table and written as JSON (default
@@ -238,11 +239,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     )
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help=f"admin URL ({DEFAULT_PG})")
     parser.add_argument("--skip-postgres", action="store_true", help="only benchmark SQLite")
+    parser.add_argument("--skip-sqlite", action="store_true", help="only benchmark PostgreSQL")
     parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT,
         help="JSON results file (default benchmarks/results/ingest.json)",
     )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.skip_sqlite and args.skip_postgres:
+        parser.error("--skip-sqlite and --skip-postgres leave nothing to benchmark")
     if args.predictions < 1 or args.producers < 1 or not 0 <= args.delayed <= args.predictions:
         parser.error("need --predictions >= 1, --producers >= 1, 0 <= --delayed <= --predictions")
     return args
@@ -257,8 +261,10 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         "platform": platform.platform(), "sqlalchemy": sqlalchemy.__version__,
         "psycopg": psycopg.__version__, "sqlite": sqlite3.sqlite_version,
     }  # fmt: skip
-    with tempfile.TemporaryDirectory(prefix="modeldeck-bench-") as tmp:
-        results += bench_store(err, "sqlite", f"sqlite:///{Path(tmp) / 'modeldeck.db'}", n, m, p)
+    if not args.skip_sqlite:
+        with tempfile.TemporaryDirectory(prefix="modeldeck-bench-") as tmp:
+            url = f"sqlite:///{Path(tmp) / 'modeldeck.db'}"
+            results += bench_store(err, "sqlite", url, n, m, p)
     if not args.skip_postgres:
         with postgres_database(err, args.postgres_url) as (url, version):
             machine["postgres_server"] = version

@@ -229,3 +229,35 @@ def test_prediction_ids_increase_strictly_within_a_millisecond() -> None:
 
     ids = [new_prediction_id() for _ in range(10_000)]  # many share a millisecond
     assert ids == sorted(ids) and len(set(ids)) == len(ids)
+
+
+def test_prediction_ids_are_canonical_strings_with_fresh_random_bits() -> None:
+    from modeldeck.monitoring.model_metrics import new_prediction_id
+
+    ids = [new_prediction_id() for _ in range(2_000)]  # past several refills of random bytes
+    parsed = [uuidlib.UUID(i) for i in ids]
+    assert [str(p) for p in parsed] == ids
+    assert all(p.version == 7 and p.variant == uuidlib.RFC_4122 for p in parsed)
+    assert len({p.int & ((1 << 62) - 1) for p in parsed}) == len(ids)
+
+
+def test_awkward_strings_survive_the_bulk_insert(service) -> None:  # type: ignore[no-untyped-def]
+    metrics, target = service
+    awkward = {
+        'quote"s': 'back\\slash \\N tab\t newline\n cr\r "quoted" é ☃',
+        "nested": {"list": [1, 2.5, None, True, "\\"], "empty": {}},
+        "big": 2**62,
+    }
+    record = PredictionRecord(
+        str(uuidlib.uuid4()),
+        target.deployment_id,
+        5,
+        6,
+        awkward,
+        model_version="v\t1\\",
+        replica=None,
+    )
+    metrics.insert_predictions([record])
+    [read] = metrics.read(target, uuids=[record.uuid]).metrics
+    assert read["metrics"] == awkward and read["modelVersion"] == "v\t1\\"
+    assert (read["startTimeStampMs"], read["endTimeStampMs"]) == (5, 6)

@@ -46,6 +46,24 @@ def _insert_statement(rows: int) -> str:
 
 
 _COPY_PREDICTIONS = f"COPY predictions ({_COLUMNS}) FROM STDIN"
+# PostgreSQL, on an event loop: a group is one statement with one parameter, the rows as a JSON
+# array of arrays. One round trip where COPY takes two (each costs a turn of a busy loop), one
+# orjson call for the whole group, and the server takes each row's metrics out of the parsed
+# array as jsonb without parsing them again. (For thousands of rows at once COPY costs the
+# server less, so the synchronous path keeps it.)
+_INSERT_JSON_ROWS = (
+    f"INSERT INTO predictions ({_COLUMNS}) "
+    "SELECT r->>0, r->>1, r->>2, (r->>3)::integer, (r->>4)::bigint, (r->>5)::bigint, r->6 "
+    "FROM jsonb_array_elements(%s::jsonb) AS r"
+)
+
+
+def _json_rows(records: Sequence[PredictionRecord]) -> str:
+    return orjson.dumps(
+        [(r.uuid, r.deployment_id, r.model_version, r.replica, r.start_ms, r.end_ms, r.metrics)
+         for r in records]
+    ).decode()  # fmt: skip
+
 
 MAX_KEY_LENGTH = 255
 MAX_DEPTH = 32
@@ -71,6 +89,8 @@ class _PredictionIds:
         self._lock = threading.Lock()
         self._last_ms = 0
         self._counter = 0
+        self._random = b""  # os.urandom in 4 KiB reads: one system call per 512 UUIDs
+        self._taken = 0
 
     def __call__(self) -> str:
         with self._lock:
@@ -85,9 +105,15 @@ class _PredictionIds:
                 self._counter = 0
             self._last_ms = ms
             counter = self._counter
-        rand = int.from_bytes(os.urandom(8), "big") & ((1 << 62) - 1)
-        value = (ms & 0xFFFF_FFFF_FFFF) << 80 | 0x7 << 76 | counter << 64 | 0b10 << 62 | rand
-        return str(uuidlib.UUID(int=value))
+            taken = self._taken
+            if taken == len(self._random):
+                self._random, taken = os.urandom(4096), 0
+            self._taken = taken + 8
+            random = self._random[taken : taken + 8]
+        # Formatted by hand: twice as fast as str(uuid.UUID(int=...)), on every prediction.
+        rand = int.from_bytes(random) & 0x3FFF_FFFF_FFFF_FFFF  # 62 random bits
+        high, low = f"{ms & 0xFFFF_FFFF_FFFF:012x}", f"{0x8000_0000_0000_0000 | rand:016x}"
+        return f"{high[:8]}-{high[8:]}-7{counter:03x}-{low[:4]}-{low[4:]}"
 
 
 new_prediction_id = _PredictionIds()
@@ -220,8 +246,9 @@ class ModelMetrics:
 
         The hot path of ingestion, so it skips SQLAlchemy's per-row parameter processing:
         metrics are encoded once with orjson and the rows go to the driver as tuples, in
-        multi-row statements on SQLite and with ``COPY`` on PostgreSQL. With ``wait=False`` it
-        returns ``False`` instead of waiting when another writer holds the SQLite store.
+        multi-row statements on SQLite and with ``COPY`` on PostgreSQL (on the store's kept
+        autocommit connection: the ``COPY`` is the transaction). With ``wait=False`` it returns
+        ``False`` instead of waiting when another writer holds the SQLite store.
         """
         if not records:
             return True
@@ -232,15 +259,17 @@ class ModelMetrics:
             )
             for r in records
         ]  # fmt: skip
+        if self.store.dialect == "postgresql":
+            if not self.store.copy_rows(_COPY_PREDICTIONS, rows):
+                with self.store.write_connection() as connection:  # the kept one is busy
+                    driver = connection.connection.driver_connection  # type: ignore[union-attr]
+                    with driver.cursor() as cursor, cursor.copy(_COPY_PREDICTIONS) as copy:  # type: ignore[union-attr]
+                        for row in rows:
+                            copy.write_row(row)
+            return True
         with self.store.write_connection(wait=wait) as connection:
             if connection is None:
                 return False
-            if self.store.dialect == "postgresql":
-                driver = connection.connection.driver_connection
-                with driver.cursor() as cursor, cursor.copy(_COPY_PREDICTIONS) as copy:  # type: ignore[union-attr]
-                    for row in rows:
-                        copy.write_row(row)
-                return True
             # Multi-row statements: sqlite3 releases and re-takes the GIL at every step of
             # executemany, which stalls the writer thread behind a busy event loop.
             cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
@@ -254,6 +283,15 @@ class ModelMetrics:
                 tail = rows[full * _ROWS_PER_STATEMENT :]
                 cursor.execute(_insert_statement(rest), [v for row in tail for v in row])
             return True
+
+    async def insert_predictions_async(self, records: Sequence[PredictionRecord]) -> None:
+        """PostgreSQL: :meth:`insert_predictions` on the running event loop, without blocking it.
+
+        The group commit of a replica's event loop: while the server works, the loop goes on
+        serving requests, and no thread has to win the GIL back from the loop to finish it.
+        """
+        if records:
+            await self.store.commit_statement_async(_INSERT_JSON_ROWS, (_json_rows(records),))
 
     def track_delayed(self, target: Target | None, prediction_uuid: str, metrics: Any) -> str:
         """Attach metrics that arrived later (ground truth) to a recorded prediction.

@@ -1,9 +1,18 @@
 """Group commit: the predictions of concurrent requests share one transaction.
 
 A replica answers 200 only after its prediction's record is committed, so nothing acknowledged
-can be lost; one writer thread drains everything queued while the previous transaction ran and
-commits it at once, so the cost per prediction falls as traffic rises. A lone request commits
-its record itself, without the round trip through the thread.
+can be lost; records that arrive while a transaction runs are committed together in the next,
+so the cost per prediction falls as traffic rises.
+
+On SQLite one writer thread drains everything queued while the previous transaction ran and
+commits it at once; an event loop hands over the records of one turn as one batch, and a lone
+request commits its record itself, without the round trip through the thread.
+
+On PostgreSQL each event loop commits its own records, on the loop, with one ``COPY`` per group
+(``ModelMetrics.insert_predictions_async``): the loop serves requests while the server works,
+and nothing has to wait for the GIL. A writer thread that finishes a commit must win the GIL
+back from a busy loop at every step of the protocol (up to the 5 ms switch interval each time),
+which cost more than the commit itself. Threads (``write_blocking``) still use the thread.
 """
 
 from __future__ import annotations
@@ -21,6 +30,9 @@ from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord
 log = logging.getLogger("modeldeck.writer")
 
 MAX_GROUP = 2048
+# PostgreSQL: when no commit is running, one starts as soon as this many records wait, rather
+# than at the end of the loop's turn, so that the next group fills while it runs.
+EARLY_START = 128
 RETRY_DELAYS = (0.05, 0.2, 1.0)
 
 _STOP = object()
@@ -30,7 +42,10 @@ class GroupWriter:
     def __init__(self, metrics: ModelMetrics, *, max_group: int = MAX_GROUP) -> None:
         self._metrics = metrics
         self._max_group = max_group
-        self._queue: queue.SimpleQueue[object] = queue.SimpleQueue()
+        self._on_loop = metrics.store.dialect == "postgresql"
+        self._queue: queue.SimpleQueue[_Batch | object] = queue.SimpleQueue()
+        self._filling: dict[asyncio.AbstractEventLoop, _Batch] = {}  # one batch per loop
+        self._loop_commits: dict[asyncio.AbstractEventLoop, _LoopCommits] = {}
         self._thread = threading.Thread(target=self._run, name="metrics-writer", daemon=True)
         self._commit_lock = threading.Lock()  # one commit at a time: inline or the thread's
         self.committed = 0
@@ -39,19 +54,33 @@ class GroupWriter:
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:
-        """Commit what is queued, then stop."""
+        """Commit what is queued for the thread, then stop.
+
+        Records committed on an event loop are awaited by their requests: stop the server
+        (which lets them finish) before the writer.
+        """
         self._queue.put(_STOP)
         self._thread.join(timeout)
 
     async def write(self, record: PredictionRecord, *, alone: bool = False) -> None:
         """Return once the record is committed; raise if it could not be.
 
-        ``alone``: the caller is the only request in flight. Then, if no commit is running, the
-        record is committed right here: a one-row commit (about 70 microseconds on SQLite) takes
-        less time than waking the writer thread and being woken by it (about 200). Under
+        ``alone``: the caller is the only request in flight. Then, on SQLite, if no commit is
+        running, the record is committed right here: a one-row commit (about 70 microseconds)
+        takes less time than waking the writer thread and being woken by it (about 200). Under
         concurrency records join the next group (measured: committing inline at 4 requests in
-        flight per replica was slower than the group writer).
+        flight per replica was slower than the group writer). On PostgreSQL the loop commits
+        without blocking anyway.
         """
+        loop = asyncio.get_running_loop()
+        if self._on_loop:
+            commits = self._loop_commits.get(loop)
+            if commits is None:
+                for closed in [lp for lp in self._loop_commits if lp.is_closed()]:
+                    del self._loop_commits[closed]
+                commits = self._loop_commits[loop] = _LoopCommits(self, loop)
+            await commits.add(record)
+            return
         if alone and self._queue.empty() and self._commit_lock.acquire(blocking=False):
             try:
                 # Never wait on the event loop: if another process is writing, use the thread.
@@ -62,16 +91,34 @@ class GroupWriter:
                 pass
             finally:
                 self._commit_lock.release()
-        loop = asyncio.get_running_loop()
+        # The records of one turn of the loop travel to the thread as one batch: one hand-over
+        # (and at most one wake-up of the thread) per turn, not one per request.
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put((record, future, loop))
+        batch = self._filling.get(loop)
+        if batch is None:
+            batch = self._filling[loop] = _Batch(loop)
+            loop.call_soon(self._hand_over, batch)
+        batch.records.append(record)
+        batch.waiters.append(future)
+        if len(batch.records) >= self._max_group:
+            self._hand_over(batch)
         await future
 
     def write_blocking(self, record: PredictionRecord, timeout: float = 30.0) -> None:
         """:meth:`write` for code running in a thread (decorated predict functions)."""
         waiter = _Waiter()
-        self._queue.put((record, waiter, None))
+        batch = _Batch(None)
+        batch.records.append(record)
+        batch.waiters.append(waiter)
+        self._queue.put(batch)
         waiter.wait(timeout)
+
+    def _hand_over(self, batch: _Batch) -> None:
+        """Queue a loop's batch for the thread: at the end of the turn, or once it is full."""
+        assert batch.loop is not None
+        if self._filling.get(batch.loop) is batch:
+            del self._filling[batch.loop]
+            self._queue.put(batch)
 
     def _run(self) -> None:
         stopping = False
@@ -79,8 +126,10 @@ class GroupWriter:
             item = self._queue.get()
             if item is _STOP:
                 return
+            assert isinstance(item, _Batch)
             group = [item]
-            while len(group) < self._max_group:
+            size = len(item.records)
+            while size < self._max_group:
                 try:
                     more = self._queue.get_nowait()
                 except queue.Empty:
@@ -88,11 +137,13 @@ class GroupWriter:
                 if more is _STOP:
                     stopping = True
                     break
+                assert isinstance(more, _Batch)
                 group.append(more)
-            self._commit(group)  # type: ignore[arg-type]
+                size += len(more.records)
+            self._commit(group)
 
-    def _commit(self, group: list[tuple[PredictionRecord, Any, Any]]) -> None:
-        records = [r for r, _, _ in group]
+    def _commit(self, group: list[_Batch]) -> None:
+        records = group[0].records if len(group) == 1 else [r for b in group for r in b.records]
         error: BaseException | None = None
         for delay in (0.0, *RETRY_DELAYS):
             if delay:
@@ -108,16 +159,106 @@ class GroupWriter:
         if error is None:
             self.committed += len(records)
         # One wake-up per event loop for the whole group, not one per request.
-        by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-        for _, waiter, loop in group:
-            if loop is None:
-                waiter.set(error)
+        by_loop: dict[asyncio.AbstractEventLoop, list[Any]] = {}
+        for batch in group:
+            if batch.loop is None:
+                for waiter in batch.waiters:
+                    waiter.set(error)
             else:
-                by_loop.setdefault(loop, []).append(waiter)
+                by_loop.setdefault(batch.loop, []).extend(batch.waiters)
         for loop, futures in by_loop.items():
             # A closed loop raises RuntimeError: nobody is waiting any more.
             with contextlib.suppress(RuntimeError):
                 loop.call_soon_threadsafe(_settle, futures, error)
+
+    async def _commit_on_loop(self, records: list[PredictionRecord]) -> BaseException | None:
+        """Commit a group on the running loop, retrying as the thread does; returns the error."""
+        error: BaseException | None = None
+        for delay in (0.0, *RETRY_DELAYS):
+            if delay:
+                await asyncio.sleep(delay)
+            try:
+                await self._metrics.insert_predictions_async(records)
+            except Exception as exc:  # the store is down or busy: retry, then give up loudly
+                error = exc
+                log.warning("could not commit %d predictions: %s", len(records), exc)
+                continue
+            self.committed += len(records)
+            return None
+        return error
+
+
+class _Batch:
+    """Records bound for the thread, and who waits for them: one loop's futures, or _Waiters."""
+
+    __slots__ = ("loop", "records", "waiters")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        self.loop = loop
+        self.records: list[PredictionRecord] = []
+        self.waiters: list[Any] = []
+
+
+class _LoopCommits:
+    """PostgreSQL: one event loop's group commit, run on that loop by one task at a time.
+
+    Records wait in ``_records`` while a commit runs; when it ends, the task settles that
+    group's futures and commits everything that arrived meanwhile. With no commit running, one
+    starts at the end of the turn, or at once when ``EARLY_START`` records wait: so a burst of
+    requests woken together splits into two groups that take turns, one filling (the loop
+    busy) while the other commits (the server busy).
+    """
+
+    def __init__(self, writer: GroupWriter, loop: asyncio.AbstractEventLoop) -> None:
+        self._writer = writer
+        self._loop = loop
+        self._records: list[PredictionRecord] = []
+        self._futures: list[asyncio.Future[None]] = []
+        self._task: asyncio.Task[None] | None = None
+        self._start_scheduled = False
+
+    def add(self, record: PredictionRecord) -> asyncio.Future[None]:
+        future: asyncio.Future[None] = self._loop.create_future()
+        self._records.append(record)
+        self._futures.append(future)
+        if self._task is None:
+            if len(self._records) >= EARLY_START:
+                self._start()
+            elif not self._start_scheduled:
+                self._start_scheduled = True
+                self._loop.call_soon(self._start)
+        return future
+
+    def _start(self) -> None:
+        self._start_scheduled = False
+        if self._task is None and self._records:
+            self._task = self._loop.create_task(self._run(*self._take()))
+
+    def _take(self) -> tuple[list[PredictionRecord], list[asyncio.Future[None]]]:
+        limit = self._writer._max_group
+        records, futures = self._records[:limit], self._futures[:limit]
+        del self._records[:limit], self._futures[:limit]
+        return records, futures
+
+    async def _run(
+        self, records: list[PredictionRecord], futures: list[asyncio.Future[None]]
+    ) -> None:
+        try:
+            while True:
+                error = await self._writer._commit_on_loop(records)
+                _settle(futures, error)
+                if not self._records:
+                    return
+                records, futures = self._take()
+        except BaseException:  # cancelled (the loop is shutting down): nothing is known
+            for future in futures:
+                future.cancel()
+            raise
+        finally:
+            self._task = None
+            if self._records and not self._start_scheduled:
+                self._start_scheduled = True
+                self._loop.call_soon(self._start)
 
 
 class _Waiter:

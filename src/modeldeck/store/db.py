@@ -7,10 +7,11 @@ database lock instead of failing half-way. PostgreSQL sits behind the same inter
 
 from __future__ import annotations
 
+import asyncio
 import fcntl
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,10 @@ class Store:
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
         self._write_lock: _WriterLock | None = None
+        # PostgreSQL: autocommit connections kept for bulk writes (one more per event loop).
+        self._kept_lock = threading.Lock()
+        self._kept: Any = None
+        self._kept_async: dict[asyncio.AbstractEventLoop, _KeptAsync] = {}
         if self.dialect == "sqlite":
             database = parsed.database or ""
             lock_path = None if database in ("", ":memory:") else Path(database + ".writer-lock")
@@ -138,10 +143,103 @@ class Store:
             with self._write_engine.begin() as connection:
                 yield connection
 
+    def copy_rows(self, statement: str, rows: Iterable[Sequence[Any]]) -> bool:
+        """PostgreSQL: ``COPY ... FROM STDIN`` the rows as one transaction; return once committed.
+
+        On a connection kept for it in autocommit mode: the ``COPY`` is its own transaction,
+        two round trips where a pooled transaction takes five (pre-ping, ``BEGIN``, ``COPY``,
+        copy end, ``COMMIT``). Returns ``False`` without writing when the kept connection is
+        busy (another thread is using it); the caller then uses :meth:`write_connection`.
+        """
+        if not self._kept_lock.acquire(blocking=False):
+            return False
+        try:
+            if self._kept is None:
+                import psycopg
+
+                args, kwargs = self._connect_args()
+                self._kept = psycopg.connect(*args, **kwargs, autocommit=True)
+            connection = self._kept
+            try:
+                with connection.cursor() as cursor, cursor.copy(statement) as copy:
+                    for row in rows:
+                        copy.write_row(row)
+            except BaseException:
+                if not _reusable(connection):  # the server went away, or we were interrupted
+                    self._kept = None
+                    connection.close()
+                raise
+            return True
+        finally:
+            self._kept_lock.release()
+
+    async def commit_statement_async(self, statement: str, params: Sequence[Any]) -> None:
+        """PostgreSQL: run one statement as a transaction of its own, awaiting the server.
+
+        On a connection of the running event loop's, kept for it in autocommit mode (a psycopg
+        connection belongs to one loop): one round trip, and the loop serves other requests
+        meanwhile. Statements on one loop take turns on its connection.
+        """
+        loop = asyncio.get_running_loop()
+        kept = self._kept_async.get(loop)
+        if kept is None:
+            self._close_kept_async(only_of_closed_loops=True)
+            kept = self._kept_async[loop] = _KeptAsync()
+        async with kept.lock:
+            if kept.connection is None:
+                import psycopg
+
+                args, kwargs = self._connect_args()
+                kept.connection = await psycopg.AsyncConnection.connect(
+                    *args, **kwargs, autocommit=True
+                )
+            connection = kept.connection
+            try:
+                await connection.execute(statement, params)
+            except BaseException:
+                if not _reusable(connection):
+                    kept.connection = None
+                    await connection.close()  # no await inside for a connection of its own
+                raise
+
+    def _connect_args(self) -> tuple[list[Any], dict[str, Any]]:
+        args, kwargs = self._write_engine.dialect.create_connect_args(self._write_engine.url)
+        return list(args), dict(kwargs)
+
+    def _close_kept_async(self, *, only_of_closed_loops: bool = False) -> None:
+        for loop in list(self._kept_async):
+            if only_of_closed_loops and not loop.is_closed():
+                continue
+            kept = self._kept_async.pop(loop, None)
+            if kept is not None and kept.connection is not None:
+                # Closing a psycopg connection only closes its socket: safe from any thread.
+                kept.connection.pgconn.finish()
+                kept.connection = None
+
     def close(self) -> None:
+        with self._kept_lock:
+            if self._kept is not None:
+                self._kept.close()
+                self._kept = None
+        self._close_kept_async()
         self.engine.dispose()
         if self._write_engine is not self.engine:
             self._write_engine.dispose()
+
+
+def _reusable(connection: Any) -> bool:
+    """After a failed statement: is the connection idle (a bad row), not broken or mid-query?"""
+    from psycopg import pq
+
+    return bool(connection.info.transaction_status == pq.TransactionStatus.IDLE)
+
+
+class _KeptAsync:
+    """One event loop's connection for :meth:`Store.commit_statement_async`, and its lock."""
+
+    def __init__(self) -> None:
+        self.lock = asyncio.Lock()
+        self.connection: Any = None
 
 
 class _WriterLock:
