@@ -219,9 +219,11 @@ def test_model_build_deployment_with_status_polling(
     assert second.status == "built", second.status_message
     assert second.registered_model_version_id == "2" and second.model_version == "2"
     newer = api.create_model_deployment({"replicas": 1}, PROJECT, model.id, second.id)
-    newer, _ = wait_for(
+    newer, seen = wait_for(
         lambda: api.get_model_deployment(PROJECT, model.id, second.id, newer.id), {"deployed"}
     )
+    # Version 2 starts beside version 1 and is "deploying" until it takes the traffic.
+    assert seen[0] == "deploying", seen
     old = api.get_model_deployment(PROJECT, model.id, build.id, deployment.id)
     assert old.status == "stopped" and newer.id in old.status_message
     assert running.client().deployment(model.deployment_name)["version"] == "2"

@@ -418,7 +418,10 @@ class CmlService:
         owned = await asyncio.to_thread(self._has_deployment_with_crn, model.id, row.crn)
         return row if owned else None
 
-    async def _live_status(self, model: CmlModelRow, crn: str) -> tuple[str, str]:
+    async def _live_status(
+        self, model: CmlModelRow, crn: str, version: str | None = None
+    ) -> tuple[str, str]:
+        """The CML status of the live deployment whose build serves ``version``."""
         try:
             view = await self.deployments.get(model.deployment_name)
         except NotFound:
@@ -429,6 +432,14 @@ class CmlService:
             return "failed", view.status_message
         if view.status in ("stopping", "stopped"):
             return "stopped", view.status_message
+        if version is not None and view.source == "registry" and view.version != version:
+            # The build's version has not taken the traffic (yet): a rollout starting beside
+            # the previous version, or one that failed and left the previous version serving.
+            if view.rollout is not None and view.rollout.version == version:
+                return "deploying", view.status_message
+            return "failed", view.status_message or (
+                f"version {view.version} serves, not this build's version {version}"
+            )
         if view.status == "deployed" and view.ready_replicas > 0:
             return "deployed", ""
         return "deploying", view.status_message
@@ -461,7 +472,9 @@ class CmlService:
     ) -> ModelDeployment:
         status, message = row.status, row.status_message
         if status == LIVE:
-            status, message = await self._live_status(model, row.crn)
+            build = await asyncio.to_thread(self._find, CmlModelBuildRow, row.build_id)
+            version = build.model_version if build is not None and not build.file_path else None
+            status, message = await self._live_status(model, row.crn, version)
         return ModelDeployment(
             id=row.id,
             project_id=row.project_id,
