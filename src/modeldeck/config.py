@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     deployment's last 24 hours up to date, so reports find them ready (0: only when a report
     asks)."""
 
+    alias_poll_seconds: float = Field(default=30.0, ge=0)
+    """How often the platform checks the registry alias of each running deployment that follows
+    one (``models:/name@alias``); when the alias points at another version, that version rolls
+    out the way a redeploy does (0: deployments do not follow their alias)."""
+
     webhook_attempts: int = 5
     """Delivery attempts of an alert's webhook before it is recorded as failed (exponential
     back-off between them)."""

@@ -55,6 +55,7 @@ class Platform:
         self._monitor: asyncio.Task[None] | None = None
         self._alerting: asyncio.Task[None] | None = None
         self._summarising: asyncio.Task[None] | None = None
+        self._following: asyncio.Task[None] | None = None
         self._processes: dict[int, psutil.Process] = {}
 
     async def start(self) -> None:
@@ -69,6 +70,8 @@ class Platform:
         self._alerting = loop.create_task(self._alert_forever())
         if self.settings.summary_interval_seconds > 0:
             self._summarising = loop.create_task(self._summarise_forever())
+        if self.settings.alias_poll_seconds > 0:
+            self._following = loop.create_task(self._follow_aliases_forever())
         tune_gc()
         log.info("modeldeck is serving on %s", self.settings.resolved_public_url())
 
@@ -169,6 +172,14 @@ class Platform:
                 except Exception:  # a cache: reports build what is missing themselves
                     log.exception("summarising %s failed", deployment.name)
 
+    async def _follow_aliases_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.alias_poll_seconds)
+            try:
+                await self.deployments.follow_aliases()
+            except Exception:  # the registry may be down: serving goes on, the next poll retries
+                log.exception("checking the aliases of deployments failed")
+
     async def prune(self) -> int:
         """Delete records past their retention periods; returns the prediction records pruned."""
         technical_cutoff = now_ms() - int(self.settings.technical_retention_days * 86_400_000)
@@ -188,7 +199,10 @@ class Platform:
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     async def stop(self) -> None:
-        for task in (self._housekeeping, self._monitor, self._alerting, self._summarising):
+        tasks = (
+            self._housekeeping, self._monitor, self._alerting, self._summarising, self._following,
+        )  # fmt: skip
+        for task in tasks:
             if task:
                 task.cancel()
         await self.cml.shutdown()

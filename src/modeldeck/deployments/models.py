@@ -44,6 +44,12 @@ class DeploymentCreate(BaseModel):
         default=None, description="Version number, '@alias' or 'latest' (the default)."
     )
     alias: str | None = Field(default=None, description="Registry alias, e.g. 'champion'.")
+    track_alias: bool = Field(
+        default=True,
+        description="With an alias: follow it, rolling out the version it points at whenever "
+        "it moves in MLflow (checked every MODELDECK_ALIAS_POLL_SECONDS). False pins the "
+        "version the alias resolves to now.",
+    )
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     cpu: float | None = Field(default=None, gt=0, description="CPU hint per replica (cores).")
     memory_mb: int | None = Field(default=None, gt=0, description="Memory hint per replica.")
@@ -107,6 +113,11 @@ class RedeployRequest(BaseModel):
         default=None, description="Version number, '@alias' or 'latest' (the default)."
     )
     alias: str | None = Field(default=None, description="Registry alias, e.g. 'champion'.")
+    track_alias: bool = Field(
+        default=True,
+        description="With an alias: follow it from then on (false: serve the version it "
+        "points at now and stay there).",
+    )
     env_manager: EnvManagerName | None = Field(
         default=None, description="'local', 'uv' or 'virtualenv' (default: the deployment's)."
     )
@@ -174,6 +185,17 @@ class DeploymentView(BaseModel):
     track_metrics: bool
     signature: dict[str, Any] | None
     env_manager: str = "local"
+    track_alias: bool = Field(
+        default=False,
+        description="Whether the deployment follows the alias in ``version_spec``: when the "
+        "alias moves in MLflow, its new version rolls out.",
+    )
+    alias_held_version: str | None = Field(
+        default=None,
+        description="A version the followed alias points at that the deployment does not roll "
+        "out: it failed to, or the deployment was rolled back from it. Released when the alias "
+        "moves to another version, or by a redeploy with the alias.",
+    )
     rollout: RolloutView | None = Field(
         default=None,
         description="While a redeploy or rollback is under way: the version starting beside "

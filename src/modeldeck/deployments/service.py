@@ -12,6 +12,12 @@ the new one took the traffic (then the row, the route and the history flip in on
 version that fails to start leaves the row, and the traffic, with the old one. The history
 (``deployment_history``) keeps the versions a deployment served, so a rollback can return to the
 previous one.
+
+A deployment created (or redeployed) from a registry alias follows it (``track_alias``): the
+platform calls ``follow_aliases`` every ``alias_poll_seconds`` and, when the alias points at
+another version than the serving one, rolls that version out the same way. A version it will not
+follow to (it failed to roll out, or the deployment was rolled back from it) is recorded as
+``alias_held_version`` until the alias points elsewhere.
 """
 
 from __future__ import annotations
@@ -45,7 +51,7 @@ from modeldeck.deployments.models import (
     RolloutView,
 )
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
-from modeldeck.errors import Conflict, NotFound, ValidationFailed
+from modeldeck.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from modeldeck.keys import KeyHash, NewKey, hash_key, new_access_key
 from modeldeck.registry import Registry, parse_version_spec
 from modeldeck.store import Store
@@ -60,7 +66,7 @@ VERSION_COLUMNS = (
     "function_name", "env_manager", "signature",
 )  # fmt: skip
 SETTING_COLUMNS = (
-    "replicas", "cpu", "memory_mb", "environment", "auth_enabled", "track_metrics",
+    "replicas", "cpu", "memory_mb", "environment", "auth_enabled", "track_metrics", "track_alias",
 )  # fmt: skip
 
 
@@ -217,6 +223,8 @@ class DeploymentService:
         async with self._lock(request.name):
             current = await self._require_endpoint(request.name)
             new = await self._new_row(request)
+            if new.version_spec.startswith("@") and current.alias_held_version is not None:
+                await self._update(request.name, alias_held_version=None)  # asked for explicitly
             env_manager = request.env_manager or current.env_manager
             await self._start_redeploy(current, new, env_manager, "redeploy", None)
             return await self.get(request.name)
@@ -234,8 +242,76 @@ class DeploymentService:
                     details={"deployment": name},
                 )
             new = _staged(current, {c: getattr(target, c) for c in VERSION_COLUMNS})
+            if _follows(current):
+                # The alias may still point at the version rolled back from: not followed to
+                # again until it points elsewhere (see follow_alias).
+                try:
+                    held = await self._alias_target(current)
+                except (NotFound, ServiceUnavailable):
+                    held = current.model_version
+                await self._update(name, alias_held_version=held)
             await self._start_redeploy(current, new, target.env_manager, "rollback", target.id)
             return await self.get(name)
+
+    async def follow_aliases(self) -> dict[str, str]:
+        """One poll of every deployment that follows an alias (see ``follow_alias``); returns
+        the deployments whose alias moved, with the version now rolling out."""
+        started: dict[str, str] = {}
+        for row in await asyncio.to_thread(self._all_rows):
+            if not _follows(row) or row.desired_state != "running":
+                continue
+            try:
+                version = await self.follow_alias(row.name)
+            except NotFound as exc:  # the alias (or the model) is gone: keep serving
+                log.warning("deployment %s cannot follow its alias: %s", row.name, exc)
+                continue
+            except Exception:  # an MLflow outage must not stop the other deployments' checks
+                log.exception("checking the alias of deployment %s failed", row.name)
+                continue
+            if version is not None:
+                started[row.name] = version
+        return started
+
+    async def follow_alias(self, name: str) -> str | None:
+        """If ``name`` follows an alias that now points at another version than the serving
+        one, roll that version out (the way a redeploy does) and return it.
+
+        Nothing happens while the deployment does not serve, builds or rolls out, nor when the
+        alias points at ``alias_held_version`` (a version that failed to roll out, or that the
+        deployment was rolled back from); the hold is released once the alias points elsewhere.
+        """
+        async with self._lock(name):
+            row = await asyncio.to_thread(self._find, name)
+            if (
+                row is None
+                or not _follows(row)
+                or row.desired_state != "running"
+                or row.status == "building"
+                or name in self._rollouts
+                or not self.runtime.serving(name)
+            ):
+                return None
+            target = await self._alias_target(row)
+            if target in (row.model_version, row.alias_held_version):
+                if target == row.model_version and row.alias_held_version is not None:
+                    await self._update(name, alias_held_version=None)  # the alias moved back
+                return None
+            new = await self._new_row(
+                _redeploy_create(row, RedeployRequest(alias=row.version_spec))
+            )
+            if new.model_version in (row.model_version, row.alias_held_version):
+                return None  # it moved again since
+            log.info(
+                "deployment %s: alias %s of %s moved from version %s to %s; rolling it out",
+                name, row.version_spec, row.model_name, row.model_version, new.model_version,
+            )  # fmt: skip
+            await self._update(name, alias_held_version=None)
+            await self._start_redeploy(row, new, row.env_manager, "alias", None)
+            return new.model_version
+
+    async def _alias_target(self, row: DeploymentRow) -> str:
+        resolved = await asyncio.to_thread(self.registry.resolve, row.model_name, row.version_spec)
+        return resolved.version
 
     async def _start_redeploy(
         self,
@@ -262,11 +338,11 @@ class DeploymentService:
             )
             self._background(
                 self._redeploy_when_built(
-                    current.id, current.status, new, env_manager, build.id, rollback_to
+                    current.id, current.status, new, env_manager, build.id, rollback_to, reason
                 )
             )
             return
-        await self._apply_redeploy(current.name, new, env_manager, None, rollback_to)
+        await self._apply_redeploy(current.name, new, env_manager, None, rollback_to, reason)
 
     async def redeploy_version(self, name: str, request: RedeployRequest) -> DeploymentView:
         """Serve another version (of the same registered model unless ``request.model`` names
@@ -277,20 +353,7 @@ class DeploymentService:
                 f"deployment {name!r} serves a file: name a registered model to redeploy",
                 details={"field": "model"},
             )
-        create = DeploymentCreate(
-            name=name,
-            model=request.model or row.model_name,
-            version=request.version,
-            alias=request.alias,
-            replicas=row.replicas,
-            cpu=row.cpu,
-            memory_mb=row.memory_mb,
-            environment=dict(row.environment or {}),
-            auth_enabled=row.auth_enabled,
-            track_metrics=row.track_metrics,
-            env_manager=request.env_manager,
-        )
-        return await self.redeploy(create)
+        return await self.redeploy(_redeploy_create(row, request))
 
     async def _redeploy_when_built(
         self,
@@ -300,6 +363,7 @@ class DeploymentService:
         env_manager: str,
         build_id: str,
         rollback_to: int | None = None,
+        reason: str = "redeploy",
     ) -> None:
         outcome = await self.builds.run(build_id)
         async with self._lock(new.name):
@@ -323,11 +387,16 @@ class DeploymentService:
                     status=status,
                     status_message=f"build {build_id} of version {new.model_version} failed; "
                     f"{kept}: {outcome.message}",
+                    alias_held_version=(
+                        new.model_version
+                        if _holds(row, new.version_spec, rollback_to is not None)
+                        else row.alias_held_version
+                    ),
                 )
                 return
             if row.desired_state != "running":
                 return  # stopped while it built
-            await self._apply_redeploy(new.name, new, env_manager, outcome, rollback_to)
+            await self._apply_redeploy(new.name, new, env_manager, outcome, rollback_to, reason)
 
     async def _apply_redeploy(
         self,
@@ -336,6 +405,7 @@ class DeploymentService:
         env_manager: str,
         outcome: BuildOutcome | None,
         rollback_to: int | None = None,
+        reason: str = "redeploy",
     ) -> None:
         """Serve ``new``: beside the serving version (a rollout), or, when nothing serves,
         in place of whatever there is."""
@@ -355,7 +425,7 @@ class DeploymentService:
             return
         entry_id = rollback_to
         if entry_id is None:
-            entry_id = await asyncio.to_thread(self._begin_entry, current, values)
+            entry_id = await asyncio.to_thread(self._begin_entry, current, values, reason)
         verb = "rolling back to" if rollback_to is not None else "rolling out"
         await self._update(
             name,
@@ -475,6 +545,7 @@ class DeploymentService:
             kind=request.kind,
             source="registry",
             track_metrics=request.track_metrics,
+            track_alias=False,
         )
         if request.model:
             spec = parse_version_spec(request.version, request.alias)
@@ -483,6 +554,7 @@ class DeploymentService:
             row.model_version = resolved.version
             row.version_spec = resolved.spec
             row.model_uri = resolved.uri
+            row.track_alias = request.track_alias and resolved.spec.startswith("@")
             if request.kind == "endpoint":
                 row.signature = await asyncio.to_thread(self.registry.signature, resolved)
         elif request.file:
@@ -632,6 +704,8 @@ class DeploymentService:
                 )
                 if not rollout.rollback:
                     _end_entry(session, rollout.entry_id, "failed", event.message)
+                if _holds(row, str(rollout.values["version_spec"]), rollout.rollback):
+                    row.alias_held_version = rollout.version  # not retried at the next poll
             elif event.rollout is None and self._rollouts.get(row.name) and status == "deployed":
                 status = None  # the serving version settled; the rollout still runs
             if status is not None and not (row.desired_state == "stopped" and status != "stopped"):
@@ -659,13 +733,15 @@ class DeploymentService:
 
     # -- history ------------------------------------------------------------------------------
 
-    def _begin_entry(self, current: DeploymentRow, values: dict[str, object]) -> int:
+    def _begin_entry(
+        self, current: DeploymentRow, values: dict[str, object], reason: str = "redeploy"
+    ) -> int:
         """The history entry of a version rolling out (and of the serving one, for deployments
         older than the history)."""
         with self.store.write() as session:
             if _serving_entry(session, current.id) is None:
                 session.add(_entry(current.id, _version_values(current), "deploy", "serving"))
-            entry = _entry(current.id, values, "redeploy", "rolling out")
+            entry = _entry(current.id, values, reason, "rolling out")
             session.add(entry)
             session.flush()
             return entry.id
@@ -821,6 +897,8 @@ class DeploymentService:
             track_metrics=row.track_metrics,
             signature=row.signature,
             env_manager=row.env_manager,
+            track_alias=_follows(row),
+            alias_held_version=row.alias_held_version if _follows(row) else None,
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
@@ -840,6 +918,41 @@ def _python_file(path: str) -> str:
             f"file {path!r} is not an existing Python (.py) file", details={"field": "file"}
         )
     return str(resolved)
+
+
+def _follows(row: DeploymentRow) -> bool:
+    """Whether ``row`` follows the registry alias in its ``version_spec``."""
+    return (
+        row.kind == "endpoint"
+        and row.source == "registry"
+        and row.track_alias
+        and row.version_spec.startswith("@")
+    )
+
+
+def _holds(row: DeploymentRow, version_spec: str, rollback: bool) -> bool:
+    """Whether a version of ``version_spec`` that failed to serve is held: ``row`` follows that
+    very alias and it was not a rollback (which goes to a version, not an alias target)."""
+    return _follows(row) and version_spec == row.version_spec and not rollback
+
+
+def _redeploy_create(row: DeploymentRow, request: RedeployRequest) -> DeploymentCreate:
+    """What a redeploy of ``row`` to ``request``'s version asks for: the deployment's replicas,
+    resources and settings."""
+    return DeploymentCreate(
+        name=row.name,
+        model=request.model or row.model_name,
+        version=request.version,
+        alias=request.alias,
+        track_alias=request.track_alias,
+        replicas=row.replicas,
+        cpu=row.cpu,
+        memory_mb=row.memory_mb,
+        environment=dict(row.environment or {}),
+        auth_enabled=row.auth_enabled,
+        track_metrics=row.track_metrics,
+        env_manager=request.env_manager,
+    )
 
 
 def _version_values(row: DeploymentRow) -> dict[str, object]:

@@ -18,6 +18,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
@@ -62,6 +63,11 @@ class DeploymentRow(Base):
     track_metrics: Mapped[bool] = mapped_column(Boolean, default=True)
     monitoring: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     env_manager: Mapped[str] = mapped_column(String(16), default="local")  # local | uv | virtualenv
+    # Follow the alias in version_spec (when it is one): a move in MLflow rolls out its version.
+    track_alias: Mapped[bool] = mapped_column(Boolean, default=True, server_default=false())
+    # A version the alias points at that the deployment does not follow to (it failed to roll
+    # out, or was rolled back from); released when the alias points elsewhere.
+    alias_held_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
