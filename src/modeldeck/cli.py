@@ -290,6 +290,12 @@ def _status(status: str) -> str:
 @click.option("--version", help="Version number, or 'latest' (default).")
 @click.option("--alias", help="Registry alias, e.g. champion.")
 @click.option(
+    "--no-follow",
+    is_flag=True,
+    help="With --alias: serve the version it points at now; do not roll out the versions it "
+    "moves to.",
+)
+@click.option(
     "--file",
     "file",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
@@ -333,6 +339,7 @@ def deploy(
     name: str | None,
     version: str | None,
     alias: str | None,
+    no_follow: bool,
     file: Path | None,
     function: str,
     batch: bool,
@@ -367,6 +374,7 @@ def deploy(
             track_metrics=not no_metrics,
             version=version,
             alias=alias,
+            track_alias=not no_follow,
             replicas=replicas,
             cpu=cpu,
             memory_mb=memory_mb,
@@ -474,6 +482,11 @@ deployments.command("scale", help="Change the number of replicas.")(
 @click.option("--version", help="Version number, or 'latest' (default).")
 @click.option("--alias", help="Registry alias, e.g. champion.")
 @click.option(
+    "--no-follow",
+    is_flag=True,
+    help="With --alias: serve the version it points at now; do not follow the alias.",
+)
+@click.option(
     "--env-manager", type=click.Choice(ENV_MANAGERS), help="Default: the deployment's own."
 )
 @click.option(
@@ -488,6 +501,7 @@ def deployments_redeploy(
     model: str | None,
     version: str | None,
     alias: str | None,
+    no_follow: bool,
     env_manager: str | None,
     wait: bool,
     timeout: float,
@@ -498,7 +512,14 @@ def deployments_redeploy(
     one fails to start (exit code 1 with the reason). With an isolated environment the build
     comes first."""
     with _client(ctx) as client:
-        d = client.redeploy(name, model, version=version, alias=alias, env_manager=env_manager)
+        d = client.redeploy(
+            name,
+            model,
+            version=version,
+            alias=alias,
+            env_manager=env_manager,
+            track_alias=not no_follow,
+        )
         if wait:
             d = _wait_for_version(client, name, d, timeout)
     _show(d, as_json)

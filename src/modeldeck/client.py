@@ -84,6 +84,7 @@ class Client:
         track_metrics: bool = True,
         version: str | int | None = None,
         alias: str | None = None,
+        track_alias: bool = True,
         replicas: int = 1,
         cpu: float | None = None,
         memory_mb: int | None = None,
@@ -96,7 +97,9 @@ class Client:
         ``kind="batch"`` creates a name for batch inference to record predictions under (no
         endpoint). ``env_manager`` ``"uv"`` or ``"virtualenv"`` runs the replicas in an
         isolated environment built from the model's logged requirements (``"local"``, the
-        default: the platform's own). The answer holds the access key, shown only this once.
+        default: the platform's own). With an ``alias`` the deployment follows it (rolls out the
+        version it points at whenever it moves) unless ``track_alias`` is false. The answer
+        holds the access key, shown only this once.
         """
         body: dict[str, Any] = {
             "name": name,
@@ -106,6 +109,8 @@ class Client:
             "track_metrics": track_metrics,
             "environment": environment or {},
         }
+        if not track_alias:
+            body["track_alias"] = False
         for key, value in (
             ("model", model),
             ("file", file),
@@ -148,13 +153,15 @@ class Client:
         version: str | int | None = None,
         alias: str | None = None,
         env_manager: str | None = None,
+        track_alias: bool = True,
     ) -> dict[str, Any]:
         """Serve another version under deployment ``name`` (its replicas and settings stay).
 
         With an isolated environment the version's build runs first while the current version
-        keeps serving: follow it with :meth:`builds` / :meth:`wait_build`.
+        keeps serving: follow it with :meth:`builds` / :meth:`wait_build`. With an ``alias``
+        the deployment follows it from then on unless ``track_alias`` is false.
         """
-        body: dict[str, Any] = {}
+        body: dict[str, Any] = {} if track_alias else {"track_alias": False}
         for key, value in (
             ("model", model),
             ("version", None if version is None else str(version)),
