@@ -37,9 +37,14 @@ class Load:
     """
 
     def __init__(
-        self, platform: RunningPlatform, key: str, max_requests: int = 20_000, seconds: float = 150
+        self,
+        platform: RunningPlatform,
+        key: str,
+        max_requests: int = 20_000,
+        seconds: float = 150,
+        name: str = NAME,
     ) -> None:
-        self.url = f"{platform.url}/deployments/{NAME}/predict"
+        self.url = f"{platform.url}/deployments/{name}/predict"
         self.key = key
         self.max_requests = max_requests
         self.seconds = seconds
