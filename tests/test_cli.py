@@ -87,10 +87,21 @@ def test_deploy_list_show_predict_scale_delete(run) -> None:  # type: ignore[no-
     assert code == 0, out
     created = json.loads(out)
     assert created["status"] == "deployed" and created["version"] == "1"
+    assert created["track_alias"] is True, "a deployment from an alias follows it"
     key = created["access_key"]
 
     code, out = run("deployments", "list", "--json")
     assert [d["name"] for d in json.loads(out)] == ["cli-iris"]
+
+    code, out = run(
+        "deploy", "iris", "--name", "cli-pinned", "--alias", "champion", "--no-follow",
+        "--no-wait", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    pinned = json.loads(out)
+    assert (pinned["version_spec"], pinned["track_alias"]) == ("@champion", False)
+    code, out = run("deployments", "delete", "cli-pinned", "--yes")
+    assert code == 0, out
     code, out = run("deployments", "show", "cli-iris")
     assert code == 0 and "ready" in out
 
