@@ -35,7 +35,6 @@ import argparse
 import json
 import os
 import platform
-import signal
 import sqlite3
 import statistics
 import sys
@@ -51,9 +50,8 @@ import numpy as np
 import pandas as pd
 import sqlalchemy
 from fastapi.testclient import TestClient
-from ingest import BenchError, postgres_database, progress  # the sibling benchmark's helpers
+from ingest import BenchError, entry_point, postgres_database, progress  # shared helpers
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
@@ -583,25 +581,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     progress(err, f"results written to {args.output}")
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out, err = Console(), Console(stderr=True)
-    if not out.is_terminal:
-        out = Console(width=180)  # piped or redirected: do not squeeze the table to 80 columns
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # so the database is dropped
-    try:
-        run(args, out, err)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/red] {escape(str(exc))}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]")
-        return 130
-    return 0
+main = entry_point(parse_args, run, width=180)
 
 
 if __name__ == "__main__":

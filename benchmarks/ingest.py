@@ -38,7 +38,7 @@ import sqlite3
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from itertools import islice
@@ -291,21 +291,38 @@ def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out, err = Console(), Console(stderr=True)
-    if not out.is_terminal:
-        out = Console(width=160)  # piped or redirected: do not squeeze the table to 80 columns
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # so the database is dropped
-    try:
-        run(args, out, err)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/red] {escape(str(exc))}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]")
-        return 130
-    return 0
+def entry_point(
+    parse: Callable[[list[str] | None], argparse.Namespace],
+    run: Callable[[argparse.Namespace, Console, Console], None],
+    *,
+    width: int = 160,
+) -> Callable[[list[str] | None], int]:
+    """A benchmark's ``main``: parse, run, and turn failures and Ctrl-C into exit codes.
+
+    SIGTERM behaves like Ctrl-C, so what a run created (databases, servers) is cleaned up on
+    the way out either way. The other benchmarks share it.
+    """
+
+    def main(argv: list[str] | None = None) -> int:
+        args = parse(argv)
+        out, err = Console(), Console(stderr=True)
+        if not out.is_terminal:
+            out = Console(width=width)  # piped or redirected: do not squeeze tables to 80 columns
+        signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
+        try:
+            run(args, out, err)
+        except BenchError as exc:
+            err.print(f"[red]benchmark failed:[/red] {escape(str(exc))}", highlight=False)
+            return 1
+        except KeyboardInterrupt:
+            err.print("[yellow]interrupted[/yellow]")
+            return 130
+        return 0
+
+    return main
+
+
+main = entry_point(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -56,7 +56,6 @@ import json
 import math
 import os
 import platform
-import signal
 import sqlite3
 import statistics
 import subprocess
@@ -73,9 +72,8 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
-from ingest import postgres_database, progress  # the sibling benchmark's helpers
+from ingest import BenchError, entry_point, postgres_database, progress  # shared helpers
 from rich.console import Console
-from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -131,10 +129,6 @@ PACKAGES = ("modeldeck", "evidently", "pandas", "numpy", "scipy", "scikit-learn"
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "monitoring.json"
 FloatArray = npt.NDArray[np.float64]
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on (no database, no Evidently, wrong numbers read back, ...)."""
 
 
 # --- data --------------------------------------------------------------------------------------
@@ -809,25 +803,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     progress(err, f"results written to {args.output}")
 
 
-def _raise_keyboard_interrupt(signum: int, frame: Any) -> None:
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out, err = Console(), Console(stderr=True)
-    if not out.is_terminal:
-        out = Console(width=160)  # piped or redirected: do not squeeze the tables to 80 columns
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)  # so the database is dropped
-    try:
-        run(args, out, err)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/red] {escape(str(exc))}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]")
-        return 130
-    return 0
+main = entry_point(parse_args, run)
 
 
 if __name__ == "__main__":

@@ -50,10 +50,10 @@ from contextlib import contextmanager, suppress
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 import httpx
+from ingest import BenchError, entry_point  # the benchmarks' shared helpers
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
@@ -72,10 +72,6 @@ P50_TARGET = 0.5  # modeldeck p50 / mlflow p50 at c=1 must be at most this
 DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "serve.json"
 
 _UNIT_MS = {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60_000.0, "h": 3_600_000.0}
-
-
-class BenchError(Exception):
-    """The benchmark cannot go on (a server did not start, a deployment failed, ...)."""
 
 
 @dataclass(frozen=True)
@@ -737,26 +733,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     progress(err, f"results written to {args.output}")
 
 
-def _raise_keyboard_interrupt(signum: int, frame: FrameType | None) -> None:
-    raise KeyboardInterrupt
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    out, err = Console(), Console(stderr=True)
-    if not out.is_terminal:
-        out = Console(width=160)  # piped or redirected: do not squeeze the table to 80 columns
-    # SIGTERM behaves like Ctrl-C, so the servers are stopped on the way out either way.
-    signal.signal(signal.SIGTERM, _raise_keyboard_interrupt)
-    try:
-        run(args, out, err)
-    except BenchError as exc:
-        err.print(f"[red]benchmark failed:[/red] {escape(str(exc))}", highlight=False)
-        return 1
-    except KeyboardInterrupt:
-        err.print("[yellow]interrupted[/yellow]")
-        return 130
-    return 0
+main = entry_point(parse_args, run)
 
 
 if __name__ == "__main__":
