@@ -213,6 +213,14 @@ class Registry:
             "outputs": sig.outputs.to_dict() if sig.outputs is not None else None,
         }
 
+    def model_source(self, name: str, version: str) -> str:
+        """Where the version's model files are (an artifact URI), asked of this registry.
+
+        Loading from it needs no ``models:/`` resolution, which MLflow does through its
+        process-wide registry URI, not this registry's.
+        """
+        return str(self._call(lambda: self.client.get_model_version_download_uri(name, version)))
+
     def download_model(self, name: str, version: str, into: Path) -> Path:
         """The version's model directory (``MLmodel``, its files, ``requirements.txt``,
         ``python_env.yaml``), downloaded once into ``into/<model uuid>`` and reused after."""

@@ -55,6 +55,30 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
     """``sk_old`` v1 (scikit-learn 1.5.2), ``sk_new`` v1 (this one) and v2 (unresolvable)."""
     import mlflow
     import mlflow.sklearn
+
+    root = tmp_path_factory.mktemp("mlflow-builds")
+    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
+    # MLflow's set_*_uri also set MLFLOW_TRACKING_URI / MLFLOW_REGISTRY_URI in os.environ, which
+    # every platform and CLI run started later inherits: put all of it back when done.
+    saved_env = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    saved_uris = (mlflow.get_tracking_uri(), mlflow.get_registry_uri())
+    mlflow.set_tracking_uri(tracking_uri)
+    mlflow.set_registry_uri(tracking_uri)
+    try:
+        return _log_models(tracking_uri)
+    finally:
+        mlflow.set_tracking_uri(saved_uris[0])
+        mlflow.set_registry_uri(saved_uris[1])
+        for key, value in saved_env.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def _log_models(tracking_uri: str) -> Models:
+    import mlflow
+    import mlflow.sklearn
     import sklearn
     from mlflow.models import infer_signature
     from sklearn.linear_model import LogisticRegression
@@ -62,10 +86,6 @@ def models(tmp_path_factory: pytest.TempPathFactory) -> Models:
 
     from modeldeck.demo import iris_frame
 
-    root = tmp_path_factory.mktemp("mlflow-builds")
-    tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
-    mlflow.set_tracking_uri(tracking_uri)
-    mlflow.set_registry_uri(tracking_uri)
     mlflow.set_experiment("builds")
     X, y = iris_frame()
     pinned_mlflow = f"mlflow=={mlflow.__version__}"

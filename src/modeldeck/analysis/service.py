@@ -1184,8 +1184,9 @@ class AnalysisService:
         try:
             import mlflow
 
-            mlflow.set_tracking_uri(self.registry.tracking_uri)
-            model = mlflow.sklearn.load_model(deployment.model_uri)
+            mlflow.set_tracking_uri(self.registry.tracking_uri)  # for the artifact store
+            source = self.registry.model_source(deployment.model_name, deployment.model_version)
+            model = mlflow.sklearn.load_model(source)
             if not hasattr(model, "predict_proba"):
                 return None
             probabilities = model.predict_proba(frame[features])
