@@ -18,6 +18,7 @@ from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentHistoryRow
 from tests.conftest import Registered
 from tests.deployments.test_local import FakeRuntime
+from tests.fixtures import schema_drift
 
 
 def history(store: Store) -> list[tuple[str, str, str]]:
@@ -123,18 +124,6 @@ def test_redeploy_failure_and_rollback_flip_the_row_only_when_traffic_moves(
 
 
 def test_the_migration_creates_the_history_the_schema_declares(tmp_path: Path) -> None:
-    from alembic.autogenerate import compare_metadata
-    from alembic.migration import MigrationContext
-    from sqlalchemy import create_engine
-
-    from modeldeck.store.schema import Base
-
     url = f"sqlite:///{tmp_path / 'm.db'}"
-    Store(url).migrate()
-    engine = create_engine(url)
-    with engine.connect() as conn:
-        diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
-    engine.dispose()
-    ours = [d for d in diff if "deployment_history" in repr(d) or "'version'" in repr(d)]
-    assert ours == []
+    assert schema_drift(url) == []
     assert "deployment_history" in Store(url).table_names()

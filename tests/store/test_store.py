@@ -8,6 +8,7 @@ from sqlalchemy import func, select
 from modeldeck.errors import ConfigurationError
 from modeldeck.store import Store
 from modeldeck.store.schema import ApiKeyRow
+from tests.fixtures import schema_drift
 
 
 def test_migrations_create_the_schema_and_are_idempotent(store_url: str) -> None:
@@ -16,6 +17,10 @@ def test_migrations_create_the_schema_and_are_idempotent(store_url: str) -> None
     store.migrate()
     assert {"deployments", "replicas", "api_keys", "alembic_version"} <= set(store.table_names())
     store.close()
+
+
+def test_every_migration_together_creates_what_the_schema_declares(store_url: str) -> None:
+    assert schema_drift(store_url) == []
 
 
 def test_a_failed_write_leaves_the_store_as_it_was(store_url: str) -> None:
