@@ -8,7 +8,8 @@ On SQLite one writer thread drains everything queued while the previous transact
 commits it at once; an event loop hands over the records of one turn as one batch, and a lone
 request commits its record itself, without the round trip through the thread.
 
-On PostgreSQL each event loop commits its own records, on the loop, with one ``COPY`` per group
+On PostgreSQL each event loop commits its own records, on the loop, with one
+``INSERT … SELECT FROM jsonb_array_elements`` per group
 (``ModelMetrics.insert_predictions_async``): the loop serves requests while the server works,
 and nothing has to wait for the GIL. A writer thread that finishes a commit must win the GIL
 back from a busy loop at every step of the protocol (up to the 5 ms switch interval each time),
