@@ -181,9 +181,13 @@ class Platform:
                 log.exception("checking the aliases of deployments failed")
 
     async def prune(self) -> int:
-        """Delete records past their retention periods; returns the prediction records pruned."""
+        """Delete records past their retention periods and compact old technical rollups;
+        returns the prediction records pruned."""
         technical_cutoff = now_ms() - int(self.settings.technical_retention_days * 86_400_000)
         await asyncio.to_thread(self.technical.prune, technical_cutoff)
+        compacted = await asyncio.to_thread(self.technical.compact)
+        if compacted:
+            log.info("compacted %d technical-metric rows into five-minute rows", compacted)
         cutoff = now_ms() - int(self.settings.prediction_retention_days * 86_400_000)
         pruned = await asyncio.to_thread(self.model_metrics.prune, cutoff)
         if pruned:

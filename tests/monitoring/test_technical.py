@@ -79,7 +79,8 @@ def test_step_validation(technical: TechnicalMetrics) -> None:
         technical.series("d", 0, 86_400_000 * 30, step_ms=5_000)
     with pytest.raises(ValidationFailed):
         technical.series("d", 10, 5)
-    assert technical.series("d", 0, 3_600_000)["step"] == 30_000
+    now = int(time.time() * 1000) // BUCKET_MS * BUCKET_MS
+    assert technical.series("d", now - 3_600_000, now)["step"] == 30_000
 
 
 def test_prune_drops_old_rollups(technical: TechnicalMetrics) -> None:
@@ -88,3 +89,124 @@ def test_prune_drops_old_rollups(technical: TechnicalMetrics) -> None:
     technical.prune(older_than_ms=int(time.time() * 1000) + BUCKET_MS)
     end = int(time.time() * 1000) + BUCKET_MS
     assert technical.series("d", end - 600_000, end)["totals"]["requests"] == 0
+
+
+def _old_rows(
+    technical: TechnicalMetrics, start: int, buckets: int, *, seed: int = 7
+) -> tuple[int, int]:
+    """Five-second rollups and samples for two replicas of ``d`` (and one of ``other``),
+    written the way flushes write them: some buckets twice, as after a restart."""
+    import random
+
+    from sqlalchemy import insert
+
+    from modeldeck.store.schema import ReplicaSampleRow, RollupRow
+
+    rng = random.Random(seed)
+    rollups, samples = [], []
+    for b in range(buckets):
+        t = start + b * BUCKET_MS
+        for deployment, replica, version in (("d", 0, "1"), ("d", 1, "1"), ("d", 1, "2"),
+                                             ("other", 0, "1")):  # fmt: skip
+            for _ in range(2 if b % 17 == 0 else 1):
+                hist = [rng.randrange(3) for _ in range(len(LATENCY_BOUNDS_MS) + 1)]
+                n = sum(hist)
+                ok = rng.randrange(n + 1)
+                row = {
+                    "deployment_id": deployment, "version": version, "replica": replica,
+                    "bucket_ms": t, "requests": n, "status_2xx": ok, "status_4xx": n - ok,
+                    "status_5xx": 0, "status_other": 0,
+                    "latency_sum_ms": rng.uniform(0, 50) * n, "latency_max_ms": rng.uniform(0, 99),
+                    "req_bytes_sum": 100 * n, "req_bytes_max": rng.randrange(500),
+                    "resp_bytes_sum": 40 * n, "resp_bytes_max": rng.randrange(900),
+                }  # fmt: skip
+                row.update({f"lat_{i:02d}": c for i, c in enumerate(hist)})
+                rollups.append(row)
+            samples.append(
+                {"deployment_id": deployment, "version": version, "replica": replica,
+                 "ts_ms": t + 1_000, "cpu_percent": rng.uniform(0, 100),
+                 "rss_bytes": rng.randrange(100_000_000, 200_000_000), "cpu_seconds": b * 0.1}
+            )  # fmt: skip
+    with technical.store.write() as session:
+        session.execute(insert(RollupRow), rollups)
+        session.execute(insert(ReplicaSampleRow), samples)
+    return len(rollups), len(samples)
+
+
+def _counts(technical: TechnicalMetrics) -> tuple[int, int]:
+    from sqlalchemy import func, select
+
+    from modeldeck.store.schema import ReplicaSampleRow, RollupRow
+
+    with technical.store.read() as session:
+        return (
+            int(session.scalar(select(func.count()).select_from(RollupRow)) or 0),
+            int(session.scalar(select(func.count()).select_from(ReplicaSampleRow)) or 0),
+        )
+
+
+def _close(a: dict[str, object], b: dict[str, object]) -> bool:
+    """Equal dicts, floats within rounding (sums are added in another order)."""
+    return a.keys() == b.keys() and all(
+        a[k] == pytest.approx(b[k]) if isinstance(b[k], float) else a[k] == b[k] for k in a
+    )
+
+
+def test_compaction_keeps_every_count_sum_histogram_and_maximum(
+    technical: TechnicalMetrics,
+) -> None:
+    from modeldeck.monitoring.technical import COARSE_MS, COMPACT_AFTER_MS
+
+    now = int(time.time() * 1000)
+    start = (now - COMPACT_AFTER_MS - 3 * 3_600_000) // COARSE_MS * COARSE_MS + 35_000
+    _old_rows(technical, start, buckets=2 * 720 + 100)  # two hours and a bit, mid-window start
+    recent = now - 60_000
+    technical.rollups.record("d", "1", 0, 200, 0.003, 10, 10)
+    technical.flush([ReplicaSample("d", "1", 0, recent, 5.0, 1, 1.0)], everything=True)
+    end = now + BUCKET_MS
+    hours = (start // COARSE_MS * COARSE_MS, end)
+    before = {
+        (rep, step): technical.series("d", *hours, step_ms=step, replica=rep)
+        for rep in (None, 0, 1)
+        for step in (COARSE_MS, 3_600_000)
+    }
+    rows_before = _counts(technical)
+
+    removed = technical.compact()
+
+    rows_after = _counts(technical)
+    assert removed > 0 and removed == sum(rows_before) - sum(rows_after)
+    # One row per five minutes and group remains of the old rows; the recent ones are untouched.
+    windows = -(-(start % COARSE_MS + (2 * 720 + 100) * BUCKET_MS) // COARSE_MS)
+    assert rows_after == (4 * windows + 1, 4 * windows + 1)
+    for (rep, step), was in before.items():
+        now_is = technical.series("d", *hours, step_ms=step, replica=rep)
+        assert _close(now_is["totals"], was["totals"]), (rep, step)
+        assert now_is["replicas"] == was["replicas"]
+        assert len(now_is["requests"]) == len(was["requests"])
+        for point, was_point in zip(now_is["requests"], was["requests"], strict=True):
+            assert _close(point, was_point), (rep, step, point["t"])
+        # CPU and memory: five-minute means; a coarser step averages those (a partly filled
+        # five minutes weighs as much as a full one).
+        rel = 1e-6 if step == COARSE_MS else 1e-2
+        for what in ("cpu_percent", "rss_bytes"):
+            got = [p[what] for p in now_is["resources"]["all"]]
+            assert got == pytest.approx([p[what] for p in was["resources"]["all"]], rel=rel)
+    assert technical.series("other", *hours, step_ms=COARSE_MS)["totals"]["requests"] > 0
+
+    assert technical.compact() == 0  # nothing left to do, and it knows where it stopped
+    technical._compacted.clear()
+    assert technical.compact() == 0  # a restarted platform finds the old rows already compact
+    assert _counts(technical) == rows_after
+
+
+def test_steps_finer_than_compacted_rows_apply_to_recent_ranges_only(
+    technical: TechnicalMetrics,
+) -> None:
+    from modeldeck.monitoring.technical import COARSE_MS, COMPACT_AFTER_MS
+
+    now = int(time.time() * 1000)
+    assert technical.series("d", now - 3_600_000, now, step_ms=10_000)["step"] == 10_000
+    old = now - COMPACT_AFTER_MS - 3_600_000
+    assert technical.series("d", old, old + 3_600_000, step_ms=10_000)["step"] == COARSE_MS
+    assert technical.series("d", old, old + 3_600_000, step_ms=900_000)["step"] == 900_000

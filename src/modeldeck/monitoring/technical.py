@@ -6,6 +6,12 @@ status class, a latency histogram, size sums and maxima) that are flushed to the
 so grows with time and replicas, not with requests. Replica CPU and resident memory are sampled
 with psutil at each flush. Queries re-aggregate rollups to any step in SQL and merge histograms
 for percentiles.
+
+Rollups and samples older than eight hours are compacted to five-minute rows (counts, sums and
+histograms add up exactly; maxima stay maxima; CPU and memory become five-minute means), so a
+week's chart reads a few thousand rows instead of a quarter of a million. Steps finer than five
+minutes so apply to the last eight hours only: a range reaching further back is answered at
+five-minute steps (the answer's ``step`` says which).
 """
 
 from __future__ import annotations
@@ -17,7 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import String, cast, delete, func, insert, literal, select
 
 from modeldeck.errors import ValidationFailed
 from modeldeck.store import Store
@@ -26,6 +32,9 @@ from modeldeck.store.schema import LATENCY_BOUNDS_MS, ReplicaSampleRow, RollupRo
 BUCKET_MS = 5_000
 GATEWAY_REPLICA = -1  # requests refused before reaching a replica (401, 413, 503...)
 MAX_POINTS = 2_000
+COARSE_MS = 300_000  # the resolution rollups and samples are compacted to
+COMPACT_AFTER_MS = 8 * 3_600_000  # ... once they are this old
+_COMPACT_CHUNK_MS = 3_600_000  # the time range one compaction transaction rewrites
 
 
 def _class(status: int) -> str:
@@ -153,6 +162,7 @@ class TechnicalMetrics:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.rollups = RequestRollups()
+        self._compacted: dict[str, int] = {}  # table -> compacted up to (ms)
 
     def flush(self, samples: Sequence[ReplicaSample] = (), *, everything: bool = False) -> int:
         rows = self.rollups.drain(everything=everything)
@@ -167,6 +177,73 @@ class TechnicalMetrics:
                     [s.__dict__ for s in samples],
                 )
         return len(rows)
+
+    def compact(self, before_ms: int | None = None) -> int:
+        """Rewrite rollups and samples older than ``before_ms`` (default: eight hours ago) as
+        one row per five minutes, deployment, version and replica; returns the rows removed.
+
+        Only five-minute windows that hold more than one row of a group are rewritten, one
+        hour per transaction, so a second run finds nothing to do; what one run has compacted
+        is remembered, so the next looks only at rows newer than that.
+        """
+        if before_ms is None:
+            before_ms = int(time.time() * 1000) - COMPACT_AFTER_MS
+        before_ms = before_ms // COARSE_MS * COARSE_MS
+        removed = 0
+        for table in (_ROLLUPS, _SAMPLES):
+            since = self._compacted.get(table.name, 0)
+            if since >= before_ms:
+                continue
+            ts = table.ts
+            with self.store.read() as session:
+                deployments = list(
+                    session.scalars(
+                        select(table.col("deployment_id"))
+                        .where(ts >= since, ts < before_ms)
+                        .distinct()
+                    )
+                )
+            for deployment_id in deployments:
+                for lo, hi in _spans(self._loose_windows(table, deployment_id, since, before_ms)):
+                    removed += self._rewrite(table, deployment_id, lo, hi)
+            self._compacted[table.name] = before_ms
+        return removed
+
+    def _loose_windows(
+        self, table: _Compactable, deployment_id: str, since: int, before: int
+    ) -> list[int]:
+        """Five-minute windows in which some group has more than one row."""
+        ts = table.ts
+        window = (ts - ts % COARSE_MS).label("window")
+        group = table.col("version") + literal(":") + cast(table.col("replica"), String)
+        query = (
+            select(window)
+            .where(table.col("deployment_id") == deployment_id, ts >= since, ts < before)
+            .group_by(window)
+            .having(func.count() > func.count(group.distinct()))
+            .order_by(window)
+        )
+        with self.store.read() as session:
+            return [int(w) for w in session.scalars(query)]
+
+    def _rewrite(self, table: _Compactable, deployment_id: str, lo: int, hi: int) -> int:
+        ts = table.ts
+        window = (ts - ts % COARSE_MS).label("window")
+        where = (table.col("deployment_id") == deployment_id, ts >= lo, ts < hi)
+        keys = (table.col("deployment_id"), table.col("version"), table.col("replica"))
+        aggregates = table.aggregates()
+        merged = select(*keys, window, *aggregates.values()).where(*where).group_by(*keys, window)
+        columns = ["deployment_id", "version", "replica", ts.key, *aggregates]
+        with self.store.write() as session:
+            last_id = session.scalar(select(func.max(table.col("id"))).where(*where))
+            if last_id is None:
+                return 0
+            session.execute(insert(table.row).from_select(columns, merged))
+            result = session.execute(delete(table.row).where(*where, table.col("id") <= last_id))
+            deleted = int(getattr(result, "rowcount", 0) or 0)
+            # (psycopg reports no row count for INSERT ... SELECT: count what is left instead)
+            kept = session.scalar(select(func.count()).select_from(table.row).where(*where))
+        return deleted - int(kept or 0)
 
     def prune(self, older_than_ms: int) -> None:
         with self.store.write() as session:
@@ -196,6 +273,8 @@ class TechnicalMetrics:
             raise ValidationFailed(
                 f"step must be a multiple of {BUCKET_MS // 1000} s", details={"field": "step"}
             )
+        if step_ms < COARSE_MS and start_ms < int(time.time() * 1000) - COMPACT_AFTER_MS:
+            step_ms = COARSE_MS  # older rows are five-minute rows: finer steps would mislead
         if span / step_ms > MAX_POINTS:
             raise ValidationFailed(
                 f"{span // step_ms} points is too many; use a larger step (at most "
@@ -394,3 +473,64 @@ def _round_step(ms: float) -> int:
         if step * 1000 >= ms:
             return step * 1000
     return int(math.ceil(ms / 86_400_000) * 86_400_000)
+
+
+@dataclass(frozen=True)
+class _Compactable:
+    """A table of per-replica rows that compaction merges into five-minute rows."""
+
+    name: str
+    row: Any  # the mapped class
+    ts_name: str
+    merge: dict[str, str]  # column -> how rows merge: sum, max or mean
+
+    def col(self, column: str) -> Any:
+        return getattr(self.row, column)
+
+    @property
+    def ts(self) -> Any:
+        return getattr(self.row, self.ts_name)
+
+    def aggregates(self) -> dict[str, Any]:
+        out: dict[str, Any] = {}
+        for column, how in self.merge.items():
+            col = getattr(self.row, column)
+            if how == "sum":
+                out[column] = func.sum(col)
+            elif how == "max":
+                out[column] = func.max(col)
+            else:
+                mean = func.avg(col)
+                out[column] = func.round(mean) if column == "rss_bytes" else mean
+        return out
+
+
+_ROLLUPS = _Compactable(
+    "technical_rollups",
+    RollupRow,
+    "bucket_ms",
+    {
+        "requests": "sum", "status_2xx": "sum", "status_4xx": "sum", "status_5xx": "sum",
+        "status_other": "sum", "latency_sum_ms": "sum", "latency_max_ms": "max",
+        "req_bytes_sum": "sum", "req_bytes_max": "max", "resp_bytes_sum": "sum",
+        "resp_bytes_max": "max",
+        **{f"lat_{i:02d}": "sum" for i in range(len(LATENCY_BOUNDS_MS) + 1)},
+    },
+)  # fmt: skip
+_SAMPLES = _Compactable(
+    "replica_samples",
+    ReplicaSampleRow,
+    "ts_ms",
+    {"cpu_percent": "mean", "rss_bytes": "mean", "cpu_seconds": "max"},
+)
+
+
+def _spans(windows: Sequence[int]) -> list[tuple[int, int]]:
+    """Windows (sorted starts) grouped into ranges of at most an hour: (lo, hi) pairs."""
+    spans: list[tuple[int, int]] = []
+    for w in windows:
+        if spans and w + COARSE_MS - spans[-1][0] <= _COMPACT_CHUNK_MS:
+            spans[-1] = (spans[-1][0], w + COARSE_MS)
+        else:
+            spans.append((w, w + COARSE_MS))
+    return spans
