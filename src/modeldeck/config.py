@@ -57,7 +57,23 @@ class Settings(BaseSettings):
 
     request_timeout_seconds: float = 30.0
     """Time a model endpoint may take to answer before the caller gets a 504 (30 s, as Cloudera
-    ML)."""
+    ML). The replica that did not answer is recycled (killed and restarted): a predict call
+    cannot be interrupted, and one that hangs would hold its replica for ever."""
+
+    replica_max_concurrency: int = Field(default=64, ge=1)
+    """Requests the gateway sends to one replica at a time. When every ready replica of a
+    deployment has this many in flight, a request waits for a free one for at most
+    ``queue_timeout_seconds``, then gets a 429 with ``Retry-After``."""
+
+    queue_timeout_seconds: float = Field(default=2.0, ge=0)
+    """Longest time a request waits at the gateway for a replica with a free slot (see
+    ``replica_max_concurrency``) before it gets a 429; the wait does not count towards
+    ``request_timeout_seconds``."""
+
+    replica_memory_limit_mb: int | None = Field(default=None, gt=0)
+    """Resident memory (RSS) above which the supervisor recycles a replica, in MB, for
+    deployments without a ``memory_mb`` of their own (which takes precedence). Checked at every
+    health check. Default: no limit."""
 
     replica_start_timeout_seconds: float = 180.0
     """Time a replica may take to load its model and answer its health check."""

@@ -16,10 +16,17 @@ class ModeldeckError(Exception):
     status_code: int = 500
     code: str = "internal_error"
 
-    def __init__(self, message: str, *, details: dict[str, Any] | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        details: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
         super().__init__(message)
         self.message = message
         self.details = details or {}
+        self.headers = headers or {}  # HTTP headers the answer carries (``Retry-After``)
 
     def to_dict(self) -> dict[str, Any]:
         return error_body(self.code, self.message, self.details)
@@ -70,6 +77,8 @@ class ValidationFailed(ModeldeckError):
 
 
 class TooManyRequests(ModeldeckError):
+    """Every replica of a deployment is busy; the caller should retry after ``Retry-After``."""
+
     status_code = 429
     code = "too_many_requests"
 

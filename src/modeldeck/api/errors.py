@@ -30,12 +30,16 @@ _HTTP_CODES = {
 
 
 def error_response(exc: ModeldeckError) -> JSONResponse:
-    return JSONResponse(exc.to_dict(), status_code=exc.status_code)
+    return JSONResponse(exc.to_dict(), status_code=exc.status_code, headers=exc.headers or None)
 
 
 def cml_error_response(exc: ModeldeckError) -> JSONResponse:
     """Cloudera ML's form: the same error object, beside ``"success": false``."""
-    return JSONResponse({"success": False, **exc.to_dict()}, status_code=exc.status_code)
+    return JSONResponse(
+        {"success": False, **exc.to_dict()},
+        status_code=exc.status_code,
+        headers=exc.headers or None,
+    )
 
 
 def _field(loc: tuple[Any, ...] | list[Any]) -> str:

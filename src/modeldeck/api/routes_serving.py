@@ -46,7 +46,7 @@ PREDICTION = {
     openapi_extra={"requestBody": PREDICT_BODY},
     responses={
         200: {"description": "Prediction", "content": {"application/json": {"schema": PREDICTION}}},
-        **errors(400, 401, 404, 413, 422, 500, 503, 504),
+        **errors(400, 401, 404, 413, 422, 429, 500, 503, 504),
     },
 )
 async def predict(name: str, request: Request) -> Response:

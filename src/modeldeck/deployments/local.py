@@ -5,6 +5,12 @@ One supervisor task starts replica processes, health-checks them every
 for a minute) and stops them with SIGTERM then SIGKILL. A deployment whose replicas keep dying
 before they ever become healthy is marked failed with the tail of the replica's log.
 
+A replica is also recycled (stopped and started again, the reason kept in its ``last_error``)
+when its resident memory exceeds the deployment's ``memory_mb`` (or
+``replica_memory_limit_mb``), checked at every health check, and when the gateway reports that
+it did not answer a request within ``request_timeout_seconds`` (``recycle``): a predict call
+cannot be interrupted, so a hung one would hold its replica for ever.
+
 A rollout (``rollout``) starts a new version's replicas beside the serving ones, under replica
 indexes the serving ones do not use. The gateway keeps picking the serving replicas until every
 new one is healthy; then the new ones take the traffic and the old ones drain (their in-flight
@@ -23,10 +29,13 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
+import psutil
 
 from modeldeck.builds.environment import replica_environment
 from modeldeck.config import Settings
@@ -39,6 +48,7 @@ HEALTH_TIMEOUT = 2.0
 UNHEALTHY_AFTER = 3  # consecutive failed checks before a ready replica takes no traffic
 RECYCLE_AFTER = 20  # consecutive failed checks before it is killed and restarted
 STABLE_AFTER_SECONDS = 60.0
+RECYCLE_GRACE_SECONDS = 2.0  # a replica over its memory limit may finish requests this long
 
 
 @dataclass
@@ -236,12 +246,19 @@ class LocalRuntime:
 
     # -- routing (used by the gateway) --------------------------------------------------------
 
-    def pick(self, name: str, exclude: Replica | None = None) -> Replica | None:
-        """The ready replica with the fewest requests in flight (round-robin among equals)."""
+    def pick(
+        self, name: str, exclude: Replica | None = None, limit: int | None = None
+    ) -> Replica | None:
+        """The ready replica with the fewest requests in flight (round-robin among equals);
+        with a ``limit``, only one with fewer than ``limit`` in flight."""
         dep = self._deployments.get(name)
         if dep is None:
             return None
-        ready = [r for r in dep.replicas if r.status == "ready" and r is not exclude]
+        ready = [
+            r
+            for r in dep.replicas
+            if r.status == "ready" and r is not exclude and (limit is None or r.inflight < limit)
+        ]
         if not ready:
             return None
         dep.rr += 1
@@ -259,6 +276,25 @@ class LocalRuntime:
             replica.status = "unhealthy"
             replica.last_error = error
             replica.failed_checks = UNHEALTHY_AFTER
+
+    def recycle(self, replica: Replica, reason: str) -> None:
+        """Kill and restart ``replica`` (it hung on a request), recording ``reason``.
+
+        It takes no new traffic from now on; its other in-flight requests are cut off and the
+        gateway retries them on another replica.
+        """
+        dep = self._deployments.get(replica.deployment)
+        if dep is None or replica not in [*dep.replicas, *dep.incoming]:
+            return  # gone, or draining (the drain stops it)
+        if replica.status not in ("starting", "ready", "unhealthy"):
+            return  # already being stopped or restarted
+        replica.last_error = reason
+        self._background(self._recycle(dep, replica, grace=0.0))
+
+    def _background(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(work)
+        self._drains.add(task)
+        task.add_done_callback(self._drains.discard)
 
     # -- supervision --------------------------------------------------------------------------
 
@@ -312,9 +348,7 @@ class LocalRuntime:
         await self._emit(
             dep, status="deployed", message="", rollout="completed", version=dep.spec.model_version
         )
-        task = asyncio.get_running_loop().create_task(self._drain(dep, old))
-        self._drains.add(task)
-        task.add_done_callback(self._drains.discard)
+        self._background(self._drain(dep, old))
 
     async def _drain(self, dep: _Deployment, old: list[Replica]) -> None:
         """Let ``old``'s in-flight requests finish (bounded by the request timeout), then stop."""
@@ -352,6 +386,16 @@ class LocalRuntime:
         if code is not None:
             await self._on_exit(dep, replica, code)
             return
+        limit = replica.spec.memory_mb or self.settings.replica_memory_limit_mb
+        if limit:
+            rss_mb = _rss_mb(proc.pid)
+            if rss_mb is not None and rss_mb > limit:
+                replica.last_error = (
+                    f"recycled: resident memory {rss_mb:.0f} MB exceeded the limit of {limit} MB"
+                )
+                replica.status = "stopping"  # no new traffic; in-flight requests may finish
+                self._background(self._recycle(dep, replica, grace=RECYCLE_GRACE_SECONDS))
+                return
         healthy = await self._healthy(replica)
         if healthy:
             replica.failed_checks = 0
@@ -391,9 +435,18 @@ class LocalRuntime:
             return False
         return response.status_code == 200
 
-    async def _recycle(self, dep: _Deployment, replica: Replica) -> None:
-        await self._terminate(replica)
-        code = replica.proc.returncode if replica.proc else -1
+    async def _recycle(self, dep: _Deployment, replica: Replica, grace: float = 10.0) -> None:
+        """Stop ``replica`` (its ``last_error`` says why) and let it restart."""
+        replica.status = "stopping"  # no traffic, and no health check races the stop
+        await self._emit(dep)
+        await self._terminate(replica, grace)
+        if (
+            self._deployments.get(dep.spec.name) is not dep
+            or replica not in [*dep.replicas, *dep.incoming]
+            or replica.proc is None
+        ):
+            return  # the deployment was stopped, replaced or scaled down meanwhile
+        code = replica.proc.returncode
         await self._on_exit(dep, replica, code if code is not None else -1, recycled=True)
 
     async def _on_exit(
@@ -568,6 +621,14 @@ class LocalRuntime:
             await self._listener(event)
         except Exception:
             log.exception("could not record the state of %s", event.deployment)
+
+
+def _rss_mb(pid: int) -> float | None:
+    """Resident memory of process ``pid`` in MB (None when it is gone)."""
+    try:
+        return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
+    except psutil.Error:
+        return None
 
 
 def _tail(path: Path, lines: int = 15) -> str:

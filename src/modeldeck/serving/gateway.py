@@ -7,6 +7,12 @@ replica costs its callers nothing while a healthy one remains. During a rollout 
 offers only the serving version's replicas until the new version's are all healthy; every answer
 names the version that made it (``X-Modeldeck-Version``).
 
+Back-pressure and hangs: a replica is sent at most ``replica_max_concurrency`` requests at a
+time. When every ready replica is that busy, a request waits (first come, first served) for a
+free slot for at most ``queue_timeout_seconds``, then gets a 429 with ``Retry-After``: callers
+never queue without bound. A replica that does not answer within ``request_timeout_seconds``
+gets its caller a 504 and is recycled by the runtime.
+
 The hop to the replica uses aiohttp's client: on this path it costs a fraction of httpx's
 (whose connection pool scans every idle connection per request), and the gateway's CPU is what
 bounds a deployment's throughput.
@@ -14,14 +20,24 @@ bounds a deployment's throughput.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import math
+from collections import deque
 from dataclasses import dataclass
 
 import aiohttp
 
 from modeldeck.config import Settings
-from modeldeck.deployments.local import LocalRuntime
+from modeldeck.deployments.local import LocalRuntime, Replica
 from modeldeck.deployments.service import DeploymentService, RouteEntry
-from modeldeck.errors import GatewayTimeout, NotFound, ServiceUnavailable, Unauthorized
+from modeldeck.errors import (
+    GatewayTimeout,
+    NotFound,
+    ServiceUnavailable,
+    TooManyRequests,
+    Unauthorized,
+)
 from modeldeck.keys import matches
 
 FORWARDED_HEADERS = ("content-type", "x-prediction-id", "x-modeldeck-replica")
@@ -44,6 +60,8 @@ class Gateway:
         self.deployments = deployments
         self.runtime = runtime
         self._client: aiohttp.ClientSession | None = None
+        # Per deployment: requests waiting for a replica with a free slot, oldest first.
+        self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
 
     async def startup(self) -> None:
         self._client = aiohttp.ClientSession(
@@ -91,11 +109,11 @@ class Gateway:
         assert self._client is not None, "gateway not started"
         tried = None
         last_error = ""
+        timeout = self.settings.request_timeout_seconds
         for _ in range(2):
-            replica = self.runtime.pick(route.name, exclude=tried)
+            replica = await self._acquire(route.name, tried)
             if replica is None:
                 break
-            replica.inflight += 1
             try:
                 async with self._client.post(replica.url + "/predict", data=body) as response:
                     content = await response.read()
@@ -103,21 +121,100 @@ class Gateway:
                     version = replica.spec.model_version
                     headers["x-modeldeck-version"] = version
                     return Answer(response.status, content, headers, replica.index, version)
-            except TimeoutError as exc:
-                raise GatewayTimeout(
-                    f"deployment {route.name!r} did not answer within "
-                    f"{self.settings.request_timeout_seconds:g} s",
-                    details={"deployment": route.name},
-                ) from exc
-            except aiohttp.ClientError as exc:
+            except aiohttp.ClientError as exc:  # unreachable (a connect timeout included)
                 last_error = f"{type(exc).__name__}: {exc}"
                 self.runtime.report_failure(replica, last_error)
                 tried = replica
                 continue
+            except TimeoutError as exc:  # reached, but no answer in time: the model hangs
+                self.runtime.recycle(
+                    replica,
+                    f"recycled: did not answer a request within {timeout:g} s "
+                    "(MODELDECK_REQUEST_TIMEOUT_SECONDS)",
+                )
+                raise GatewayTimeout(
+                    f"deployment {route.name!r} did not answer within {timeout:g} s "
+                    f"(MODELDECK_REQUEST_TIMEOUT_SECONDS); its replica {replica.index} is "
+                    "being restarted",
+                    details={
+                        "deployment": route.name,
+                        "replica": replica.index,
+                        "timeout_seconds": timeout,
+                    },
+                ) from exc
             finally:
-                replica.inflight -= 1
+                self._release(route.name, replica)
         raise ServiceUnavailable(
             f"deployment {route.name!r} has no ready replica"
             + (f" (last error: {last_error})" if last_error else ""),
             details={"deployment": route.name},
         )
+
+    async def _acquire(self, name: str, exclude: Replica | None) -> Replica | None:
+        """A ready replica with a free slot, its slot taken; ``None`` when none is ready.
+
+        When every ready replica is full, wait for a slot (in arrival order) for at most
+        ``queue_timeout_seconds``; then raise 429.
+        """
+        limit = self.settings.replica_max_concurrency
+        waiting = self._waiting.setdefault(name, deque())
+        replica = self.runtime.pick(name, exclude=exclude, limit=limit)
+        if replica is not None and waiting:
+            # Others wait first. Slots can free up without a release (a replica became ready):
+            # wake the oldest, then queue behind it.
+            self._wake(name)
+            replica = None
+        if replica is None:
+            if not self.runtime.serving(name):
+                return None
+            replica = await self._wait_for_slot(name, exclude, limit, waiting)
+        replica.inflight += 1
+        return replica
+
+    async def _wait_for_slot(
+        self, name: str, exclude: Replica | None, limit: int, waiting: deque[asyncio.Future[None]]
+    ) -> Replica:
+        loop = asyncio.get_running_loop()
+        queue_timeout = self.settings.queue_timeout_seconds
+        deadline = loop.time() + queue_timeout
+        while True:
+            remaining = deadline - loop.time()
+            if remaining <= 0:
+                self._wake(name)  # pass on a slot this caller may have been woken for
+                retry_after = max(1, math.ceil(queue_timeout))
+                raise TooManyRequests(
+                    f"every replica of deployment {name!r} is busy "
+                    f"({limit} requests in flight each, MODELDECK_REPLICA_MAX_CONCURRENCY) "
+                    f"and none freed up within {queue_timeout:g} s; retry later",
+                    details={"deployment": name, "retry_after_seconds": retry_after},
+                    headers={"Retry-After": str(retry_after)},
+                )
+            waiter: asyncio.Future[None] = loop.create_future()
+            waiting.append(waiter)
+            try:
+                await asyncio.wait_for(waiter, remaining)
+            except TimeoutError:
+                pass
+            finally:
+                with contextlib.suppress(ValueError):
+                    waiting.remove(waiter)
+            replica = self.runtime.pick(name, exclude=exclude, limit=limit)
+            if replica is not None:
+                return replica
+            if not self.runtime.serving(name):
+                raise ServiceUnavailable(
+                    f"deployment {name!r} has no ready replica", details={"deployment": name}
+                )
+
+    def _release(self, name: str, replica: Replica) -> None:
+        replica.inflight -= 1
+        self._wake(name)
+
+    def _wake(self, name: str) -> None:
+        """Let the longest-waiting request of ``name`` look for a free slot."""
+        waiting = self._waiting.get(name)
+        while waiting:
+            waiter = waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(None)
+                return

@@ -1,0 +1,301 @@
+"""Faults on a real platform: a hung model, every replica busy, a memory leak, the store's
+connections killed. Each test names the promise of docs/reliability.md it proves.
+
+One platform (SQLite) with short limits serves the first three; the connection test runs its
+own platform on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import psutil
+import pytest
+from click.testing import CliRunner
+
+from modeldeck.cli import main as cli
+from tests.conftest import (
+    Registered,
+    RunningPlatform,
+    drop_postgres_database,
+    new_postgres_database,
+    start_platform,
+)
+
+pytestmark = pytest.mark.integration
+
+FAULTY = Path(__file__).parent.parent / "models" / "faulty.py"
+REQUEST_TIMEOUT = 2.0
+MAX_CONCURRENCY = 2
+QUEUE_TIMEOUT = 0.5
+ROW = [5.1, 3.5, 1.4, 0.2]
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+
+
+@pytest.fixture(scope="module")
+def faults(
+    mlflow_registry: Registered, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    data_dir = tmp_path_factory.mktemp("faults")
+    # Deployed from a copy in the test's temporary directory, where --file deployments may load.
+    (data_dir / "faulty.py").write_text(FAULTY.read_text())
+    running = start_platform(
+        data_dir,
+        f"sqlite:///{data_dir / 'modeldeck.db'}",
+        mlflow_registry.tracking_uri,
+        MODELDECK_REQUEST_TIMEOUT_SECONDS=str(REQUEST_TIMEOUT),
+        MODELDECK_REPLICA_MAX_CONCURRENCY=str(MAX_CONCURRENCY),
+        MODELDECK_QUEUE_TIMEOUT_SECONDS=str(QUEUE_TIMEOUT),
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+def wait_for(predicate: Any, timeout: float = 60.0, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+def deploy_faulty(platform: RunningPlatform, name: str, **options: Any) -> str:
+    """A deployment of tests/models/faulty.py; returns its access key."""
+    client = platform.client()
+    path = platform.data_dir / "faulty.py"
+    created = client.deploy(name, file=str(path), function="predict", **options)
+    client.wait(name, timeout=120)
+    return str(created["access_key"])
+
+
+def post(platform: RunningPlatform, name: str, key: str, body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{platform.url}/deployments/{name}/predict",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+def replica(platform: RunningPlatform, name: str, index: int) -> dict[str, Any]:
+    states = platform.client().deployment(name)["replica_states"]
+    return next(r for r in states if r["index"] == index)  # type: ignore[no-any-return]
+
+
+def test_a_hung_model_gets_504_and_its_replica_is_recycled(faults: RunningPlatform) -> None:
+    """Hung model: 504 naming the timeout, the replica restarted, the other one serves."""
+    name = "hung"
+    key = deploy_faulty(faults, name, replicas=2)
+    before = {r["index"]: r for r in faults.client().deployment(name)["replica_states"]}
+    statuses: Counter[int] = Counter()
+    stop = threading.Event()
+
+    def traffic() -> None:
+        with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+            while not stop.is_set():
+                r = http.post(f"{faults.url}/deployments/{name}/predict", json={})
+                statuses[r.status_code] += 1
+                time.sleep(0.02)
+
+    threads = [threading.Thread(target=traffic) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        started = time.monotonic()
+        r = post(faults, name, key, {"hang": True})
+        took = time.monotonic() - started
+        assert r.status_code == 504, r.text
+        error = r.json()["error"]
+        assert error["code"] == "timeout"
+        assert "did not answer within 2 s" in error["message"]
+        assert "MODELDECK_REQUEST_TIMEOUT_SECONDS" in error["message"]
+        assert REQUEST_TIMEOUT <= took < REQUEST_TIMEOUT + 3, took
+        hung = error["details"]["replica"]
+        other = 1 - hung
+
+        def recycled() -> dict[str, Any] | None:
+            state = replica(faults, name, hung)
+            done = state["status"] == "ready" and state["pid"] != before[hung]["pid"]
+            return state if done else None
+
+        state = wait_for(recycled, timeout=30)
+        time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert state["restarts"] == before[hung]["restarts"] + 1
+    assert "did not answer a request within 2 s" in state["last_error"]
+    assert not psutil.pid_exists(before[hung]["pid"]), "the hung process is gone"
+    assert replica(faults, name, other)["pid"] == before[other]["pid"], "the other is untouched"
+    assert statuses[200] > 20
+    assert set(statuses) == {200}, f"answers while one replica hung: {dict(statuses)}"
+    assert post(faults, name, key, {}).status_code == 200
+    shown = CliRunner().invoke(
+        cli, ["--url", faults.url, "--api-key", faults.api_key, "deployments", "show", name]
+    )
+    assert shown.exit_code == 0 and "recycled" in shown.output, shown.output
+    assert "did not answer a request within 2 s" in faults.logs()
+    faults.client().delete(name)
+
+
+def test_every_replica_busy_gets_429_after_a_bounded_wait(faults: RunningPlatform) -> None:
+    """Every replica busy: 429 with Retry-After after the queue timeout; no record for it."""
+    name = "slow"
+    key = deploy_faulty(faults, name, replicas=1)
+    start_ms = int(time.time() * 1000)
+    results: list[tuple[int, float, httpx.Response]] = []
+    lock = threading.Lock()
+    callers = 3 * MAX_CONCURRENCY
+
+    def call() -> None:
+        started = time.monotonic()
+        r = post(faults, name, key, {"sleep": 1.5})
+        with lock:
+            results.append((r.status_code, time.monotonic() - started, r))
+
+    threads = [threading.Thread(target=call) for _ in range(callers)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    statuses = Counter(status for status, _, _ in results)
+    assert set(statuses) == {200, 429}, statuses
+    assert statuses[200] >= MAX_CONCURRENCY  # the replica's slots were used
+    assert statuses[429] >= callers - 2 * MAX_CONCURRENCY
+    for status, took, r in results:
+        if status == 429:
+            assert took < QUEUE_TIMEOUT + 1.0, f"a 429 after {took:.2f} s: the wait is bounded"
+            assert r.headers["retry-after"] == "1"
+            error = r.json()["error"]
+            assert error["code"] == "too_many_requests"
+            assert error["details"]["deployment"] == name
+            assert "MODELDECK_REPLICA_MAX_CONCURRENCY" in error["message"]
+        assert took < 1.5 + QUEUE_TIMEOUT + 3.0, "nobody waits unboundedly"
+    answered = {r.json()["uuid"] for status, _, r in results if status == 200}
+    stored = {
+        rec["predictionUuid"]
+        for rec in faults.client().read_metrics(name, start_ms=start_ms)["metrics"]
+    }
+    assert stored == answered, "a 429 leaves no record; every 200 has one"
+    assert post(faults, name, key, {}).status_code == 200, "nothing stays queued"
+    faults.client().delete(name)
+
+
+LIMIT_MB = 500
+STEP_MB = 100
+
+
+def test_a_replica_over_its_memory_limit_is_recycled(faults: RunningPlatform) -> None:
+    """Memory limit: a replica whose RSS passes ``memory_mb`` is restarted, the event kept."""
+    name = "leaky"
+    key = deploy_faulty(faults, name, replicas=1, memory_mb=LIMIT_MB)
+    first = replica(faults, name, 0)
+    baseline = psutil.Process(first["pid"]).memory_info().rss / 2**20
+    assert baseline < LIMIT_MB - 2 * STEP_MB, f"replica baseline {baseline:.0f} MB: raise LIMIT_MB"
+    leaked = 0
+    for _ in range(LIMIT_MB // STEP_MB + 2):
+        r = post(faults, name, key, {"allocate_mb": STEP_MB})
+        assert r.status_code == 200, r.text
+        leaked = r.json()["prediction"]["leaked_mb"]
+        time.sleep(0.6)  # a few health checks (every 0.25 s here)
+        if replica(faults, name, 0)["pid"] != first["pid"]:
+            break
+    assert baseline + leaked > LIMIT_MB, "recycled only once over the limit"
+    state = wait_for(lambda: (s := replica(faults, name, 0))["status"] == "ready" and s, timeout=60)
+    assert state["pid"] != first["pid"] and state["restarts"] == first["restarts"] + 1
+    assert f"exceeded the limit of {LIMIT_MB} MB" in state["last_error"]
+    assert not psutil.pid_exists(first["pid"])
+    r = post(faults, name, key, {})
+    assert r.status_code == 200 and r.json()["prediction"] == {"pid": state["pid"], "leaked_mb": 0}
+    assert f"exceeded the limit of {LIMIT_MB} MB" in faults.logs()
+    faults.client().delete(name)
+
+
+def test_killed_store_connections_cost_no_acknowledged_prediction(
+    postgres_admin: str, mlflow_registry: Registered, tmp_path: Path
+) -> None:
+    """PostgreSQL connections killed under load: 200 or a clear 503, never a lost 200."""
+    import psycopg
+    from sqlalchemy.engine import make_url
+
+    url, database = new_postgres_database(postgres_admin)
+    platform = start_platform(tmp_path / "platform", url, mlflow_registry.tracking_uri)
+    admin = make_url(postgres_admin).set(drivername="postgresql")
+    plain = admin.render_as_string(hide_password=False)
+    try:
+        client = platform.client()
+        key = client.deploy("pg", "iris", version=2, replicas=2)["access_key"]
+        client.wait("pg", timeout=120)
+        start_ms = int(time.time() * 1000)
+        answered: dict[str, list[float]] = {}
+        refused: list[httpx.Response] = []
+        other: Counter[int] = Counter()
+        lock = threading.Lock()
+        stop = threading.Event()
+
+        def traffic(seed: int) -> None:
+            with httpx.Client(headers={"Authorization": f"Bearer {key}"}, timeout=30) as http:
+                i = 0
+                while not stop.is_set():
+                    i += 1
+                    row = [4.0 + (seed + i) % 40 / 10, 3.0, 1.0 + i % 50 / 10, 1.0]
+                    r = http.post(f"{platform.url}/deployments/pg/predict", json={"inputs": [row]})
+                    with lock:
+                        if r.status_code == 200:
+                            answered[r.json()["uuid"]] = row
+                        elif r.status_code == 503:
+                            refused.append(r)
+                        else:
+                            other[r.status_code] += 1
+
+        threads = [threading.Thread(target=traffic, args=(s,)) for s in range(4)]
+        for t in threads:
+            t.start()
+        killed = 0
+        try:
+            time.sleep(1.0)
+            with psycopg.connect(plain, autocommit=True) as conn:
+                for _ in range(3):
+                    rows = conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (database,),
+                    ).fetchall()
+                    killed += len(rows)
+                    time.sleep(0.7)
+                    # The control plane reconnects too.
+                    assert client.deployment("pg")["status"] == "deployed"
+            time.sleep(1.0)
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert killed >= 3, "the platform and its replicas had connections to kill"
+        assert not other, f"answers other than 200 and 503: {dict(other)}"
+        for r in refused:
+            assert set(r.json()["error"]) == {"code", "message", "details"}
+            assert r.json()["error"]["code"] == "unavailable"
+        assert len(answered) > 50
+        stored: dict[str, Any] = {}
+        for rec in client.iter_metrics("pg", start_ms=start_ms):
+            assert rec["predictionUuid"] not in stored, "a duplicate record"
+            stored[rec["predictionUuid"]] = rec["metrics"]
+        missing = set(answered) - set(stored)
+        assert not missing, f"{len(missing)} predictions answered 200 have no record"
+        for uuid, row in answered.items():
+            assert stored[uuid]["input"] == dict(zip(FEATURES, row, strict=True))
+            assert stored[uuid]["output"] in (0, 1, 2)
+    finally:
+        platform.stop()
+        drop_postgres_database(postgres_admin, database)

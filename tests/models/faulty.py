@@ -1,0 +1,23 @@
+"""A predict function that misbehaves on request, for tests/integration/test_faults.py.
+
+``{"hang": true}`` never returns, ``{"sleep": s}`` takes ``s`` seconds, ``{"allocate_mb": n}``
+keeps ``n`` more MB for good (a leak); anything else answers at once. Every answer names the
+replica's process, so a test can tell a restarted replica from the old one.
+"""
+
+import os
+import time
+from typing import Any
+
+_leaked: list[bytes] = []
+
+
+def predict(args: dict[str, Any]) -> dict[str, int]:
+    if args.get("hang"):
+        time.sleep(3600)
+    if args.get("sleep"):
+        time.sleep(float(args["sleep"]))
+    if args.get("allocate_mb"):
+        # Filled, not zeroed: zero pages from calloc would not count towards resident memory.
+        _leaked.append(b"\x01" * (int(args["allocate_mb"]) * 1024 * 1024))
+    return {"pid": os.getpid(), "leaked_mb": sum(len(b) for b in _leaked) // (1024 * 1024)}
