@@ -78,7 +78,9 @@ def _configure_logging(level: str) -> None:
 def _settings(**overrides: Any) -> Settings:
     values = {k: v for k, v in overrides.items() if v is not None}
     settings = Settings(**values)
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    from modeldeck.store.db import ensure_writable_dir
+
+    ensure_writable_dir(settings.data_dir)  # a clear one-line error, not a traceback
     return settings
 
 
@@ -279,6 +281,16 @@ def _deployment_table(items: list[dict[str, Any]]) -> Table:
     return table
 
 
+def _warn_auth_disabled(items: list[dict[str, Any]]) -> None:
+    """A warning line for each listed endpoint that anyone can call."""
+    for d in items:
+        if d.get("kind", "endpoint") == "endpoint" and not d["auth_enabled"]:
+            err_console.print(
+                f"[red]warning:[/red] {d['name']}: authentication is disabled, anyone who can "
+                "reach the platform can call its endpoint"
+            )
+
+
 def _status(status: str) -> str:
     colour = {"deployed": "green", "failed": "red", "stopped": "dim"}.get(status, "yellow")
     return f"[{colour}]{status}[/{colour}]"
@@ -421,6 +433,7 @@ def deployments_list(ctx: click.Context, as_json: bool) -> None:
         _print_json(items)
     else:
         console.print(_deployment_table(items))
+        _warn_auth_disabled(items)
 
 
 @deployments.command("show")
@@ -435,6 +448,7 @@ def deployments_show(ctx: click.Context, name: str, as_json: bool) -> None:
         _print_json(d)
         return
     console.print(_deployment_table([d]))
+    _warn_auth_disabled([d])
     if d["status_message"]:
         console.print(f"[dim]{d['status_message']}[/dim]")
     table = Table("replica", "status", "pid", "port", "restarts", "last error")
@@ -815,16 +829,38 @@ def keys() -> None:
     """Control-plane API keys."""
 
 
+def _check_scope(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    import re
+
+    from modeldeck.apikeys import SCOPE_PATTERN
+
+    if not re.match(SCOPE_PATTERN, value):
+        raise click.BadParameter("expected admin, deploy, read or predict:<deployment>")
+    return value
+
+
 @keys.command("create")
-@click.option("--name", default="cli", show_default=True)
+@click.argument("name", required=False)
+@click.option("--name", "name_option", help="The key's name (or give it as NAME).")
+@click.option(
+    "--scope",
+    default="admin",
+    show_default=True,
+    callback=_check_scope,
+    help="admin (everything), deploy (deployments, metrics, monitoring; no keys), read "
+    "(read-only) or predict:<deployment> (only that deployment's model endpoint).",
+)
 @click.option(
     "--local",
     is_flag=True,
     help="Write to this machine's store directly (when no API key is at hand).",
 )
 @click.pass_context
-def keys_create(ctx: click.Context, name: str, local: bool) -> None:
-    """Create an API key and print it (shown once)."""
+def keys_create(
+    ctx: click.Context, name: str | None, name_option: str | None, scope: str, local: bool
+) -> None:
+    """Create an API key named NAME and print it (shown once)."""
+    key_name = name or name_option or "cli"
     if local:
         from modeldeck.apikeys import ApiKeyService
         from modeldeck.store import Store
@@ -832,28 +868,44 @@ def keys_create(ctx: click.Context, name: str, local: bool) -> None:
         settings = _settings()
         store = Store(settings.resolved_store_url())
         store.migrate()
-        created = ApiKeyService(settings, store).create(name)
+        created = ApiKeyService(settings, store).create(key_name, scope)
         store.close()
         click.echo(created.key)
         return
     with _client(ctx) as client:
-        click.echo(client.create_api_key(name)["key"])
+        click.echo(client.create_api_key(key_name, scope)["key"])
 
 
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def keys_list(ctx: click.Context, as_json: bool) -> None:
-    """List API keys (their prefixes only)."""
+    """List API keys: id, name, scope, prefix, created and last used (never the keys)."""
     with _client(ctx) as client:
         items = client.api_keys()
     if as_json:
         _print_json(items)
         return
-    table = Table("id", "name", "prefix", "created")
+    table = Table("id", "name", "scope", "prefix", "created", "last used")
     for k in items:
-        table.add_row(k["id"], k["name"], k["prefix"] + "…", str(k["created_at"]))
+        table.add_row(
+            k["id"],
+            k["name"],
+            k["scope"],
+            k["prefix"] + "…",
+            str(k["created_at"]),
+            str(k["last_used_at"] or "never"),
+        )
     console.print(table)
+
+
+@keys.command("rotate")
+@click.argument("key_id")
+@click.pass_context
+def keys_rotate(ctx: click.Context, key_id: str) -> None:
+    """Give API key KEY_ID a new secret and print it (shown once); the old one stops working."""
+    with _client(ctx) as client:
+        click.echo(client.rotate_api_key(key_id)["key"])
 
 
 @keys.command("revoke")

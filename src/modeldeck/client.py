@@ -405,8 +405,15 @@ class Client:
     def api_keys(self) -> list[dict[str, Any]]:
         return self._get("/api/v1/api-keys")  # type: ignore[no-any-return]
 
-    def create_api_key(self, name: str) -> dict[str, Any]:
-        return self._request("POST", "/api/v1/api-keys", json={"name": name})  # type: ignore[no-any-return]
+    def create_api_key(self, name: str, scope: str = "admin") -> dict[str, Any]:
+        """A new key (``key`` in the answer, shown once) of scope ``admin``, ``deploy``,
+        ``read`` or ``predict:<deployment>``."""
+        body = {"name": name, "scope": scope}
+        return self._request("POST", "/api/v1/api-keys", json=body)  # type: ignore[no-any-return]
+
+    def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+        """A new secret for the key (same id, name and scope); the old one stops working."""
+        return self._request("POST", f"/api/v1/api-keys/{key_id}/rotate")  # type: ignore[no-any-return]
 
     def revoke_api_key(self, key_id: str) -> None:
         self._request("DELETE", f"/api/v1/api-keys/{key_id}")

@@ -50,6 +50,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     )
     install_error_handlers(app)
     app.include_router(routes_control.router, prefix="/api/v1")
+    app.include_router(routes_control.keys_router, prefix="/api/v1")
     app.include_router(routes_metrics.router, prefix="/api/v1")
     app.include_router(routes_analysis.router, prefix="/api/v1")
     app.include_router(routes_alerts.router, prefix="/api/v1")

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from modeldeck.errors import PayloadTooLarge, Unauthorized
+from modeldeck.apikeys import ADMIN, DEPLOY, PREDICT, READ, grants, predict_scope
+from modeldeck.deployments.service import RouteEntry
+from modeldeck.errors import Forbidden, PayloadTooLarge, Unauthorized
 from modeldeck.platform import Platform
 
 _bearer = HTTPBearer(auto_error=False, description="Control-plane API key")
@@ -17,19 +21,78 @@ def get_platform(request: Request) -> Platform:
     return platform
 
 
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+
+
+def _check_scope(request: Request, key: str | None, needed: str | None) -> None:
+    """401 without a known key; 403 naming the scope needed when the key's does not grant it.
+
+    ``needed=None``: ``read`` for reading (``GET``), ``deploy`` for every other method.
+    """
+    platform = get_platform(request)
+    if not platform.settings.auth_enabled:
+        return
+    if not key:
+        raise Unauthorized("missing API key: send 'Authorization: Bearer <API key>'")
+    caller = platform.api_keys.authenticate(key)
+    if caller is None:
+        raise Unauthorized("invalid API key")
+    needed = needed or (READ if request.method in SAFE_METHODS else DEPLOY)
+    if not grants(caller.scope, needed):
+        raise Forbidden(
+            f"this API key has scope {caller.scope!r}; {request.method} {request.url.path} "
+            f"needs scope {needed!r}",
+            details={"needed_scope": needed, "scope": caller.scope},
+        )
+
+
 def require_api_key(
     request: Request,
     bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
     header: str | None = Depends(_header),
 ) -> None:
-    platform = get_platform(request)
-    if not platform.settings.auth_enabled:
-        return
-    key = bearer.credentials if bearer else header
-    if not key:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <API key>'")
-    if not platform.api_keys.verify(key):
-        raise Unauthorized("invalid API key")
+    """A known API key whose scope allows the call: ``read`` to read, ``deploy`` to change."""
+    _check_scope(request, bearer.credentials if bearer else header, None)
+
+
+def require_admin(
+    request: Request,
+    bearer: HTTPAuthorizationCredentials | None = Depends(_bearer),
+    header: str | None = Depends(_header),
+) -> None:
+    """A known API key with scope ``admin`` (managing API keys)."""
+    _check_scope(request, bearer.credentials if bearer else header, ADMIN)
+
+
+async def authorize_predict(platform: Platform, route: RouteEntry, key: str | None) -> None:
+    """The deployment's access key opens its model endpoint, and so does a control-plane API
+    key of scope ``predict:<deployment>``; another API key gets a 403 naming that scope."""
+    try:
+        platform.gateway.authorize(route, key)
+    except Unauthorized:
+        if not key:
+            raise
+        caller = await asyncio.to_thread(platform.api_keys.authenticate, key)
+        if caller is None:
+            raise
+        needed = predict_scope(route.name)
+        if caller.scope != needed:
+            raise Forbidden(
+                f"this API key has scope {caller.scope!r}; the model endpoint of "
+                f"{route.name!r} needs its access key or an API key of scope {needed!r}",
+                details={"needed_scope": needed, "scope": caller.scope, "deployment": route.name},
+            ) from None
+
+
+async def route_for_access_key(platform: Platform, key: str | None) -> RouteEntry:
+    """The deployment an access key (or an API key of scope ``predict:<name>``) opens."""
+    try:
+        return platform.gateway.route_for_key(key)
+    except Unauthorized:
+        caller = await asyncio.to_thread(platform.api_keys.authenticate, key) if key else None
+        if caller is None or not caller.scope.startswith(PREDICT):
+            raise
+        return platform.gateway.route(caller.scope.removeprefix(PREDICT))
 
 
 def bearer_token(request: Request) -> str | None:

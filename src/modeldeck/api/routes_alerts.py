@@ -17,7 +17,7 @@ router = APIRouter(
     prefix="/alerts",
     dependencies=[Depends(require_api_key)],
     tags=["alerts"],
-    responses=errors(401, 422),
+    responses=errors(401, 403, 422),
 )
 
 

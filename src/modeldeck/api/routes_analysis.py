@@ -17,7 +17,7 @@ from .routes_control import errors
 router = APIRouter(
     dependencies=[Depends(require_api_key)],
     tags=["drift and performance"],
-    responses=errors(401, 422),
+    responses=errors(401, 403, 422),
 )
 
 START = Query(

@@ -28,7 +28,9 @@ from .deps import get_platform, require_api_key
 from .routes_control import errors
 
 router = APIRouter(
-    dependencies=[Depends(require_api_key)], responses=errors(400, 401, 422), tags=["cml api v2"]
+    dependencies=[Depends(require_api_key)],
+    responses=errors(400, 401, 403, 422),
+    tags=["cml api v2"],
 )
 
 MODEL = "/projects/{project_id}/models/{model_id}"

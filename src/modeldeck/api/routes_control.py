@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeldeck.apikeys import ApiKeyCreated, ApiKeyView
+from modeldeck.apikeys import ADMIN, SCOPE_PATTERN, ApiKeyCreated, ApiKeyView
 from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
 from modeldeck.deployments.models import (
     AccessKeyView,
@@ -21,7 +21,7 @@ from modeldeck.deployments.models import (
 from modeldeck.errors import error_body
 from modeldeck.platform import Platform
 
-from .deps import get_platform, require_api_key
+from .deps import get_platform, require_admin, require_api_key
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -47,11 +47,16 @@ def errors(*codes: int) -> dict[int | str, dict[str, Any]]:
     }
 
 
-router = APIRouter(dependencies=[Depends(require_api_key)], responses=errors(401, 422))
+router = APIRouter(dependencies=[Depends(require_api_key)], responses=errors(401, 403, 422))
 
 
 class ApiKeyCreate(BaseModel):
     name: str = Field(default="api", min_length=1, max_length=255)
+    scope: str = Field(
+        default=ADMIN,
+        pattern=SCOPE_PATTERN,
+        description="admin, deploy, read or predict:<deployment> (see docs/security.md).",
+    )
 
 
 @router.get("/models", tags=["models"], summary="List registered models")
@@ -225,22 +230,36 @@ async def delete_deployment(name: str, platform: Platform = Depends(get_platform
     return Response(status_code=204)
 
 
-@router.get("/api-keys", tags=["api keys"])
+keys_router = APIRouter(
+    dependencies=[Depends(require_admin)], responses=errors(401, 403, 422), tags=["api keys"]
+)
+
+
+@keys_router.get("/api-keys", summary="List API keys (prefixes and scopes, never the keys)")
 async def list_api_keys(platform: Platform = Depends(get_platform)) -> list[ApiKeyView]:
     return await asyncio.to_thread(platform.api_keys.list)
 
 
-@router.post("/api-keys", tags=["api keys"], status_code=201)
+@keys_router.post("/api-keys", status_code=201, summary="Create an API key (shown once)")
 async def create_api_key(
     body: ApiKeyCreate, platform: Platform = Depends(get_platform)
 ) -> ApiKeyCreated:
-    return await asyncio.to_thread(platform.api_keys.create, body.name)
+    return await asyncio.to_thread(platform.api_keys.create, body.name, body.scope)
 
 
-@router.delete("/api-keys/{key_id}", tags=["api keys"], status_code=204, responses=errors(404))
+@keys_router.post(
+    "/api-keys/{key_id}/rotate",
+    responses=errors(404),
+    summary="Give an API key a new secret (same name and scope); the old one stops working",
+)
+async def rotate_api_key(key_id: str, platform: Platform = Depends(get_platform)) -> ApiKeyCreated:
+    return await asyncio.to_thread(platform.api_keys.rotate, key_id)
+
+
+@keys_router.delete("/api-keys/{key_id}", status_code=204, responses=errors(404))
 async def revoke_api_key(key_id: str, platform: Platform = Depends(get_platform)) -> Response:
     await asyncio.to_thread(platform.api_keys.revoke, key_id)
     return Response(status_code=204)
 
 
-__all__ = ["ERROR_SCHEMA", "error_body", "errors", "router"]
+__all__ = ["ERROR_SCHEMA", "error_body", "errors", "keys_router", "router"]

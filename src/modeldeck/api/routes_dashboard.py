@@ -26,7 +26,7 @@ from .deps import get_platform, require_api_key
 from .routes_control import errors
 
 router = APIRouter(
-    dependencies=[Depends(require_api_key)], tags=["dashboard"], responses=errors(401, 422)
+    dependencies=[Depends(require_api_key)], tags=["dashboard"], responses=errors(401, 403, 422)
 )
 
 DAY_MS = 86_400_000

@@ -16,7 +16,7 @@ from .deps import get_platform, require_api_key
 from .routes_control import errors
 
 router = APIRouter(
-    dependencies=[Depends(require_api_key)], tags=["model metrics"], responses=errors(401, 422)
+    dependencies=[Depends(require_api_key)], tags=["model metrics"], responses=errors(401, 403, 422)
 )
 
 

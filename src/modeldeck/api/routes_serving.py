@@ -14,7 +14,13 @@ from modeldeck.errors import BadRequest, ModeldeckError
 from modeldeck.platform import Platform
 from modeldeck.serving.codecs import FORMS, dumps, loads
 
-from .deps import bearer_token, get_platform, read_body
+from .deps import (
+    authorize_predict,
+    bearer_token,
+    get_platform,
+    read_body,
+    route_for_access_key,
+)
 from .errors import cml_error_response, error_response
 from .routes_control import errors
 
@@ -46,7 +52,7 @@ PREDICTION = {
     openapi_extra={"requestBody": PREDICT_BODY},
     responses={
         200: {"description": "Prediction", "content": {"application/json": {"schema": PREDICTION}}},
-        **errors(400, 401, 404, 413, 422, 429, 500, 503, 504),
+        **errors(400, 401, 403, 404, 413, 422, 429, 500, 503, 504),
     },
 )
 async def predict(name: str, request: Request) -> Response:
@@ -59,7 +65,7 @@ async def predict_response(platform: Platform, request: Request, name: str) -> R
     route = platform.gateway.route(name)  # unknown names are not counted: no deployment
     body = b""
     try:
-        platform.gateway.authorize(route, bearer_token(request))
+        await authorize_predict(platform, route, bearer_token(request))
         body = await read_body(request, platform.settings.max_request_bytes)
         answer = await platform.gateway.forward(route, body)
     except ModeldeckError as exc:
@@ -117,7 +123,7 @@ async def cml_response(platform: Platform, request: Request) -> Response:
         if not isinstance(payload, dict):
             raise BadRequest("the body must be a JSON object with 'accessKey' and 'request'")
         key = payload.get("accessKey") or request.query_params.get("accessKey")
-        route = platform.gateway.route_for_key(key if isinstance(key, str) else None)
+        route = await route_for_access_key(platform, key if isinstance(key, str) else None)
         inner = payload.get("request")
         if not isinstance(inner, dict):
             raise BadRequest("'request' must be a JSON object", details={"field": "request"})

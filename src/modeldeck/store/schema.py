@@ -142,7 +142,11 @@ class ApiKeyRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
+    # admin | deploy | read | predict:<deployment> (modeldeck.apikeys.SCOPE_PATTERN)
+    scope: Mapped[str] = mapped_column(String(80), default="admin", server_default="admin")
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # Written at most once a minute per key, so that using a key costs no write per request.
+    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
 
 
 class PredictionRow(Base):
