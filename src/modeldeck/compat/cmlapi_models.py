@@ -11,9 +11,9 @@ import json
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
-from modeldeck.deployments.models import MAX_REPLICAS
+from modeldeck.deployments.models import AUTH_DISABLED_WARNING, MAX_REPLICAS
 
 STRICT = ConfigDict(extra="forbid", protected_namespaces=())
 
@@ -178,6 +178,13 @@ class Model(BaseModel):
     endpoint_url: str
     created_at: datetime
     updated_at: datetime
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Warnings about the model, e.g. that its endpoint needs no key."
+    )
+    @property
+    def warnings(self) -> list[str]:
+        return [] if self.auth_enabled else [AUTH_DISABLED_WARNING]
 
 
 class ListModelsResponse(BaseModel):

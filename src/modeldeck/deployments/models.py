@@ -5,10 +5,20 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MAX_REPLICAS = 32
+AUTH_DISABLED_WARNING = (
+    "authentication is disabled: anyone who can reach the platform can call this endpoint"
+)
 EnvManagerName = Literal["local", "uv", "virtualenv"]
 
 
@@ -203,6 +213,15 @@ class DeploymentView(BaseModel):
     )
     created_at: datetime
     updated_at: datetime
+
+    @computed_field(  # type: ignore[prop-decorator]
+        description="Warnings about the deployment, e.g. that its endpoint needs no key."
+    )
+    @property
+    def warnings(self) -> list[str]:
+        if self.kind == "endpoint" and not self.auth_enabled:
+            return [AUTH_DISABLED_WARNING]
+        return []
 
 
 class DeploymentCreated(DeploymentView):
