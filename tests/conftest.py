@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -197,6 +198,8 @@ def start_platform(
         "MODELDECK_PORT": str(port),
         "MODELDECK_LOG_LEVEL": "info",
         "MODELDECK_HEALTH_INTERVAL_SECONDS": "0.25",
+        # Tests deploy --file models written under their tmp_path.
+        "MODELDECK_ALLOWED_FILE_DIRS": tempfile.gettempdir(),
         **extra_env,
     }
     data_dir.mkdir(parents=True, exist_ok=True)

@@ -6,10 +6,12 @@ these docstrings (``modeldeck settings --markdown``) and a test fails when a fie
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 
 class Settings(BaseSettings):
@@ -51,6 +53,12 @@ class Settings(BaseSettings):
     auth_enabled: bool = True
     """Require an API key on the control-plane API (``/api/v1``). Turn off only on a trusted
     machine; model endpoints keep their own per-deployment access keys."""
+
+    allowed_file_dirs: Annotated[list[Path], NoDecode] = Field(default=[])
+    """Directories ``--file`` deployments may load their Python file from, separated by
+    ``os.pathsep`` (``:`` on Linux and macOS). A file outside them (after following symbolic
+    links and ``..``) is refused with a 422. Default: ``<data_dir>/files`` and the directory
+    the platform was started in."""
 
     max_request_bytes: int = 5 * 1024 * 1024
     """Largest accepted request body on model endpoints, in bytes (5 MB, as Cloudera ML)."""
@@ -136,6 +144,18 @@ class Settings(BaseSettings):
 
     log_level: str = "info"
     """Log level of the platform and its replicas."""
+
+    @field_validator("allowed_file_dirs", mode="before")
+    @classmethod
+    def _split_dirs(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            return [part for part in value.split(os.pathsep) if part.strip()]
+        return value
+
+    def resolved_allowed_file_dirs(self) -> list[Path]:
+        """The allowed directories of ``--file`` deployments, resolved."""
+        dirs = self.allowed_file_dirs or [self.data_dir / "files", Path.cwd()]
+        return [d.expanduser().resolve() for d in dirs]
 
     def resolved_store_url(self) -> str:
         """The store URL, defaulting to a SQLite file in the data directory."""

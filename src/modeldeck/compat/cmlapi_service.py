@@ -64,6 +64,7 @@ from modeldeck.deployments.models import DeploymentCreate, DeploymentView
 from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import BadRequest, Conflict, ModeldeckError, NotFound, ValidationFailed
 from modeldeck.keys import KeyHash, new_access_key
+from modeldeck.paths import allowed_python_file
 from modeldeck.registry import ModelInfo, Registry, ResolvedVersion, parse_version_spec
 from modeldeck.store import Store
 from modeldeck.store.schema import (
@@ -156,7 +157,7 @@ class CmlService:
         )
         build = None
         if body.auto_build_model:  # checked before the model is stored
-            build = _build_row(row, body.auto_build_config or BuildConfig())
+            build = _build_row(row, body.auto_build_config or BuildConfig(), self.settings)
         await asyncio.to_thread(self._insert_model, row)
         if build is not None:
             deploy = (body.auto_deploy_config or DeployConfig()) if body.auto_deploy_model else None
@@ -190,7 +191,9 @@ class CmlService:
         _same("project_id", body.project_id, project_id)
         model = await self._model(project_id, model_id)
         _same("model_id", body.model_id, model.id, model.name)
-        return await self._start_build(model, _build_row(model, body), then_deploy=None)
+        return await self._start_build(
+            model, _build_row(model, body, self.settings), then_deploy=None
+        )
 
     async def list_builds(
         self,
@@ -689,7 +692,7 @@ async def _load_check(
     return False, f"the build check exited with code {proc.returncode}: {tail}"
 
 
-def _build_row(model: CmlModelRow, config: BuildConfig) -> CmlModelBuildRow:
+def _build_row(model: CmlModelRow, config: BuildConfig, settings: Settings) -> CmlModelBuildRow:
     """A queued build of what ``config`` names; a 422 naming the field if it names nothing."""
     row = CmlModelBuildRow(
         id=str(uuid.uuid4()),
@@ -702,13 +705,8 @@ def _build_row(model: CmlModelRow, config: BuildConfig) -> CmlModelBuildRow:
         model_uri="",
     )
     if config.file_path:
-        path = Path(config.file_path)
-        if not path.is_absolute():
-            raise ValidationFailed(
-                "file_path must be an absolute path on the platform's machine "
-                f"(modeldeck has no project files), got {config.file_path!r}",
-                details={"field": "file_path"},
-            )
+        # modeldeck has no project files: an absolute path in MODELDECK_ALLOWED_FILE_DIRS
+        path = Path(allowed_python_file(config.file_path, settings, "file_path"))
         row.file_path = str(path)
         row.function_name = config.function_name or "predict"
         row.model_name = path.stem

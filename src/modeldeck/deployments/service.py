@@ -53,6 +53,7 @@ from modeldeck.deployments.models import (
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
 from modeldeck.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from modeldeck.keys import KeyHash, NewKey, hash_key, new_access_key
+from modeldeck.paths import allowed_python_file
 from modeldeck.registry import Registry, parse_version_spec
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentHistoryRow, DeploymentRow, ReplicaRow, utcnow
@@ -559,7 +560,7 @@ class DeploymentService:
                 row.signature = await asyncio.to_thread(self.registry.signature, resolved)
         elif request.file:
             row.source = "file"
-            row.file_path = _python_file(request.file)
+            row.file_path = allowed_python_file(request.file, self.settings)
             row.function_name = request.function
             row.model_name = Path(row.file_path).stem
         if request.kind == "batch":
@@ -902,22 +903,6 @@ class DeploymentService:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
-
-
-def _python_file(path: str) -> str:
-    """An absolute path to an existing ``.py`` file, or a 422 naming the field."""
-    candidate = Path(path)
-    if not candidate.is_absolute():
-        raise ValidationFailed(
-            f"file must be an absolute path on the platform's machine, got {path!r}",
-            details={"field": "file"},
-        )
-    resolved = candidate.resolve()
-    if resolved.suffix != ".py" or not resolved.is_file():
-        raise ValidationFailed(
-            f"file {path!r} is not an existing Python (.py) file", details={"field": "file"}
-        )
-    return str(resolved)
 
 
 def _follows(row: DeploymentRow) -> bool:
