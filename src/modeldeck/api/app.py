@@ -24,6 +24,7 @@ from . import (
     routes_serving,
 )
 from .errors import install_error_handlers
+from .security import SecurityMiddleware
 
 
 def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
@@ -59,6 +60,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(dashboard.router)
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
+    # Added last, so outermost: its headers reach every answer, the model endpoints' too.
+    app.add_middleware(SecurityMiddleware, public_url=settings.resolved_public_url())
 
     @app.get(
         "/metrics",
