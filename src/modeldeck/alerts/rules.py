@@ -138,11 +138,13 @@ class AlertRuleSpec(BaseModel):
     min_samples: int = Field(
         default=1,
         ge=0,
+        le=2**53,  # the store's integer column (and JSON's exact integers) end near here
         description="Fewer samples (requests, predictions, labels...) in the window: no decision.",
     )
     cooldown_seconds: int = Field(
         default=900,
         ge=0,
+        le=10 * 365 * 86_400,
         description="After firing, the rule does not fire again for this long, even if it "
         "resolved in between.",
     )

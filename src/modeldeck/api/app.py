@@ -24,6 +24,7 @@ from . import (
     routes_serving,
 )
 from .errors import install_error_handlers
+from .routing import StrictJSONMiddleware
 from .security import SecurityMiddleware
 
 
@@ -60,6 +61,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(dashboard.router)
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
+    app.add_middleware(StrictJSONMiddleware)  # control-plane bodies: no NaN, 1e400, deep nesting
     # Added last, so outermost: its headers reach every answer, the model endpoints' too.
     app.add_middleware(SecurityMiddleware, public_url=settings.resolved_public_url())
 

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 
 from modeldeck.alerts.rules import METRIC_NAMES, AlertRuleSpec
+from modeldeck.monitoring.model_metrics import MAX_TIMESTAMP_MS
 from modeldeck.platform import Platform
 
 from .deps import get_platform, require_api_key
@@ -71,7 +72,10 @@ async def delete_rule(
 async def list_events(
     deployment: str | None = Query(default=None, description="Only this deployment's events."),
     since: int = Query(
-        default=0, ge=0, description="Only events at or after (ms since the epoch)."
+        default=0,
+        ge=0,
+        le=MAX_TIMESTAMP_MS,
+        description="Only events at or after (ms since the epoch).",
     ),
     limit: int = Query(default=100, ge=1, le=1000),
     platform: Platform = Depends(get_platform),

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query, Request
 
 from modeldeck.analysis.reference import read_table
 from modeldeck.analysis.service import MonitoringConfig
+from modeldeck.monitoring.model_metrics import MAX_TIMESTAMP_MS
 from modeldeck.platform import Platform
 
 from .deps import get_platform, read_body, require_api_key
@@ -23,9 +24,15 @@ router = APIRouter(
 START = Query(
     default=None,
     ge=0,
+    le=MAX_TIMESTAMP_MS,
     description="Start of the window, ms since the epoch (default: 24 h before end).",
 )
-END = Query(default=None, ge=0, description="End of the window, ms since the epoch (default: now).")
+END = Query(
+    default=None,
+    ge=0,
+    le=MAX_TIMESTAMP_MS,
+    description="End of the window, ms since the epoch (default: now).",
+)
 VERSION = Query(default=None, description="Only this model version (default: all).")
 
 
@@ -188,7 +195,10 @@ async def performance(
     start: int | None = START,
     end: int | None = END,
     step: int | None = Query(
-        default=None, ge=1, description="Seconds per window (default: one window)."
+        default=None,
+        ge=1,
+        le=MAX_TIMESTAMP_MS // 1000,
+        description="Seconds per window (default: one window).",
     ),
     version: str | None = VERSION,
     platform: Platform = Depends(get_platform),

@@ -8,7 +8,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE, now_ms
+from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS, now_ms
 from modeldeck.monitoring.sdk_backends import find_target
 from modeldeck.platform import Platform
 
@@ -42,8 +42,8 @@ class AggregateMetrics(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     metrics: dict[str, Any]
-    start_timestamp_ms: int = Field(ge=0)
-    end_timestamp_ms: int = Field(ge=0)
+    start_timestamp_ms: int = Field(ge=0, le=MAX_TIMESTAMP_MS)
+    end_timestamp_ms: int = Field(ge=0, le=MAX_TIMESTAMP_MS)
     model_version: str | None = None
 
 
@@ -52,8 +52,8 @@ class PredictionIn(BaseModel):
 
     uuid: str | None = Field(default=None, description="Default: a new UUID.")
     metrics: dict[str, Any] = Field(default_factory=dict)
-    start_timestamp_ms: int | None = Field(default=None, ge=0)
-    end_timestamp_ms: int | None = Field(default=None, ge=0)
+    start_timestamp_ms: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP_MS)
+    end_timestamp_ms: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP_MS)
     model_version: str | None = None
 
 
@@ -172,8 +172,12 @@ async def track_aggregate(
 )
 async def read_model_metrics(
     name: str,
-    start: int = Query(default=0, ge=0, description="Start of the range, ms since the epoch."),
-    end: int | None = Query(default=None, ge=0, description="End of the range (default: now)."),
+    start: int = Query(
+        default=0, ge=0, le=MAX_TIMESTAMP_MS, description="Start of the range, ms since the epoch."
+    ),
+    end: int | None = Query(
+        default=None, ge=0, le=MAX_TIMESTAMP_MS, description="End of the range (default: now)."
+    ),
     uuid: list[str] | None = Query(default=None, description="Only these predictions."),
     version: str | None = Query(default=None, description="Only this model version."),
     limit: int = Query(default=DEFAULT_PAGE, ge=1, le=MAX_PAGE),
@@ -204,11 +208,19 @@ async def read_model_metrics(
 async def read_technical_metrics(
     name: str,
     start: int | None = Query(
-        default=None, ge=0, description="ms since the epoch (default: 1 h ago)."
+        default=None,
+        ge=0,
+        le=MAX_TIMESTAMP_MS,
+        description="ms since the epoch (default: 1 h ago).",
     ),
-    end: int | None = Query(default=None, ge=0, description="ms since the epoch (default: now)."),
+    end: int | None = Query(
+        default=None, ge=0, le=MAX_TIMESTAMP_MS, description="ms since the epoch (default: now)."
+    ),
     step: int | None = Query(
-        default=None, ge=5, description="Seconds per point (default: ~120 points)."
+        default=None,
+        ge=5,
+        le=MAX_TIMESTAMP_MS // 1000,
+        description="Seconds per point (default: ~120 points).",
     ),
     replica: int | None = Query(
         default=None, ge=-1, description="One replica (-1: refused at the gateway)."

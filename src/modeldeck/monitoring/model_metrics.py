@@ -67,6 +67,8 @@ def _json_rows(records: Sequence[PredictionRecord]) -> str:
 
 MAX_KEY_LENGTH = 255
 MAX_DEPTH = 32
+# The last millisecond of year 9999: later timestamps are typos, and past int64 the store fails.
+MAX_TIMESTAMP_MS = 253_402_300_799_999
 DEFAULT_PAGE = 1000
 MAX_PAGE = 10_000
 SUMMARY_MS = 300_000  # the span of one analysis summary (modeldeck.analysis.parts)
@@ -185,9 +187,10 @@ def clean_metric(key: Any, value: Any) -> tuple[str, Any]:
 
 
 def _key(key: Any, what: str) -> str:
-    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH:
+    if not isinstance(key, str) or not key or len(key) > MAX_KEY_LENGTH or "\x00" in key:
         raise ValidationFailed(
-            f"metric keys must be non-empty strings of at most {MAX_KEY_LENGTH} characters, "
+            f"metric keys must be non-empty strings of at most {MAX_KEY_LENGTH} characters "
+            "without NUL, "
             f"got {key!r:.60}",
             details={"field": what},
         )
@@ -197,6 +200,9 @@ def _key(key: Any, what: str) -> str:
 def _value(value: Any, path: str, depth: int) -> Any:
     if depth > MAX_DEPTH:
         raise ValidationFailed(f"{path} is nested too deeply", details={"field": path})
+    if isinstance(value, str) and "\x00" in value:
+        # PostgreSQL's JSONB cannot hold U+0000: refused on every store, so both agree.
+        raise ValidationFailed(f"{path} holds a NUL character (U+0000)", details={"field": path})
     if value is None or isinstance(value, bool | str | int):
         return value
     if isinstance(value, float):
@@ -208,9 +214,10 @@ def _value(value: Any, path: str, depth: int) -> Any:
     if isinstance(value, Mapping):
         out = {}
         for k, v in value.items():
-            if not isinstance(k, str):
+            if not isinstance(k, str) or "\x00" in k:
                 raise ValidationFailed(
-                    f"{path} has a non-string key {k!r:.40}", details={"field": path}
+                    f"{path} has a non-string or NUL-holding key {k!r:.40}",
+                    details={"field": path},
                 )
             out[k] = _value(v, f"{path}.{k}", depth + 1)
         return out
@@ -224,6 +231,10 @@ def _value(value: Any, path: str, depth: int) -> Any:
         "booleans, lists or objects",
         details={"field": path},
     )
+
+
+def _timestamp(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_TIMESTAMP_MS
 
 
 def _uuid(value: Any) -> str:
@@ -384,9 +395,10 @@ class ModelMetrics:
             end = entry.get("end_timestamp_ms") or now_ms()
             start = entry.get("start_timestamp_ms") or end
             for name, value in (("start_timestamp_ms", start), ("end_timestamp_ms", end)):
-                if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                if not _timestamp(value):
                     raise ValidationFailed(
-                        f"predictions[{i}].{name} must be a non-negative integer",
+                        f"predictions[{i}].{name} must be an integer from 0 to "
+                        f"{MAX_TIMESTAMP_MS} (ms since the epoch, up to year 9999)",
                         details={"field": f"predictions[{i}].{name}"},
                     )
             records.append(
@@ -417,9 +429,10 @@ class ModelMetrics:
     ) -> None:
         clean = clean_metrics(metrics)
         for name, value in (("start_timestamp_ms", start_ms), ("end_timestamp_ms", end_ms)):
-            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+            if not _timestamp(value):
                 raise ValidationFailed(
-                    f"{name} must be a non-negative integer (milliseconds since the epoch)",
+                    f"{name} must be an integer from 0 to {MAX_TIMESTAMP_MS} (milliseconds since "
+                    "the epoch, up to year 9999)",
                     details={"field": name},
                 )
         if end_ms < start_ms:

@@ -1,0 +1,69 @@
+"""Strict JSON for the control plane's bodies, as the model endpoints parse theirs.
+
+FastAPI parses a JSON body with Python's ``json.loads``, which takes ``NaN``, ``Infinity`` and
+``1e400`` (as infinity), lone surrogates, and nests until the interpreter's recursion limit.
+Such values then pass ``float`` fields and fail later: in the store, or when the answer is
+rendered. :class:`StrictJSONMiddleware` checks every JSON body under ``/api/`` with orjson first,
+which refuses all of those (and nesting past 1,024 levels), and answers ``invalid_json`` (400)
+before any route runs.
+"""
+
+from __future__ import annotations
+
+import orjson
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from modeldeck.errors import error_body
+
+_BODY_METHODS = {"POST", "PUT", "PATCH"}
+
+
+class StrictJSONMiddleware:
+    def __init__(self, app: ASGIApp, prefix: str = "/api/") -> None:
+        self.app = app
+        self.prefix = prefix
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if (
+            scope["type"] != "http"
+            or scope["method"] not in _BODY_METHODS
+            or not scope["path"].startswith(self.prefix)
+            or not _is_json(scope)
+        ):
+            await self.app(scope, receive, send)
+            return
+        messages: list[Message] = []
+        chunks: list[bytes] = []
+        while True:
+            message = await receive()
+            messages.append(message)
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        if body.strip():
+            try:
+                orjson.loads(body)
+            except orjson.JSONDecodeError as exc:
+                response = JSONResponse(
+                    error_body("invalid_json", f"the request body is not valid JSON: {exc}"),
+                    status_code=400,
+                )
+                await response(scope, receive, send)
+                return
+
+        async def replay() -> Message:
+            return messages.pop(0) if messages else await receive()
+
+        await self.app(scope, replay, send)
+
+
+def _is_json(scope: Scope) -> bool:
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            media: bytes = value.split(b";", 1)[0].strip().lower()
+            return media == b"application/json" or media.endswith(b"+json")
+    return False
