@@ -1,12 +1,17 @@
 """Faults on a real platform: a hung model, every replica busy, a memory leak, the store's
-connections killed. Each test names the promise of docs/reliability.md it proves.
+connections killed, a store that cannot be written at start-up. docs/reliability.md says what
+each proves.
 
 One platform (SQLite) with short limits serves the first three; the connection test runs its
-own platform on PostgreSQL.
+own platform on PostgreSQL; the start-up tests run ``modeldeck server`` and expect it to refuse.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
@@ -24,6 +29,7 @@ from tests.conftest import (
     Registered,
     RunningPlatform,
     drop_postgres_database,
+    free_port,
     new_postgres_database,
     start_platform,
 )
@@ -299,3 +305,81 @@ def test_killed_store_connections_cost_no_acknowledged_prediction(
     finally:
         platform.stop()
         drop_postgres_database(postgres_admin, database)
+
+
+# -- start-up on a store that cannot be written ----------------------------------------------
+
+
+def start_server(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    """``modeldeck server`` as a user starts it; it is expected to refuse to start."""
+    return subprocess.run(
+        [sys.executable, "-m", "modeldeck.cli", "server", "--port", str(free_port())],
+        env={**os.environ, "MODELDECK_API_KEY": "mdk_test_startup", **env},
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def assert_refused(result: subprocess.CompletedProcess[str], path: Path, cause: str) -> None:
+    assert result.returncode != 0, result.stdout + result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert str(path) in lines[0] and cause in lines[0], lines[0]
+
+
+@contextlib.contextmanager
+def tmpfs(path: Path, size: str, *options: str) -> Iterator[Path]:
+    """A small tmpfs at ``path``: only root can mount one, elsewhere the test is skipped."""
+    path.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", ",".join([f"size={size}", *options]), "tmpfs", str(path)],
+        capture_output=True,
+        text=True,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here ({mounted.stderr.strip()}): needs root")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", str(path)], check=True)
+
+
+def test_a_data_dir_that_cannot_be_created_is_a_one_line_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a directory")
+    result = start_server(tmp_path, MODELDECK_DATA_DIR=str(blocker / "data"))
+    assert_refused(result, blocker / "data", "Not a directory")
+    store = blocker / "store" / "modeldeck.db"
+    result = start_server(
+        tmp_path,
+        MODELDECK_DATA_DIR=str(tmp_path / "data"),
+        MODELDECK_STORE_URL=f"sqlite:///{store}",
+    )
+    assert_refused(result, store.parent, "Not a directory")
+    assert "store directory" in result.stderr
+
+
+def test_a_read_only_data_dir_is_a_one_line_error(tmp_path: Path) -> None:
+    if os.geteuid() != 0:  # root writes through permissions: it needs a read-only mount
+        data = tmp_path / "data"
+        data.mkdir(mode=0o500)
+        result = start_server(tmp_path, MODELDECK_DATA_DIR=str(data))
+        assert_refused(result, data, "Permission denied")
+        return
+    with tmpfs(tmp_path / "ro", "256k", "ro") as data:
+        result = start_server(tmp_path, MODELDECK_DATA_DIR=str(data))
+        assert_refused(result, data, "Read-only file system")
+
+
+def test_a_full_disk_is_a_one_line_error(tmp_path: Path) -> None:
+    with tmpfs(tmp_path / "full", "256k") as disk:
+        (disk / "data").mkdir()
+        with contextlib.suppress(OSError), open(disk / "filler", "wb") as f:
+            while True:
+                f.write(b"\0" * 4096)
+                f.flush()
+        result = start_server(tmp_path, MODELDECK_DATA_DIR=str(disk / "data"))
+        assert_refused(result, disk / "data", "No space left on device")

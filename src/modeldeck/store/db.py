@@ -8,6 +8,7 @@ database lock instead of failing half-way. PostgreSQL sits behind the same inter
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import fcntl
 import os
 import threading
@@ -69,7 +70,7 @@ class Store:
         if self.dialect == "sqlite":
             database = parsed.database
             if database and database != ":memory:":
-                _ensure_writable_dir(Path(database).parent)
+                ensure_writable_dir(Path(database).parent, "store directory")
             self.engine = _sqlite_engine(url, immediate=False)
             self._write_engine = _sqlite_engine(url, immediate=True)
         else:
@@ -279,14 +280,26 @@ class _WriterLock:
             self._thread_lock.release()
 
 
-def _ensure_writable_dir(path: Path) -> None:
+def ensure_writable_dir(path: Path, what: str = "data directory") -> None:
+    """Create ``path`` if need be and check that a file can be written there, or raise a
+    :class:`ConfigurationError` naming the path and the cause (read-only, not a directory,
+    disk full...): the platform must refuse to start rather than fail on its first write."""
+    path = path.absolute()
     try:
         path.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
-        raise ConfigurationError(f"cannot create the data directory {path}: {exc}") from exc
+        raise ConfigurationError(f"cannot create the {what} {path}: {_cause(exc)}") from exc
     probe = path / ".modeldeck-write-test"
     try:
-        probe.write_bytes(b"")
-        probe.unlink()
+        # A few kilobytes, not an empty file: a full disk still has room for a new inode.
+        with open(probe, "wb") as f:
+            f.write(b"\0" * 4096)
     except OSError as exc:
-        raise ConfigurationError(f"the data directory {path} is not writable: {exc}") from exc
+        raise ConfigurationError(f"the {what} {path} is not writable: {_cause(exc)}") from exc
+    finally:
+        with contextlib.suppress(OSError):
+            probe.unlink()
+
+
+def _cause(exc: OSError) -> str:
+    return exc.strerror or str(exc)
