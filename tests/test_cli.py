@@ -9,6 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from modeldeck.cli import main
+from modeldeck.deployments.models import AUTH_DISABLED_WARNING
 from tests.conftest import Registered, RunningPlatform, start_platform
 
 pytestmark = pytest.mark.integration
@@ -206,3 +207,46 @@ def test_technical_metrics_command(run) -> None:  # type: ignore[no-untyped-def]
     assert code == 0
     assert "received" in out and "total" in out and "p50" in out
     run("deployments", "delete", "cli-tech", "--yes")
+
+
+def test_keys_create_list_rotate_revoke(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("keys", "create", "ci-reader", "--scope", "read")
+    assert code == 0, out
+    key = out.strip()
+    assert key.startswith("mdk_")
+    code, out = run("keys", "list", "--json")
+    listed = {k["name"]: k for k in json.loads(out)}
+    assert listed["ci-reader"]["scope"] == "read" and key.startswith(listed["ci-reader"]["prefix"])
+    key_id = listed["ci-reader"]["id"]
+    code, out = run("keys", "list")
+    assert code == 0 and "ci-reader" in out and "read" in out and key not in out
+    assert run("deployments", "list", key=key)[0] == 0
+    code, out = run("keys", "create", "x", key=key)
+    assert code == 1 and "403" in out and "'admin'" in out
+    code, out = run("keys", "create", "x", "--scope", "root")
+    assert code == 2 and "predict:<deployment>" in out
+
+    code, out = run("keys", "rotate", key_id)
+    assert code == 0, out
+    new = out.strip()
+    assert new.startswith("mdk_") and new != key
+    code, out = run("deployments", "list", key=key)
+    assert code == 1 and "401" in out
+    assert run("deployments", "list", key=new)[0] == 0
+    assert run("keys", "revoke", key_id)[0] == 0
+    code, out = run("deployments", "list", key=new)
+    assert code == 1 and "401" in out
+
+
+def test_deployments_without_auth_are_flagged(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "open_model.py"
+    path.write_text("def predict(args):\n    return 1\n")
+    code, out = run("deploy", "--file", str(path), "--no-auth", "--no-wait", "--json")
+    assert code == 0, out
+    assert json.loads(out)["warnings"] == [AUTH_DISABLED_WARNING]
+    for command in (("deployments", "list"), ("deployments", "show", "open_model")):
+        code, out = run(*command)
+        assert code == 0 and "open_model: authentication is disabled" in out, command
+    code, out = run("deployments", "show", "open_model", "--json")
+    assert json.loads(out)["warnings"] == [AUTH_DISABLED_WARNING]
+    run("deployments", "delete", "open_model", "--yes")

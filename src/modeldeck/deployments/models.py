@@ -226,7 +226,8 @@ class DeploymentView(BaseModel):
 
 class DeploymentCreated(DeploymentView):
     access_key: str | None = Field(
-        description="The access key, shown only once. Null when authentication is disabled."
+        description="The access key, shown only once. A deployment with authentication "
+        "disabled has one too: Cloudera's /model finds the deployment by it."
     )
 
 
