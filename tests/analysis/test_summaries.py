@@ -1,5 +1,6 @@
-"""Five-minute summaries: reports assembled from them equal reports computed from the raw
-records, and a summary is rebuilt whenever its bucket gains predictions or labels."""
+"""Five-minute and hourly summaries: reports assembled from them equal reports computed from
+the raw records, and a summary is rebuilt whenever its bucket (or hour) gains predictions or
+labels."""
 
 from __future__ import annotations
 
@@ -144,14 +145,21 @@ def test_reports_served_from_decoded_summaries_in_memory_stay_equal(
     _label(metrics, records, seed=12)
     window = {"start_ms": T0, "end_ms": T0 + 3 * HOUR, "step_ms": HOUR}
 
-    first = cached.performance("clf", **window)  # builds and stores the summaries
-    assert len(cached._parts) == 0
-    second = cached.performance("clf", **window)  # decodes them, keeps them in memory
+    registry = Registry(f"sqlite:///{tmp_path / 'other.db'}")
+    five = AnalysisService(store, registry, hourly=False)
+    first = five.performance("clf", **window)  # builds and stores the summaries
+    assert len(five._parts) == 0
+    second = five.performance("clf", **window)  # decodes them, keeps them in memory
+    assert len(five._parts) > 0
+    third = five.performance("clf", **window)  # merged from memory: nothing double counted
+    cold = AnalysisService(store, registry, hourly=False)
+    # Hourly summaries: built from the five-minute ones and kept in memory, then served from
+    # memory, then decoded by another process.
+    hourly = [cached.performance("clf", **window) for _ in range(3)]
     assert len(cached._parts) > 0
-    third = cached.performance("clf", **window)  # merged from memory: nothing double counted
-    cold = AnalysisService(store, Registry(f"sqlite:///{tmp_path / 'other.db'}"))
-    for report in (second, third, cold.performance("clf", **window)):
+    for report in (second, third, cold.performance("clf", **window), *hourly):
         _same(report, first)
+    _same(AnalysisService(store, registry).performance("clf", **window), first)
     _same(third, raw.performance("clf", **window))
 
     # A label landing in a bucket makes its summary stale: memory does not hide it.
@@ -236,3 +244,143 @@ def test_pruning_removes_summaries_of_pruned_buckets(
     assert _summaries(store) < before and oldest is not None and oldest >= T0 + HOUR - BUCKET_MS
     after = cached.performance("clf", start_ms=T0, end_ms=T0 + 3 * HOUR, step_ms=HOUR)
     assert all(w["start"] >= T0 + HOUR for w in after["windows"])
+
+
+def _hourly(store: Store) -> dict[tuple[str, int, str], tuple[int, int]]:
+    """The stored hourly summaries: (kind, hour, version) -> (predictions, built)."""
+    with store.read() as session:
+        rows = session.execute(
+            select(
+                AnalysisSummaryRow.kind,
+                AnalysisSummaryRow.bucket_ms,
+                AnalysisSummaryRow.model_version,
+                AnalysisSummaryRow.predictions,
+                AnalysisSummaryRow.built_ms,
+            ).where(AnalysisSummaryRow.kind.like("%/h%"))  # performance/h, drift/h...
+        ).all()
+    return {(k, b, v): (n, built) for k, b, v, n, built in rows}
+
+
+def _keys(
+    hourly: dict[tuple[str, int, str], tuple[int, int]],
+) -> list[tuple[tuple[str, int, str], tuple[int, str]]]:
+    return [(key, (key[1], key[2])) for key in hourly]
+
+
+PERFORMANCE_WINDOWS: list[dict[str, Any]] = [
+    {"start_ms": T0, "end_ms": T0 + 3 * HOUR + 1234, "step_ms": HOUR},  # whole hours
+    {"start_ms": T0, "end_ms": T0 + 3 * HOUR, "step_ms": 90 * 60_000},  # hours and buckets
+    {"start_ms": T0 + 10 * 60_000, "end_ms": T0 + 3 * HOUR, "step_ms": 30 * 60_000},  # buckets
+    {"start_ms": T0 - 1000, "end_ms": T0 + 3 * HOUR + 7},  # one window: hours inside edges
+    {"start_ms": T0 + 25 * 60_000, "end_ms": T0 + 2 * HOUR + 40 * 60_000},  # one hour inside
+]
+
+
+def _three_ways(
+    cached: AnalysisService, five: AnalysisService, raw: AnalysisService, **window: Any
+) -> dict[str, Any]:
+    """The performance report from hourly, from five-minute summaries and from the records,
+    each the same."""
+    report = cached.performance("clf", **window)
+    _same(report, five.performance("clf", **window))
+    _same(report, raw.performance("clf", **window))
+    return report
+
+
+def test_hourly_summaries_give_the_five_minute_and_the_raw_performance(
+    stores: tuple[AnalysisService, AnalysisService, Store], tmp_path: Any
+) -> None:
+    cached, raw, store = stores
+    five = AnalysisService(store, Registry(f"sqlite:///{tmp_path / 'm.db'}"), hourly=False)
+    metrics = ModelMetrics(store)
+    records = _records(1500, seed=21)
+    metrics.insert_predictions(records)
+    _label(metrics, records, seed=22)
+
+    first = {}
+    for i, window in enumerate(PERFORMANCE_WINDOWS):
+        first[i] = _three_ways(cached, five, raw, **window)
+        _same(
+            cached.performance("clf", **window, by_version=False),
+            raw.performance("clf", **window, by_version=False),
+        )
+        _same(
+            cached.performance("clf", **window, model_version="2"),
+            raw.performance("clf", **window, model_version="2"),
+        )
+    hourly = _hourly(store)
+    # Three whole hours, two versions each; what each counts adds up to the hour's predictions.
+    assert {(k, b) for k, b, _ in hourly} == {("performance/h", T0 + h * HOUR) for h in range(3)}
+    assert sum(n for n, _ in hourly.values()) == 1500
+    assert first[0]["windows"][0]["labelled"] > 0
+
+    # Ground truth arrives late for predictions of the first hour (new labels and corrected
+    # ones): that hour's summary is rebuilt, the others are not, and every way agrees.
+    old = [r for r in records if r.end_ms < T0 + HOUR]
+    _label(metrics, old[:60], seed=23)
+    report = _three_ways(cached, five, raw, **PERFORMANCE_WINDOWS[0])
+    assert report != first[0]
+    later = [w for w in report["windows"] if w["start"] > T0]
+    assert later == [w for w in first[0]["windows"] if w["start"] > T0] != []
+    rebuilt = _hourly(store)
+    assert {b for key, (b, _) in _keys(rebuilt) if rebuilt[key] != hourly.get(key)} == {T0}
+
+    # Late predictions of the last hour, summarised by a report that reads five-minute
+    # summaries only: rebuilding those drops that hour's hourly summary, and the next report
+    # with hours builds it anew.
+    late = _records(200, seed=24, salt=3)
+    metrics.insert_predictions(late)
+    _label(metrics, late, seed=25)
+    _same(
+        five.performance("clf", **PERFORMANCE_WINDOWS[1]),
+        raw.performance("clf", **PERFORMANCE_WINDOWS[1]),
+    )
+    assert not _hourly(store)
+    for window in PERFORMANCE_WINDOWS:
+        _three_ways(cached, five, raw, **window)
+    assert sum(n for n, _ in _hourly(store).values()) == 1700
+
+
+def test_hourly_summaries_give_the_five_minute_and_the_raw_drift(
+    stores: tuple[AnalysisService, AnalysisService, Store], tmp_path: Any
+) -> None:
+    cached, raw, store = stores
+    five = AnalysisService(store, Registry(f"sqlite:///{tmp_path / 'm.db'}"), hourly=False)
+    metrics = ModelMetrics(store)
+    rng = np.random.default_rng(27)
+    reference = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, 3000),
+            "colour": rng.choice(["red", "blue", "green"], 3000),
+            "target": rng.choice(CLASSES, 3000),
+        }
+    )
+    cached.set_reference("clf", reference, source="test", target_column="target")
+    cached.set_config("clf", MonitoringConfig(max_rows=1000))
+    metrics.insert_predictions(_records(2400, seed=28, shift=0.5))
+    windows = [
+        {"start_ms": T0 - 1000, "end_ms": T0 + 3 * HOUR + 1},
+        {"start_ms": T0 + 7 * 60_000 + 3, "end_ms": T0 + 2 * HOUR + 9 * 60_000},
+        {"start_ms": T0 - 1000, "end_ms": T0 + 3 * HOUR + 1, "model_version": "2"},
+    ]
+
+    def three_ways(window: dict[str, Any]) -> dict[str, Any]:
+        report = cached.drift("clf", **window)
+        assert report["mode"] == "binned"
+        _same(report, five.drift("clf", **window))
+        _same(report, raw.drift("clf", **window))
+        return report
+
+    before = [three_ways(w) for w in windows]
+    assert {b for k, b, _ in _hourly(store) if k.startswith("drift/h")} == {
+        T0 + h * HOUR for h in range(3)
+    }
+    hourly = _hourly(store)
+    # More traffic in the middle hour, of another distribution: only that hour is rebuilt.
+    moved = _records(600, seed=29, salt=4, shift=3.0)
+    metrics.insert_predictions([r for r in moved if T0 + HOUR <= r.end_ms < T0 + 2 * HOUR])
+    after = [three_ways(w) for w in windows]
+    assert after[0]["predictions"] > before[0]["predictions"]
+    assert after[0]["columns"] != before[0]["columns"]
+    rebuilt = _hourly(store)
+    assert {b for key, (b, _) in _keys(rebuilt) if rebuilt[key] != hourly.get(key)} == {T0 + HOUR}

@@ -28,6 +28,9 @@ if TYPE_CHECKING:
 BUCKET_MS = 300_000
 """The span of one stored summary: five minutes."""
 
+HOUR_MS = 12 * BUCKET_MS
+"""The span of an hourly summary: the sum of its hour's twelve five-minute ones."""
+
 MAX_CATEGORIES = 1000
 """Distinct values counted per categorical column and part; the rest are counted together."""
 

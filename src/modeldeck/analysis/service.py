@@ -119,6 +119,8 @@ class MonitoringConfig(BaseModel):
 class _Part(Protocol):
     def to_bytes(self) -> bytes: ...
 
+    def merge(self, other: Any) -> Any: ...
+
 
 Part = TypeVar("Part", bound=_Part)
 
@@ -160,11 +162,15 @@ class Reference:
 
 
 class AnalysisService:
-    def __init__(self, store: Store, registry: Registry, *, summaries: bool = True) -> None:
-        """``summaries=False`` computes every report from the raw records (for comparisons)."""
+    def __init__(
+        self, store: Store, registry: Registry, *, summaries: bool = True, hourly: bool = True
+    ) -> None:
+        """``summaries=False`` computes every report from the raw records, ``hourly=False``
+        from five-minute summaries only (for comparisons)."""
         self.store = store
         self.registry = registry
         self.summaries = summaries
+        self.hourly = hourly
         self.dialect = Dialect(store.dialect)
         self._fetch_failed: dict[tuple[str, str], float] = {}
         self._parts = _PartCache(PART_CACHE_BYTES)
@@ -353,12 +359,7 @@ class AnalysisService:
                 f"columns not in the reference data: {', '.join(unknown)}",
                 details={"field": "columns"},
             )
-        first, last = _whole_buckets(start_ms, end_ms)
-        counts = self._bucket_counts(deployment.id, first, last) if last > first else {}
-        total = sum(n for (_, v), n in counts.items() if not model_version or v == model_version)
-        for lo, hi in ((start_ms, min(first, end_ms)), (max(last, first, start_ms), end_ms)):
-            if hi > lo:
-                total += self._count(deployment.id, lo, hi, model_version)
+        total = self._count(deployment.id, start_ms, end_ms, model_version)
         report: dict[str, Any] = {
             "deployment": name,
             "model_version": model_version,
@@ -370,7 +371,7 @@ class AnalysisService:
         binned = not exact and total > config.max_rows and set(features) <= set(plan.columns)
         if binned:
             part = self._merged_drift_part(
-                deployment, config, plan, start_ms, end_ms, model_version, counts
+                deployment, config, plan, start_ms, end_ms, model_version
             )
             results, invalid = self._binned_columns(reference, config, plan, part, features)
             prediction = self._binned_prediction(reference, config, plan, part)
@@ -600,15 +601,16 @@ class AnalysisService:
         start_ms: int,
         end_ms: int,
         model_version: str | None,
-        counts: dict[tuple[int, str], int] | None = None,
     ) -> parts.DriftPart:
-        """One window's drift summary: stored five-minute summaries plus its ragged edges."""
+        """One window's drift summary: stored hourly and five-minute summaries plus its
+        ragged edges."""
 
         def live(lo: int, hi: int) -> dict[tuple[int, str], parts.DriftPart]:
             return self._drift_parts(deployment.id, config, plan, lo, hi, hi - lo)
 
         found = self._assemble(
-            "drift/" + plan.signature[:10],
+            # Kinds as set_reference deletes them ("drift/..."); "h" is no hex digit.
+            ("drift/" + plan.signature[:10], "drift/h" + plan.signature[:9]),
             deployment,
             plan.signature,
             start_ms,
@@ -617,7 +619,6 @@ class AnalysisService:
             lambda lo, hi: self._drift_parts(deployment.id, config, plan, lo, hi, parts.BUCKET_MS),
             parts.DriftPart.from_bytes,
             with_labels=False,
-            counts=counts,
         )
         merged = parts.DriftPart()
         for (_, version), part in found.items():
@@ -652,7 +653,7 @@ class AnalysisService:
 
     def _assemble(
         self,
-        kind: str,
+        kinds: tuple[str, str],
         deployment: DeploymentRow,
         signature: str,
         start_ms: int,
@@ -662,13 +663,16 @@ class AnalysisService:
         load: Callable[[bytes], Part],
         *,
         with_labels: bool,
-        counts: dict[tuple[int, str], int] | None = None,
+        step_ms: int | None = None,
     ) -> dict[tuple[int, str], Part]:
-        """The parts of ``[start, end)`` keyed by (bucket start or piece start, version).
+        """The parts of ``[start, end)`` keyed by (piece start, version).
 
-        Whole five-minute buckets come from ``analysis_summaries`` when their summary is still
-        valid, else are built (``build(lo, hi)`` over a run of buckets) and stored; the ragged
-        edges of the window are computed by ``live(lo, hi)`` and not stored.
+        ``kinds`` names the five-minute and the hourly summaries. Whole hours that lie inside
+        one window of ``step_ms`` (default: the whole range) and are over come from hourly
+        summaries, the other whole five-minute buckets from five-minute ones; a summary still
+        valid is read from ``analysis_summaries``, else built (``build(lo, hi)`` over a run of
+        buckets, hours from their five-minute summaries) and stored. The ragged edges of the
+        window are computed by ``live(lo, hi)`` and not stored.
         """
         step = parts.BUCKET_MS
         first, last = _whole_buckets(start_ms, end_ms)
@@ -685,31 +689,45 @@ class AnalysisService:
             for (index, version), part in build(first, last).items():
                 out[(first + index * step, version)] = part
             return out
-        if counts is None:
-            counts = self._bucket_counts(deployment.id, first, last)
-        labels = self._label_counts(deployment.id, first, last) if with_labels else {}
-        with self.store.read() as session:
-            # Which summaries exist and what they were built from; the parts themselves come
-            # from memory when this process decoded the same summary before.
-            stored = {
-                (r.bucket_ms, r.model_version): r
-                for r in session.execute(
-                    select(
-                        AnalysisSummaryRow.bucket_ms,
-                        AnalysisSummaryRow.model_version,
-                        AnalysisSummaryRow.signature,
-                        AnalysisSummaryRow.predictions,
-                        AnalysisSummaryRow.labels,
-                        AnalysisSummaryRow.label_max_id,
-                        AnalysisSummaryRow.built_ms,
-                    ).where(
-                        AnalysisSummaryRow.deployment_id == deployment.id,
-                        AnalysisSummaryRow.kind == kind,
-                        AnalysisSummaryRow.bucket_ms >= first,
-                        AnalysisSummaryRow.bucket_ms < last,
-                    )
+        hours = (
+            _whole_hours(first, last, start_ms, step_ms or end_ms - start_ms, now_ms())
+            if self.hourly
+            else []
+        )
+        for lo, hi in _gaps(first, last, hours, parts.HOUR_MS):
+            found, _ = self._buckets(
+                kinds, deployment, signature, lo, hi, build, load, with_labels=with_labels
+            )
+            out.update(found)
+        if hours:
+            out.update(
+                self._hours(
+                    kinds, deployment, signature, hours, build, load, with_labels=with_labels
                 )
-            }
+            )
+        return out
+
+    def _buckets(
+        self,
+        kinds: tuple[str, str],
+        deployment: DeploymentRow,
+        signature: str,
+        first: int,
+        last: int,
+        build: Callable[[int, int], Mapping[tuple[int, str], Part]],
+        load: Callable[[bytes], Part],
+        *,
+        with_labels: bool,
+    ) -> tuple[dict[tuple[int, str], Part], dict[tuple[int, str], tuple[int, int, int]]]:
+        """The five-minute parts of ``[first, last)`` (whole buckets), and what each was found
+        valid for or built from: (predictions of its version, labels, last label id)."""
+        kind, hour_kind = kinds
+        step = parts.BUCKET_MS
+        out: dict[tuple[int, str], Part] = {}
+        counted: dict[tuple[int, str], tuple[int, int, int]] = {}
+        counts = self._bucket_counts(deployment.id, first, last)
+        labels = self._label_counts(deployment.id, first, last) if with_labels else {}
+        stored = self._stored(deployment.id, kind, first, last)
         versions: dict[int, list[tuple[str, int]]] = {}
         for (bucket, version), n in counts.items():
             versions.setdefault(bucket, []).append((version, n))
@@ -725,9 +743,10 @@ class AnalysisService:
                 and (row.labels, row.label_max_id) == (label_count, label_max)
                 for row, n in rows
             ):
-                for row, _ in rows:
+                for row, n in rows:
                     assert row is not None
                     valid[(bucket, row.model_version)] = (deployment.id, kind, *row)
+                    counted[(bucket, row.model_version)] = (n, label_count, label_max)
             else:
                 stale.append(bucket)
         loaded, unreadable = self._load_parts(deployment.id, kind, valid, load)
@@ -740,6 +759,8 @@ class AnalysisService:
                 bucket = lo + index * step
                 out[(bucket, version)] = part
                 label_count, label_max = labels.get(bucket, (0, 0))
+                n = counts.get((bucket, version), 0)
+                counted[(bucket, version)] = (n, label_count, label_max)
                 fresh.append(
                     AnalysisSummaryRow(
                         deployment_id=deployment.id,
@@ -747,15 +768,143 @@ class AnalysisService:
                         bucket_ms=bucket,
                         model_version=version,
                         signature=signature,
-                        predictions=counts.get((bucket, version), 0),
+                        predictions=n,
                         labels=label_count,
                         label_max_id=label_max,
                         built_ms=now_ms(),
                         data=part.to_bytes(),
                     )
                 )
-            self._store_summaries(deployment.id, kind, lo, hi, fresh)
+            self._store_summaries(deployment.id, kind, lo, hi, fresh, hourly=hour_kind)
+        return out, counted
+
+    def _hours(
+        self,
+        kinds: tuple[str, str],
+        deployment: DeploymentRow,
+        signature: str,
+        hours: Sequence[int],
+        build: Callable[[int, int], Mapping[tuple[int, str], Part]],
+        load: Callable[[bytes], Part],
+        *,
+        with_labels: bool,
+    ) -> dict[tuple[int, str], Part]:
+        """The hourly parts of ``hours`` (sorted hour starts).
+
+        An hourly summary is the sum of its hour's twelve five-minute summaries and records
+        the sums of what they were valid for: predictions per version, labels and the last
+        label id. It is valid while the hour still holds as many predictions (all versions
+        together) and labels, the last one the same: predictions and delayed metrics are only
+        ever added (new ids) or pruned, so anything that makes one of its five-minute
+        summaries stale changes these too. Rebuilding a five-minute summary also deletes the
+        hourly one of its hour (:meth:`_store_summaries`). A stale hour is assembled anew from
+        its five-minute summaries (rebuilding those that are stale themselves).
+        """
+        hour_kind = kinds[1]
+        hour = parts.HOUR_MS
+        totals = self._hour_counts(deployment.id, hours, with_labels)
+        stored: dict[int, list[Any]] = {}
+        for (at, _), row in self._stored(
+            deployment.id, hour_kind, hours[0], hours[-1] + hour
+        ).items():
+            stored.setdefault(at, []).append(row)
+        valid: dict[tuple[int, str], tuple[Any, ...]] = {}
+        stale: list[int] = []
+        for at in hours:
+            n, label_count, label_max = totals.get(at, (0, 0, 0))
+            if not n:
+                continue  # no predictions: nothing to report
+            rows = stored.get(at, [])
+            if (
+                rows
+                and sum(r.predictions for r in rows) == n
+                and all(
+                    r.signature == signature
+                    and (r.labels, r.label_max_id) == (label_count, label_max)
+                    for r in rows
+                )
+            ):
+                for row in rows:
+                    valid[(at, row.model_version)] = (deployment.id, hour_kind, *row)
+            else:
+                stale.append(at)
+        out, unreadable = self._load_parts(deployment.id, hour_kind, valid, load)
+        for lo, hi in _runs(sorted({*stale, *unreadable}), hour):
+            found, counted = self._buckets(
+                kinds, deployment, signature, lo, hi, build, load, with_labels=with_labels
+            )
+            merged: dict[tuple[int, str], Part] = {}
+            predictions: dict[tuple[int, str], int] = {}
+            bucket_labels: dict[int, dict[int, tuple[int, int]]] = {}
+            for (bucket, version), part in found.items():
+                at = bucket // hour * hour
+                key = (at, version)
+                if key not in merged:
+                    merged[key] = type(part)()  # a fresh part: cached ones are never changed
+                merged[key].merge(part)
+                n, label_count, label_max = counted[(bucket, version)]
+                predictions[key] = predictions.get(key, 0) + n
+                bucket_labels.setdefault(at, {})[bucket] = (label_count, label_max)
+            fresh = []
+            for (at, version), part in merged.items():
+                in_hour = bucket_labels[at].values()
+                label_count = sum(c for c, _ in in_hour)
+                label_max = max(m for _, m in in_hour)
+                data = part.to_bytes()
+                row = AnalysisSummaryRow(
+                    deployment_id=deployment.id,
+                    kind=hour_kind,
+                    bucket_ms=at,
+                    model_version=version,
+                    signature=signature,
+                    predictions=predictions[(at, version)],
+                    labels=label_count,
+                    label_max_id=label_max,
+                    built_ms=now_ms(),
+                    data=data,
+                )
+                fresh.append(row)
+                out[(at, version)] = part
+                identity = (
+                    deployment.id,
+                    hour_kind,
+                    at,
+                    version,
+                    signature,
+                    row.predictions,
+                    label_count,
+                    label_max,
+                    row.built_ms,
+                )
+                self._parts.put(identity, part, len(data))
+            self._store_summaries(deployment.id, hour_kind, lo, hi, fresh)
         return out
+
+    def _stored(
+        self, deployment_id: str, kind: str, lo: int, hi: int
+    ) -> dict[tuple[int, str], Any]:
+        """Which summaries of ``kind`` exist in ``[lo, hi)`` and what they were built from (the
+        parts themselves come from memory when this process decoded the same summary before)."""
+        with self.store.read() as session:
+            return {
+                (r.bucket_ms, r.model_version): r
+                for r in session.execute(
+                    select(
+                        AnalysisSummaryRow.bucket_ms,
+                        AnalysisSummaryRow.model_version,
+                        AnalysisSummaryRow.signature,
+                        AnalysisSummaryRow.predictions,
+                        AnalysisSummaryRow.labels,
+                        AnalysisSummaryRow.label_max_id,
+                        AnalysisSummaryRow.built_ms,
+                    ).where(
+                        AnalysisSummaryRow.deployment_id == deployment_id,
+                        AnalysisSummaryRow.kind == kind,
+                        AnalysisSummaryRow.bucket_ms >= lo,
+                        AnalysisSummaryRow.bucket_ms < hi,
+                    )
+                )
+            }
 
     def _load_parts(
         self,
@@ -805,8 +954,17 @@ class AnalysisService:
         return out, unreadable
 
     def _store_summaries(
-        self, deployment_id: str, kind: str, lo: int, hi: int, rows: list[AnalysisSummaryRow]
+        self,
+        deployment_id: str,
+        kind: str,
+        lo: int,
+        hi: int,
+        rows: list[AnalysisSummaryRow],
+        *,
+        hourly: str | None = None,
     ) -> None:
+        """Replace the summaries of ``kind`` in ``[lo, hi)`` with ``rows``; with ``hourly``
+        (five-minute ones), also drop the hourly summaries of the hours they are in."""
         try:
             with self.store.write() as session:
                 session.execute(
@@ -817,6 +975,15 @@ class AnalysisService:
                         AnalysisSummaryRow.bucket_ms < hi,
                     )
                 )
+                if hourly is not None:
+                    session.execute(
+                        delete(AnalysisSummaryRow).where(
+                            AnalysisSummaryRow.deployment_id == deployment_id,
+                            AnalysisSummaryRow.kind == hourly,
+                            AnalysisSummaryRow.bucket_ms >= lo // parts.HOUR_MS * parts.HOUR_MS,
+                            AnalysisSummaryRow.bucket_ms < hi,
+                        )
+                    )
                 session.add_all(rows)
         except Exception as exc:  # a cache: failing to keep it must not fail the report
             log.warning("could not store analysis summaries: %s", exc)
@@ -834,6 +1001,34 @@ class AnalysisService:
                 (lo + int(b) * parts.BUCKET_MS, str(v)): int(n)
                 for b, v, n in session.execute(text(sql), params)
             }
+
+    def _hour_counts(
+        self, deployment_id: str, hours: Sequence[int], with_labels: bool
+    ) -> dict[int, tuple[int, int, int]]:
+        """Per hour: predictions, and delayed metrics of them (count, last id), from the
+        indexes, one range scan per hour and table (grouping the rows by an expression costs
+        several times more)."""
+        span = parts.HOUR_MS
+        # Labels: count and last id from one pass over the index, as one text value (a scalar
+        # subquery returns one column); NULL when there are none.
+        labels = (
+            "(SELECT COUNT(*) || ' ' || MAX(d.id) FROM delayed_metrics d "
+            "WHERE d.deployment_id = :dep AND d.prediction_end_ms >= h.at "
+            f"AND d.prediction_end_ms < h.at + {span})"
+            if with_labels
+            else "NULL"
+        )
+        sql = (
+            f"WITH h(at) AS (VALUES {', '.join(f'({int(at)})' for at in hours)}) SELECT h.at, "
+            "(SELECT COUNT(*) FROM predictions p WHERE p.deployment_id = :dep "
+            f"AND p.end_ms >= h.at AND p.end_ms < h.at + {span}), {labels} FROM h"
+        )
+        out: dict[int, tuple[int, int, int]] = {}
+        with self.store.read() as session:
+            for at, n, found in session.execute(text(sql), {"dep": deployment_id}):
+                count, top = str(found).split() if found is not None else (0, 0)
+                out[int(at)] = (int(n), int(count), int(top))
+        return out
 
     def _label_counts(self, deployment_id: str, lo: int, hi: int) -> dict[int, tuple[int, int]]:
         """Delayed metrics per five-minute bucket of their predictions: (count, last id)."""
@@ -905,7 +1100,7 @@ class AnalysisService:
         per_window: dict[tuple[int, str], parts.PerformancePart] = {}
         if aligned:
             found = self._assemble(
-                "performance",
+                ("performance", "performance/h"),
                 deployment,
                 _performance_signature(config),
                 start_ms,
@@ -916,6 +1111,7 @@ class AnalysisService:
                 ),
                 parts.PerformancePart.from_bytes,
                 with_labels=True,
+                step_ms=step_ms,
             )
             pieces = [((at - start_ms) // step_ms, v, p) for (at, v), p in found.items()]
         else:
@@ -1379,6 +1575,30 @@ def _whole_buckets(start_ms: int, end_ms: int) -> tuple[int, int]:
     """Where the whole five-minute buckets inside ``[start, end)`` begin and end."""
     step = parts.BUCKET_MS
     return -(-start_ms // step) * step, end_ms // step * step
+
+
+def _whole_hours(first: int, last: int, origin: int, step_ms: int, now: int) -> list[int]:
+    """The hours inside ``[first, last)`` that are over and lie inside one window of a grid
+    of ``step_ms`` from ``origin``: those an hourly summary can stand for."""
+    hour = parts.HOUR_MS
+    return [
+        at
+        for at in range(-(-first // hour) * hour, min(last, now) - hour + 1, hour)
+        if (at - origin) // step_ms == (at + hour - 1 - origin) // step_ms
+    ]
+
+
+def _gaps(first: int, last: int, hours: Sequence[int], span: int) -> list[tuple[int, int]]:
+    """The parts of ``[first, last)`` outside the spans starting at ``hours`` (sorted)."""
+    gaps: list[tuple[int, int]] = []
+    at = first
+    for lo in hours:
+        if lo > at:
+            gaps.append((at, lo))
+        at = lo + span
+    if last > at:
+        gaps.append((at, last))
+    return gaps
 
 
 def _runs(buckets: Sequence[int], step: int) -> list[tuple[int, int]]:
