@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
+    TypeDecorator,
     UniqueConstraint,
     false,
 )
@@ -24,6 +25,19 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+class UtcDateTime(TypeDecorator[datetime]):
+    """``DateTime(timezone=True)`` that reads back aware (UTC) on SQLite too, which drops the
+    offset: answers then carry RFC 3339 date-times, as the OpenAPI spec says."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_result_value(self, value: datetime | None, dialect: Any) -> datetime | None:
+        if value is not None and value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value
 
 
 def utcnow() -> datetime:
@@ -68,10 +82,8 @@ class DeploymentRow(Base):
     # A version the alias points at that the deployment does not follow to (it failed to roll
     # out, or was rolled back from); released when the alias points elsewhere.
     alias_held_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
     replica_rows: Mapped[list[ReplicaRow]] = relationship(
         back_populates="deployment",
@@ -93,11 +105,9 @@ class ReplicaRow(Base):
     port: Mapped[int | None] = mapped_column(Integer, nullable=True)
     restarts: Mapped[int] = mapped_column(Integer, default=0)
     last_error: Mapped[str] = mapped_column(Text, default="")
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     version: Mapped[str] = mapped_column(String(32), default="")  # the model version it runs
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
     deployment: Mapped[DeploymentRow] = relationship(back_populates="replica_rows")
 
@@ -130,9 +140,9 @@ class DeploymentHistoryRow(Base):
     file_path: Mapped[str | None] = mapped_column(Text, nullable=True)
     function_name: Mapped[str | None] = mapped_column(String(255), nullable=True)
     env_manager: Mapped[str] = mapped_column(String(16))
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    served_from: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    served_until: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    served_from: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    served_until: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class ApiKeyRow(Base):
@@ -144,9 +154,9 @@ class ApiKeyRow(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     # admin | deploy | read | predict:<deployment> (modeldeck.apikeys.SCOPE_PATTERN)
     scope: Mapped[str] = mapped_column(String(80), default="admin", server_default="admin")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Written at most once a minute per key, so that using a key costs no write per request.
-    last_used_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class PredictionRow(Base):
@@ -278,7 +288,7 @@ class ReferenceDataRow(Base):
     prediction_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
     estimator: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
 
 
 class AnalysisSummaryRow(Base):
@@ -318,10 +328,8 @@ class AlertRuleRow(Base):
     name: Mapped[str] = mapped_column(String(100))
     spec: Mapped[dict[str, Any]] = mapped_column(JSONType)
     state: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class AlertEventRow(Base):
@@ -364,10 +372,8 @@ class CmlModelRow(Base):
     auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     access_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     access_key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
 
 class CmlModelBuildRow(Base):
@@ -390,11 +396,9 @@ class CmlModelBuildRow(Base):
     runtime_identifier: Mapped[str | None] = mapped_column(String(1024), nullable=True)
     status: Mapped[str] = mapped_column(String(32))
     status_message: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class CmlModelDeploymentRow(Base):
@@ -421,11 +425,9 @@ class CmlModelDeploymentRow(Base):
     environment: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
     status: Mapped[str] = mapped_column(String(32))
     status_message: Mapped[str] = mapped_column(Text, default="")
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
-    stopped_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
+    stopped_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
 
 
 class BuildRow(Base):
@@ -458,6 +460,6 @@ class BuildRow(Base):
     model_packages: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     log: Mapped[str] = mapped_column(Text, default="")
     duration_seconds: Mapped[float | None] = mapped_column(Float, nullable=True)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), nullable=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
