@@ -289,6 +289,8 @@ class Registry:
         except MlflowException as exc:
             if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
                 raise NotFound(exc.message) from exc
+            if exc.error_code == "INVALID_PARAMETER_VALUE":  # e.g. a version that is no number
+                raise BadRequest(exc.message) from exc
             raise ServiceUnavailable(f"MLflow registry error: {exc.message}") from exc
 
     def _model_info(self, model: Any) -> ModelInfo:
