@@ -137,6 +137,12 @@ export function badge(textValue, tone) {
   return h("span", { class: `badge ${tone}` }, textValue);
 }
 
+/** A warning badge for an endpoint that anyone can call (authentication disabled), or "". */
+export function noAuthBadge(d) {
+  if (!(d.warnings || []).length) return "";
+  return h("span", { class: "badge bad no-auth", title: d.warnings.join("; "), dataset: { warning: "auth-disabled" } }, "no auth");
+}
+
 export function statusTone(status) {
   if (["deployed", "ready", "active", "ok"].includes(status)) return "ok";
   if (["failed", "unhealthy", "firing", "crashed"].includes(status)) return "bad";

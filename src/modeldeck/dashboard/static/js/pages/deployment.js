@@ -2,7 +2,7 @@
 
 import { deploymentActions } from "../actions.js";
 import { api } from "../api.js";
-import { badge, clear, h, statusTone } from "../dom.js";
+import { badge, clear, h, noAuthBadge, statusTone } from "../dom.js";
 import { keepFocus } from "../ui.js";
 import { alertsTab } from "../tabs/alerts.js";
 import { driftTab } from "../tabs/drift.js";
@@ -47,7 +47,7 @@ export async function deploymentPage(root, name, tab) {
     clear(head,
       h("div", {},
         h("div", { class: "breadcrumbs" }, h("a", { href: "#/" }, "Deployments"), " / ", d.name),
-        h("h1", {}, d.name, " ", h("span", { id: "deployment-status", dataset: { status: d.status } }, badge(d.status, statusTone(d.status)))),
+        h("h1", {}, d.name, " ", h("span", { id: "deployment-status", dataset: { status: d.status } }, badge(d.status, statusTone(d.status))), " ", noAuthBadge(d)),
         h("p", { class: "subtitle" }, version,
           d.kind === "endpoint" ? ` · ${d.ready_replicas}/${d.replicas} replicas ready` : " · batch",
           d.status_message ? ` · ${d.status_message.split("\n")[0]}` : "")),

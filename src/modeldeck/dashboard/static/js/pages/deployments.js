@@ -1,7 +1,7 @@
 // Every deployment at a glance: status, replicas, the last hour's traffic, drift and alerts.
 
 import { api } from "../api.js";
-import { badge, clear, fmtInt, fmtMs, fmtPercent, h, statusTone } from "../dom.js";
+import { badge, clear, fmtInt, fmtMs, fmtPercent, h, noAuthBadge, statusTone } from "../dom.js";
 import { deploymentActions, deployDialog } from "../actions.js";
 import { keepFocus, showError, table } from "../ui.js";
 
@@ -88,7 +88,9 @@ export async function deploymentsPage(root) {
       const totals = technical[i] && technical[i].totals;
       const alerts = firing.get(d.name) || 0;
       return [
-        h("a", { href: `#/deployments/${encodeURIComponent(d.name)}`, class: "deployment-link", dataset: { focus: `link:${d.name}` } }, d.name),
+        h("span", {},
+          h("a", { href: `#/deployments/${encodeURIComponent(d.name)}`, class: "deployment-link", dataset: { focus: `link:${d.name}` } }, d.name),
+          " ", noAuthBadge(d)),
         d.model,
         versionText(d),
         h("span", { dataset: { status: d.status } }, badge(d.status, statusTone(d.status))),
