@@ -24,7 +24,7 @@ from . import (
     routes_serving,
 )
 from .errors import install_error_handlers
-from .routing import StrictJSONMiddleware
+from .routing import StrictJSONMiddleware, document_errors
 from .security import SecurityMiddleware
 
 
@@ -51,6 +51,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         redoc_url=None,
     )
     install_error_handlers(app)
+    document_errors(app)
     app.include_router(routes_control.router, prefix="/api/v1")
     app.include_router(routes_control.keys_router, prefix="/api/v1")
     app.include_router(routes_metrics.router, prefix="/api/v1")

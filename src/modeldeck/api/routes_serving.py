@@ -22,7 +22,7 @@ from .deps import (
     route_for_access_key,
 )
 from .errors import cml_error_response, error_response
-from .routes_control import errors
+from .routes_control import ERROR_SCHEMA, errors
 
 router = APIRouter(tags=["model endpoints"])
 
@@ -87,9 +87,27 @@ def _request_size(request: Request, body: bytes) -> int:
     return int(length) if length.isdigit() else len(body)
 
 
+CML_ERROR = {
+    "description": "Error, in Cloudera ML's form",
+    "content": {
+        "application/json": {
+            "schema": {
+                "type": "object",
+                "properties": {
+                    "success": {"type": "boolean", "enum": [False]},
+                    "error": ERROR_SCHEMA["properties"]["error"],  # type: ignore[index]
+                },
+                "required": ["success", "error"],
+            }
+        }
+    },
+}
+
+
 @router.post(
     "/model",
     summary="Cloudera ML compatible model call",
+    responses={code: CML_ERROR for code in (400, 401, 403, 404, 413, 422, 429, 500, 503, 504)},
     openapi_extra={
         "requestBody": {
             "required": True,

@@ -10,11 +10,16 @@ before any route runs.
 
 from __future__ import annotations
 
+from typing import Any
+
 import orjson
+from fastapi import FastAPI
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modeldeck.errors import error_body
+
+from .routes_control import ERROR_SCHEMA
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -67,3 +72,43 @@ def _is_json(scope: Scope) -> bool:
             media: bytes = value.split(b";", 1)[0].strip().lower()
             return media == b"application/json" or media.endswith(b"+json")
     return False
+
+
+def document_errors(app: FastAPI) -> None:
+    """Declare, once for every operation, the errors any of them can answer.
+
+    Routes declare what is theirs (404 for an unknown deployment, 409...). Added here: 400 on
+    every operation (invalid JSON, a parameter the registry refuses), 415 where a JSON body is
+    taken (another content type), 404 where the path names a resource.
+    """
+    build = app.openapi
+
+    def openapi() -> dict[str, Any]:
+        fresh = app.openapi_schema is None
+        schema = build()
+        if fresh:
+            for path, item in schema.get("paths", {}).items():
+                for operation in item.values():
+                    _add_errors(path, operation)
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+
+
+def _add_errors(path: str, operation: dict[str, Any]) -> None:
+    responses: dict[str, Any] = operation.setdefault("responses", {})
+    codes = ["400"]
+    if "json" in str(operation.get("requestBody", {}).get("content", {}).keys()):
+        codes.append("415")
+    if "{" in path:
+        codes.append("404")
+    for code in codes:
+        responses.setdefault(code, _error(responses))
+
+
+def _error(responses: dict[str, Any]) -> dict[str, Any]:
+    """The error response in the shape the operation's other errors have (CML's on ``/model``)."""
+    for code, response in responses.items():
+        if code.startswith(("4", "5")):
+            return dict(response, description="Error")
+    return {"description": "Error", "content": {"application/json": {"schema": ERROR_SCHEMA}}}
