@@ -329,7 +329,7 @@ def _status(status: str) -> str:
     help="Replica processes.",
 )
 @click.option("--cpu", type=float, help="CPU hint per replica (cores).")
-@click.option("--memory-mb", type=int, help="Memory hint per replica (MB).")
+@click.option("--memory-mb", type=int, help="Memory limit per replica (MB).")
 @click.option("--env", "env", multiple=True, metavar="KEY=VALUE", help="Replica environment.")
 @click.option("--no-auth", is_flag=True, help="Serve without an access key (not recommended).")
 @click.option(

@@ -332,11 +332,11 @@ def test_nothing_acknowledged_is_lost_across_sigkills(
     platform.start()
     client = Client(platform.url, platform.api_key)
     client.wait(name, timeout=120)
-    stored = {
-        r["predictionUuid"]: r["metrics"]
-        for r in client.iter_metrics(name, start_ms=start)
-        if r["predictionUuid"]
-    }
+    rows = [r for r in client.iter_metrics(name, start_ms=start) if r["predictionUuid"]]
+    stored = {r["predictionUuid"]: r["metrics"] for r in rows}
+    assert len(stored) == len(rows), "a prediction recorded twice"
+    half = [u for u, m in stored.items() if "input" not in m or "output" not in m]
+    assert not half, f"{len(half)} records without their input or output"
     missing = set(answered) - set(stored)
     assert not missing, f"{len(missing)} acknowledged predictions lost"
     for uuid, row in answered.items():

@@ -487,6 +487,8 @@ class LocalRuntime:
         )
         replica.status = "restarting"
         replica.next_start_at = time.monotonic() + (0.0 if replica.crashes <= 1 else backoff)
+        if replica.crashes <= 1:  # the first restart is at once, not at the next health check
+            self._spawn(replica)
         await self._emit(dep)
 
     def _spawn(self, replica: Replica) -> None:

@@ -62,7 +62,11 @@ class DeploymentCreate(BaseModel):
     )
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     cpu: float | None = Field(default=None, gt=0, description="CPU hint per replica (cores).")
-    memory_mb: int | None = Field(default=None, gt=0, description="Memory hint per replica.")
+    memory_mb: int | None = Field(
+        default=None,
+        gt=0,
+        description="Resident memory limit per replica (MB); above it, the replica restarts.",
+    )
     environment: dict[str, str] = Field(
         default_factory=dict, description="Environment variables for the replicas."
     )
