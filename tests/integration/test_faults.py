@@ -17,6 +17,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -196,6 +197,12 @@ def test_every_replica_busy_gets_429_after_a_bounded_wait(faults: RunningPlatfor
     }
     assert stored == answered, "a 429 leaves no record; every 200 has one"
     assert post(faults, name, key, {}).status_code == 200, "nothing stays queued"
+
+    # A caller that finds every slot taken is served when one frees up within the wait.
+    callers = MAX_CONCURRENCY + 1
+    with ThreadPoolExecutor(callers) as pool:
+        waited = list(pool.map(lambda _: post(faults, name, key, {"sleep": 0.3}), range(callers)))
+    assert [r.status_code for r in waited] == [200] * callers
     faults.client().delete(name)
 
 
