@@ -305,3 +305,17 @@ def test_on_postgres_a_bad_row_does_not_cost_the_kept_connection(
     pg_metrics.insert_predictions([_record(2)])
     assert store._kept.info.backend_pid == before
     assert pg_metrics.count(TARGET) == 2
+
+
+def test_on_postgres_a_retried_group_that_had_committed_is_no_error(
+    pg_metrics: ModelMetrics,
+) -> None:
+    """A commit that reached the server before its connection died is retried: no error."""
+    records = [_record(i) for i in range(3)]
+
+    async def twice() -> None:
+        await pg_metrics.insert_predictions_async(records)
+        await pg_metrics.insert_predictions_async(records)  # the writer's retry
+
+    asyncio.run(twice())
+    assert pg_metrics.count(TARGET) == 3

@@ -50,11 +50,14 @@ _COPY_PREDICTIONS = f"COPY predictions ({_COLUMNS}) FROM STDIN"
 # array of arrays. One round trip where COPY takes two (each costs a turn of a busy loop), one
 # orjson call for the whole group, and the server takes each row's metrics out of the parsed
 # array as jsonb without parsing them again. (For thousands of rows at once COPY costs the
-# server less, so the synchronous path keeps it.)
+# server less, so the synchronous path keeps it.) The writer retries a group whose connection
+# broke, and a group that committed just before its connection died is then already there:
+# the retry finds its (random) UUIDs taken and does nothing, so its requests get their 200.
 _INSERT_JSON_ROWS = (
     f"INSERT INTO predictions ({_COLUMNS}) "
     "SELECT r->>0, r->>1, r->>2, (r->>3)::integer, (r->>4)::bigint, (r->>5)::bigint, r->6 "
-    "FROM jsonb_array_elements(%s::jsonb) AS r"
+    "FROM jsonb_array_elements(%s::jsonb) AS r "
+    "ON CONFLICT (uuid) DO NOTHING"
 )
 
 
