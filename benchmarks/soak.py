@@ -14,7 +14,8 @@ What it measures
 
     Reported: errors by status (and by exception for requests that got no answer), p50/p95/p99
     latency per ``--slice`` seconds, the RSS of every process (the platform, each replica) at
-    the start (after the warm-up) and at the end, replica restarts, and whether every
+    the start (after the warm-up) and at the end (and sampled each slice, with the machine's
+    load average, to tell a leak from a high-water mark), replica restarts, and whether every
     prediction answered 200 is in the store. The memory bound: a process passes when its RSS
     grew by at most ``max(50 MB, 20 % of its start)``; the run passes when every process does,
     no replica restarted, there were no 5xx and no missed sends, and every 200 was recorded.
@@ -32,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import secrets
 import sys
 import tempfile
@@ -138,6 +140,38 @@ async def generate(
     return load
 
 
+async def soak(
+    base: str,
+    keys: dict[str, str],
+    body: dict[str, Any],
+    args: argparse.Namespace,
+    pids: dict[str, int],
+) -> tuple[Load, list[dict[str, Any]]]:
+    """The recorded run, sampling the machine's load and every process's RSS each slice."""
+    readings: list[dict[str, Any]] = []
+    started = time.perf_counter()
+
+    async def sample_forever() -> None:
+        while True:
+            readings.append(
+                {
+                    "t_s": round(time.perf_counter() - started, 1),
+                    "load1": round(os.getloadavg()[0], 2),
+                    "rss_mb": rss_mb(pids),
+                }
+            )
+            await asyncio.sleep(args.slice)
+
+    sampler = asyncio.create_task(sample_forever())
+    try:
+        load = await generate(
+            base, keys, body, args.rate, args.duration, args.max_in_flight, record=True
+        )
+    finally:
+        sampler.cancel()
+    return load, readings
+
+
 def percentile(values: list[float], q: float) -> float | None:
     if not values:
         return None
@@ -240,12 +274,15 @@ def fmt(value: float | None) -> str:
 
 def slice_table(rows: list[dict[str, Any]]) -> Table:
     table = Table(title="Latency per time slice (200s only; from when each request was due)")
-    for column in ("window (s)", "sent", "ok", "errors", "p50 ms", "p95 ms", "p99 ms"):
+    columns = ("window (s)", "sent", "ok", "errors", "p50 ms", "p95 ms", "p99 ms",
+               "load avg", "platform RSS MB")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right")
     for r in rows:
         table.add_row(
             f"{r['from_s']:g}-{r['to_s']:g}", str(r["sent"]), str(r["ok"]), str(r["errors"]),
-            fmt(r["p50_ms"]), fmt(r["p95_ms"]), fmt(r["p99_ms"]),
+            fmt(r["p50_ms"]), fmt(r["p95_ms"]), fmt(r["p99_ms"]), fmt(r.get("load1")),
+            fmt(r.get("platform_rss_mb")),
         )  # fmt: skip
     return table
 
@@ -332,11 +369,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             rss_start = rss_mb(pids)
             progress(err, f"soak: {args.rate:g} rps for {args.duration:g}s; RSS {rss_start}")
             start_ms = int(time.time() * 1000)
-            load = asyncio.run(
-                generate(
-                    base, keys, body, args.rate, args.duration, args.max_in_flight, record=True
-                )
-            )
+            load, readings = asyncio.run(soak(base, keys, body, args, pids))
             end_ms = int(time.time() * 1000)
             end_pids = processes(base, api_key, proc.pid)
             rss_end = rss_mb(pids)
@@ -347,6 +380,9 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     outcomes = Counter(s.outcome for s in load.samples)
     ok = outcomes.get("200", 0)
     rows = slices(load.samples, args.slice, args.duration)
+    for row, reading in zip(rows, readings[1:] + readings[-1:], strict=False):
+        row["load1"] = reading["load1"]
+        row["platform_rss_mb"] = reading["rss_mb"].get("platform")
     verdicts = memory_verdicts(rss_start, rss_end, pids, end_pids)
     all_latencies = [s.latency_ms for s in load.samples if s.outcome == "200"]
     server_errors = sum(n for o, n in outcomes.items() if not o.isdigit() or int(o) >= 500)
@@ -399,6 +435,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         "latency_ms": {f"p{q}": percentile(all_latencies, q) for q in (50, 95, 99)},
         "slices": rows,
         "memory": verdicts,
+        "readings": readings,
         "recorded_predictions": stored,
         "checks": checks,
         "passed": all(checks.values()),
