@@ -359,7 +359,17 @@ class AnalysisService:
                 f"columns not in the reference data: {', '.join(unknown)}",
                 details={"field": "columns"},
             )
-        total = self._count(deployment.id, start_ms, end_ms, model_version)
+        # At most max_rows + 1: whether to read summaries, not yet how many there are.
+        total = self._count(
+            deployment.id, start_ms, end_ms, model_version, limit=config.max_rows + 1
+        )
+        binned = not exact and total > config.max_rows and set(features) <= set(plan.columns)
+        if binned:
+            part, total = self._merged_drift_part(
+                deployment, config, plan, start_ms, end_ms, model_version
+            )
+        elif total > config.max_rows:
+            total = self._count(deployment.id, start_ms, end_ms, model_version)
         report: dict[str, Any] = {
             "deployment": name,
             "model_version": model_version,
@@ -368,11 +378,7 @@ class AnalysisService:
             "reference": reference.summary(),
             "predictions": total,
         }
-        binned = not exact and total > config.max_rows and set(features) <= set(plan.columns)
         if binned:
-            part = self._merged_drift_part(
-                deployment, config, plan, start_ms, end_ms, model_version
-            )
             results, invalid = self._binned_columns(reference, config, plan, part, features)
             prediction = self._binned_prediction(reference, config, plan, part)
             report.update(
@@ -579,8 +585,15 @@ class AnalysisService:
             return list(session.scalars(select(PredictionRow.metrics).where(*where)))
 
     def _count(
-        self, deployment_id: str, start_ms: int, end_ms: int, model_version: str | None
+        self,
+        deployment_id: str,
+        start_ms: int,
+        end_ms: int,
+        model_version: str | None,
+        *,
+        limit: int | None = None,
     ) -> int:
+        """Predictions in ``[start, end)`` (of a version), or at most ``limit`` of them."""
         where = [
             PredictionRow.deployment_id == deployment_id,
             PredictionRow.end_ms >= start_ms,
@@ -588,10 +601,13 @@ class AnalysisService:
         ]
         if model_version:
             where.append(PredictionRow.model_version == model_version)
+        if limit is None:
+            query = select(func.count()).select_from(PredictionRow).where(*where)
+        else:  # a column of the index, so the index alone answers
+            rows = select(PredictionRow.end_ms).where(*where).limit(limit).subquery()
+            query = select(func.count()).select_from(rows)
         with self.store.read() as session:
-            return int(
-                session.scalar(select(func.count()).select_from(PredictionRow).where(*where)) or 0
-            )
+            return int(session.scalar(query) or 0)
 
     def _merged_drift_part(
         self,
@@ -601,14 +617,14 @@ class AnalysisService:
         start_ms: int,
         end_ms: int,
         model_version: str | None,
-    ) -> parts.DriftPart:
-        """One window's drift summary: stored hourly and five-minute summaries plus its
-        ragged edges."""
+    ) -> tuple[parts.DriftPart, int]:
+        """One window's drift summary (stored hourly and five-minute summaries plus its
+        ragged edges) and its number of predictions."""
 
         def live(lo: int, hi: int) -> dict[tuple[int, str], parts.DriftPart]:
             return self._drift_parts(deployment.id, config, plan, lo, hi, hi - lo)
 
-        found = self._assemble(
+        found, counted = self._assemble(
             # Kinds as set_reference deletes them ("drift/..."); "h" is no hex digit.
             ("drift/" + plan.signature[:10], "drift/h" + plan.signature[:9]),
             deployment,
@@ -624,7 +640,14 @@ class AnalysisService:
         for (_, version), part in found.items():
             if not model_version or version == model_version:
                 merged.merge(part)
-        return merged
+        first, last = _whole_buckets(start_ms, end_ms)
+        if not self.summaries or last <= first:
+            return merged, self._count(deployment.id, start_ms, end_ms, model_version)
+        total = sum(n for (_, v), n in counted.items() if not model_version or v == model_version)
+        for lo, hi in ((start_ms, first), (last, end_ms)):
+            if hi > lo:
+                total += self._count(deployment.id, lo, hi, model_version)
+        return merged, total
 
     def _drift_parts(
         self,
@@ -664,8 +687,9 @@ class AnalysisService:
         *,
         with_labels: bool,
         step_ms: int | None = None,
-    ) -> dict[tuple[int, str], Part]:
-        """The parts of ``[start, end)`` keyed by (piece start, version).
+    ) -> tuple[dict[tuple[int, str], Part], dict[tuple[int, str], int]]:
+        """The parts of ``[start, end)`` keyed by (piece start, version), and the predictions
+        of each summarised piece (not of the ragged edges; none without summaries).
 
         ``kinds`` names the five-minute and the hourly summaries. Whole hours that lie inside
         one window of ``step_ms`` (default: the whole range) and are over come from hourly
@@ -677,10 +701,11 @@ class AnalysisService:
         step = parts.BUCKET_MS
         first, last = _whole_buckets(start_ms, end_ms)
         out: dict[tuple[int, str], Part] = {}
+        counted: dict[tuple[int, str], int] = {}
         if last <= first:
             for (_, version), part in live(start_ms, end_ms).items():
                 out[(start_ms, version)] = part
-            return out
+            return out, counted
         for lo, hi in ((start_ms, first), (last, end_ms)):
             if hi > lo:
                 for (_, version), part in live(lo, hi).items():
@@ -688,24 +713,25 @@ class AnalysisService:
         if not self.summaries:
             for (index, version), part in build(first, last).items():
                 out[(first + index * step, version)] = part
-            return out
+            return out, counted
         hours = (
             _whole_hours(first, last, start_ms, step_ms or end_ms - start_ms, now_ms())
             if self.hourly
             else []
         )
         for lo, hi in _gaps(first, last, hours, parts.HOUR_MS):
-            found, _ = self._buckets(
+            found, valid_for = self._buckets(
                 kinds, deployment, signature, lo, hi, build, load, with_labels=with_labels
             )
             out.update(found)
+            counted.update((key, n) for key, (n, _, _) in valid_for.items())
         if hours:
-            out.update(
-                self._hours(
-                    kinds, deployment, signature, hours, build, load, with_labels=with_labels
-                )
+            found, predictions = self._hours(
+                kinds, deployment, signature, hours, build, load, with_labels=with_labels
             )
-        return out
+            out.update(found)
+            counted.update(predictions)
+        return out, counted
 
     def _buckets(
         self,
@@ -788,8 +814,8 @@ class AnalysisService:
         load: Callable[[bytes], Part],
         *,
         with_labels: bool,
-    ) -> dict[tuple[int, str], Part]:
-        """The hourly parts of ``hours`` (sorted hour starts).
+    ) -> tuple[dict[tuple[int, str], Part], dict[tuple[int, str], int]]:
+        """The hourly parts of ``hours`` (sorted hour starts), and their predictions.
 
         An hourly summary is the sum of its hour's twelve five-minute summaries and records
         the sums of what they were valid for: predictions per version, labels and the last
@@ -809,6 +835,7 @@ class AnalysisService:
         ).items():
             stored.setdefault(at, []).append(row)
         valid: dict[tuple[int, str], tuple[Any, ...]] = {}
+        counted: dict[tuple[int, str], int] = {}
         stale: list[int] = []
         for at in hours:
             n, label_count, label_max = totals.get(at, (0, 0, 0))
@@ -826,11 +853,14 @@ class AnalysisService:
             ):
                 for row in rows:
                     valid[(at, row.model_version)] = (deployment.id, hour_kind, *row)
+                    counted[(at, row.model_version)] = row.predictions
             else:
                 stale.append(at)
         out, unreadable = self._load_parts(deployment.id, hour_kind, valid, load)
+        for key in [key for key in out if key[0] in unreadable]:
+            del out[key], counted[key]  # the whole hour is rebuilt
         for lo, hi in _runs(sorted({*stale, *unreadable}), hour):
-            found, counted = self._buckets(
+            found, valid_for = self._buckets(
                 kinds, deployment, signature, lo, hi, build, load, with_labels=with_labels
             )
             merged: dict[tuple[int, str], Part] = {}
@@ -842,7 +872,7 @@ class AnalysisService:
                 if key not in merged:
                     merged[key] = type(part)()  # a fresh part: cached ones are never changed
                 merged[key].merge(part)
-                n, label_count, label_max = counted[(bucket, version)]
+                n, label_count, label_max = valid_for[(bucket, version)]
                 predictions[key] = predictions.get(key, 0) + n
                 bucket_labels.setdefault(at, {})[bucket] = (label_count, label_max)
             fresh = []
@@ -865,6 +895,7 @@ class AnalysisService:
                 )
                 fresh.append(row)
                 out[(at, version)] = part
+                counted[(at, version)] = row.predictions
                 identity = (
                     deployment.id,
                     hour_kind,
@@ -878,7 +909,7 @@ class AnalysisService:
                 )
                 self._parts.put(identity, part, len(data))
             self._store_summaries(deployment.id, hour_kind, lo, hi, fresh)
-        return out
+        return out, counted
 
     def _stored(
         self, deployment_id: str, kind: str, lo: int, hi: int
@@ -1099,7 +1130,7 @@ class AnalysisService:
         )
         per_window: dict[tuple[int, str], parts.PerformancePart] = {}
         if aligned:
-            found = self._assemble(
+            found, _ = self._assemble(
                 ("performance", "performance/h"),
                 deployment,
                 _performance_signature(config),
