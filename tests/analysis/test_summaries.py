@@ -384,3 +384,26 @@ def test_hourly_summaries_give_the_five_minute_and_the_raw_drift(
     assert after[0]["columns"] != before[0]["columns"]
     rebuilt = _hourly(store)
     assert {b for key, (b, _) in _keys(rebuilt) if rebuilt[key] != hourly.get(key)} == {T0 + HOUR}
+
+
+def test_hours_a_report_reads_from_hourly_summaries() -> None:
+    from modeldeck.analysis.service import _gaps, _whole_hours
+
+    now = T0 + 10 * HOUR + 5
+    # One window: every whole hour that is over; the hour still running is not.
+    assert _whole_hours(T0 + 5 * 60_000, T0 + 4 * HOUR, T0, 4 * HOUR, now) == [
+        T0 + HOUR,
+        T0 + 2 * HOUR,
+        T0 + 3 * HOUR,
+    ]
+    assert _whole_hours(T0, T0 + 12 * HOUR, T0, 12 * HOUR, now) == [
+        T0 + h * HOUR for h in range(10)
+    ]
+    # 90-minute windows split every other hour; 30-minute windows split them all.
+    assert _whole_hours(T0, T0 + 3 * HOUR, T0, 90 * 60_000, now) == [T0, T0 + 2 * HOUR]
+    assert _whole_hours(T0, T0 + 3 * HOUR, T0, 30 * 60_000, now) == []
+    assert _gaps(T0, T0 + 3 * HOUR, [T0, T0 + 2 * HOUR], HOUR) == [(T0 + HOUR, T0 + 2 * HOUR)]
+    assert _gaps(T0 - BUCKET_MS, T0 + HOUR + BUCKET_MS, [T0], HOUR) == [
+        (T0 - BUCKET_MS, T0),
+        (T0 + HOUR, T0 + HOUR + BUCKET_MS),
+    ]
