@@ -273,6 +273,7 @@ PERFORMANCE_WINDOWS: list[dict[str, Any]] = [
     {"start_ms": T0 + 10 * 60_000, "end_ms": T0 + 3 * HOUR, "step_ms": 30 * 60_000},  # buckets
     {"start_ms": T0 - 1000, "end_ms": T0 + 3 * HOUR + 7},  # one window: hours inside edges
     {"start_ms": T0 + 25 * 60_000, "end_ms": T0 + 2 * HOUR + 40 * 60_000},  # one hour inside
+    {"start_ms": T0 - 27 * 24 * HOUR, "end_ms": T0 + 3 * HOUR},  # 651 hours, counted in two
 ]
 
 

@@ -1049,16 +1049,18 @@ class AnalysisService:
             if with_labels
             else "NULL"
         )
-        sql = (
-            f"WITH h(at) AS (VALUES {', '.join(f'({int(at)})' for at in hours)}) SELECT h.at, "
-            "(SELECT COUNT(*) FROM predictions p WHERE p.deployment_id = :dep "
-            f"AND p.end_ms >= h.at AND p.end_ms < h.at + {span}), {labels} FROM h"
-        )
         out: dict[int, tuple[int, int, int]] = {}
-        with self.store.read() as session:
-            for at, n, found in session.execute(text(sql), {"dep": deployment_id}):
-                count, top = str(found).split() if found is not None else (0, 0)
-                out[int(at)] = (int(n), int(count), int(top))
+        for lo in range(0, len(hours), 500):  # a statement of a few kilobytes
+            values = ", ".join(f"({int(at)})" for at in hours[lo : lo + 500])
+            sql = (
+                f"WITH h(at) AS (VALUES {values}) SELECT h.at, "
+                "(SELECT COUNT(*) FROM predictions p WHERE p.deployment_id = :dep "
+                f"AND p.end_ms >= h.at AND p.end_ms < h.at + {span}), {labels} FROM h"
+            )
+            with self.store.read() as session:
+                for at, n, found in session.execute(text(sql), {"dep": deployment_id}):
+                    count, top = str(found).split() if found is not None else (0, 0)
+                    out[int(at)] = (int(n), int(count), int(top))
         return out
 
     def _label_counts(self, deployment_id: str, lo: int, hi: int) -> dict[int, tuple[int, int]]:
