@@ -143,10 +143,6 @@ class ApiKeyService:
         self._touch(caller.key_id)
         return caller
 
-    def verify(self, key: str) -> bool:
-        """Whether the key is known, whatever its scope."""
-        return self.authenticate(key) is not None
-
     def _touch(self, key_id: str | None) -> None:
         if key_id is None:
             return
