@@ -126,6 +126,14 @@ def _cases(fuzzed: Fuzzed) -> Iterator[tuple[str, Any]]:
                 yield label, operation.as_strategy(mode, headers=headers, path_parameters=aim)
 
 
+def describe(exc: BaseException) -> str:
+    """The failure and, for a group (schemathesis', Hypothesis' flaky), each of its parts."""
+    text = str(exc)
+    if isinstance(exc, BaseExceptionGroup):
+        text += "".join(f"\n  - {describe(part)}" for part in exc.exceptions)
+    return text
+
+
 def test_fuzz_the_served_spec(fuzzed: Fuzzed) -> None:
     failures: dict[str, str] = {}
     unsatisfiable: list[str] = []
@@ -148,7 +156,7 @@ def test_fuzz_the_served_spec(fuzzed: Fuzzed) -> None:
         except Unsatisfiable:
             unsatisfiable.append(label)
         except (Exception, BaseExceptionGroup) as exc:  # schemathesis' FailureGroup
-            failures[label] = str(exc)[:3000]
+            failures[label] = describe(exc)[:4000]
     sent = sum(fuzzed.statuses.values())
     print(f"fuzz: {sent} requests, statuses {sorted(fuzzed.statuses.items())}, predict aimed at")
     print(f"the real deployment: {sorted(fuzzed.predict_statuses.items())}")
