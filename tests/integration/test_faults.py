@@ -444,3 +444,30 @@ def test_a_full_disk_is_a_one_line_error(tmp_path: Path) -> None:
                 f.flush()
         result = start_server(tmp_path, MODELDECK_DATA_DIR=str(disk / "data"))
         assert_refused(result, disk / "data", "No space left on device")
+
+
+def test_forked_replicas_and_their_fork_server_die_with_a_killed_platform(
+    mlflow_registry: Registered, tmp_path: Path
+) -> None:
+    """Replicas forked from the fork server are its children, not the platform's, and the
+    server lives as long as they do: a platform killed with SIGKILL must still leave nothing
+    behind."""
+    (tmp_path / "faulty.py").write_text(FAULTY.read_text())
+    running = start_platform(
+        tmp_path, f"sqlite:///{tmp_path / 'modeldeck.db'}", mlflow_registry.tracking_uri
+    )
+    try:
+        wait_for(lambda: "replica fork server ready" in running.logs(), timeout=120)
+        key = deploy_faulty(running, "forked", replicas=2)
+        assert running.logs().count(", forked)") == 2
+        assert running.proc is not None
+        family = psutil.Process(running.proc.pid).children(recursive=True)
+        replicas = {r["pid"] for r in running.client().deployment("forked")["replica_states"]}
+        assert replicas <= {p.pid for p in family}
+        assert post(running, "forked", key, {"n": 1}).status_code == 200
+        running.proc.send_signal(signal.SIGKILL)
+        running.proc.wait()
+        _, alive = psutil.wait_procs(family, timeout=15)
+        assert not alive, f"left behind: {[(p.pid, p.cmdline()[:3]) for p in alive]}"
+    finally:
+        running.stop()

@@ -39,6 +39,7 @@ import psutil
 
 from modeldeck.builds.environment import replica_environment
 from modeldeck.config import Settings
+from modeldeck.deployments.forks import ForkedProcess, ForkServer
 from modeldeck.deployments.runtime import DeploymentSpec, Listener, ReplicaState, RuntimeEvent
 from modeldeck.serving.replica import ReplicaConfig
 
@@ -57,7 +58,7 @@ class Replica:
     index: int
     spec: DeploymentSpec  # what this replica runs (during a rollout, old and new differ)
     status: str = "starting"
-    proc: subprocess.Popen[bytes] | None = None
+    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
     port: int | None = None
     restarts: int = 0
     crashes: int = 0  # consecutive crashes, for the back-off
@@ -126,13 +127,18 @@ class LocalRuntime:
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._drains: set[asyncio.Task[None]] = set()
+        self._forks = ForkServer(settings.replica_preload) if settings.replica_preload else None
+        self._warming: asyncio.Future[None] | None = None
 
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def startup(self, listener: Listener) -> None:
         self._listener = listener
         self._http = httpx.AsyncClient(timeout=HEALTH_TIMEOUT)
-        self._task = asyncio.get_running_loop().create_task(self._supervise())
+        loop = asyncio.get_running_loop()
+        if self._forks is not None:  # imports for seconds: replicas meanwhile start as processes
+            self._warming = loop.run_in_executor(None, self._forks.warm)
+        self._task = loop.create_task(self._supervise())
 
     async def shutdown(self) -> None:
         if self._task:
@@ -517,12 +523,37 @@ class LocalRuntime:
         )
         log_path = self.log_path(spec.name, replica.index)
         log_path.parent.mkdir(parents=True, exist_ok=True)
+        forked = None
+        if self._forks is not None and not spec.python and not spec.environment:
+            forked = self._forks.start(["--config", config.to_json()], sock, log_path)
+        if forked is not None:
+            proc: subprocess.Popen[bytes] | ForkedProcess = forked
+        else:
+            proc = self._exec(spec, config, sock, log_path)
+        if replica.started_at is not None:
+            replica.restarts += 1
+        replica.port = sock.getsockname()[1]
+        sock.close()
+        replica.proc = proc
+        replica.status = "starting"
+        replica.started_at = time.time()
+        replica.failed_checks = 0
+        replica.ever_ready = False
+        log.info(
+            "%s replica %d started (pid %d%s)",
+            spec.name, replica.index, proc.pid, ", forked" if forked else "",
+        )  # fmt: skip
+
+    def _exec(
+        self, spec: DeploymentSpec, config: ReplicaConfig, sock: socket.socket, log_path: Path
+    ) -> subprocess.Popen[bytes]:
+        """A replica as a new interpreter (a build's, or the platform's own)."""
         env = {**os.environ, **spec.environment, "PYTHONUNBUFFERED": "1"}
         if spec.python:  # a build's isolated environment
             env = replica_environment(spec.python, Path(spec.python_path or ""), spec.environment)
             env["PYTHONUNBUFFERED"] = "1"
         with open(log_path, "ab") as out:
-            proc = subprocess.Popen(
+            return subprocess.Popen(
                 [
                     spec.python or sys.executable,
                     "-m",
@@ -540,16 +571,6 @@ class LocalRuntime:
                 stderr=subprocess.STDOUT,
                 env=env,
             )
-        if replica.started_at is not None:
-            replica.restarts += 1
-        replica.port = sock.getsockname()[1]
-        sock.close()
-        replica.proc = proc
-        replica.status = "starting"
-        replica.started_at = time.time()
-        replica.failed_checks = 0
-        replica.ever_ready = False
-        log.info("%s replica %d started (pid %d)", spec.name, replica.index, proc.pid)
 
     async def _terminate_all(self, dep: _Deployment) -> None:
         everyone = dep.everyone()

@@ -364,15 +364,51 @@ def _start_writer(config: ReplicaConfig) -> GroupWriter:
 
 
 def _die_with_parent(parent_pid: int) -> None:
-    """A replica must not outlive a platform killed with SIGKILL (it would hold memory)."""
+    """A replica must not outlive a platform killed with SIGKILL (it would hold memory).
+
+    A replica the platform started is its child: the kernel sends it SIGTERM when the platform
+    dies. One forked by the platform's fork server is that server's child, and the server
+    lives as long as its children: a thread then waits for the platform itself to exit.
+    """
+    import signal
+
+    if os.getppid() != parent_pid:
+        _watch(parent_pid, lambda: os.kill(os.getpid(), signal.SIGTERM))
+        return
     if sys.platform.startswith("linux"):
         import ctypes
-        import signal
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
     if os.getppid() != parent_pid:
         sys.exit(0)
+
+
+def _watch(pid: int, then: Any) -> None:
+    """Call ``then()`` from a daemon thread once process ``pid`` has exited."""
+    import select
+    import threading
+
+    try:
+        fd = os.pidfd_open(pid)  # Linux: readable once the process has exited
+    except ProcessLookupError:
+        sys.exit(0)
+    except (AttributeError, OSError):
+        fd = None
+
+    def wait() -> None:
+        if fd is not None:
+            select.select([fd], [], [])
+        else:
+            while True:
+                try:
+                    os.kill(pid, 0)
+                except ProcessLookupError:
+                    break
+                time.sleep(1.0)
+        then()
+
+    threading.Thread(target=wait, name="platform-watch", daemon=True).start()
 
 
 if __name__ == "__main__":
