@@ -23,10 +23,13 @@ run: install
 	$(BIN)/modeldeck demo
 
 ## test: lint (ruff), types (mypy) and the whole suite (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
+# TEST_WORKERS: pytest-xdist workers, each running whole test files (module fixtures start one
+# platform per file); 0 runs the suite in this process.
+TEST_WORKERS ?= 2
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
 
 ## lint: ruff and mypy (strict)
 lint: install
