@@ -107,3 +107,43 @@ def test_a_prediction_that_cannot_be_recorded_is_not_answered(tmp_path) -> None:
     from modeldeck.monitoring.model_metrics import Target
 
     assert metrics.count(Target("no-such-deployment", "x")) == 0
+
+
+def test_a_nul_character_is_refused_before_it_can_spoil_a_group_commit(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """PostgreSQL's JSONB cannot hold U+0000: a record with one would fail the group commit
+    of every prediction it shares a group with, so it is a 422 before it joins one."""
+    from modeldeck.monitoring.model_metrics import ModelMetrics, Target
+    from modeldeck.monitoring.writer import GroupWriter
+    from modeldeck.serving.function import PythonFunction
+    from modeldeck.store import Store
+    from tests.fixtures import add_deployment
+
+    (tmp_path / "echo.py").write_text(
+        "def predict(args):\n    return {'echo': args.get('text'), 'tail': args.get('tail')}\n"
+    )
+    store = Store(f"sqlite:///{tmp_path / 'm.db'}")
+    store.migrate()
+    add_deployment(store, "dep-1", "d")
+    metrics = ModelMetrics(store)
+    writer = GroupWriter(metrics)
+    writer.start()
+    echo = PythonFunction(str(tmp_path / "echo.py"), "predict")
+    echo.load()
+    config = ReplicaConfig(
+        deployment="d", replica=0, model_uri="", model_version="1", deployment_id="dep-1",
+        track_metrics=True, source="file",
+    )  # fmt: skip
+    with TestClient(create_replica_app(config, echo, writer)) as client:
+        refused = client.post("/predict", content=b'{"text": "a\\u0000b"}')
+        nested = client.post("/predict", content=b'{"tail": {"k\\u0000": 1}}')
+        literal = client.post("/predict", content=b'{"text": "a\\\\u0000b"}')  # a backslash
+        fine = client.post("/predict", json={"text": "plain"})
+    writer.stop()
+    for r in (refused, nested):
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]["details"] == {"field": "input"}
+        assert "NUL" in r.json()["error"]["message"]
+    assert literal.status_code == 200 and literal.json()["prediction"]["echo"] == "a\\u0000b"
+    assert fine.status_code == 200
+    stored = {r["predictionUuid"] for r in metrics.read(Target("dep-1", "d"), start_ms=0).metrics}
+    assert stored == {literal.json()["uuid"], fine.json()["uuid"]}

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from modeldeck.errors import ModeldeckError, ModelError, ServiceUnavailable
+from modeldeck.errors import ModeldeckError, ModelError, ServiceUnavailable, ValidationFailed
 from modeldeck.monitoring.model_metrics import (
     ModelMetrics,
     PredictionRecord,
@@ -185,10 +185,9 @@ def create_replica_app(
     async def _predict_model(request: Request) -> Response:
         assert batcher is not None and not isinstance(model, PythonFunction)
         start_ms = now_ms()
+        body = await request.body()
         try:
-            frame = codecs.conform(
-                codecs.parse(codecs.loads(await request.body())), model.input_columns
-            )
+            frame = codecs.conform(codecs.parse(codecs.loads(body)), model.input_columns)
         except ModeldeckError as exc:
             return _error(exc)
         try:
@@ -211,7 +210,10 @@ def create_replica_app(
             if probabilities is not None:
                 metrics["probabilities"] = probabilities[0] if single else probabilities
             try:
+                _refuse_nul(metrics, body)
                 await commit(prediction_id, start_ms, metrics)
+            except ModeldeckError as exc:
+                return _error(exc)
             except Exception as exc:
                 return _error(_unrecorded(exc))
         return answer({"prediction": prediction, "uuid": prediction_id})
@@ -227,8 +229,9 @@ def create_replica_app(
     async def _predict_function(request: Request) -> Response:
         assert isinstance(model, PythonFunction)
         start_ms = now_ms()
+        body = await request.body()
         try:
-            args = codecs.loads(await request.body())
+            args = codecs.loads(body)
         except ModeldeckError as exc:
             return _error(exc)
         try:
@@ -242,8 +245,12 @@ def create_replica_app(
             return answer(result)  # the decorator tracked and committed it
         prediction_id = new_prediction_id()
         if writer is not None:
+            metrics = {"input": args, "output": result}
             try:
-                await commit(prediction_id, start_ms, {"input": args, "output": result})
+                _refuse_nul(metrics, body)
+                await commit(prediction_id, start_ms, metrics)
+            except ModeldeckError as exc:
+                return _error(exc)
             except Exception as exc:
                 return _error(_unrecorded(exc))
         return answer({"prediction": result, "uuid": prediction_id})
@@ -361,6 +368,29 @@ def _start_writer(config: ReplicaConfig) -> GroupWriter:
     writer.start()
     sdk.set_replica_sink(ReplicaSink(writer, config))
     return writer
+
+
+def _refuse_nul(metrics: dict[str, Any], body: bytes) -> None:
+    """422 for a record PostgreSQL's JSONB could not store (a U+0000 anywhere in it), before
+    it joins a group commit whose other records it would make fail. The input can hold one
+    only if the body spells it (``\\u0000``); the output is looked through."""
+    for key, value in metrics.items():
+        if (key != "input" or b"\\u0000" in body) and _holds_nul(value):
+            raise ValidationFailed(
+                f"the prediction's {key} holds a NUL character (U+0000), which the store "
+                "cannot keep",
+                details={"field": key},
+            )
+
+
+def _holds_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_holds_nul(k) or _holds_nul(v) for k, v in value.items())
+    if isinstance(value, list | tuple):
+        return any(_holds_nul(v) for v in value)
+    return False
 
 
 def _die_with_parent(parent_pid: int) -> None:
