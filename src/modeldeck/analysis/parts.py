@@ -1,9 +1,10 @@
-"""Additive pieces of drift and performance reports, and their five-minute summaries.
+"""Additive pieces of drift and performance reports, and their five-minute and hourly summaries.
 
-A report over a window is assembled from *parts*: one per five-minute bucket (stored in
-``analysis_summaries`` once built, see :class:`~modeldeck.analysis.service.AnalysisService`) plus
-live parts for the ragged edges of the window. Everything in a part adds up, so the parts of a
-day give the same numbers as the day computed in one go:
+A report over a window is assembled from *parts*: one per whole hour or five-minute bucket
+(stored in ``analysis_summaries`` once built, an hour's as the sum of its twelve buckets', see
+:class:`~modeldeck.analysis.service.AnalysisService`) plus live parts for the ragged edges of
+the window. Everything in a part adds up, so the parts of a day give the same numbers as the
+day computed in one go:
 
 * :class:`PerformancePart`: prediction count, confusion counts, regression sums, log-loss sums,
   per-score positive/negative counts (ROC AUC) and probability vectors grouped for confidence

@@ -345,7 +345,8 @@ class AnalysisService:
         """Data drift of each monitored column, dataset drift, and prediction drift.
 
         Windows of up to ``max_rows`` predictions (or any window, with ``exact``) are tested on
-        the tracked values themselves; larger ones on five-minute summaries (``mode: binned``).
+        the tracked values themselves; larger ones on hourly and five-minute summaries
+        (``mode: binned``).
         """
         start_ms, end_ms = _window(start_ms, end_ms)
         deployment = self._deployment(name)
@@ -1110,8 +1111,9 @@ class AnalysisService:
 
         With ``by_version=False`` each window covers every version (``model_version == ""``).
         A single window, or windows that start on a five-minute boundary and last whole
-        multiples of five minutes, are assembled from stored five-minute summaries plus their
-        ragged edges; other windows are aggregated in one go.
+        multiples of five minutes, are assembled from stored summaries plus their ragged
+        edges (hourly ones for the whole hours inside a window, five-minute ones for the rest);
+        other windows are aggregated in one go.
         """
         start_ms, end_ms = _window(start_ms, end_ms)
         span = end_ms - start_ms
