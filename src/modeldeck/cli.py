@@ -577,6 +577,116 @@ def rollback(ctx: click.Context, name: str, wait: bool, timeout: float, as_json:
     _show(d, as_json)
 
 
+@deployments.command("canary")
+@click.argument("name")
+@click.option("--version", help="Candidate version number.")
+@click.option("--alias", help="Candidate alias, e.g. challenger.")
+@click.option(
+    "--percent", default=10.0, show_default=True, help="Share of requests the candidate answers."
+)
+@click.option("--shadow", is_flag=True, help="Send the candidate a copy of every request instead.")
+@click.option("--replicas", default=1, show_default=True, help="Replicas of the candidate.")
+@click.option("--min-requests", type=int, help="Candidate requests before deciding (100).")
+@click.option("--max-error-rate", type=float, help="Largest failed share, 0-1 (0.01).")
+@click.option("--max-p95-ms", type=float, help="Largest p95 latency in ms (not checked).")
+@click.option(
+    "--performance-margin",
+    type=float,
+    help="How much worse the candidate's metric may be (0.05).",
+)
+@click.option("--metric", help="Performance metric compared (accuracy).")
+@click.option("--no-drift-check", is_flag=True, help="Do not compare drift verdicts.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deployments_canary(
+    ctx: click.Context,
+    name: str,
+    version: str | None,
+    alias: str | None,
+    percent: float,
+    shadow: bool,
+    replicas: int,
+    min_requests: int | None,
+    max_error_rate: float | None,
+    max_p95_ms: float | None,
+    performance_margin: float | None,
+    metric: str | None,
+    no_drift_check: bool,
+    as_json: bool,
+) -> None:
+    """Run another version of NAME's model beside the serving one, on --percent of the
+    requests (or --shadow: on a copy of each); the policy promotes it (a redeploy, and the
+    deployment's alias moves to it) or rolls it back. See `canary-status`."""
+    policy: dict[str, Any] = {
+        k: v
+        for k, v in (
+            ("min_requests", min_requests),
+            ("max_error_rate", max_error_rate),
+            ("max_p95_ms", max_p95_ms),
+            ("performance_margin", performance_margin),
+            ("metric", metric),
+        )
+        if v is not None
+    }
+    if no_drift_check:
+        policy["max_drift"] = False
+    with _client(ctx) as client:
+        view = client.canary(
+            name,
+            version=version,
+            alias=alias,
+            percent=percent,
+            mode="shadow" if shadow else "canary",
+            replicas=replicas,
+            policy=policy,
+        )
+    _show_canary(view, as_json)
+
+
+@deployments.command("canary-status")
+@click.argument("name")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deployments_canary_status(ctx: click.Context, name: str, as_json: bool) -> None:
+    """NAME's canary (versions, share, the last evaluation) and its decisions with reasons."""
+    with _client(ctx) as client:
+        _show_canary(client.canary_status(name), as_json)
+
+
+@deployments.command("canary-stop")
+@click.argument("name")
+@click.pass_context
+def deployments_canary_stop(ctx: click.Context, name: str) -> None:
+    """Stop NAME's canary: the candidate's replicas stop, the stable version serves all."""
+    with _client(ctx) as client:
+        _show_canary(client.stop_canary(name), False)
+
+
+def _show_canary(view: dict[str, Any], as_json: bool) -> None:
+    if as_json:
+        _print_json(view)
+        return
+    if view["active"]:
+        share = f"{view['percent']:g}%" if view["mode"] == "canary" else "a copy (shadow)"
+        ready = "ready" if view["candidate_ready"] else "starting"
+        console.print(
+            f"{view['deployment']}: version {view['candidate_version']} ({ready}) gets {share} "
+            f"beside version {view['stable_version']}"
+        )
+        if view["last"]:
+            last = view["last"]
+            console.print(f"last evaluation: {last['decision']}: {'; '.join(last['reasons'])}")
+    else:
+        console.print(f"{view['deployment']}: no canary running")
+    table = Table("at", "decision", "stable", "candidate", "reasons", title="decisions")
+    for d in view["decisions"]:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"] / 1000))
+        table.add_row(
+            at, d["decision"], d["stable_version"], d["candidate_version"], "; ".join(d["reasons"])
+        )
+    console.print(table)
+
+
 @deployments.command("delete")
 @click.argument("name")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
@@ -702,6 +812,7 @@ def metrics_model(
 @click.option("--since", default="1h", show_default=True, help="Range: the last 30m / 1h / 7d.")
 @click.option("--step", type=int, help="Seconds per point (default: about 120 points).")
 @click.option("--replica", type=int, help="Only this replica.")
+@click.option("--version", help="Only this model version (a canary's candidate, say).")
 @click.option("--points", default=12, show_default=True, help="Latest points to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full series as JSON.")
 @click.pass_context
@@ -711,6 +822,7 @@ def metrics_technical(
     since: str,
     step: int | None,
     replica: int | None,
+    version: str | None,
     points: int,
     as_json: bool,
 ) -> None:
@@ -723,6 +835,7 @@ def metrics_technical(
             end_ms=end,
             step_seconds=step,
             replica=replica,
+            version=version,
         )
     if as_json:
         _print_json(data)

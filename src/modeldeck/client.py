@@ -182,6 +182,42 @@ class Client:
             "POST", f"/api/v1/deployments/{name}/rollback"
         )
 
+    def canary(
+        self,
+        name: str,
+        *,
+        version: str | int | None = None,
+        alias: str | None = None,
+        percent: float = 10,
+        mode: str = "canary",
+        replicas: int = 1,
+        policy: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Run ``version`` (or ``alias``'s version) beside the one ``name`` serves: on
+        ``percent`` of its requests (``mode="canary"``) or on a copy of each (``"shadow"``),
+        promoted or rolled back by ``policy`` (see docs/deployments.md)."""
+        body: dict[str, Any] = {"percent": percent, "mode": mode, "replicas": replicas}
+        if version is not None:
+            body["version"] = str(version)
+        if alias is not None:
+            body["alias"] = alias
+        if policy is not None:
+            body["policy"] = policy
+        return self._request(  # type: ignore[no-any-return]
+            "POST", f"/api/v1/deployments/{name}/canary", json=body
+        )
+
+    def canary_status(self, name: str) -> dict[str, Any]:
+        """The deployment's canary (``active``, versions, the last evaluation) and its recorded
+        decisions, newest first."""
+        return self._get(f"/api/v1/deployments/{name}/canary")  # type: ignore[no-any-return]
+
+    def stop_canary(self, name: str) -> dict[str, Any]:
+        """Stop the deployment's canary: its candidate's replicas stop (raises 404 without)."""
+        return self._request(  # type: ignore[no-any-return]
+            "DELETE", f"/api/v1/deployments/{name}/canary"
+        )
+
     def builds(self, name: str) -> list[dict[str, Any]]:
         """The deployment's builds, newest first (without their logs)."""
         return self._get(f"/api/v1/deployments/{name}/builds")  # type: ignore[no-any-return]
@@ -384,8 +420,10 @@ class Client:
         end_ms: int | None = None,
         step_seconds: int | None = None,
         replica: int | None = None,
+        version: str | None = None,
     ) -> dict[str, Any]:
-        """Request, latency, size, CPU and memory series, and the per-replica table."""
+        """Request, latency, size, CPU and memory series, and the per-replica table (of one
+        replica and one model version when given)."""
         params = {
             k: v
             for k, v in (
@@ -393,6 +431,7 @@ class Client:
                 ("end", end_ms),
                 ("step", step_seconds),
                 ("replica", replica),
+                ("version", version),
             )
             if v is not None
         }

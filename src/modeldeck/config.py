@@ -127,6 +127,11 @@ class Settings(BaseSettings):
     one (``models:/name@alias``); when the alias points at another version, that version rolls
     out the way a redeploy does (0: deployments do not follow their alias)."""
 
+    canary_interval_seconds: float = Field(default=30.0, gt=0)
+    """How often the policy of each running canary is evaluated: the candidate is promoted when
+    every check passes, rolled back when one fails, and waited for while it has fewer than the
+    policy's ``min_requests`` requests (see docs/deployments.md, "Canary and shadow")."""
+
     replica_preload: Annotated[list[str], NoDecode] = Field(
         default=[
             "modeldeck.serving.replica", "mlflow.pyfunc", "mlflow.sklearn", "skops.io",

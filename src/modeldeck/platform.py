@@ -13,6 +13,7 @@ from modeldeck.analysis.service import AnalysisService
 from modeldeck.apikeys import ApiKeyService
 from modeldeck.compat.cmlapi_service import CmlService
 from modeldeck.config import Settings
+from modeldeck.deployments.canary import CanaryService
 from modeldeck.deployments.local import LocalRuntime
 from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import NotFound
@@ -40,7 +41,12 @@ class Platform:
         self.cml = CmlService(settings, self.store, self.registry, self.deployments)
         self.model_metrics = ModelMetrics(self.store)
         self.analysis = AnalysisService(self.store, self.registry)
-        self.gateway = Gateway(settings, self.deployments, self.runtime)
+        self.canaries = CanaryService(
+            settings, self.store, self.registry, self.deployments, self.runtime, self.analysis
+        )
+        self.gateway = Gateway(
+            settings, self.deployments, self.runtime, self.canaries, self._observe_shadow
+        )
         self.technical = TechnicalMetrics(self.store)
         self.alerts = AlertService(
             self.store,
@@ -56,6 +62,7 @@ class Platform:
         self._alerting: asyncio.Task[None] | None = None
         self._summarising: asyncio.Task[None] | None = None
         self._following: asyncio.Task[None] | None = None
+        self._canarying: asyncio.Task[None] | None = None
         self._processes: dict[int, psutil.Process] = {}
 
     async def start(self) -> None:
@@ -72,6 +79,7 @@ class Platform:
             self._summarising = loop.create_task(self._summarise_forever())
         if self.settings.alias_poll_seconds > 0:
             self._following = loop.create_task(self._follow_aliases_forever())
+        self._canarying = loop.create_task(self._evaluate_canaries_forever())
         tune_gc()
         log.info("modeldeck is serving on %s", self.settings.resolved_public_url())
 
@@ -91,9 +99,10 @@ class Platform:
         ``version`` is the answering replica's (during a rollout it can be ahead of the
         route's for a moment); requests no replica saw count under the route's.
         """
+        version = version or route.version
+        self.canaries.observe(route.name, version, status, seconds)
         if not self.settings.technical_monitoring:
             return
-        version = version or route.version
         self.technical.rollups.record(
             route.deployment_id, version, replica, status, seconds,
             request_bytes, response_bytes,
@@ -102,6 +111,20 @@ class Platform:
             route.name, version, "gateway" if replica is None else str(replica),
             status, seconds, request_bytes, response_bytes,
         )  # fmt: skip
+
+    def _observe_shadow(
+        self,
+        route: RouteEntry,
+        replica: int,
+        status: int,
+        seconds: float,
+        request_bytes: int,
+        response_bytes: int,
+        version: str,
+    ) -> None:
+        self.observe_request(
+            route, replica, status, seconds, request_bytes, response_bytes, version=version
+        )
 
     def _replica_views(self) -> list[ReplicaView]:
         return [
@@ -180,6 +203,11 @@ class Platform:
             except Exception:  # the registry may be down: serving goes on, the next poll retries
                 log.exception("checking the aliases of deployments failed")
 
+    async def _evaluate_canaries_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.canary_interval_seconds)
+            await self.canaries.evaluate_all()  # logs (and survives) each canary's failure
+
     async def prune(self) -> int:
         """Delete records past their retention periods and compact old technical rollups;
         returns the prediction records pruned."""
@@ -205,6 +233,7 @@ class Platform:
     async def stop(self) -> None:
         tasks = (
             self._housekeeping, self._monitor, self._alerting, self._summarising, self._following,
+            self._canarying,
         )  # fmt: skip
         for task in tasks:
             if task:

@@ -90,6 +90,7 @@ VALID_BODIES = {
     "/monitoring": {},
     "/aliases/{alias}": {"version": 1},
     "/builds": {},
+    "/canary": {"version": "2"},
     "/deployments": {},
     "/rules/{deployment}/{name}": {
         "name": "r", "deployment": "no-such-thing", "metric": "technical.requests",

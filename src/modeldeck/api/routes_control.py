@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from modeldeck.apikeys import ADMIN, SCOPE_PATTERN, ApiKeyCreated, ApiKeyView
 from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
+from modeldeck.deployments.canary import CanaryRequest, CanaryView
 from modeldeck.deployments.models import (
     AccessKeyView,
     DeploymentCreate,
@@ -186,6 +187,42 @@ async def rollback_deployment(
     409 when there is no previous version: a new deployment, or one already rolled back as far
     as its history goes."""
     return await platform.deployments.rollback(name)
+
+
+@router.post(
+    "/deployments/{name}/canary",
+    tags=["deployments"],
+    responses=errors(404, 409),
+    summary="Run another version beside the serving one on a share (or a copy) of the traffic",
+)
+async def start_canary(
+    name: str, body: CanaryRequest, platform: Platform = Depends(get_platform)
+) -> CanaryView:
+    """`mode: canary` sends `percent` of the requests to the candidate; `mode: shadow` sends it
+    a copy of each (its answer is recorded, not returned). Every `MODELDECK_CANARY_INTERVAL_
+    SECONDS` the `policy` promotes the candidate (a redeploy, and the deployment's alias moves
+    to it) or rolls it back. 409 when a canary runs already or the deployment does not serve."""
+    return await platform.canaries.start(name, body)
+
+
+@router.get(
+    "/deployments/{name}/canary",
+    tags=["deployments"],
+    responses=errors(404),
+    summary="The deployment's canary and its recorded decisions, with their reasons",
+)
+async def canary_status(name: str, platform: Platform = Depends(get_platform)) -> CanaryView:
+    return await platform.canaries.status(name)
+
+
+@router.delete(
+    "/deployments/{name}/canary",
+    tags=["deployments"],
+    responses=errors(404),
+    summary="Stop the deployment's canary (its candidate's replicas stop)",
+)
+async def stop_canary(name: str, platform: Platform = Depends(get_platform)) -> CanaryView:
+    return await platform.canaries.stop(name)
 
 
 @router.get(

@@ -225,6 +225,12 @@ async def read_technical_metrics(
     replica: int | None = Query(
         default=None, ge=-1, description="One replica (-1: refused at the gateway)."
     ),
+    version: str | None = Query(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="One model version (a canary's candidate or stable one, say).",
+    ),
     platform: Platform = Depends(get_platform),
 ) -> dict[str, Any]:
     def run() -> dict[str, Any]:
@@ -238,6 +244,7 @@ async def read_technical_metrics(
             end_ms,
             step * 1000 if step is not None else None,
             replica,
+            version=version,
         )
 
     return await asyncio.to_thread(run)

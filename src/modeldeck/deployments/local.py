@@ -16,6 +16,11 @@ indexes the serving ones do not use. The gateway keeps picking the serving repli
 new one is healthy; then the new ones take the traffic and the old ones drain (their in-flight
 requests finish, for at most ``request_timeout_seconds``) and stop. New replicas that keep failing
 to start are stopped and the serving ones carry on: the listener hears ``rollout="failed"``.
+
+A canary (``start_candidate``) also starts another version's replicas under their own indexes,
+but never switches to them: the gateway sends them a share of the traffic (``pick_candidate``)
+or a copy of it (shadow) until the canary is stopped (``stop_candidate``). A candidate replica
+that keeps failing to start stops the candidate (``candidate_failed`` says why).
 """
 
 from __future__ import annotations
@@ -100,9 +105,17 @@ class _Deployment:
     incoming: list[Replica] = field(default_factory=list)
     # Replaced replicas finishing their in-flight requests before they stop.
     draining: list[Replica] = field(default_factory=list)
+    # A canary's candidate version: its replicas take a share (or a copy) of the traffic.
+    candidate_spec: DeploymentSpec | None = None
+    candidate: list[Replica] = field(default_factory=list)
+    candidate_failed: str = ""
+
+    def supervised(self) -> list[Replica]:
+        """The replicas that are health-checked and restarted (not the draining ones)."""
+        return [*self.replicas, *self.incoming, *self.candidate]
 
     def everyone(self) -> list[Replica]:
-        return [*self.replicas, *self.incoming, *self.draining]
+        return [*self.replicas, *self.incoming, *self.candidate, *self.draining]
 
     def free_indexes(self, n: int) -> list[int]:
         """The ``n`` lowest replica indexes no live replica of this deployment uses."""
@@ -190,6 +203,56 @@ class LocalRuntime:
             dep.spec.model_version,
         )
         await self._emit(dep)
+
+    async def start_candidate(self, spec: DeploymentSpec) -> None:
+        """Start ``spec``'s replicas beside the serving ones as a canary's candidate (replacing
+        a candidate already there); they never take over, see ``pick_candidate``."""
+        dep = self._deployments.get(spec.name)
+        if dep is None:
+            return
+        await self.stop_candidate(spec.name)
+        dep.candidate_spec, dep.candidate_failed = spec, ""
+        for index in dep.free_indexes(spec.replicas):
+            replica = Replica(deployment=spec.name, index=index, spec=spec)
+            dep.candidate.append(replica)
+            self._spawn(replica)
+        log.info("%s: candidate version %s starting", spec.name, spec.model_version)
+        await self._emit(dep)
+
+    async def stop_candidate(self, name: str) -> None:
+        """Stop the candidate's replicas (their in-flight requests finish first)."""
+        dep = self._deployments.get(name)
+        if dep is None or dep.candidate_spec is None:
+            return
+        candidate, dep.candidate, dep.candidate_spec = dep.candidate, [], None
+        for replica in candidate:
+            if replica.status != "failed":
+                replica.status = "draining"
+        dep.draining.extend(candidate)
+        self._background(self._drain(dep, candidate))
+
+    def candidate(self, name: str) -> tuple[str, bool, str] | None:
+        """The candidate's version, whether all its replicas are ready, and why it failed
+        (``""`` while it has not); ``None`` without a candidate."""
+        dep = self._deployments.get(name)
+        if dep is None:
+            return None
+        if dep.candidate_spec is None:
+            return ("", False, dep.candidate_failed) if dep.candidate_failed else None
+        ready = bool(dep.candidate) and all(r.status == "ready" for r in dep.candidate)
+        return dep.candidate_spec.model_version, ready, dep.candidate_failed
+
+    def pick_candidate(self, name: str, limit: int | None = None) -> Replica | None:
+        """The candidate's ready replica with the fewest requests in flight (under ``limit``)."""
+        dep = self._deployments.get(name)
+        if dep is None:
+            return None
+        ready = [
+            r
+            for r in dep.candidate
+            if r.status == "ready" and (limit is None or r.inflight < limit)
+        ]
+        return min(ready, key=lambda r: r.inflight) if ready else None
 
     def serving(self, name: str) -> bool:
         """Whether ``name`` has a replica that takes traffic now."""
@@ -290,7 +353,7 @@ class LocalRuntime:
         gateway retries them on another replica.
         """
         dep = self._deployments.get(replica.deployment)
-        if dep is None or replica not in [*dep.replicas, *dep.incoming]:
+        if dep is None or replica not in dep.supervised():
             return  # gone, or draining (the drain stops it)
         if replica.status not in ("starting", "ready", "unhealthy"):
             return  # already being stopped or restarted
@@ -320,7 +383,7 @@ class LocalRuntime:
         for dep in list(self._deployments.values()):
             if dep.status == "failed":
                 continue
-            for replica in [*dep.replicas, *dep.incoming]:
+            for replica in dep.supervised():
                 checks.append(self._check(dep, replica))
         await asyncio.gather(*checks)
         for dep in list(self._deployments.values()):
@@ -448,7 +511,7 @@ class LocalRuntime:
         await self._terminate(replica, grace)
         if (
             self._deployments.get(dep.spec.name) is not dep
-            or replica not in [*dep.replicas, *dep.incoming]
+            or replica not in dep.supervised()
             or replica.proc is None
         ):
             return  # the deployment was stopped, replaced or scaled down meanwhile
@@ -483,6 +546,12 @@ class LocalRuntime:
                     await self._abandon(dep)
                     log.warning("%s: version %s never took traffic", dep.spec.name, version)
                     await self._emit_rollout_failure(dep, version, message)
+                    return
+                if replica in dep.candidate:  # a canary: the serving replicas carry on
+                    await self.stop_candidate(dep.spec.name)
+                    dep.candidate_failed = message
+                    log.warning("%s: candidate failed to start", dep.spec.name)
+                    await self._emit(dep)
                     return
                 await self._terminate_all(dep)
                 await self._emit(dep, status="failed", message=message)

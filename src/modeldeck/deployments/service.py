@@ -310,6 +310,40 @@ class DeploymentService:
             await self._start_redeploy(row, new, row.env_manager, "alias", None)
             return new.model_version
 
+    async def candidate_spec(
+        self, name: str, version: str | None, alias: str | None, replicas: int
+    ) -> tuple[DeploymentRow, DeploymentSpec]:
+        """The serving deployment ``name`` and what its canary candidate (another version of
+        its registered model, ``replicas`` replicas, the deployment's settings) runs."""
+        row = await self._require_endpoint(name)
+        if row.source != "registry":
+            raise ValidationFailed(
+                f"deployment {name!r} serves a file: a canary needs a registered model",
+                details={"deployment": name},
+            )
+        if row.runtime != "local":
+            raise ValidationFailed(
+                f"deployment {name!r} runs on {row.runtime}: canaries run on the local runtime",
+                details={"deployment": name},
+            )
+        if row.env_manager in ISOLATED:
+            raise ValidationFailed(
+                f"deployment {name!r} runs in an isolated environment ({row.env_manager}): "
+                "canaries run in the platform's environment only",
+                details={"deployment": name},
+            )
+        if not self.runtime.serving(name):
+            raise Conflict(
+                f"deployment {name!r} does not serve: a canary runs beside a serving version",
+                details={"deployment": name},
+            )
+        request = _redeploy_create(row, RedeployRequest(version=version, alias=alias))
+        request.replicas = replicas
+        new = await self._new_row(request)
+        spec = _spec(new)
+        spec.deployment_id, spec.crn = row.id, row.crn
+        return row, spec
+
     async def _alias_target(self, row: DeploymentRow) -> str:
         resolved = await asyncio.to_thread(self.registry.resolve, row.model_name, row.version_spec)
         return resolved.version

@@ -257,8 +257,11 @@ class TechnicalMetrics:
         end_ms: int,
         step_ms: int | None = None,
         replica: int | None = None,
+        *,
+        version: str | None = None,
     ) -> dict[str, Any]:
-        """Everything the monitoring charts need for one deployment and range.
+        """Everything the monitoring charts need for one deployment and range (of one
+        ``replica`` and one model ``version`` when given; CPU and memory are per replica).
 
         The range is widened to whole 5-second buckets: ``start`` down, ``end`` up.
         """
@@ -309,6 +312,8 @@ class TechnicalMetrics:
         )
         if replica is not None:
             query = query.where(RollupRow.replica == replica)
+        if version is not None:
+            query = query.where(RollupRow.version == version)
         slots = list(range(start_ms, end_ms, step_ms))
         by_slot: dict[int, Any] = {}
         with self.store.read() as session:
@@ -372,6 +377,7 @@ class TechnicalMetrics:
             "end": end_ms,
             "step": step_ms,
             "replica": replica,
+            "version": version,
             "latency_bounds_ms": LATENCY_BOUNDS_MS,
             "requests": requests,
             "resources": resources,

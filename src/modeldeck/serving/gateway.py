@@ -7,6 +7,14 @@ replica costs its callers nothing while a healthy one remains. During a rollout 
 offers only the serving version's replicas until the new version's are all healthy; every answer
 names the version that made it (``X-Modeldeck-Version``).
 
+Canaries (``deployments/canary.py``): in ``canary`` mode, ``percent`` of the requests (spread
+evenly, a counter per deployment) go to the candidate's replicas, falling back to the stable ones
+when no candidate replica is ready or has a free slot. In ``shadow`` mode the stable version
+answers every request and a copy goes to the candidate in a background task; at most
+``SHADOW_CONCURRENCY`` copies are in flight at a time (further ones are dropped, counted in
+``shadow_dropped``), so the shadow can never slow the stable path down. Both are counted per
+version in technical monitoring.
+
 Back-pressure and hangs: a replica is sent at most ``replica_max_concurrency`` requests at a
 time. When every ready replica is that busy, a request waits (first come, first served) for a
 free slot for at most ``queue_timeout_seconds``, then gets a 429 with ``Retry-After``: callers
@@ -24,7 +32,9 @@ import asyncio
 import contextlib
 import math
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import aiohttp
 
@@ -40,7 +50,15 @@ from modeldeck.errors import (
 )
 from modeldeck.keys import matches
 
+if TYPE_CHECKING:
+    from modeldeck.deployments.canary import CanaryService
+
 FORWARDED_HEADERS = ("content-type", "x-prediction-id", "x-modeldeck-replica")
+SHADOW_CONCURRENCY = 8  # shadow copies in flight at a time, per platform
+
+# Counts a request the gateway made itself (a shadow copy): route, replica, status, seconds,
+# request bytes, response bytes, version.
+Observer = Callable[[RouteEntry, int, int, float, int, int, str], None]
 
 
 @dataclass
@@ -54,11 +72,21 @@ class Answer:
 
 class Gateway:
     def __init__(
-        self, settings: Settings, deployments: DeploymentService, runtime: LocalRuntime
+        self,
+        settings: Settings,
+        deployments: DeploymentService,
+        runtime: LocalRuntime,
+        canaries: CanaryService | None = None,
+        observer: Observer | None = None,
     ) -> None:
         self.settings = settings
         self.deployments = deployments
         self.runtime = runtime
+        self.canaries = canaries
+        self.observer = observer
+        self.shadow_dropped = 0
+        self._shadows: set[asyncio.Task[None]] = set()
+        self._turns: dict[str, int] = {}
         self._client: aiohttp.ClientSession | None = None
         # Per deployment: requests waiting for a replica with a free slot, oldest first.
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
@@ -75,6 +103,8 @@ class Gateway:
         )
 
     async def shutdown(self) -> None:
+        for task in list(self._shadows):
+            task.cancel()
         if self._client:
             await self._client.close()
 
@@ -110,8 +140,19 @@ class Gateway:
         tried = None
         last_error = ""
         timeout = self.settings.request_timeout_seconds
-        for _ in range(2):
-            replica = await self._acquire(route.name, tried)
+        routing = self.canaries.routing(route.name) if self.canaries else None
+        to_candidate = routing is not None and routing[0] == "canary"
+        to_candidate = to_candidate and routing is not None and self._turn(route.name, routing[1])
+        for attempt in range(2):
+            replica = None
+            if to_candidate and attempt == 0:
+                replica = self.runtime.pick_candidate(
+                    route.name, self.settings.replica_max_concurrency
+                )
+                if replica is not None:
+                    replica.inflight += 1
+            if replica is None:
+                replica = await self._acquire(route.name, tried)
             if replica is None:
                 break
             try:
@@ -120,6 +161,8 @@ class Gateway:
                     headers = {k: v for k in FORWARDED_HEADERS if (v := response.headers.get(k))}
                     version = replica.spec.model_version
                     headers["x-modeldeck-version"] = version
+                    if routing is not None and routing[0] == "shadow":
+                        self._shadow(route, body)
                     return Answer(response.status, content, headers, replica.index, version)
             except aiohttp.ClientError as exc:  # unreachable (a connect timeout included)
                 last_error = f"{type(exc).__name__}: {exc}"
@@ -149,6 +192,43 @@ class Gateway:
             + (f" (last error: {last_error})" if last_error else ""),
             details={"deployment": route.name},
         )
+
+    def _turn(self, name: str, percent: float) -> bool:
+        """Whether this request of ``name`` is the candidate's: ``percent`` of them, evenly."""
+        n = self._turns.get(name, 0) + 1
+        self._turns[name] = n
+        return math.floor(n * percent / 100) > math.floor((n - 1) * percent / 100)
+
+    def _shadow(self, route: RouteEntry, body: bytes) -> None:
+        """Send a copy of ``body`` to the candidate in the background (or drop it when
+        ``SHADOW_CONCURRENCY`` copies are in flight or no candidate replica is free)."""
+        limit = self.settings.replica_max_concurrency
+        replica = self.runtime.pick_candidate(route.name, limit)
+        if replica is None or len(self._shadows) >= SHADOW_CONCURRENCY:
+            self.shadow_dropped += 1
+            return
+        replica.inflight += 1
+        task = asyncio.get_running_loop().create_task(self._send_shadow(route, replica, body))
+        self._shadows.add(task)
+        task.add_done_callback(self._shadows.discard)
+
+    async def _send_shadow(self, route: RouteEntry, replica: Replica, body: bytes) -> None:
+        assert self._client is not None
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        status, size = 599, 0
+        try:
+            async with self._client.post(replica.url + "/predict", data=body) as response:
+                status, size = response.status, len(await response.read())
+        except (aiohttp.ClientError, TimeoutError):
+            pass  # counted as a failure of the candidate; the stable answer has gone already
+        finally:
+            self._release(route.name, replica)
+        if self.observer is not None:
+            self.observer(
+                route, replica.index, status, loop.time() - started, len(body), size,
+                replica.spec.model_version,
+            )  # fmt: skip
 
     async def _acquire(self, name: str, exclude: Replica | None) -> Replica | None:
         """A ready replica with a free slot, its slot taken; ``None`` when none is ready.

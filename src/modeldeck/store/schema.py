@@ -353,6 +353,24 @@ class AlertEventRow(Base):
     delivery: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
 
 
+class CanaryDecisionRow(Base):
+    """A canary's start, each change of its policy's verdict and its end, with the reasons."""
+
+    __tablename__ = "canary_decisions"
+    __table_args__ = (Index("ix_canary_decisions_deployment_ts", "deployment_id", "ts_ms"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    stable_version: Mapped[str] = mapped_column(String(32))
+    candidate_version: Mapped[str] = mapped_column(String(32))
+    mode: Mapped[str] = mapped_column(String(16))  # canary | shadow
+    # started | wait | promote | rollback | stopped
+    decision: Mapped[str] = mapped_column(String(16))
+    reasons: Mapped[list[str]] = mapped_column(JSONType)
+    evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class CmlModelRow(Base):
     """A Cloudera ML API v2 model (``cmlapi``): a name in a project, served as one deployment.
 

@@ -1,0 +1,532 @@
+"""Canaries: a candidate version beside the stable one, promoted or rolled back by a policy.
+
+A canary (``mode: canary``) sends ``percent`` of a deployment's requests to the candidate's
+replicas; a shadow (``mode: shadow``) answers every request with the stable version and sends a
+copy to the candidate, whose answer is recorded, never returned (see ``serving/gateway.py``).
+Both versions' requests are counted here per version from the canary's start (the policy's
+request count, error rate and p95 latency); drift and realised or estimated performance come from
+the prediction records, which carry their version (``analysis/service.py``).
+
+Every ``canary_interval_seconds`` the policy is evaluated (``decide``): ``wait`` while the
+candidate has fewer than ``min_requests`` requests (or no performance to compare yet),
+``rollback`` (the candidate stops) when a check fails, ``promote`` when all pass: the deployment
+is redeployed to the candidate's version the zero-downtime way and, when the deployment's version
+is an alias (``@champion``), the alias is moved to that version in the registry first. The start,
+each change of verdict and the end are stored with their reasons (``canary_decisions``).
+
+A canary lives in the platform's memory: a restart ends it (the deployment keeps its stable
+version; the decisions recorded so far stay).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+
+from modeldeck.analysis.service import AnalysisService
+from modeldeck.config import Settings
+from modeldeck.deployments.local import LocalRuntime
+from modeldeck.deployments.models import RedeployRequest
+from modeldeck.deployments.service import DeploymentService
+from modeldeck.errors import Conflict, ModeldeckError, NotFound
+from modeldeck.monitoring.technical import latency_bucket, percentile
+from modeldeck.registry import Registry
+from modeldeck.store import Store
+from modeldeck.store.schema import LATENCY_BOUNDS_MS, CanaryDecisionRow
+
+log = logging.getLogger("modeldeck.canary")
+
+DECISIONS_SHOWN = 50
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss", "brier"}
+
+
+class CanaryPolicy(BaseModel):
+    """When a candidate is promoted or rolled back."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_requests: int = Field(
+        default=100, ge=1, description="Candidate requests to wait for before deciding."
+    )
+    max_error_rate: float = Field(
+        default=0.01,
+        ge=0,
+        le=1,
+        description="Largest share of the candidate's requests that may fail (5xx).",
+    )
+    max_p95_ms: float | None = Field(
+        default=None, gt=0, description="Largest p95 latency of the candidate, in ms."
+    )
+    max_drift: bool = Field(
+        default=True,
+        description="Roll back when the candidate's inputs drift from the reference and the "
+        "stable version's do not (needs reference data; skipped without).",
+    )
+    performance_margin: float | None = Field(
+        default=0.05,
+        ge=0,
+        description="How much worse than the stable version's the candidate's realised "
+        "(or, without labels, estimated) metric may be; null: not checked.",
+    )
+    metric: str = Field(
+        default="accuracy",
+        min_length=1,
+        max_length=64,
+        description="The performance metric compared (accuracy, f1, rmse...).",
+    )
+
+
+class CanaryRequest(BaseModel):
+    """Start a canary (or shadow) of another version beside the serving one."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    version: str | None = Field(default=None, description="Candidate version number.")
+    alias: str | None = Field(default=None, description="Candidate alias, e.g. 'challenger'.")
+    percent: float = Field(
+        default=10, ge=0, le=100, description="Share of requests the candidate answers (canary)."
+    )
+    mode: Literal["canary", "shadow"] = "canary"
+    replicas: int = Field(default=1, ge=1, le=16, description="Replicas of the candidate.")
+    policy: CanaryPolicy = Field(default_factory=CanaryPolicy)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _version_text(cls, data: Any) -> Any:
+        if isinstance(data, dict) and isinstance(data.get("version"), int):
+            data = {**data, "version": str(data["version"])}
+        return data
+
+    @model_validator(mode="after")
+    def _one_of(self) -> CanaryRequest:
+        if (self.version is None) == (self.alias is None):
+            raise ValueError("give exactly one of version and alias")
+        return self
+
+
+class CanaryDecisionView(BaseModel):
+    at: int = Field(description="Unix time in ms.")
+    decision: str = Field(description="started | wait | promote | rollback | stopped")
+    stable_version: str
+    candidate_version: str
+    mode: str
+    reasons: list[str]
+    evidence: dict[str, Any] | None = None
+
+
+class CanaryView(BaseModel):
+    deployment: str
+    active: bool
+    mode: str | None = None
+    percent: float | None = None
+    stable_version: str | None = None
+    candidate_version: str | None = None
+    candidate_alias: str | None = None
+    candidate_ready: bool = False
+    started_at: int | None = None
+    policy: CanaryPolicy | None = None
+    last: CanaryDecisionView | None = Field(default=None, description="The latest evaluation.")
+    decisions: list[CanaryDecisionView] = Field(description="Recorded decisions, newest first.")
+
+
+@dataclass
+class VersionStats:
+    """Requests to one version since the canary started."""
+
+    requests: int = 0
+    errors: int = 0
+    hist: list[int] = field(default_factory=lambda: [0] * (len(LATENCY_BOUNDS_MS) + 1))
+
+    def add(self, status: int, seconds: float) -> None:
+        self.requests += 1
+        self.errors += status >= 500
+        self.hist[latency_bucket(seconds * 1000)] += 1
+
+    @property
+    def error_rate(self) -> float:
+        return self.errors / self.requests if self.requests else 0.0
+
+    @property
+    def p95_ms(self) -> float | None:
+        return percentile(self.hist, 0.95)
+
+
+@dataclass
+class Evidence:
+    """What the policy looks at for one version."""
+
+    requests: int = 0
+    error_rate: float = 0.0
+    p95_ms: float | None = None
+    drifted: bool | None = None  # None: not known (no reference data)
+    performance: float | None = None
+    performance_kind: str | None = None  # realised | estimated
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass
+class Decision:
+    action: Literal["wait", "promote", "rollback"]
+    reasons: list[str]
+
+
+def decide(policy: CanaryPolicy, stable: Evidence, candidate: Evidence) -> Decision:
+    """The policy's verdict on ``candidate`` against ``stable`` (pure: unit-tested per reason)."""
+    if candidate.requests < policy.min_requests:
+        return Decision(
+            "wait", [f"{candidate.requests} of {policy.min_requests} candidate requests so far"]
+        )
+    failed: list[str] = []
+    passed: list[str] = []
+    rate = f"error rate {candidate.error_rate:.2%} (max {policy.max_error_rate:.2%})"
+    (failed if candidate.error_rate > policy.max_error_rate else passed).append(rate)
+    if policy.max_p95_ms is not None:
+        if candidate.p95_ms is None:
+            failed.append("no latency measured")
+        else:
+            p95 = f"p95 latency {candidate.p95_ms:g} ms (max {policy.max_p95_ms:g} ms)"
+            (failed if candidate.p95_ms > policy.max_p95_ms else passed).append(p95)
+    if policy.max_drift:
+        if candidate.drifted is None:
+            passed.append("drift not checked: no reference data")
+        elif candidate.drifted and not stable.drifted:
+            failed.append("the candidate's inputs drift and the stable version's do not")
+        else:
+            passed.append("drift no worse than the stable version's")
+    waiting: list[str] = []
+    if policy.performance_margin is not None:
+        name = policy.metric
+        if candidate.performance is None or stable.performance is None:
+            which = "candidate" if candidate.performance is None else "stable version"
+            waiting.append(f"no realised or estimated {name} of the {which} yet")
+        elif candidate.performance_kind != stable.performance_kind:
+            waiting.append(
+                f"{name} is {candidate.performance_kind} for the candidate and "
+                f"{stable.performance_kind} for the stable version"
+            )
+        else:
+            lower = name in LOWER_IS_BETTER
+            worse_by = (
+                candidate.performance - stable.performance
+                if lower
+                else stable.performance - candidate.performance
+            )
+            text = (
+                f"{candidate.performance_kind} {name} {candidate.performance:.4g} against "
+                f"{stable.performance:.4g} (margin {policy.performance_margin:g})"
+            )
+            (failed if worse_by > policy.performance_margin else passed).append(text)
+    if failed:
+        return Decision("rollback", failed)
+    if waiting:
+        return Decision("wait", waiting)
+    return Decision("promote", passed)
+
+
+@dataclass
+class _Canary:
+    deployment_id: str
+    stable_version: str
+    candidate_version: str
+    alias: str | None
+    mode: str
+    percent: float
+    policy: CanaryPolicy
+    started_ms: int
+    stats: dict[str, VersionStats] = field(default_factory=dict)
+    last: CanaryDecisionView | None = None
+    wait_recorded: bool = False  # the first wait is recorded; later ones only update ``last``
+
+
+def _now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class CanaryService:
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        registry: Registry,
+        deployments: DeploymentService,
+        runtime: LocalRuntime,
+        analysis: AnalysisService,
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.deployments = deployments
+        self.runtime = runtime
+        self.analysis = analysis
+        self._canaries: dict[str, _Canary] = {}
+
+    # -- what the gateway asks on every request ---------------------------------------------
+
+    def routing(self, name: str) -> tuple[str, float] | None:
+        """``(mode, percent)`` of ``name``'s canary, if one runs."""
+        canary = self._canaries.get(name)
+        return (canary.mode, canary.percent) if canary else None
+
+    def observe(self, name: str, version: str, status: int, seconds: float) -> None:
+        canary = self._canaries.get(name)
+        if canary is not None and version in (canary.stable_version, canary.candidate_version):
+            canary.stats.setdefault(version, VersionStats()).add(status, seconds)
+
+    # -- operations -------------------------------------------------------------------------
+
+    async def start(self, name: str, request: CanaryRequest) -> CanaryView:
+        if name in self._canaries:
+            raise Conflict(
+                f"deployment {name!r} already runs a canary: stop it first",
+                details={"deployment": name},
+            )
+        row, spec = await self.deployments.candidate_spec(
+            name, request.version, request.alias, request.replicas
+        )
+        if spec.model_version == row.model_version:
+            raise Conflict(
+                f"version {spec.model_version} is the version deployment {name!r} serves",
+                details={"deployment": name},
+            )
+        canary = _Canary(
+            deployment_id=row.id,
+            stable_version=row.model_version,
+            candidate_version=spec.model_version,
+            alias=request.alias,
+            mode=request.mode,
+            percent=request.percent if request.mode == "canary" else 0.0,
+            policy=request.policy,
+            started_ms=_now_ms(),
+        )
+        await self.runtime.start_candidate(spec)
+        self._canaries[name] = canary
+        what = f"{canary.percent:g}% of requests" if request.mode == "canary" else "a copy"
+        await self._record(canary, "started", [f"version {spec.model_version} gets {what}"])
+        return await self.status(name)
+
+    async def stop(self, name: str, reason: str = "stopped by a user") -> CanaryView:
+        canary = self._canaries.pop(name, None)
+        if canary is None:
+            raise NotFound(f"deployment {name!r} runs no canary", details={"deployment": name})
+        await self.runtime.stop_candidate(name)
+        await self._record(canary, "stopped", [reason])
+        return await self.status(name)
+
+    async def status(self, name: str) -> CanaryView:
+        row = await self.deployments.get(name)  # 404 for an unknown deployment
+        decisions = await asyncio.to_thread(self._decisions, row.id)
+        canary = self._canaries.get(name)
+        if canary is None:
+            return CanaryView(deployment=name, active=False, decisions=decisions)
+        state = self.runtime.candidate(name)
+        return CanaryView(
+            deployment=name,
+            active=True,
+            mode=canary.mode,
+            percent=canary.percent,
+            stable_version=canary.stable_version,
+            candidate_version=canary.candidate_version,
+            candidate_alias=canary.alias,
+            candidate_ready=bool(state and state[1]),
+            started_at=canary.started_ms,
+            policy=canary.policy,
+            last=canary.last,
+            decisions=decisions,
+        )
+
+    # -- the policy -------------------------------------------------------------------------
+
+    async def evaluate_all(self) -> dict[str, str]:
+        """One evaluation of every canary; returns each one's verdict."""
+        verdicts = {}
+        for name in list(self._canaries):
+            try:
+                verdicts[name] = await self.evaluate(name)
+            except Exception:  # one canary's failure must not stop the others' evaluation
+                log.exception("evaluating the canary of %s failed", name)
+        return verdicts
+
+    async def evaluate(self, name: str) -> str:
+        canary = self._canaries.get(name)
+        if canary is None:
+            return "none"
+        state = self.runtime.candidate(name)
+        if state is None or state[2]:
+            failure = state[2] if state else "the candidate's replicas are gone"
+            await self._end(name, canary, "rollback", [f"the candidate failed: {failure}"], None)
+            return "rollback"
+        if not state[1]:
+            decision = Decision("wait", ["the candidate's replicas are starting"])
+            evidence: dict[str, Any] | None = None
+        else:
+            stable, candidate = await asyncio.to_thread(self._evidence, name, canary)
+            decision = decide(canary.policy, stable, candidate)
+            evidence = {"stable": stable.to_dict(), "candidate": candidate.to_dict()}
+        if decision.action == "wait":
+            if canary.wait_recorded:
+                canary.last = _view(canary, "wait", decision.reasons, evidence)
+            else:
+                canary.wait_recorded = True
+                await self._record(canary, "wait", decision.reasons, evidence)
+            return "wait"
+        await self._end(name, canary, decision.action, decision.reasons, evidence)
+        return decision.action
+
+    async def _end(
+        self,
+        name: str,
+        canary: _Canary,
+        action: str,
+        reasons: list[str],
+        evidence: dict[str, Any] | None,
+    ) -> None:
+        # The canary stays listed (its requests going to the stable version) until its end is
+        # recorded: whoever sees it gone sees why.
+        await self.runtime.stop_candidate(name)
+        try:
+            if action == "promote":
+                reasons = [*reasons, *await self._promote(name, canary)]
+            else:
+                reasons = [*reasons, f"version {canary.candidate_version} stopped"]
+            log.info("canary of %s: %s (%s)", name, action, "; ".join(reasons))
+            await self._record(canary, action, reasons, evidence)
+        finally:
+            self._canaries.pop(name, None)
+
+    async def _promote(self, name: str, canary: _Canary) -> list[str]:
+        """Serve the candidate's version (and move the deployment's alias to it)."""
+        row = await self.deployments.get(name)
+        spec = row.version_spec
+        version = canary.candidate_version
+        done: list[str] = []
+        try:
+            if spec.startswith("@"):
+                alias = spec[1:]
+                before, _ = await asyncio.to_thread(
+                    self.registry.set_alias, row.model, alias, version
+                )
+                done.append(f"alias {alias} of {row.model} moved from {before} to {version}")
+                if row.track_alias:
+                    started = await self.deployments.follow_alias(name)
+                    if started is None:  # a rollout under way or the like: go explicitly
+                        await self.deployments.redeploy_version(name, RedeployRequest(alias=alias))
+                else:
+                    await self.deployments.redeploy_version(
+                        name, RedeployRequest(alias=alias, track_alias=False)
+                    )
+            else:
+                await self.deployments.redeploy_version(name, RedeployRequest(version=version))
+        except ModeldeckError as exc:
+            done.append(f"promotion failed: {exc}")
+            return done
+        done.append(f"rolling out version {version} (zero downtime)")
+        return done
+
+    def _evidence(self, name: str, canary: _Canary) -> tuple[Evidence, Evidence]:
+        return (
+            self._version_evidence(name, canary, canary.stable_version),
+            self._version_evidence(name, canary, canary.candidate_version),
+        )
+
+    def _version_evidence(self, name: str, canary: _Canary, version: str) -> Evidence:
+        stats = canary.stats.get(version, VersionStats())
+        evidence = Evidence(stats.requests, stats.error_rate, stats.p95_ms)
+        start, end = canary.started_ms, _now_ms() + 1
+        policy = canary.policy
+        if policy.max_drift:
+            try:
+                report = self.analysis.drift(
+                    name, start_ms=start, end_ms=end, model_version=version
+                )
+                if report["predictions"]:
+                    evidence.drifted = bool(report["dataset"]["drifted"])
+            except ModeldeckError:  # no reference data: drift is not known
+                evidence.drifted = None
+        if policy.performance_margin is not None:
+            try:
+                report = self.analysis.performance(
+                    name, start_ms=start, end_ms=end, model_version=version
+                )
+            except ModeldeckError:
+                return evidence
+            for window in report["windows"]:
+                for kind in ("realised", "estimated"):
+                    value = (window.get(kind) or {}).get(policy.metric)
+                    if isinstance(value, (int, float)):
+                        evidence.performance, evidence.performance_kind = float(value), kind
+                        break
+        return evidence
+
+    # -- records ----------------------------------------------------------------------------
+
+    async def _record(
+        self,
+        canary: _Canary,
+        decision: str,
+        reasons: list[str],
+        evidence: dict[str, Any] | None = None,
+    ) -> None:
+        view = _view(canary, decision, reasons, evidence)
+        canary.last = view
+        await asyncio.to_thread(self._insert, canary.deployment_id, view)
+
+    def _insert(self, deployment_id: str, view: CanaryDecisionView) -> None:
+        with self.store.write() as session:
+            session.add(
+                CanaryDecisionRow(
+                    deployment_id=deployment_id,
+                    stable_version=view.stable_version,
+                    candidate_version=view.candidate_version,
+                    mode=view.mode,
+                    decision=view.decision,
+                    reasons=view.reasons,
+                    evidence=view.evidence,
+                    ts_ms=view.at,
+                )
+            )
+
+    def _decisions(self, deployment_id: str) -> list[CanaryDecisionView]:
+        with self.store.read() as session:
+            rows = session.scalars(
+                select(CanaryDecisionRow)
+                .where(CanaryDecisionRow.deployment_id == deployment_id)
+                .order_by(CanaryDecisionRow.ts_ms.desc(), CanaryDecisionRow.id.desc())
+                .limit(DECISIONS_SHOWN)
+            ).all()
+            return [
+                CanaryDecisionView(
+                    at=r.ts_ms,
+                    decision=r.decision,
+                    stable_version=r.stable_version,
+                    candidate_version=r.candidate_version,
+                    mode=r.mode,
+                    reasons=list(r.reasons),
+                    evidence=r.evidence,
+                )
+                for r in rows
+            ]
+
+
+def _view(
+    canary: _Canary, decision: str, reasons: list[str], evidence: dict[str, Any] | None
+) -> CanaryDecisionView:
+    return CanaryDecisionView(
+        at=_now_ms(),
+        decision=decision,
+        stable_version=canary.stable_version,
+        candidate_version=canary.candidate_version,
+        mode=canary.mode,
+        reasons=reasons,
+        evidence=evidence,
+    )
+
+
+__all__ = ["CanaryPolicy", "CanaryRequest", "CanaryService", "CanaryView", "decide"]
