@@ -8,7 +8,7 @@ BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test lint bench bench-monitoring bench-dashboard screenshots clean
+.PHONY: install run test test-ray lint bench bench-monitoring bench-dashboard screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -29,7 +29,12 @@ TEST_WORKERS ?= 2
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ray" $(PYTEST_ARGS)
+
+## test-ray: the Ray Serve runtime's tests (installs the ray extra, starts a local Ray head; about 2 minutes)
+test-ray: install
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	$(BIN)/python -m pytest -m ray $(PYTEST_ARGS)
 
 ## lint: ruff and mypy (strict)
 lint: install

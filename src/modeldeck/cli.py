@@ -341,6 +341,12 @@ def _status(status: str) -> str:
     help="Replicas run in the platform's environment (local, the default) or in an isolated "
     "one built from the model's logged requirements (uv, virtualenv).",
 )
+@click.option(
+    "--runtime",
+    type=click.Choice(["local", "ray"]),
+    help="Run the replicas as local processes or as a Ray Serve application (needs "
+    "modeldeck[ray]). Default: the platform's MODELDECK_DEFAULT_RUNTIME.",
+)
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until deployed.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -362,6 +368,7 @@ def deploy(
     no_auth: bool,
     no_metrics: bool,
     env_manager: str | None,
+    runtime: str | None,
     wait: bool,
     timeout: float,
     as_json: bool,
@@ -393,6 +400,7 @@ def deploy(
             environment=environment,
             auth_enabled=not no_auth,
             env_manager=env_manager,
+            runtime=runtime,
         )
         result = created
         if wait and not batch:

@@ -91,6 +91,7 @@ class Client:
         environment: dict[str, str] | None = None,
         auth_enabled: bool = True,
         env_manager: str | None = None,
+        runtime: str | None = None,
     ) -> dict[str, Any]:
         """Create a deployment of a registered ``model`` or of ``file``'s ``function``.
 
@@ -99,7 +100,8 @@ class Client:
         isolated environment built from the model's logged requirements (``"local"``, the
         default: the platform's own). With an ``alias`` the deployment follows it (rolls out the
         version it points at whenever it moves) unless ``track_alias`` is false. The answer
-        holds the access key, shown only this once.
+        holds the access key, shown only this once. ``runtime`` ``"ray"`` runs it as a Ray
+        Serve application (default: the platform's ``MODELDECK_DEFAULT_RUNTIME``).
         """
         body: dict[str, Any] = {
             "name": name,
@@ -120,6 +122,7 @@ class Client:
             ("cpu", cpu),
             ("memory_mb", memory_mb),
             ("env_manager", env_manager),
+            ("runtime", runtime),
         ):
             if value is not None:
                 body[key] = value

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from pydantic import AliasChoices, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
@@ -157,6 +157,21 @@ class Settings(BaseSettings):
 
     build_timeout_seconds: float = Field(default=900.0, gt=0)
     """Time a build may take to create and install an environment before it fails."""
+
+    default_runtime: Literal["local", "ray"] = "local"
+    """Runtime of a deployment created without one: ``local`` (supervised processes on this
+    machine) or ``ray`` (a Ray Serve application; needs the ``modeldeck[ray]`` extra)."""
+
+    ray_address: str | None = None
+    """Address of the Ray cluster that ``ray`` deployments run on (``ray://host:10001`` or
+    ``host:6379``). Default: connect to a Ray running on this machine, or start one."""
+
+    ray_http_host: str = "127.0.0.1"
+    """Address Ray Serve's HTTP proxy listens on; the gateway forwards ``ray`` deployments'
+    requests to it."""
+
+    ray_http_port: int = 8100
+    """Port of Ray Serve's HTTP proxy."""
 
     log_level: str = "info"
     """Log level of the platform and its replicas."""

@@ -14,7 +14,7 @@ from modeldeck.apikeys import ApiKeyService
 from modeldeck.compat.cmlapi_service import CmlService
 from modeldeck.config import Settings
 from modeldeck.deployments.canary import CanaryService
-from modeldeck.deployments.local import LocalRuntime
+from modeldeck.deployments.router import Runtimes
 from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import NotFound
 from modeldeck.monitoring.model_metrics import ModelMetrics, now_ms
@@ -35,7 +35,7 @@ class Platform:
         self.settings = settings
         self.store = Store(settings.resolved_store_url())
         self.registry = Registry(settings.resolved_tracking_uri())
-        self.runtime = LocalRuntime(settings, settings.resolved_tracking_uri())
+        self.runtime = Runtimes(settings, settings.resolved_tracking_uri())
         self.deployments = DeploymentService(settings, self.store, self.registry, self.runtime)
         self.api_keys = ApiKeyService(settings, self.store)
         self.cml = CmlService(settings, self.store, self.registry, self.deployments)

@@ -61,6 +61,11 @@ class DeploymentCreate(BaseModel):
         "version the alias resolves to now.",
     )
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    runtime: Literal["local", "ray"] | None = Field(
+        default=None,
+        description="'local' (processes on the platform's machine) or 'ray' (a Ray Serve "
+        "application; needs modeldeck[ray]). Default: MODELDECK_DEFAULT_RUNTIME.",
+    )
     cpu: float | None = Field(default=None, gt=0, description="CPU hint per replica (cores).")
     memory_mb: int | None = Field(
         default=None,

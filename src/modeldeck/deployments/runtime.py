@@ -33,6 +33,7 @@ class DeploymentSpec:
     model_path: str | None = None
     env_key: str | None = None
     env_packages: list[str] = field(default_factory=list)
+    runtime: str = "local"  # local | ray: which runtime runs it
 
 
 @dataclass

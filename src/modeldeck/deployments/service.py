@@ -50,6 +50,7 @@ from modeldeck.deployments.models import (
     ReplicaView,
     RolloutView,
 )
+from modeldeck.deployments.ray import require_ray
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
 from modeldeck.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
 from modeldeck.keys import KeyHash, NewKey, hash_key, new_access_key
@@ -567,7 +568,7 @@ class DeploymentService:
             model_version="",
             version_spec="",
             model_uri="",
-            runtime=self.runtime.name,
+            runtime=request.runtime or self.settings.default_runtime,
             replicas=request.replicas,
             cpu=request.cpu,
             memory_mb=request.memory_mb,
@@ -597,6 +598,14 @@ class DeploymentService:
             row.file_path = allowed_python_file(request.file, self.settings)
             row.function_name = request.function
             row.model_name = Path(row.file_path).stem
+        if row.runtime == "ray" and request.kind == "endpoint":
+            require_ray()
+            if row.env_manager in ISOLATED:
+                raise ValidationFailed(
+                    "runtime 'ray' runs replicas in the Ray cluster's Python: env_manager "
+                    f"{row.env_manager!r} is for the local runtime",
+                    details={"field": "env_manager"},
+                )
         if request.kind == "batch":
             row.runtime = "none"
             row.replicas = 0
@@ -971,6 +980,7 @@ def _redeploy_create(row: DeploymentRow, request: RedeployRequest) -> Deployment
         auth_enabled=row.auth_enabled,
         track_metrics=row.track_metrics,
         env_manager=request.env_manager,
+        runtime="ray" if row.runtime == "ray" else "local",
     )
 
 
@@ -1074,6 +1084,7 @@ def _spec(row: DeploymentRow, build: BuildOutcome | None = None) -> DeploymentSp
         source=row.source,
         file_path=row.file_path,
         function_name=row.function_name,
+        runtime=row.runtime,
     )
     env = build.environment if build is not None else None
     if build is not None and env is not None:

@@ -163,7 +163,8 @@ class Gateway:
                     headers["x-modeldeck-version"] = version
                     if routing is not None and routing[0] == "shadow":
                         self._shadow(route, body)
-                    return Answer(response.status, content, headers, replica.index, version)
+                    index = _index(headers, replica)
+                    return Answer(response.status, content, headers, index, version)
             except aiohttp.ClientError as exc:  # unreachable (a connect timeout included)
                 last_error = f"{type(exc).__name__}: {exc}"
                 self.runtime.report_failure(replica, last_error)
@@ -298,3 +299,10 @@ class Gateway:
             if not waiter.done():
                 waiter.set_result(None)
                 return
+
+
+def _index(headers: dict[str, str], replica: Replica) -> int:
+    """The replica that answered: the one its header names (behind Ray Serve's proxy, the
+    runtime cannot know which it will be)."""
+    named = headers.get("x-modeldeck-replica", "")
+    return int(named) if named.isdigit() else replica.index

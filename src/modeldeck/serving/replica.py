@@ -316,22 +316,11 @@ def main(argv: list[str] | None = None) -> None:
         stream=sys.stdout,
     )
     what = config.file_path if config.source == "file" else config.model_uri
-    log.info("loading %s", what)
-    t0 = time.perf_counter()
-    model: ModelRuntime | PythonFunction
-    if config.source == "file":
-        model = PythonFunction(config.file_path or "", config.function_name or "predict")
-    else:
-        model = MlflowModel(config.model_uri, config.tracking_uri)
-    writer = None
     try:
-        if config.track_metrics or config.source == "file":
-            writer = _start_writer(config)
-        model.load()
+        model, writer = load_replica(config)
     except Exception:
         log.exception("could not load %s", what)
         sys.exit(3)
-    log.info("loaded %s in %.1f s", what, time.perf_counter() - t0)
     tune_gc()
 
     import socket
@@ -355,6 +344,33 @@ def main(argv: list[str] | None = None) -> None:
     finally:
         if writer is not None:
             writer.stop()
+
+
+def load_replica(config: ReplicaConfig) -> tuple[ModelRuntime | PythonFunction, GroupWriter | None]:
+    """Load ``config``'s model (or Python function) and start the group writer into the store
+    when it records predictions; ``create_replica_app`` serves the pair. Raises if either fails.
+
+    Every runtime's replicas start this way: ``main`` below and the Ray Serve replicas.
+    """
+    what = config.file_path if config.source == "file" else config.model_uri
+    log.info("loading %s", what)
+    t0 = time.perf_counter()
+    model: ModelRuntime | PythonFunction
+    if config.source == "file":
+        model = PythonFunction(config.file_path or "", config.function_name or "predict")
+    else:
+        model = MlflowModel(config.model_uri, config.tracking_uri)
+    writer = None
+    if config.track_metrics or config.source == "file":
+        writer = _start_writer(config)
+    try:
+        model.load()
+    except BaseException:
+        if writer is not None:
+            writer.stop()
+        raise
+    log.info("loaded %s in %.1f s", what, time.perf_counter() - t0)
+    return model, writer
 
 
 def _start_writer(config: ReplicaConfig) -> GroupWriter:

@@ -1,0 +1,221 @@
+"""The ``ray`` runtime against the ``local`` one: the same cases, the same answers.
+
+Needs the ``ray`` extra (``make test-ray`` installs it). A Ray head on 127.0.0.1 (started here,
+stopped at the end), one real ``modeldeck server`` that runs a deployment of iris with two
+replicas on each runtime side by side.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from modeldeck.client import ApiError
+from tests.conftest import Registered, RunningPlatform, free_port, start_platform
+
+pytestmark = [pytest.mark.integration, pytest.mark.ray]
+
+ROW = [5.1, 3.5, 1.4, 0.2]
+FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
+RUNTIMES = ["local", "ray"]
+
+
+def wait_for(predicate: Any, timeout: float = 120.0, interval: float = 0.25) -> Any:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ray head on 127.0.0.1 with 4 logical CPUs (one per replica); its address."""
+    ray = str(Path(sys.executable).parent / "ray")
+    port = free_port()
+    # Token authentication turns itself on when ~/.ray/auth_token exists; this head is local.
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    subprocess.run(
+        [
+            ray, "start", "--head", "--port", str(port),
+            "--num-cpus", "4", "--include-dashboard", "false", "--disable-usage-stats",
+        ],
+        check=True, env=env, capture_output=True, timeout=120,
+    )  # fmt: skip
+    try:
+        yield f"127.0.0.1:{port}"
+    finally:
+        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def platform(
+    ray_head: str, mlflow_registry: Registered, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    data_dir = tmp_path_factory.mktemp("platform-ray")
+    running = start_platform(
+        data_dir,
+        f"sqlite:///{data_dir / 'modeldeck.db'}",
+        mlflow_registry.tracking_uri,
+        MODELDECK_RAY_ADDRESS=ray_head,
+        MODELDECK_RAY_HTTP_PORT=str(free_port()),
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="disabled",
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="module")
+def deployed(platform: RunningPlatform) -> Iterator[dict[str, str]]:
+    """iris version 2 with two replicas on each runtime: runtime -> access key."""
+    client = platform.client()
+    keys = {
+        runtime: client.deploy(f"iris-{runtime}", "iris", version=2, replicas=2, runtime=runtime)[
+            "access_key"
+        ]
+        for runtime in RUNTIMES
+    }
+    for runtime in RUNTIMES:
+        d = client.wait(f"iris-{runtime}", timeout=240)
+        assert d["runtime"] == runtime
+        assert d["ready_replicas"] == 2, d
+    yield keys
+    for runtime in RUNTIMES:
+        client.delete(f"iris-{runtime}")
+
+
+def predict(platform: RunningPlatform, runtime: str, key: str, body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{platform.url}/deployments/iris-{runtime}/predict",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=30,
+    )
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_technical_metrics_count_the_requests_of_both_replicas(
+    platform: RunningPlatform, deployed: dict[str, str], runtime: str
+) -> None:
+    client = platform.client()
+    name = f"iris-{runtime}"
+    n = 40  # the first requests the deployment sees (this test runs first)
+    for _ in range(n):
+        assert predict(platform, runtime, deployed[runtime], {"inputs": [ROW]}).status_code == 200
+    data = wait_for(
+        lambda: (
+            d
+            if (d := client.technical_metrics(name, start_ms=0))["totals"]["requests"] >= n
+            else None
+        ),
+        timeout=30,
+    )
+    assert (data["totals"]["requests"], data["totals"]["failed"]) == (n, 0)
+    table = {row["replica"]: row for row in data["replicas"]}
+    assert table[0]["received"] > 0 and table[1]["received"] > 0, table
+    assert sum(row["received"] for row in table.values()) == n
+    states = client.deployment(name)["replica_states"]
+    assert sorted(s["index"] for s in states) == [0, 1]
+    assert all(s["status"] == "ready" and s["pid"] for s in states), states
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_predictions_answer_in_the_same_shape(
+    platform: RunningPlatform, deployed: dict[str, str], runtime: str
+) -> None:
+    key = deployed[runtime]
+    r = predict(platform, runtime, key, {"inputs": [ROW]})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert set(body) == {"prediction", "uuid"}
+    assert body["prediction"] == [0]
+    assert r.headers["x-prediction-id"] == body["uuid"]
+    assert r.headers["x-modeldeck-version"] == "2"
+    records = {"dataframe_records": [dict(zip(FEATURES, ROW, strict=True))] * 3}
+    r = predict(platform, runtime, key, records)
+    assert r.status_code == 200 and r.json()["prediction"] == [0, 0, 0]
+    # Bad input: the same 422 naming the column, and wrong keys the same 401.
+    r = predict(platform, runtime, key, {"dataframe_records": [{"sepal_length": 1.0}]})
+    assert r.status_code == 422, r.text
+    assert "sepal_width" in r.text
+    assert predict(platform, runtime, "wrong", {"inputs": [ROW]}).status_code == 401
+    r = httpx.post(
+        f"{platform.url}/model", json={"accessKey": key, "request": {"inputs": [ROW]}}, timeout=30
+    )
+    assert r.status_code == 200 and r.json()["success"] is True, r.text
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_predictions_are_recorded_with_input_and_output(
+    platform: RunningPlatform, deployed: dict[str, str], runtime: str
+) -> None:
+    client = platform.client()
+    uuids = []
+    for i in range(10):
+        row = [ROW[0] + i / 10, *ROW[1:]]
+        r = predict(platform, runtime, deployed[runtime], {"inputs": [row]})
+        assert r.status_code == 200, r.text
+        uuids.append(r.json()["uuid"])
+    records = client.read_metrics(f"iris-{runtime}", uuids=uuids)["metrics"]
+    assert sorted(r["predictionUuid"] for r in records) == sorted(uuids)
+    crn = client.deployment(f"iris-{runtime}")["crn"]
+    for record in records:
+        assert record["modelDeploymentCrn"] == crn
+        assert record["modelVersion"] == "2"
+        assert set(record["metrics"]["input"]) == set(FEATURES)
+        assert record["metrics"]["output"] == 0
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_scale_down_and_up(
+    platform: RunningPlatform, deployed: dict[str, str], runtime: str
+) -> None:
+    client = platform.client()
+    name = f"iris-{runtime}"
+
+    def replicas(n: int) -> bool:
+        d = client.deployment(name)
+        live = [s for s in d["replica_states"] if s["status"] not in ("stopped",)]
+        return d["ready_replicas"] == n and len(live) == n
+
+    client.scale(name, 1)
+    wait_for(lambda: replicas(1))
+    assert predict(platform, runtime, deployed[runtime], {"inputs": [ROW]}).status_code == 200
+    client.scale(name, 2)
+    wait_for(lambda: replicas(2))
+    for _ in range(5):
+        assert predict(platform, runtime, deployed[runtime], {"inputs": [ROW]}).status_code == 200
+
+
+def test_deleting_a_ray_deployment_removes_its_serve_application(
+    platform: RunningPlatform, ray_head: str
+) -> None:
+    client = platform.client()
+    client.deploy("iris-gone", "iris", version=1, runtime="ray")
+    client.wait("iris-gone", timeout=240)
+    client.delete("iris-gone")
+    with pytest.raises(ApiError):
+        client.deployment("iris-gone")
+    script = (
+        "import ray; from ray import serve; "
+        f"ray.init(address={ray_head!r}, log_to_driver=False); "
+        "print(sorted(serve.status().applications))"
+    )
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    apps = subprocess.run(
+        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
+    ).stdout
+    assert "iris-ray" in apps and "iris-gone" not in apps
