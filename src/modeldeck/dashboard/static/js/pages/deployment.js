@@ -29,6 +29,7 @@ export async function deploymentPage(root, name, tab) {
   }
   const base = `#/deployments/${encodeURIComponent(name)}`;
   let deployment = await api(`/deployments/${encodeURIComponent(name)}`);
+  let canary = await loadCanary();
   let view = {};
   const head = h("div", { class: "page-head", id: "deployment-head" });
   const body = h("section", { id: `tab-${tab}`, "aria-labelledby": `tab-link-${tab}` });
@@ -50,12 +51,23 @@ export async function deploymentPage(root, name, tab) {
         h("h1", {}, d.name, " ", h("span", { id: "deployment-status", dataset: { status: d.status } }, badge(d.status, statusTone(d.status))), " ", noAuthBadge(d)),
         h("p", { class: "subtitle" }, version,
           d.kind === "endpoint" ? ` · ${d.ready_replicas}/${d.replicas} replicas ready` : " · batch",
-          d.status_message ? ` · ${d.status_message.split("\n")[0]}` : "")),
+          d.status_message ? ` · ${d.status_message.split("\n")[0]}` : ""),
+        canaryLine(canary)),
       d.kind === "endpoint" ? h("div", { class: "actions" }, deploymentActions(d, reload)) : null);
   });
 
+  async function loadCanary() {
+    if (deployment.kind !== "endpoint") return null;
+    try {
+      return await api(`/deployments/${encodeURIComponent(name)}/canary`);
+    } catch {
+      return null;  // the header shows the deployment without it
+    }
+  }
+
   async function reload() {
     deployment = await api(`/deployments/${encodeURIComponent(name)}`);
+    canary = await loadCanary();
     renderHead();
     if (view.onDeployment) view.onDeployment(deployment);
   }
@@ -72,4 +84,21 @@ export async function deploymentPage(root, name, tab) {
       if (view.destroy) view.destroy();
     },
   };
+}
+
+// One line on the deployment's canary: the running one and its latest evaluation, or how the
+// last one ended.
+function canaryLine(c) {
+  if (!c) return null;
+  const why = (d) => (d && d.reasons.length ? `: ${d.reasons[0]}` : "");
+  let text = null;
+  if (c.active) {
+    const share = c.mode === "shadow" ? "a copy of the traffic (shadow)" : `${c.percent}% of the traffic`;
+    text = `Canary: v${c.candidate_version} on ${share}` +
+      (c.last ? ` · ${c.last.decision}${why(c.last)}` : "");
+  } else {
+    const end = c.decisions.find((d) => ["promote", "rollback", "stopped"].includes(d.decision));
+    if (end) text = `Last canary: v${end.candidate_version} ${end.decision}${why(end)}`;
+  }
+  return text ? h("p", { class: "subtitle", id: "deployment-canary" }, text) : null;
 }
