@@ -27,6 +27,7 @@ ROW = SimpleNamespace(
 class Fakes:
     candidate: tuple[str, bool, str] | None = ("2", True, "")
     accuracy: dict[str, float] = field(default_factory=lambda: {"1": 0.9, "2": 0.95})
+    serving: str = "1"
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
     # the deployments service
@@ -45,7 +46,13 @@ class Fakes:
     async def redeploy_version(self, name: str, request: Any) -> None:
         self.calls.append(("redeploy", name, request.version, request.alias))
 
+    def route(self, name: str) -> Any:
+        return SimpleNamespace(version=self.serving)
+
     # the runtime
+    def rolling_out(self, name: str) -> str | None:
+        return None
+
     async def start_candidate(self, spec: DeploymentSpec) -> None:
         self.calls.append(("start", spec.model_version))
 
@@ -75,6 +82,7 @@ def service(store_url: str, fakes: Fakes) -> CanaryService:
         start_candidate=fakes.start_candidate,
         stop_candidate=fakes.stop_candidate,
         candidate=fakes.candidate_state,
+        rolling_out=fakes.rolling_out,
     )
     return CanaryService(
         Settings(),
@@ -152,3 +160,18 @@ def test_a_user_stops_a_canary_once(store_url: str) -> None:
             await canaries.stop("iris")
 
     asyncio.run(run())
+
+
+def test_a_canary_ends_when_the_deployment_serves_another_version(store_url: str) -> None:
+    fakes = Fakes()
+    canaries = service(store_url, fakes)
+
+    async def run() -> str:
+        await canaries.start("iris", REQUEST)
+        fakes.serving = "3"  # redeployed meanwhile: the comparison would be with nothing
+        return await canaries.evaluate("iris")
+
+    assert asyncio.run(run()) == "stopped"
+    last = asyncio.run(canaries.status("iris")).decisions[0]
+    assert (last.decision, last.reasons[0]) == ("stopped", "the deployment serves version 3 now")
+    assert ("stop", "iris") in fakes.calls

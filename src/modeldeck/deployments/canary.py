@@ -291,6 +291,11 @@ class CanaryService:
         row, spec = await self.deployments.candidate_spec(
             name, request.version, request.alias, request.replicas
         )
+        if self.runtime.rolling_out(name):
+            raise Conflict(
+                f"deployment {name!r} is rolling out a version: start the canary once it serves",
+                details={"deployment": name},
+            )
         if spec.model_version == row.model_version:
             raise Conflict(
                 f"version {spec.model_version} is the version deployment {name!r} serves",
@@ -358,6 +363,11 @@ class CanaryService:
         canary = self._canaries.get(name)
         if canary is None:
             return "none"
+        route = self.deployments.route(name)
+        if route is None or route.version != canary.stable_version:
+            now = f"version {route.version}" if route else "nothing (it was deleted)"
+            await self._end(name, canary, "stopped", [f"the deployment serves {now} now"], None)
+            return "stopped"
         state = self.runtime.candidate(name)
         if state is None or state[2]:
             failure = state[2] if state else "the candidate's replicas are gone"
