@@ -20,7 +20,9 @@ from typing import Any
 
 import httpx
 import pytest
+from click.testing import CliRunner
 
+from modeldeck.cli import main
 from tests.conftest import Registered, RunningPlatform, start_platform
 from tests.integration.test_deployments import ROW, wait_for
 
@@ -123,6 +125,14 @@ class LabelledLoad:
         assert not self._thread.is_alive()
 
 
+def cli(platform: RunningPlatform, *args: str) -> str:
+    result = CliRunner().invoke(
+        main, ["--url", platform.url, "--api-key", platform.api_key, *args], catch_exceptions=False
+    )
+    assert result.exit_code == 0, result.output
+    return result.output
+
+
 def ended(client: Any) -> dict[str, Any] | None:
     view = client.canary_status(NAME)
     return None if view["active"] else view
@@ -167,9 +177,17 @@ def test_canary_rollback_shadow_and_promotion(platform: RunningPlatform, champio
     assert {r["modelVersion"] for r in records["1"]} == {"1"}
     assert {r["modelVersion"] for r in records["2"]} == {"2"}
 
-    # A shadow: every answer is the stable version's; the candidate's copies are recorded.
+    out = cli(platform, "deployments", "canary-status", NAME)
+    assert "no canary running" in out and "rollback" in out
+
+    # A shadow (from the CLI): every answer is the stable version's; the candidate's copies are
+    # recorded.
     shadow_start = int(time.time() * 1000)
-    client.canary(NAME, version=2, mode="shadow", policy={"min_requests": 10_000})
+    out = cli(
+        platform, "deployments", "canary", NAME, "--version", "2", "--shadow",
+        "--min-requests", "10000",
+    )  # fmt: skip
+    assert "version 2 (starting) gets a copy (shadow) beside version 1" in out
     wait_for(lambda: client.canary_status(NAME)["candidate_ready"], timeout=120)
     with LabelledLoad(platform, key, right={"1", "2"}, max_requests=40) as load:
         wait_for(lambda: sum(load.versions.values()) + len(load.failures) >= 40, timeout=60)
@@ -179,7 +197,7 @@ def test_canary_rollback_shadow_and_promotion(platform: RunningPlatform, champio
         timeout=10,
     )
     assert 0 < len(shadowed) <= 40
-    assert client.stop_canary(NAME)["decisions"][0]["decision"] == "stopped"
+    assert "stopped by a user" in cli(platform, "deployments", "canary-stop", NAME)
 
     # A better candidate (both versions labelled correctly): promoted; the alias moves.
     client.canary(NAME, version=2, percent=50, policy=POLICY)
