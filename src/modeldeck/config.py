@@ -135,7 +135,7 @@ class Settings(BaseSettings):
     replica_preload: Annotated[list[str], NoDecode] = Field(
         default=[
             "modeldeck.serving.replica", "mlflow.pyfunc", "mlflow.sklearn", "skops.io",
-            "sklearn.linear_model", "sklearn.ensemble", "pandas",
+            "sklearn.linear_model", "sklearn.ensemble", "pandas", "modeldeck.serving.preload",
         ]
     )  # fmt: skip
     """Modules a fork server imports once, comma-separated; replicas that run in the platform's

@@ -48,5 +48,5 @@ def test_sqlite_store_uses_wal(tmp_path: Path) -> None:
 def test_uncreatable_data_dir_is_a_clear_error(tmp_path: Path) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
-    with pytest.raises(ConfigurationError, match="cannot create the store directory .*sub"):
+    with pytest.raises(ConfigurationError, match=r"cannot create the store directory .*sub"):
         Store(f"sqlite:///{blocker / 'sub' / 'x.db'}")
