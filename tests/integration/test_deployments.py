@@ -127,6 +127,8 @@ def test_kill_9_of_a_replica_under_traffic(
                 if r.status_code == 200:
                     answered.add(r.json()["uuid"])
 
+    # Restarts are forked once the fork server has imported MLflow (seconds after start).
+    wait_for(lambda: "replica fork server ready" in platform.logs(), timeout=120)
     threads = [threading.Thread(target=traffic) for _ in range(4)]
     for t in threads:
         t.start()
