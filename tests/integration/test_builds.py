@@ -86,7 +86,11 @@ def _log_models(tracking_uri: str) -> Models:
 
     from modeldeck.demo import iris_frame
 
-    mlflow.set_experiment("builds")
+    # An artifact location of its own: the default one is ./mlruns in the working directory.
+    artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
+    mlflow.set_experiment(
+        experiment_id=mlflow.create_experiment("builds", artifact_location=artifacts.as_uri())
+    )
     X, y = iris_frame()
     pinned_mlflow = f"mlflow=={mlflow.__version__}"
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import uuid
+from typing import Any
+
 import mlflow
 import numpy as np
 import pandas as pd
@@ -28,6 +31,18 @@ def test_sklearn_fast_path_matches_pyfunc(mlflow_registry: Registered) -> None:
     assert np.array_equal(fast, reference)
 
 
+def _log(estimator: Any, signature: ModelSignature, registry: Registered) -> Any:
+    """Log ``estimator`` in an experiment of its own, with its artifacts under the registry's
+    root (the default experiment's are in ./mlruns of the working directory)."""
+    mlflow.set_tracking_uri(registry.tracking_uri)
+    name = f"serving-{uuid.uuid4().hex[:8]}"
+    experiment = mlflow.create_experiment(
+        name, artifact_location=(registry.root / "artifacts" / name).as_uri()
+    )
+    with mlflow.start_run(experiment_id=experiment):
+        return mlflow.sklearn.log_model(estimator, name="model", signature=signature)
+
+
 def test_fast_path_follows_the_estimators_feature_order(
     mlflow_registry: Registered, tmp_path: object
 ) -> None:
@@ -38,9 +53,7 @@ def test_fast_path_follows_the_estimators_feature_order(
         inputs=Schema([ColSpec("double", f) for f in FEATURES]),
         outputs=Schema([ColSpec("long")]),
     )
-    mlflow.set_tracking_uri(mlflow_registry.tracking_uri)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(estimator, name="model", signature=signature)
+    info = _log(estimator, signature, mlflow_registry)
     model = MlflowModel(info.model_uri, mlflow_registry.tracking_uri)
     model.load()
     assert model.fast_path
@@ -53,9 +66,7 @@ def test_non_numeric_signatures_use_pyfunc(mlflow_registry: Registered) -> None:
 
     estimator = DummyClassifier(strategy="most_frequent").fit([[0]], ["x"])
     signature = ModelSignature(inputs=Schema([ColSpec("string", "a")]))
-    mlflow.set_tracking_uri(mlflow_registry.tracking_uri)
-    with mlflow.start_run():
-        info = mlflow.sklearn.log_model(estimator, name="model", signature=signature)
+    info = _log(estimator, signature, mlflow_registry)
     model = MlflowModel(info.model_uri, mlflow_registry.tracking_uri)
     model.load()
     assert not model.fast_path
