@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -198,6 +199,64 @@ def test_scale_down_and_up(
     wait_for(lambda: replicas(2))
     for _ in range(5):
         assert predict(platform, runtime, deployed[runtime], {"inputs": [ROW]}).status_code == 200
+
+
+class Load:
+    """Requests in a loop on another thread: every status and answering version."""
+
+    def __init__(self, platform: RunningPlatform, runtime: str, key: str) -> None:
+        self.url = f"{platform.url}/deployments/iris-{runtime}/predict"
+        self.key = key
+        self.statuses: list[int] = []
+        self.versions: list[str] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        with httpx.Client(timeout=30, headers={"Authorization": f"Bearer {self.key}"}) as http:
+            while not self._stop.is_set():
+                r = http.post(self.url, json={"inputs": [ROW]})
+                self.statuses.append(r.status_code)
+                self.versions.append(r.headers.get("x-modeldeck-version", ""))
+                time.sleep(0.02)
+
+    def __enter__(self) -> Load:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(60)
+
+
+@pytest.mark.parametrize("runtime", RUNTIMES)
+def test_redeploy_under_load_fails_no_request_and_a_broken_version_never_serves(
+    platform: RunningPlatform,
+    deployed: dict[str, str],
+    mlflow_registry: Registered,
+    runtime: str,
+) -> None:
+    client = platform.client()
+    name = f"iris-{runtime}"
+    with Load(platform, runtime, deployed[runtime]) as load:
+        client.redeploy(name, version=1)
+        client.wait(name, version="1", timeout=240)
+        time.sleep(1.0)
+    assert load.statuses and set(load.statuses) == {200}, sorted(set(load.statuses))
+    assert load.versions[-1] == "1"
+    with Load(platform, runtime, deployed[runtime]) as load:
+        client.redeploy(name, mlflow_registry.broken_model)
+
+        def failed() -> dict[str, Any] | None:
+            d = client.deployment(name)
+            done = d["rollout"] is None and "rollout of broken" in d["status_message"]
+            return d if done else None
+
+        d = wait_for(failed, timeout=240)
+    assert load.statuses and set(load.statuses) == {200}, sorted(set(load.statuses))
+    assert (d["model"], d["version"], d["status"]) == ("iris", "1", "deployed"), d
+    r = predict(platform, runtime, deployed[runtime], {"inputs": [ROW]})
+    assert r.status_code == 200 and r.headers["x-modeldeck-version"] == "1"
 
 
 def test_deleting_a_ray_deployment_removes_its_serve_application(

@@ -222,14 +222,18 @@ class RayRuntime:
     async def _failed(self, app: _App, spec: DeploymentSpec, message: str) -> None:
         if self._apps.get(spec.name) is not app:
             return
-        if app.incoming is spec:  # a failed rollout: Serve keeps the old version's replicas
+        message = message[-2000:]
+        if app.incoming is spec:
+            # A failed rollout: Serve keeps the old version's replicas. Give it the old version
+            # back too, so that it replaces one of them that dies with the version that serves.
             app.incoming = None
-            await self._emit(
-                app, rollout="failed", version=spec.model_version, message=message[-2000:]
-            )
+            await self._emit(app, app.status, message, rollout="failed", version=spec.model_version)
+            app.task = asyncio.get_running_loop().create_task(self._serve_run(app, app.spec))
             return
-        app.status, app.message = "failed", message[-2000:]
-        await self._emit(app, status="failed", message=app.message)
+        if spec is not app.spec or app.status != "deploying":
+            return  # about a version that no longer matters
+        app.status, app.message = "failed", message
+        await self._emit(app, status="failed", message=message)
 
     def serving(self, name: str) -> bool:
         app = self._apps.get(name)
@@ -345,7 +349,7 @@ class RayRuntime:
                     app.status, app.message = "deployed", ""
                     await self._emit(app, status="deployed")
                     continue
-            elif app_status == "DEPLOY_FAILED" and app.status != "failed":
+            elif app_status == "DEPLOY_FAILED" and app.status == "deploying" and not app.incoming:
                 await self._failed(app, spec, message or "Ray Serve could not deploy it")
                 continue
             if changed:
