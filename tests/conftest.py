@@ -17,6 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -127,6 +128,21 @@ def _register_broken_model(tracking_uri: str, artifacts: str, name: str) -> None
             name="model", python_model=str(Path(__file__).parent / "models" / "broken_model.py")
         )
     mlflow.register_model(info.model_uri, name)
+
+
+@pytest.fixture
+def champion(mlflow_registry: Registered) -> Iterator[Any]:
+    """The registry's client; ``iris@champion`` is back on version 1 afterwards."""
+    from mlflow import MlflowClient
+
+    uri = mlflow_registry.tracking_uri
+    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
+    first = mlflow_registry.versions[0]
+    assert str(client.get_registered_model("iris").aliases["champion"]) == first
+    try:
+        yield client
+    finally:
+        client.set_registered_model_alias("iris", "champion", first)
 
 
 # -- a real platform --------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""Tiny models for unit tests (real MLflow models are used in the integration tests)."""
+"""Tiny models and helpers for tests (real MLflow models are used in the integration tests)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from modeldeck.serving.codecs import ColumnSpec, dataframe
@@ -81,3 +82,15 @@ def schema_drift(url: str) -> list[Any]:
 
     # Column changes come as lists of operations, table and index changes as one tuple.
     return [d for d in diff if not (all(map(known, d)) if isinstance(d, list) else known(d))]
+
+
+def wait_for(predicate: Any, timeout: float = 90.0, interval: float = 0.2) -> Any:
+    """Poll ``predicate`` until it returns something true, and return that; fail after
+    ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError(f"condition not met within {timeout} s")

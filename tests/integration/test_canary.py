@@ -49,21 +49,6 @@ def platform(
         running.stop()
 
 
-@pytest.fixture
-def champion(mlflow_registry: Registered) -> Iterator[Any]:
-    """The registry's client; ``iris@champion`` is back on version 1 afterwards."""
-    from mlflow import MlflowClient
-
-    uri = mlflow_registry.tracking_uri
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    first = mlflow_registry.versions[0]
-    assert str(client.get_registered_model("iris").aliases["champion"]) == first
-    try:
-        yield client
-    finally:
-        client.set_registered_model_alias("iris", "champion", first)
-
-
 class LabelledLoad:
     """Predict requests from a thread, each answer labelled at once: correctly for versions in
     ``right``, flipped for the others. Bounded by ``seconds`` and ``max_requests``."""

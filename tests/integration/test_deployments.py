@@ -14,6 +14,7 @@ import pytest
 
 from modeldeck.client import ApiError
 from tests.conftest import Registered, RunningPlatform
+from tests.fixtures import wait_for
 
 pytestmark = pytest.mark.integration
 
@@ -26,16 +27,6 @@ def predict(platform: RunningPlatform, name: str, key: str | None, body: Any) ->
     return httpx.post(
         f"{platform.url}/deployments/{name}/predict", json=body, headers=headers, timeout=30
     )
-
-
-def wait_for(predicate: Any, timeout: float = 90.0, interval: float = 0.2) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 def test_deploy_by_version_alias_and_latest(

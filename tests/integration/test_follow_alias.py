@@ -43,21 +43,6 @@ def platform(
         running.stop()
 
 
-@pytest.fixture
-def champion(mlflow_registry: Registered) -> Iterator[Any]:
-    """The registry's client; ``iris@champion`` is back on version 1 afterwards."""
-    from mlflow import MlflowClient
-
-    uri = mlflow_registry.tracking_uri
-    client = MlflowClient(tracking_uri=uri, registry_uri=uri)
-    first = mlflow_registry.versions[0]
-    assert str(client.get_registered_model("iris").aliases["champion"]) == first
-    try:
-        yield client
-    finally:
-        client.set_registered_model_alias("iris", "champion", first)
-
-
 def test_an_alias_move_rolls_out_under_load_and_a_rollback_holds(
     platform: RunningPlatform, champion: Any
 ) -> None:

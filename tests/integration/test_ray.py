@@ -21,22 +21,13 @@ import pytest
 
 from modeldeck.client import ApiError
 from tests.conftest import Registered, RunningPlatform, free_port, start_platform
+from tests.fixtures import wait_for
 
 pytestmark = [pytest.mark.integration, pytest.mark.ray]
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 RUNTIMES = ["local", "ray"]
-
-
-def wait_for(predicate: Any, timeout: float = 120.0, interval: float = 0.25) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError(f"condition not met within {timeout} s")
 
 
 @pytest.fixture(scope="module")
@@ -193,10 +184,10 @@ def test_scale_down_and_up(
         return d["ready_replicas"] == n and len(live) == n
 
     client.scale(name, 1)
-    wait_for(lambda: replicas(1))
+    wait_for(lambda: replicas(1), timeout=120)
     assert predict(platform, runtime, deployed[runtime], {"inputs": [ROW]}).status_code == 200
     client.scale(name, 2)
-    wait_for(lambda: replicas(2))
+    wait_for(lambda: replicas(2), timeout=120)
     for _ in range(5):
         assert predict(platform, runtime, deployed[runtime], {"inputs": [ROW]}).status_code == 200
 

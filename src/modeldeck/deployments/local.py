@@ -572,24 +572,7 @@ class LocalRuntime:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind(("127.0.0.1", 0))
         sock.listen(2048)
-        config = ReplicaConfig(
-            deployment=spec.name,
-            replica=replica.index,
-            model_uri=spec.model_path or spec.model_uri,
-            model_version=spec.model_version,
-            tracking_uri=self.tracking_uri,
-            deployment_crn=spec.crn,
-            deployment_id=spec.deployment_id,
-            model_name=spec.model_name,
-            store_url=self.settings.resolved_store_url(),
-            track_metrics=spec.track_metrics,
-            source=spec.source,
-            file_path=spec.file_path,
-            function_name=spec.function_name,
-            max_batch_rows=self.settings.max_batch_rows,
-            log_level=self.settings.log_level,
-            env_packages=list(spec.env_packages),
-        )
+        config = replica_config(self.settings, self.tracking_uri, spec, replica.index)
         log_path = self.log_path(spec.name, replica.index)
         log_path.parent.mkdir(parents=True, exist_ok=True)
         forked = None
@@ -721,6 +704,30 @@ def _rss_mb(pid: int) -> float | None:
         return float(psutil.Process(pid).memory_info().rss) / (1024 * 1024)
     except psutil.Error:
         return None
+
+
+def replica_config(
+    settings: Settings, tracking_uri: str, spec: DeploymentSpec, index: int
+) -> ReplicaConfig:
+    """What replica ``index`` of ``spec`` is started with, on every runtime."""
+    return ReplicaConfig(
+        deployment=spec.name,
+        replica=index,
+        model_uri=spec.model_path or spec.model_uri,
+        model_version=spec.model_version,
+        tracking_uri=tracking_uri,
+        deployment_crn=spec.crn,
+        deployment_id=spec.deployment_id,
+        model_name=spec.model_name,
+        store_url=settings.resolved_store_url(),
+        track_metrics=spec.track_metrics,
+        source=spec.source,
+        file_path=spec.file_path,
+        function_name=spec.function_name,
+        max_batch_rows=settings.max_batch_rows,
+        log_level=settings.log_level,
+        env_packages=list(spec.env_packages),
+    )
 
 
 def _tail(path: Path, lines: int = 15) -> str:

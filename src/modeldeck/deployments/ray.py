@@ -31,7 +31,7 @@ from typing import Any
 import orjson
 
 from modeldeck.config import Settings
-from modeldeck.deployments.local import Replica
+from modeldeck.deployments.local import Replica, replica_config
 from modeldeck.deployments.runtime import DeploymentSpec, Listener, ReplicaState, RuntimeEvent
 from modeldeck.errors import ValidationFailed
 from modeldeck.serving.replica import ReplicaConfig
@@ -194,29 +194,13 @@ class RayRuntime:
         from ray import serve
 
         serve.run(
-            _application(spec, self._replica_config(spec), self.settings),
+            _application(
+                spec,
+                replica_config(self.settings, self.tracking_uri, spec, 0),  # Ray sets the rank
+                self.settings,
+            ),
             name=spec.name,
             route_prefix=f"/{spec.name}",
-        )
-
-    def _replica_config(self, spec: DeploymentSpec) -> ReplicaConfig:
-        return ReplicaConfig(
-            deployment=spec.name,
-            replica=0,  # each Ray replica sets its rank
-            model_uri=spec.model_path or spec.model_uri,
-            model_version=spec.model_version,
-            tracking_uri=self.tracking_uri,
-            deployment_crn=spec.crn,
-            deployment_id=spec.deployment_id,
-            model_name=spec.model_name,
-            store_url=self.settings.resolved_store_url(),
-            track_metrics=spec.track_metrics,
-            source=spec.source,
-            file_path=spec.file_path,
-            function_name=spec.function_name,
-            max_batch_rows=self.settings.max_batch_rows,
-            log_level=self.settings.log_level,
-            env_packages=list(spec.env_packages),
         )
 
     async def _failed(self, app: _App, spec: DeploymentSpec, message: str) -> None:
