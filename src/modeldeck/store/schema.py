@@ -82,6 +82,8 @@ class DeploymentRow(Base):
     # A version the alias points at that the deployment does not follow to (it failed to roll
     # out, or was rolled back from); released when the alias points elsewhere.
     alias_held_version: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    # Autoscaling policy (min/max replicas, target in-flight per replica, delays); null: fixed.
+    autoscaling: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -369,6 +371,20 @@ class CanaryDecisionRow(Base):
     reasons: Mapped[list[str]] = mapped_column(JSONType)
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     ts_ms: Mapped[int] = mapped_column(BigInteger)
+
+
+class CanaryRow(Base):
+    """The canary (or shadow) a deployment runs now: kept so that a restart resumes it."""
+
+    __tablename__ = "canaries"
+
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE"), primary_key=True
+    )
+    stable_version: Mapped[str] = mapped_column(String(32))
+    candidate_version: Mapped[str] = mapped_column(String(32))
+    request: Mapped[dict[str, Any]] = mapped_column(JSONType)  # the CanaryRequest, as JSON
+    started_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class CmlModelRow(Base):
