@@ -71,6 +71,7 @@ class Platform:
         await self.gateway.startup()
         await self.deployments.restore()
         await self.cml.restore()
+        await self.canaries.resume()  # beside the restored deployments' replicas
         loop = asyncio.get_running_loop()
         self._housekeeping = loop.create_task(self._prune_forever())
         self._monitor = loop.create_task(self._monitor_forever())

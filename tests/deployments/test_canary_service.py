@@ -16,6 +16,7 @@ from modeldeck.deployments.canary import CanaryRequest, CanaryService
 from modeldeck.deployments.runtime import DeploymentSpec
 from modeldeck.errors import Conflict, NotFound
 from modeldeck.store import Store
+from tests.fixtures import add_deployment
 
 ROW = SimpleNamespace(
     id="dep-1", name="iris", model="iris", model_version="1", version_spec="@champion",
@@ -47,7 +48,7 @@ class Fakes:
         self.calls.append(("redeploy", name, request.version, request.alias))
 
     def route(self, name: str) -> Any:
-        return SimpleNamespace(version=self.serving)
+        return SimpleNamespace(version=self.serving, deployment_id=ROW.id)
 
     # the runtime
     def rolling_out(self, name: str) -> str | None:
@@ -78,6 +79,7 @@ class Fakes:
 def service(store_url: str, fakes: Fakes) -> CanaryService:
     store = Store(store_url)
     store.migrate()
+    add_deployment(store, ROW.id, ROW.name)  # what the stored canary hangs off
     runtime = SimpleNamespace(
         start_candidate=fakes.start_candidate,
         stop_candidate=fakes.stop_candidate,

@@ -14,8 +14,21 @@ is redeployed to the candidate's version the zero-downtime way and, when the dep
 is an alias (``@champion``), the alias is moved to that version in the registry first. The start,
 each change of verdict and the end are stored with their reasons (``canary_decisions``).
 
-A canary lives in the platform's memory: a restart ends it (the deployment keeps its stable
-version; the decisions recorded so far stay).
+A canary survives a platform restart (an upgrade, a crash, SIGKILL). Its start writes a row to
+``canaries`` (the request, both versions, the start time) in the transaction that records the
+"started" decision, and its end (promote, rollback, stop) deletes the row in the transaction that
+records why; deleting the deployment deletes it too (a foreign key). At start-up, once the
+deployments are restored, ``resume`` brings back each stored canary whose deployment still runs
+the row's stable version: the candidate's replicas start again (the recorded version, not its
+alias resolved anew), the split or the copy goes on with the same percent and mode, and the
+policy keeps its start time, so drift and performance still cover everything since the start.
+The per-version request counts are rebuilt from the stored technical rollups (5-second buckets
+per deployment and version, ``monitoring/technical.py``) from the start's bucket on: what an
+unclean stop did not flush (the last seconds) is missing, and with technical monitoring off they
+start from zero. The "resumed" decision says which. A canary whose deployment serves another
+version by then (redeployed before the restart, before the next evaluation noticed), is stopped
+or is no longer a deployment a canary can run beside is stopped, and one whose candidate cannot
+start again is rolled back, each with its reason recorded.
 """
 
 from __future__ import annotations
@@ -26,8 +39,8 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
-from sqlalchemy import select
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from sqlalchemy import delete, func, select
 
 from modeldeck.analysis.service import AnalysisService
 from modeldeck.config import Settings
@@ -35,14 +48,21 @@ from modeldeck.deployments.local import LocalRuntime
 from modeldeck.deployments.models import RedeployRequest
 from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import Conflict, ModeldeckError, NotFound
-from modeldeck.monitoring.technical import latency_bucket, percentile
+from modeldeck.monitoring.technical import BUCKET_MS, latency_bucket, percentile
 from modeldeck.registry import Registry
 from modeldeck.store import Store
-from modeldeck.store.schema import LATENCY_BOUNDS_MS, CanaryDecisionRow
+from modeldeck.store.schema import (
+    LATENCY_BOUNDS_MS,
+    CanaryDecisionRow,
+    CanaryRow,
+    DeploymentRow,
+    RollupRow,
+)
 
 log = logging.getLogger("modeldeck.canary")
 
 DECISIONS_SHOWN = 50
+ENDINGS = {"promote", "rollback", "stopped"}  # decisions that end a canary (its row goes)
 LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss", "brier"}
 
 
@@ -112,7 +132,10 @@ class CanaryRequest(BaseModel):
 
 class CanaryDecisionView(BaseModel):
     at: int = Field(description="Unix time in ms.")
-    decision: str = Field(description="started | wait | promote | rollback | stopped")
+    decision: str = Field(
+        description="started | resumed (after a platform restart) | wait | promote | rollback "
+        "| stopped"
+    )
     stable_version: str
     candidate_version: str
     mode: str
@@ -236,14 +259,44 @@ class _Canary:
     deployment_id: str
     stable_version: str
     candidate_version: str
-    alias: str | None
-    mode: str
-    percent: float
-    policy: CanaryPolicy
+    request: CanaryRequest
     started_ms: int
     stats: dict[str, VersionStats] = field(default_factory=dict)
     last: CanaryDecisionView | None = None
     wait_recorded: bool = False  # the first wait is recorded; later ones only update ``last``
+
+    @property
+    def alias(self) -> str | None:
+        return self.request.alias
+
+    @property
+    def mode(self) -> str:
+        return self.request.mode
+
+    @property
+    def percent(self) -> float:
+        return self.request.percent if self.request.mode == "canary" else 0.0
+
+    @property
+    def policy(self) -> CanaryPolicy:
+        return self.request.policy
+
+    def share(self) -> str:
+        return f"{self.percent:g}% of requests" if self.mode == "canary" else "a copy"
+
+
+@dataclass
+class _Stored:
+    """A ``canaries`` row with what resuming it needs to know of its deployment."""
+
+    name: str
+    deployment_id: str
+    stable_version: str
+    candidate_version: str
+    request: dict[str, Any]
+    started_ms: int
+    serving_version: str
+    running: bool  # an endpoint whose desired state is running
 
 
 def _now_ms() -> int:
@@ -305,17 +358,86 @@ class CanaryService:
             deployment_id=row.id,
             stable_version=row.model_version,
             candidate_version=spec.model_version,
-            alias=request.alias,
-            mode=request.mode,
-            percent=request.percent if request.mode == "canary" else 0.0,
-            policy=request.policy,
+            request=request,
             started_ms=_now_ms(),
         )
         await self.runtime.start_candidate(spec)
         self._canaries[name] = canary
-        what = f"{canary.percent:g}% of requests" if request.mode == "canary" else "a copy"
-        await self._record(canary, "started", [f"version {spec.model_version} gets {what}"])
+        await self._record(
+            canary, "started", [f"version {spec.model_version} gets {canary.share()}"]
+        )
         return await self.status(name)
+
+    async def resume(self) -> dict[str, str]:
+        """Bring back the canaries stored before a platform restart (call once the deployments
+        are restored); returns each one's outcome: resumed, stopped or rollback."""
+        outcomes = {}
+        for stored in await asyncio.to_thread(self._stored):
+            try:
+                outcomes[stored.name] = await self._resume(stored)
+            except Exception:  # one canary's failure must not keep the others (or the platform)
+                log.exception("resuming the canary of %s failed", stored.name)
+        return outcomes
+
+    async def _resume(self, stored: _Stored) -> str:
+        name = stored.name
+        try:
+            request = CanaryRequest.model_validate(stored.request)
+        except ValidationError as exc:
+            mode = str(stored.request.get("mode", "canary"))
+            request = CanaryRequest.model_construct(version=stored.candidate_version, mode=mode)
+            canary = self._stored_canary(stored, request)
+            await self._record(canary, "stopped", [f"its stored request is not valid: {exc}"])
+            return "stopped"
+        canary = self._stored_canary(stored, request)
+        moved = stored.serving_version != stored.stable_version
+        if moved or not stored.running:
+            why = f"serves version {stored.serving_version} now" if moved else "was stopped"
+            await self._record(canary, "stopped", [f"the deployment {why}"])
+            return "stopped"
+        try:
+            # The recorded version: an alias may point elsewhere by now.
+            _, spec = await self.deployments.candidate_spec(
+                name, stored.candidate_version, None, request.replicas, require_serving=False
+            )
+            if not self.runtime.running(name):
+                raise Conflict(f"deployment {name!r} has no replicas running")
+        except ModeldeckError as exc:
+            reasons = [f"the candidate cannot start again: {exc}"]
+            await self._record(canary, "rollback", reasons)
+            return "rollback"
+        canary.stats = await asyncio.to_thread(self._stored_stats, canary)
+        await self.runtime.start_candidate(spec)
+        self._canaries[name] = canary
+        candidate = canary.stats.get(canary.candidate_version, VersionStats())
+        stable = canary.stats.get(canary.stable_version, VersionStats())
+        if candidate.requests or stable.requests or self.settings.technical_monitoring:
+            kept = (
+                f"requests counted since the start: {candidate.requests} of the candidate's, "
+                f"{stable.requests} of the stable version's, from the stored technical rollups "
+                "(requests in the last seconds before an unclean stop may be missing)"
+            )
+        else:
+            kept = "requests counted from zero: technical monitoring is off, none were stored"
+        reasons = [
+            f"resumed after a platform restart: version {canary.candidate_version} gets "
+            f"{canary.share()} again, beside version {canary.stable_version}",
+            kept,
+            "drift and performance cover the prediction records since the start, as before",
+        ]
+        log.info("canary of %s resumed (%s)", name, "; ".join(reasons))
+        evidence = {"stable": _counts(stable), "candidate": _counts(candidate)}
+        await self._record(canary, "resumed", reasons, evidence)
+        return "resumed"
+
+    def _stored_canary(self, stored: _Stored, request: CanaryRequest) -> _Canary:
+        return _Canary(
+            deployment_id=stored.deployment_id,
+            stable_version=stored.stable_version,
+            candidate_version=stored.candidate_version,
+            request=request,
+            started_ms=stored.started_ms,
+        )
 
     async def stop(self, name: str, reason: str = "stopped by a user") -> CanaryView:
         canary = self._canaries.pop(name, None)
@@ -364,6 +486,8 @@ class CanaryService:
         if canary is None:
             return "none"
         route = self.deployments.route(name)
+        if route is not None and route.deployment_id != canary.deployment_id:
+            route = None  # deleted, and another deployment of that name created since
         if route is None or route.version != canary.stable_version:
             now = f"version {route.version}" if route else "nothing (it was deleted)"
             await self._end(name, canary, "stopped", [f"the deployment serves {now} now"], None)
@@ -486,9 +610,12 @@ class CanaryService:
     ) -> None:
         view = _view(canary, decision, reasons, evidence)
         canary.last = view
-        await asyncio.to_thread(self._insert, canary.deployment_id, view)
+        await asyncio.to_thread(self._insert, canary, view)
 
-    def _insert(self, deployment_id: str, view: CanaryDecisionView) -> None:
+    def _insert(self, canary: _Canary, view: CanaryDecisionView) -> None:
+        """Store a decision; a start stores the canary too, an end deletes it, in the same
+        transaction (so a restart resumes exactly the canaries whose end is not recorded)."""
+        deployment_id = canary.deployment_id
         with self.store.write() as session:
             session.add(
                 CanaryDecisionRow(
@@ -502,6 +629,66 @@ class CanaryService:
                     ts_ms=view.at,
                 )
             )
+            if view.decision == "started":
+                session.merge(
+                    CanaryRow(
+                        deployment_id=deployment_id,
+                        stable_version=canary.stable_version,
+                        candidate_version=canary.candidate_version,
+                        request=canary.request.model_dump(mode="json"),
+                        started_ms=canary.started_ms,
+                    )
+                )
+            elif view.decision in ENDINGS:
+                session.execute(delete(CanaryRow).where(CanaryRow.deployment_id == deployment_id))
+
+    def _stored(self) -> list[_Stored]:
+        with self.store.read() as session:
+            rows = session.execute(
+                select(CanaryRow, DeploymentRow)
+                .join(DeploymentRow, DeploymentRow.id == CanaryRow.deployment_id)
+                .order_by(DeploymentRow.name)
+            ).all()
+            return [
+                _Stored(
+                    name=d.name,
+                    deployment_id=c.deployment_id,
+                    stable_version=c.stable_version,
+                    candidate_version=c.candidate_version,
+                    request=dict(c.request),
+                    started_ms=c.started_ms,
+                    serving_version=d.model_version,
+                    running=d.kind == "endpoint" and d.desired_state == "running",
+                )
+                for c, d in rows
+            ]
+
+    def _stored_stats(self, canary: _Canary) -> dict[str, VersionStats]:
+        """Both versions' requests since the canary's start, from the stored rollups (those of
+        the 5-second bucket the start falls in included: the candidate had none before)."""
+        hist = [getattr(RollupRow, f"lat_{i:02d}") for i in range(len(LATENCY_BOUNDS_MS) + 1)]
+        versions = (canary.stable_version, canary.candidate_version)
+        with self.store.read() as session:
+            rows = session.execute(
+                select(
+                    RollupRow.version,
+                    func.sum(RollupRow.requests),
+                    func.sum(RollupRow.status_5xx),
+                    *(func.sum(c) for c in hist),
+                )
+                .where(
+                    RollupRow.deployment_id == canary.deployment_id,
+                    RollupRow.version.in_(versions),
+                    RollupRow.bucket_ms >= canary.started_ms // BUCKET_MS * BUCKET_MS,
+                )
+                .group_by(RollupRow.version)
+            ).all()
+        stats = {}
+        for version, requests, errors, *counts in rows:
+            stats[version] = VersionStats(
+                int(requests or 0), int(errors or 0), [int(c or 0) for c in counts]
+            )
+        return stats
 
     def _decisions(self, deployment_id: str) -> list[CanaryDecisionView]:
         with self.store.read() as session:
@@ -523,6 +710,10 @@ class CanaryService:
                 )
                 for r in rows
             ]
+
+
+def _counts(stats: VersionStats) -> dict[str, Any]:
+    return {"requests": stats.requests, "error_rate": stats.error_rate, "p95_ms": stats.p95_ms}
 
 
 def _view(

@@ -312,10 +312,17 @@ class DeploymentService:
             return new.model_version
 
     async def candidate_spec(
-        self, name: str, version: str | None, alias: str | None, replicas: int
+        self,
+        name: str,
+        version: str | None,
+        alias: str | None,
+        replicas: int,
+        *,
+        require_serving: bool = True,
     ) -> tuple[DeploymentRow, DeploymentSpec]:
         """The serving deployment ``name`` and what its canary candidate (another version of
-        its registered model, ``replicas`` replicas, the deployment's settings) runs."""
+        its registered model, ``replicas`` replicas, the deployment's settings) runs.
+        ``require_serving=False``: a canary resumed at start-up, its replicas still starting."""
         row = await self._require_endpoint(name)
         if row.source != "registry":
             raise ValidationFailed(
@@ -333,7 +340,7 @@ class DeploymentService:
                 "canaries run in the platform's environment only",
                 details={"deployment": name},
             )
-        if not self.runtime.serving(name):
+        if require_serving and not self.runtime.serving(name):
             raise Conflict(
                 f"deployment {name!r} does not serve: a canary runs beside a serving version",
                 details={"deployment": name},
