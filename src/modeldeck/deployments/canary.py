@@ -26,9 +26,9 @@ The per-version request counts are rebuilt from the stored technical rollups (5-
 per deployment and version, ``monitoring/technical.py``) from the start's bucket on: what an
 unclean stop did not flush (the last seconds) is missing, and with technical monitoring off they
 start from zero. The "resumed" decision says which. A canary whose deployment serves another
-version by then (redeployed before the restart, before the next evaluation noticed), is stopped
-or is no longer a deployment a canary can run beside is stopped, and one whose candidate cannot
-start again is rolled back, each with its reason recorded.
+version by then (a redeploy that completed before the restart, before an evaluation noticed) or
+was stopped is stopped, and one whose candidate cannot start again (its version gone from the
+registry, say) is rolled back, each with its reason recorded.
 """
 
 from __future__ import annotations
