@@ -6,11 +6,13 @@ Ground truth goes through the delayed-metrics API right after each answer: corre
 one version's predictions, flipped ones for the other's, so "worse" and "better" are the
 policy's realised accuracy. The policy runs every 0.5 s (``MODELDECK_CANARY_INTERVAL_SECONDS``).
 Real replicas take about 10 s to load, so this runs on SQLite only; the decision function is
-unit-tested per reason in tests/deployments/test_canary_policy.py.
+unit-tested per reason in tests/deployments/test_canary_policy.py. Last, the platform is killed
+(SIGKILL) while a canary runs, and the restart resumes it.
 """
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 from collections import Counter
@@ -197,3 +199,60 @@ def test_canary_rollback_shadow_and_promotion(platform: RunningPlatform, champio
     d = client.deployment(NAME)
     assert (d["version_spec"], d["track_alias"]) == ("@champion", True)
     client.delete(NAME)
+
+
+def test_a_canary_survives_a_sigkill_of_the_platform(platform: RunningPlatform) -> None:
+    """kill -9 of the platform while a canary runs; the restart on the same data directory
+    resumes it: same request and start, the candidate's replicas answer their share again, and
+    the requests stored before the kill still count."""
+    name = "canary-kill"
+    client = platform.client()
+    key = str(client.deploy(name, "iris", version=1)["access_key"])
+    client.wait(name, timeout=120)
+    started = int(time.time() * 1000)
+    client.canary(name, version=2, percent=50, policy={"min_requests": 10_000})
+    wait_for(lambda: client.canary_status(name)["candidate_ready"], timeout=120)
+    url = f"{platform.url}/deployments/{name}/predict"
+    headers = {"Authorization": f"Bearer {key}"}
+
+    def answers(n: int) -> Counter[str]:
+        versions: Counter[str] = Counter()
+        for _ in range(n):
+            r = httpx.post(url, json={"inputs": [ROW]}, headers=headers, timeout=30)
+            assert r.status_code == 200, r.text
+            versions[r.headers["x-modeldeck-version"]] += 1
+        return versions
+
+    assert answers(20) == {"1": 10, "2": 10}
+    before = client.canary_status(name)
+
+    def flushed() -> bool:  # the rollups of those requests are in the store
+        end = int(time.time() * 1000) + 1
+        totals = client.technical_metrics(name, start_ms=started, end_ms=end, version="2")
+        return bool(totals["totals"]["requests"] == 10)
+
+    wait_for(flushed, timeout=30, interval=0.5)
+    assert platform.proc is not None
+    platform.proc.send_signal(signal.SIGKILL)
+    platform.proc.wait(10)
+
+    platform.start()
+    client = platform.client()
+    view = client.canary_status(name)
+    assert view["active"], view["decisions"]
+    same = ("mode", "percent", "stable_version", "candidate_version", "started_at", "policy")
+    assert {k: view[k] for k in same} == {k: before[k] for k in same}
+    resumed = next(d for d in view["decisions"] if d["decision"] == "resumed")
+    assert resumed["evidence"]["candidate"]["requests"] == 10, resumed
+    client.wait(name, timeout=120)
+    wait_for(lambda: client.canary_status(name)["candidate_ready"], timeout=120)
+    assert answers(20) == {"1": 10, "2": 10}
+    wait_for(
+        lambda: (
+            client.canary_status(name)["last"]["reasons"]
+            == ["20 of 10000 candidate requests so far"]
+        ),
+        timeout=30,
+    )
+    assert client.stop_canary(name)["decisions"][0]["decision"] == "stopped"
+    client.delete(name)
