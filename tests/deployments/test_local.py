@@ -155,3 +155,29 @@ def test_scale_during_a_rollout_applies_to_both_versions(tmp_path: Path) -> None
         assert len(rt._deployments["d"].replicas) == 3
 
     asyncio.run(run())
+
+
+def test_scale_down_drains_the_replicas_it_takes_away(tmp_path: Path) -> None:
+    """A replica scaled away takes no new request at once, finishes the ones in flight, and
+    only then stops; ``scale`` returns once it has."""
+
+    async def run() -> None:
+        rt = runtime(tmp_path)
+        await rt.deploy(spec("1", replicas=3))
+        await rt._tick()
+        dep = rt._deployments["d"]
+        busy = dep.replicas[2]
+        busy.inflight = 1
+        scaling = asyncio.create_task(rt.scale("d", 1))
+        await asyncio.sleep(0.2)
+        assert not scaling.done(), "waits for the request in flight"
+        assert busy.status == "draining" and busy.proc is not None
+        assert busy.proc.poll() is None, "not stopped while a request is in flight"
+        assert {rt.pick("d").index for _ in range(6)} == {0}  # type: ignore[union-attr]
+        busy.inflight = 0
+        await asyncio.wait_for(scaling, 5)
+        assert busy.status == "stopped" and busy.proc.poll() == -15
+        assert [s.index for s in rt.replicas("d")] == [0]
+        assert [s.index for s in rt.events[-1].replicas] == [0]
+
+    asyncio.run(run())

@@ -273,21 +273,29 @@ class LocalRuntime:
         if dep:
             await self._terminate_all(dep)
 
-    async def scale(self, name: str, replicas: int) -> None:
+    async def scale(
+        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None
+    ) -> None:
+        """Start replicas up to ``replicas``, or take the highest ones out of rotation, let
+        their requests in flight finish (as a rollout's old replicas do) and stop them; returns
+        once they have. ``autoscaling`` is recorded on the spec (the platform's autoscaler, not
+        this runtime, acts on it)."""
         dep = self._deployments.get(name)
         if dep is None:
             return
-        dep.spec.replicas = replicas
+        dep.spec.replicas, dep.spec.autoscaling = replicas, autoscaling
         removed = self._resize(dep, dep.replicas, dep.spec, replicas)
         if dep.incoming_spec is not None:  # the version rolling out gets the new count too
-            dep.incoming_spec.replicas = replicas
+            dep.incoming_spec.replicas, dep.incoming_spec.autoscaling = replicas, autoscaling
             removed += self._resize(dep, dep.incoming, dep.incoming_spec, replicas)
+        if not removed:
+            await self._emit(dep)
+            return
         for replica in removed:
-            replica.status = "stopping"
-        await asyncio.gather(*(self._terminate(r) for r in removed))
-        for replica in removed:
-            replica.status = "stopped"
-        await self._emit(dep)
+            if replica.status != "failed":
+                replica.status = "draining"
+        dep.draining.extend(removed)
+        await self._drain(dep, removed)  # emits the new replica states
 
     def _resize(
         self, dep: _Deployment, group: list[Replica], spec: DeploymentSpec, replicas: int
@@ -312,6 +320,10 @@ class LocalRuntime:
 
     def running(self, name: str) -> bool:
         return name in self._deployments
+
+    def autoscaled(self) -> list[DeploymentSpec]:
+        """The specs of this runtime's deployments that have an autoscaling policy."""
+        return [d.spec for d in self._deployments.values() if d.spec.autoscaling is not None]
 
     # -- routing (used by the gateway) --------------------------------------------------------
 

@@ -1,8 +1,9 @@
 """The ``ray`` runtime: each deployment is a Ray Serve application.
 
 A deployment named ``NAME`` runs as the Serve application ``NAME`` (route prefix ``/NAME``) of one
-Serve deployment, ``replica``, with the deployment's replica count. Each Ray replica builds the
-same app a local replica serves (``serving.replica``: ``load_replica`` then
+Serve deployment, ``replica``, with the deployment's replica count, or, for a deployment with an
+autoscaling policy, with Serve's own autoscaler configured from it (``autoscaling_config``). Each
+Ray replica builds the same app a local replica serves (``serving.replica``: ``load_replica`` then
 ``create_replica_app``), so predictions answer, validate and are tracked into the store exactly
 as on the ``local`` runtime. The gateway forwards to Serve's HTTP proxy
 (``ray_http_host:ray_http_port``) through one pseudo-replica per deployment (``RayEndpoint``);
@@ -249,13 +250,16 @@ class RayRuntime:
             except Exception:
                 log.exception("%s: deleting the Ray Serve application failed", name)
 
-    async def scale(self, name: str, replicas: int) -> None:
+    async def scale(
+        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None
+    ) -> None:
+        """A fixed count, or (``autoscaling``) Serve's autoscaler between its bounds."""
         app = self._apps.get(name)
         if app is None:
             return
-        app.spec.replicas = replicas
+        app.spec.replicas, app.spec.autoscaling = replicas, autoscaling
         if app.incoming is not None:
-            app.incoming.replicas = replicas
+            app.incoming.replicas, app.incoming.autoscaling = replicas, autoscaling
         self._run(app, app.incoming or app.spec)  # Serve adds or removes replicas in place
         await self._emit(app)
 
@@ -439,14 +443,31 @@ def _application(spec: DeploymentSpec, config: ReplicaConfig, settings: Settings
     }
     if spec.memory_mb:
         actor_options["memory"] = spec.memory_mb * 1024 * 1024
+    scaling: dict[str, Any] = {"num_replicas": spec.replicas}
+    if spec.autoscaling is not None:
+        scaling = {"autoscaling_config": autoscaling_config(spec.autoscaling, spec.replicas)}
     deployment: Any = serve.deployment(
         ModeldeckReplica,
         name=SERVE_DEPLOYMENT,
-        num_replicas=spec.replicas,
         max_ongoing_requests=settings.replica_max_concurrency,
         ray_actor_options=actor_options,
+        **scaling,
     )
     return deployment.bind()
+
+
+def autoscaling_config(policy: dict[str, Any], replicas: int) -> dict[str, Any]:
+    """Our autoscaling policy as Ray Serve's ``autoscaling_config``: the same bounds, target
+    (Serve's ongoing requests per replica count the ones queued at its handles, as our in-flight
+    count counts the ones queued at the gateway) and delays; it starts with ``replicas``."""
+    return {
+        "min_replicas": policy["min_replicas"],
+        "max_replicas": policy["max_replicas"],
+        "initial_replicas": replicas,
+        "target_ongoing_requests": policy["target_inflight"],
+        "upscale_delay_s": policy["scale_up_delay_seconds"],
+        "downscale_delay_s": policy["scale_down_delay_seconds"],
+    }
 
 
 def build_replica_app() -> Any:

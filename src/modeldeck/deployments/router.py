@@ -8,6 +8,8 @@ else is the local runtime's.
 
 from __future__ import annotations
 
+from typing import Any
+
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime, Replica
 from modeldeck.deployments.ray import RayEndpoint, RayRuntime
@@ -86,9 +88,14 @@ class Runtimes(LocalRuntime):
         else:
             await super().stop(name)
 
-    async def scale(self, name: str, replicas: int) -> None:
+    async def scale(
+        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None
+    ) -> None:
         ray = self._where(name)
-        await (ray.scale(name, replicas) if ray else super().scale(name, replicas))
+        if ray is not None:
+            await ray.scale(name, replicas, autoscaling)
+        else:
+            await super().scale(name, replicas, autoscaling)
 
     def replicas(self, name: str) -> list[ReplicaState]:
         ray = self._where(name)

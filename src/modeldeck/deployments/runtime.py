@@ -34,6 +34,9 @@ class DeploymentSpec:
     env_key: str | None = None
     env_packages: list[str] = field(default_factory=list)
     runtime: str = "local"  # local | ray: which runtime runs it
+    # The autoscaling policy (AutoscalingPolicy's fields), or None for a fixed ``replicas``.
+    # The platform's autoscaler changes a local deployment's count; Ray Serve scales its own.
+    autoscaling: dict[str, Any] | None = None
 
 
 @dataclass
@@ -99,6 +102,8 @@ class Runtime(Protocol):
 
     async def stop(self, name: str) -> None: ...
 
-    async def scale(self, name: str, replicas: int) -> None: ...
+    async def scale(
+        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None
+    ) -> None: ...
 
     def replicas(self, name: str) -> list[ReplicaState]: ...
