@@ -296,6 +296,62 @@ def _status(status: str) -> str:
     return f"[{colour}]{status}[/{colour}]"
 
 
+def _autoscale_options(command: Any) -> Any:
+    """The autoscaling policy's options (``deploy`` and ``deployments scale``)."""
+    options = [
+        click.option(
+            "--min-replicas", "--min", "min_replicas", type=click.IntRange(1, 32),
+            help="Autoscale: fewest replicas (with --max-replicas).",
+        ),
+        click.option(
+            "--max-replicas", "--max", "max_replicas", type=click.IntRange(1, 32),
+            help="Autoscale between --min-replicas (default 1) and this many replicas on the "
+            "requests in flight per replica.",
+        ),
+        click.option(
+            "--target-inflight", type=float,
+            help="Autoscale: requests in flight per replica to aim at (default 4).",
+        ),
+        click.option(
+            "--scale-up-delay", type=float,
+            help="Autoscale: seconds more replicas must be wanted before they start (default 5).",
+        ),
+        click.option(
+            "--scale-down-delay", type=float,
+            help="Autoscale: seconds fewer replicas must be wanted before some drain and stop "
+            "(default 60).",
+        ),
+    ]  # fmt: skip
+    for option in reversed(options):
+        command = option(command)
+    return command
+
+
+def _autoscaling(
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target_inflight: float | None,
+    scale_up_delay: float | None,
+    scale_down_delay: float | None,
+) -> dict[str, Any] | None:
+    """The policy the autoscaling options give (the platform's defaults for the rest)."""
+    tuning = (target_inflight, scale_up_delay, scale_down_delay)
+    if max_replicas is None:
+        if min_replicas is not None or any(v is not None for v in tuning):
+            raise click.UsageError("autoscaling needs --max-replicas")
+        return None
+    policy: dict[str, Any] = {"max_replicas": max_replicas}
+    for key, value in (
+        ("min_replicas", min_replicas),
+        ("target_inflight", target_inflight),
+        ("scale_up_delay_seconds", scale_up_delay),
+        ("scale_down_delay_seconds", scale_down_delay),
+    ):
+        if value is not None:
+            policy[key] = value
+    return policy
+
+
 @main.command()
 @click.argument("model", required=False)
 @click.option("--name", help="Deployment name (default: the model's or the file's name).")
@@ -347,6 +403,7 @@ def _status(status: str) -> str:
     help="Run the replicas as local processes or as a Ray Serve application (needs "
     "modeldeck[ray]). Default: the platform's MODELDECK_DEFAULT_RUNTIME.",
 )
+@_autoscale_options
 @click.option("--wait/--no-wait", default=True, show_default=True, help="Wait until deployed.")
 @click.option("--timeout", default=300.0, show_default=True, help="Seconds to wait.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
@@ -369,11 +426,22 @@ def deploy(
     no_metrics: bool,
     env_manager: str | None,
     runtime: str | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target_inflight: float | None,
+    scale_up_delay: float | None,
+    scale_down_delay: float | None,
     wait: bool,
     timeout: float,
     as_json: bool,
 ) -> None:
-    """Deploy registered MODEL (a version, an alias or the latest), or --file, as an endpoint."""
+    """Deploy registered MODEL (a version, an alias or the latest), or --file, as an endpoint.
+
+    With --max-replicas the replicas autoscale between --min-replicas and --max-replicas on
+    the requests in flight per replica (see docs/deployments.md, "Autoscaling")."""
+    autoscaling = _autoscaling(
+        min_replicas, max_replicas, target_inflight, scale_up_delay, scale_down_delay
+    )
     if file is None and model is None and not (batch and name):
         raise click.UsageError("give a registered MODEL or --file (or --batch --name NAME)")
     environment = {}
@@ -401,6 +469,7 @@ def deploy(
             auth_enabled=not no_auth,
             env_manager=env_manager,
             runtime=runtime,
+            autoscaling=autoscaling,
         )
         result = created
         if wait and not batch:
@@ -459,6 +528,13 @@ def deployments_show(ctx: click.Context, name: str, as_json: bool) -> None:
     _warn_auth_disabled([d])
     if d["status_message"]:
         console.print(f"[dim]{d['status_message']}[/dim]")
+    if policy := d.get("autoscaling"):
+        console.print(
+            f"autoscaling: {policy['min_replicas']}-{policy['max_replicas']} replicas, target "
+            f"{policy['target_inflight']:g} in flight per replica, up after "
+            f"{policy['scale_up_delay_seconds']:g} s, down after "
+            f"{policy['scale_down_delay_seconds']:g} s"
+        )
     table = Table("replica", "status", "pid", "port", "restarts", "last error")
     for r in d["replica_states"]:
         table.add_row(
@@ -493,9 +569,37 @@ deployments.command("stop", help="Stop a deployment's replicas (it keeps its key
     _lifecycle("stop")
 )
 deployments.command("start", help="Start a stopped or failed deployment.")(_lifecycle("start"))
-deployments.command("scale", help="Change the number of replicas.")(
-    click.option("--replicas", required=True, type=click.IntRange(1, 32))(_lifecycle("scale"))
-)
+
+
+@deployments.command("scale")
+@click.argument("name")
+@click.option("--replicas", type=click.IntRange(1, 32), help="A fixed count (ends autoscaling).")
+@_autoscale_options
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def deployments_scale(
+    ctx: click.Context,
+    name: str,
+    replicas: int | None,
+    min_replicas: int | None,
+    max_replicas: int | None,
+    target_inflight: float | None,
+    scale_up_delay: float | None,
+    scale_down_delay: float | None,
+    as_json: bool,
+) -> None:
+    """Set a fixed replica count (--replicas) or autoscaling between --min and --max."""
+    autoscaling = _autoscaling(
+        min_replicas, max_replicas, target_inflight, scale_up_delay, scale_down_delay
+    )
+    if (replicas is None) == (autoscaling is None):
+        raise click.UsageError("give either --replicas or --max (with --min) to autoscale")
+    with _client(ctx) as client:
+        d = client.scale(name, replicas, autoscaling=autoscaling)
+    if as_json:
+        _print_json(d)
+    else:
+        console.print(_deployment_table([d]))
 
 
 @deployments.command("redeploy")
@@ -892,6 +996,15 @@ def metrics_technical(
             _num(res["rss_bytes"] / 1e6 if res.get("rss_bytes") else None, 0),
         )
     console.print(series)
+    if data.get("events"):
+        events = Table("time", "event", "message", title="replica events")
+        for e in data["events"][-points:]:
+            events.add_row(
+                datetime.fromtimestamp(e["t"] / 1000, UTC).strftime("%H:%M:%S"),
+                e["kind"],
+                e["message"],
+            )
+        console.print(events)
 
 
 def _num(value: float | None, digits: int = 2) -> str:

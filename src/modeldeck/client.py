@@ -92,6 +92,7 @@ class Client:
         auth_enabled: bool = True,
         env_manager: str | None = None,
         runtime: str | None = None,
+        autoscaling: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """Create a deployment of a registered ``model`` or of ``file``'s ``function``.
 
@@ -102,6 +103,9 @@ class Client:
         version it points at whenever it moves) unless ``track_alias`` is false. The answer
         holds the access key, shown only this once. ``runtime`` ``"ray"`` runs it as a Ray
         Serve application (default: the platform's ``MODELDECK_DEFAULT_RUNTIME``).
+        ``autoscaling`` (``min_replicas``, ``max_replicas``, ``target_inflight``,
+        ``scale_up_delay_seconds``, ``scale_down_delay_seconds``) scales the replicas on the
+        requests in flight, starting from ``replicas`` brought into its bounds.
         """
         body: dict[str, Any] = {
             "name": name,
@@ -123,6 +127,7 @@ class Client:
             ("memory_mb", memory_mb),
             ("env_manager", env_manager),
             ("runtime", runtime),
+            ("autoscaling", autoscaling),
         ):
             if value is not None:
                 body[key] = value
@@ -140,9 +145,18 @@ class Client:
     def start(self, name: str) -> dict[str, Any]:
         return self._request("POST", f"/api/v1/deployments/{name}/start")  # type: ignore[no-any-return]
 
-    def scale(self, name: str, replicas: int) -> dict[str, Any]:
+    def scale(
+        self, name: str, replicas: int | None = None, *, autoscaling: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        """A fixed count of ``replicas`` (ends autoscaling), or an ``autoscaling`` policy (see
+        ``deploy``)."""
+        body: dict[str, Any] = {}
+        if replicas is not None:
+            body["replicas"] = replicas
+        if autoscaling is not None:
+            body["autoscaling"] = autoscaling
         return self._request(  # type: ignore[no-any-return]
-            "POST", f"/api/v1/deployments/{name}/scale", json={"replicas": replicas}
+            "POST", f"/api/v1/deployments/{name}/scale", json=body
         )
 
     def delete(self, name: str) -> None:
@@ -425,8 +439,9 @@ class Client:
         replica: int | None = None,
         version: str | None = None,
     ) -> dict[str, Any]:
-        """Request, latency, size, CPU and memory series, and the per-replica table (of one
-        replica and one model version when given)."""
+        """Request, latency, size, CPU and memory series, the per-replica table (of one
+        replica and one model version when given) and the replica events (scaling) of the
+        range."""
         params = {
             k: v
             for k, v in (

@@ -132,6 +132,11 @@ class Settings(BaseSettings):
     every check passes, rolled back when one fails, and waited for while it has fewer than the
     policy's ``min_requests`` requests (see docs/deployments.md, "Canary and shadow")."""
 
+    autoscale_interval_seconds: float = Field(default=1.0, gt=0)
+    """How often the autoscaler samples the requests in flight of each local deployment with an
+    autoscaling policy and scales it when the policy says so (see docs/deployments.md,
+    "Autoscaling")."""
+
     replica_preload: Annotated[list[str], NoDecode] = Field(
         default=[
             "modeldeck.serving.replica", "mlflow.pyfunc", "mlflow.sklearn", "skops.io",

@@ -13,12 +13,18 @@ from modeldeck.analysis.service import AnalysisService
 from modeldeck.apikeys import ApiKeyService
 from modeldeck.compat.cmlapi_service import CmlService
 from modeldeck.config import Settings
+from modeldeck.deployments.autoscale import Autoscaler
 from modeldeck.deployments.canary import CanaryService
 from modeldeck.deployments.router import Runtimes
 from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import NotFound
 from modeldeck.monitoring.model_metrics import ModelMetrics, now_ms
-from modeldeck.monitoring.prometheus import PlatformCollector, ReplicaView, RequestMetrics
+from modeldeck.monitoring.prometheus import (
+    AutoscaleCollector,
+    PlatformCollector,
+    ReplicaView,
+    RequestMetrics,
+)
 from modeldeck.monitoring.technical import BUCKET_MS, ReplicaSample, TechnicalMetrics
 from modeldeck.process import tune_gc
 from modeldeck.registry import Registry
@@ -57,6 +63,12 @@ class Platform:
         self.prometheus = CollectorRegistry()
         self.request_metrics = RequestMetrics(self.prometheus)
         self.prometheus.register(PlatformCollector(self._replica_views))
+        self.autoscaler = Autoscaler(
+            self.deployments, self.runtime, self.gateway, self.technical.events,
+            settings.autoscale_interval_seconds,
+        )  # fmt: skip
+        self.prometheus.register(AutoscaleCollector(self.autoscaler.views))
+        self._autoscaling: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
         self._alerting: asyncio.Task[None] | None = None
@@ -81,6 +93,7 @@ class Platform:
         if self.settings.alias_poll_seconds > 0:
             self._following = loop.create_task(self._follow_aliases_forever())
         self._canarying = loop.create_task(self._evaluate_canaries_forever())
+        self._autoscaling = loop.create_task(self.autoscaler.run_forever())
         tune_gc()
         log.info("modeldeck is serving on %s", self.settings.resolved_public_url())
 
@@ -232,6 +245,8 @@ class Platform:
             await asyncio.sleep(PRUNE_INTERVAL_SECONDS)
 
     async def stop(self) -> None:
+        if self._autoscaling:
+            self._autoscaling.cancel()
         tasks = (
             self._housekeeping, self._monitor, self._alerting, self._summarising, self._following,
             self._canarying,

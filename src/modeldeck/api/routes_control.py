@@ -142,11 +142,19 @@ async def start_deployment(name: str, platform: Platform = Depends(get_platform)
     return await platform.deployments.start(name)
 
 
-@router.post("/deployments/{name}/scale", tags=["deployments"], responses=errors(404))
+@router.post(
+    "/deployments/{name}/scale",
+    tags=["deployments"],
+    responses=errors(404),
+    summary="Set a fixed replica count, or an autoscaling policy",
+)
 async def scale_deployment(
     name: str, body: ScaleRequest, platform: Platform = Depends(get_platform)
 ) -> DeploymentView:
-    return await platform.deployments.scale(name, body.replicas)
+    """`replicas`: that many, from now on (ends autoscaling). `autoscaling`: between its min
+    and max on the requests in flight per replica. Replicas taken away finish their requests in
+    flight first."""
+    return await platform.deployments.scale(name, body.replicas, body.autoscaling)
 
 
 @router.post(

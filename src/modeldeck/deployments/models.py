@@ -22,6 +22,48 @@ AUTH_DISABLED_WARNING = (
 EnvManagerName = Literal["local", "uv", "virtualenv"]
 
 
+class AutoscalingPolicy(BaseModel):
+    """Scale a deployment's replicas between ``min_replicas`` and ``max_replicas`` on the
+    requests in flight per replica (see docs/deployments.md, "Autoscaling")."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    min_replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS, description="Fewest replicas.")
+    max_replicas: int = Field(ge=1, le=MAX_REPLICAS, description="Most replicas.")
+    target_inflight: float = Field(
+        default=4.0,
+        gt=0,
+        le=10_000,
+        description="Requests in flight (answering or queued at the gateway) per replica that "
+        "the autoscaler aims at: it wants ceil(in flight / target) replicas.",
+    )
+    scale_up_delay_seconds: float = Field(
+        default=5.0,
+        ge=0,
+        le=3600,
+        description="A larger count must be wanted for this long before replicas are added.",
+    )
+    scale_down_delay_seconds: float = Field(
+        default=60.0,
+        ge=0,
+        le=86_400,
+        description="A smaller count must be wanted for this long before replicas are removed "
+        "(they drain first: their requests in flight finish).",
+    )
+
+    @model_validator(mode="after")
+    def _bounds(self) -> AutoscalingPolicy:
+        if self.max_replicas < self.min_replicas:
+            raise ValueError(
+                f"max_replicas ({self.max_replicas}) is below min_replicas ({self.min_replicas})"
+            )
+        return self
+
+    def clamp(self, replicas: int) -> int:
+        """``replicas`` brought into [min_replicas, max_replicas]."""
+        return max(self.min_replicas, min(self.max_replicas, replicas))
+
+
 class DeploymentCreate(BaseModel):
     """A request to deploy a registered model version."""
 
@@ -60,7 +102,18 @@ class DeploymentCreate(BaseModel):
         "it moves in MLflow (checked every MODELDECK_ALIAS_POLL_SECONDS). False pins the "
         "version the alias resolves to now.",
     )
-    replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
+    replicas: int = Field(
+        default=1,
+        ge=1,
+        le=MAX_REPLICAS,
+        description="Replicas; with ``autoscaling``, the count to start with (brought into its "
+        "bounds).",
+    )
+    autoscaling: AutoscalingPolicy | None = Field(
+        default=None,
+        description="Scale the replicas between min and max on the requests in flight per "
+        "replica (null: a fixed count of ``replicas``).",
+    )
     runtime: Literal["local", "ray"] | None = Field(
         default=None,
         description="'local' (processes on the platform's machine) or 'ray' (a Ray Serve "
@@ -96,11 +149,15 @@ class DeploymentCreate(BaseModel):
         if self.kind == "batch":
             if self.file:
                 raise ValueError("a batch deployment records predictions; it takes no file")
+            if self.autoscaling is not None:
+                raise ValueError("a batch deployment has no replicas to autoscale")
             return self
         if (self.model is None) == (self.file is None):
             raise ValueError("give either 'model' (a registered model) or 'file'")
         if self.file and (self.version is not None or self.alias):
             raise ValueError("'version' and 'alias' apply to registered models, not files")
+        if self.autoscaling is not None:
+            self.replicas = self.autoscaling.clamp(self.replicas)
         if self.file and self.env_manager not in (None, "local"):
             raise ValueError(
                 "env_manager 'uv' and 'virtualenv' build from a registered model's logged "
@@ -148,9 +205,24 @@ class RedeployRequest(BaseModel):
 
 
 class ScaleRequest(BaseModel):
+    """Either a fixed count (``replicas``, which ends autoscaling) or an autoscaling policy."""
+
     model_config = ConfigDict(extra="forbid")
 
-    replicas: int = Field(ge=1, le=MAX_REPLICAS)
+    replicas: int | None = Field(
+        default=None, ge=1, le=MAX_REPLICAS, description="A fixed count; ends autoscaling."
+    )
+    autoscaling: AutoscalingPolicy | None = Field(
+        default=None,
+        description="Scale between min and max from now on (the count is brought into its "
+        "bounds at once).",
+    )
+
+    @model_validator(mode="after")
+    def _one(self) -> ScaleRequest:
+        if (self.replicas is None) == (self.autoscaling is None):
+            raise ValueError("give either 'replicas' (a fixed count) or 'autoscaling'")
+        return self
 
 
 class ReplicaView(BaseModel):
@@ -188,9 +260,12 @@ class DeploymentView(BaseModel):
     status: str
     status_message: str
     desired_state: str
-    replicas: int
+    replicas: int = Field(description="The replica count it is set to (by the autoscaler too).")
     ready_replicas: int
     replica_states: list[ReplicaView]
+    autoscaling: AutoscalingPolicy | None = Field(
+        default=None, description="Its autoscaling policy; null: a fixed replica count."
+    )
     cpu: float | None
     memory_mb: int | None
     environment: dict[str, str]

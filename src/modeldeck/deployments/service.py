@@ -43,6 +43,7 @@ from modeldeck.deployments.crn import deployment_crn
 from modeldeck.deployments.local import LocalRuntime
 from modeldeck.deployments.models import (
     AccessKeyView,
+    AutoscalingPolicy,
     DeploymentCreate,
     DeploymentCreated,
     DeploymentView,
@@ -589,6 +590,9 @@ class DeploymentService:
             source="registry",
             track_metrics=request.track_metrics,
             track_alias=False,
+            autoscaling=(
+                request.autoscaling.model_dump() if request.autoscaling is not None else None
+            ),
         )
         if request.model:
             spec = parse_version_spec(request.version, request.alias)
@@ -615,6 +619,7 @@ class DeploymentService:
                 )
         if request.kind == "batch":
             row.runtime = "none"
+            row.autoscaling = None
             row.replicas = 0
             row.desired_state = "stopped"
             row.status = "active"
@@ -649,18 +654,63 @@ class DeploymentService:
             await self._launch(await self._require(name), "start")
             return await self.get(name)
 
-    async def scale(self, name: str, replicas: int) -> DeploymentView:
+    async def scale(
+        self,
+        name: str,
+        replicas: int | None = None,
+        autoscaling: AutoscalingPolicy | None = None,
+    ) -> DeploymentView:
+        """A fixed count of ``replicas`` (ending autoscaling), or the ``autoscaling`` policy
+        from now on (the count brought into its bounds at once). Replicas taken away drain
+        first: their requests in flight finish."""
         async with self._lock(name):
-            await self._require_endpoint(name)
-            await self._update(name, replicas=replicas)
-            rollout = self._rollouts.get(name)
-            if rollout is not None:  # the version rolling out comes up with the new count
-                rollout.values["replicas"] = replicas
-            if self.runtime.running(name):
-                await self.runtime.scale(name, replicas)  # its event updates the replica rows
-            else:
-                await asyncio.to_thread(self._trim_replicas, name, replicas)
+            row = await self._require_endpoint(name)
+            policy = autoscaling.model_dump() if autoscaling is not None else None
+            if autoscaling is not None:
+                replicas = autoscaling.clamp(row.replicas)
+            if replicas is None:
+                raise ValidationFailed(
+                    "give either 'replicas' (a fixed count) or 'autoscaling'",
+                    details={"field": "replicas"},
+                )
+            await self._update(name, replicas=replicas, autoscaling=policy)
+            await self._resize(name, replicas, policy)
             return await self.get(name)
+
+    async def autoscale(self, name: str, replicas: int) -> int | None:
+        """The autoscaler's way to scale: to ``replicas`` (within the policy's bounds) unless
+        the deployment no longer autoscales on the local runtime, does not run, builds or rolls
+        out. Returns the count it had, ``None`` when nothing changed."""
+        async with self._lock(name):
+            row = await asyncio.to_thread(self._find, name)
+            if (
+                row is None
+                or row.autoscaling is None
+                or row.kind != "endpoint"
+                or row.runtime != "local"
+                or row.desired_state != "running"
+                or row.status == "building"
+                or name in self._rollouts
+                or self.runtime.rolling_out(name) is not None
+                or not self.runtime.serving(name)
+            ):
+                return None
+            replicas = AutoscalingPolicy.model_validate(row.autoscaling).clamp(replicas)
+            if replicas == row.replicas:
+                return None
+            await self._update(name, replicas=replicas)
+            await self._resize(name, replicas, row.autoscaling)
+            return row.replicas
+
+    async def _resize(self, name: str, replicas: int, policy: dict[str, Any] | None) -> None:
+        rollout = self._rollouts.get(name)
+        if rollout is not None:  # the version rolling out comes up with the new count
+            rollout.values["replicas"] = replicas
+        if self.runtime.running(name):
+            # Its event updates the replica rows.
+            await self.runtime.scale(name, replicas, policy)
+        else:
+            await asyncio.to_thread(self._trim_replicas, name, replicas)
 
     async def delete(self, name: str) -> None:
         async with self._lock(name):
@@ -931,6 +981,11 @@ class DeploymentService:
                 r.status == "ready" and r.version in ("", row.model_version) for r in replica_views
             ),
             replica_states=replica_views,
+            autoscaling=(
+                AutoscalingPolicy.model_validate(row.autoscaling)
+                if row.autoscaling is not None
+                else None
+            ),
             cpu=row.cpu,
             memory_mb=row.memory_mb,
             environment=row.environment or {},
@@ -1092,6 +1147,7 @@ def _spec(row: DeploymentRow, build: BuildOutcome | None = None) -> DeploymentSp
         file_path=row.file_path,
         function_name=row.function_name,
         runtime=row.runtime,
+        autoscaling=dict(row.autoscaling) if row.autoscaling is not None else None,
     )
     env = build.environment if build is not None else None
     if build is not None and env is not None:

@@ -2,7 +2,8 @@
 
 Request metrics are observed by the gateway as requests pass. Replica CPU and memory, replica
 states and deployment facts are produced at scrape time by a collector, from the supervisor's
-state and the store, so nothing is kept in sync by hand. Labels are bounded: deployment, model
+state and the store, so nothing is kept in sync by hand; so are the autoscaler's wanted and set
+replica counts (``AutoscaleCollector``). Labels are bounded: deployment, model
 version, replica index, status code; never a request or prediction id.
 """
 
@@ -134,3 +135,42 @@ class PlatformCollector(Collector):
         yield cpu
         yield rss
         yield states
+
+
+@dataclass
+class AutoscaleView:
+    deployment: str
+    wanted: int  # the replicas the latest load wants, within the policy's bounds
+    replicas: int  # the count the deployment is set to
+    inflight: float  # mean requests in flight over the autoscaler's last interval
+
+
+class AutoscaleCollector(Collector):
+    """What the autoscaler wants and has set for each autoscaled deployment, at scrape time."""
+
+    def __init__(self, views: Callable[[], list[AutoscaleView]]) -> None:
+        self._views = views
+
+    def collect(self) -> Iterator[Metric]:
+        wanted = GaugeMetricFamily(
+            "modeldeck_autoscaler_desired_replicas",
+            "Replicas the latest load of an autoscaled deployment wants (within its bounds).",
+            labels=["deployment"],
+        )
+        replicas = GaugeMetricFamily(
+            "modeldeck_autoscaler_replicas",
+            "Replicas an autoscaled deployment is set to (modeldeck_replicas: by state).",
+            labels=["deployment"],
+        )
+        inflight = GaugeMetricFamily(
+            "modeldeck_autoscaler_inflight_requests",
+            "Mean requests in flight (queued included) over the autoscaler's last interval.",
+            labels=["deployment"],
+        )
+        for view in self._views():
+            wanted.add_metric([view.deployment], view.wanted)
+            replicas.add_metric([view.deployment], view.replicas)
+            inflight.add_metric([view.deployment], view.inflight)
+        yield wanted
+        yield replicas
+        yield inflight

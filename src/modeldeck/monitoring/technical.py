@@ -12,6 +12,10 @@ histograms add up exactly; maxima stay maxima; CPU and memory become five-minute
 week's chart reads a few thousand rows instead of a quarter of a million. Steps finer than five
 minutes so apply to the last eight hours only: a range reaching further back is answered at
 five-minute steps (the answer's ``step`` says which).
+
+Replica events (the autoscaler's "scaled up 2 → 3: 11.5 in flight per replica > target 4") are
+kept in memory, the last ``EVENTS_KEPT`` per deployment since the platform started, and answered
+with the series of their range (``events``).
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from __future__ import annotations
 import math
 import threading
 import time
+from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -35,6 +40,7 @@ MAX_POINTS = 2_000
 COARSE_MS = 300_000  # the resolution rollups and samples are compacted to
 COMPACT_AFTER_MS = 8 * 3_600_000  # ... once they are this old
 _COMPACT_CHUNK_MS = 3_600_000  # the time range one compaction transaction rewrites
+EVENTS_KEPT = 200  # replica events kept per deployment
 
 
 def _class(status: int) -> str:
@@ -156,12 +162,34 @@ def percentile(hist: Sequence[int], q: float) -> float | None:
     return LATENCY_BOUNDS_MS[-1]
 
 
+class ReplicaEvents:
+    """What happened to a deployment's replicas (scaling), newest last, in memory."""
+
+    def __init__(self, kept: int = EVENTS_KEPT) -> None:
+        self._kept = kept
+        self._events: dict[str, deque[dict[str, Any]]] = {}
+        self._lock = threading.Lock()
+
+    def record(self, deployment_id: str, kind: str, message: str, **details: Any) -> None:
+        event = {"t": int(time.time() * 1000), "kind": kind, "message": message, **details}
+        with self._lock:
+            self._events.setdefault(deployment_id, deque(maxlen=self._kept)).append(event)
+
+    def between(self, deployment_id: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
+        """The events of ``deployment_id`` from ``start_ms`` (inclusive) to ``end_ms``, oldest
+        first."""
+        with self._lock:
+            events = list(self._events.get(deployment_id, ()))
+        return [e for e in events if start_ms <= e["t"] < end_ms]
+
+
 class TechnicalMetrics:
     """Stores rollups and samples; answers the seven charts' series and the replica table."""
 
     def __init__(self, store: Store) -> None:
         self.store = store
         self.rollups = RequestRollups()
+        self.events = ReplicaEvents()
         self._compacted: dict[str, int] = {}  # table -> compacted up to (ms)
 
     def flush(self, samples: Sequence[ReplicaSample] = (), *, everything: bool = False) -> int:
@@ -383,6 +411,7 @@ class TechnicalMetrics:
             "resources": resources,
             "replicas": replica_table,
             "totals": totals,
+            "events": self.events.between(deployment_id, start_ms, end_ms),
         }
 
     def _replica_table(

@@ -15,6 +15,9 @@ answers every request and a copy goes to the candidate in a background task; at 
 ``shadow_dropped``), so the shadow can never slow the stable path down. Both are counted per
 version in technical monitoring.
 
+Every deployment's requests in flight (queued ones included) are counted with their integral
+over time (``inflight``): the autoscaler's load signal.
+
 Back-pressure and hangs: a replica is sent at most ``replica_max_concurrency`` requests at a
 time. When every ready replica is that busy, a request waits (first come, first served) for a
 free slot for at most ``queue_timeout_seconds``, then gets a 429 with ``Retry-After``: callers
@@ -31,6 +34,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -59,6 +63,34 @@ SHADOW_CONCURRENCY = 8  # shadow copies in flight at a time, per platform
 # Counts a request the gateway made itself (a shadow copy): route, replica, status, seconds,
 # request bytes, response bytes, version.
 Observer = Callable[[RouteEntry, int, int, float, int, int, str], None]
+
+
+class InFlight:
+    """The requests of one deployment inside the gateway (queued or at a replica) and their
+    integral over time, from which the autoscaler takes the mean over any interval."""
+
+    __slots__ = ("_area", "_since", "count")
+
+    def __init__(self) -> None:
+        self.count = 0
+        self._area = 0.0  # request-seconds up to ``_since``
+        self._since = time.monotonic()
+
+    def _advance(self, now: float) -> None:
+        self._area += self.count * (now - self._since)
+        self._since = now
+
+    def enter(self) -> None:
+        self._advance(time.monotonic())
+        self.count += 1
+
+    def leave(self) -> None:
+        self._advance(time.monotonic())
+        self.count -= 1
+
+    def area(self, now: float) -> float:
+        """Request-seconds in flight from the start up to ``now`` (``time.monotonic()``)."""
+        return self._area + self.count * (now - self._since)
 
 
 @dataclass
@@ -90,6 +122,7 @@ class Gateway:
         self._client: aiohttp.ClientSession | None = None
         # Per deployment: requests waiting for a replica with a free slot, oldest first.
         self._waiting: dict[str, deque[asyncio.Future[None]]] = {}
+        self._inflight: dict[str, InFlight] = {}
 
     async def startup(self) -> None:
         self._client = aiohttp.ClientSession(
@@ -135,7 +168,22 @@ class Gateway:
             raise Unauthorized("invalid accessKey")
         return route
 
+    def inflight(self, name: str) -> InFlight:
+        """The requests of deployment ``name`` in flight (queued ones included)."""
+        found = self._inflight.get(name)
+        if found is None:
+            found = self._inflight[name] = InFlight()
+        return found
+
     async def forward(self, route: RouteEntry, body: bytes) -> Answer:
+        inflight = self.inflight(route.name)
+        inflight.enter()
+        try:
+            return await self._forward(route, body)
+        finally:
+            inflight.leave()
+
+    async def _forward(self, route: RouteEntry, body: bytes) -> Answer:
         assert self._client is not None, "gateway not started"
         tried = None
         last_error = ""
