@@ -4,10 +4,10 @@ The whole platform runs behind FastAPI's TestClient (lifespan and all) on the re
 registry of ``conftest`` (``iris`` v1 and v2); leaving the client stops the platform, and a new
 app on the same data directory and store is the restart. A resumed canary is active again with
 the same request and start, its candidate answers its share, its request counts are the stored
-ones, and the policy goes on; one whose deployment came to serve another version before the
-restart is stopped with the reason; every end (stop, rollback, promotion, the deployment's
-deletion) deletes the stored canary. The SIGKILL of a real server is in
-tests/integration/test_canary.py.
+ones, and the policy goes on. One whose deployment came to serve another version or was stopped
+before the restart, or whose candidate cannot start again, is ended with the reason. Every end
+(stop, rollback, promotion, the deployment's deletion) deletes the stored canary. The SIGKILL of
+a real server is in tests/integration/test_canary.py.
 """
 
 from __future__ import annotations
@@ -17,8 +17,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import pytest
 from fastapi.testclient import TestClient
-from sqlalchemy import select
+from pydantic import SecretStr
+from sqlalchemy import select, update
 
 from modeldeck.api.app import create_app
 from modeldeck.config import Settings
@@ -67,7 +69,7 @@ class Up:
             headers={"Authorization": f"Bearer {self.access_key}"},
         )
         assert response.status_code == 200, response.text
-        return response.headers["x-modeldeck-version"]
+        return str(response.headers["x-modeldeck-version"])
 
     def deploy(self) -> None:
         created = self.client.post(
@@ -114,7 +116,7 @@ def settings_for(
         data_dir=data_dir,
         store_url=store_url,
         mlflow_tracking_uri=registry.tracking_uri,
-        api_key=API_KEY,
+        api_key=SecretStr(API_KEY),
         canary_interval_seconds=interval,
         health_interval_seconds=0.25,
         alias_poll_seconds=0,
@@ -177,32 +179,46 @@ def test_a_canary_resumes_after_a_restart_with_its_request_and_counts(
         assert second.platform.runtime.candidate(NAME) == ("2", True, "")
 
 
-def test_a_canary_whose_deployment_serves_another_version_is_stopped_on_resume(
-    store_url: str, mlflow_registry: Registered, tmp_path: Path
+ENDED_ON_RESUME = {
+    "redeployed": ("stopped", "the deployment serves version 2 now"),
+    "stopped": ("stopped", "the deployment was stopped"),
+    "candidate gone": (
+        "rollback",
+        "the candidate cannot start again: registered model 'iris' has no version 99",
+    ),
+}
+
+
+@pytest.mark.parametrize("meanwhile", list(ENDED_ON_RESUME))
+def test_a_canary_that_cannot_go_on_is_ended_on_resume_with_the_reason(
+    store_url: str, mlflow_registry: Registered, tmp_path: Path, meanwhile: str
 ) -> None:
-    # No evaluation before the restart: the canary outlives the redeploy in the store.
+    # No evaluation before the restart: the canary outlives what happened in the store.
     settings = settings_for(store_url, mlflow_registry, tmp_path, interval=3600)
     with running(settings) as first:
         first.deploy()
         first.start_canary(mode="shadow", policy=NEVER)
-        first.api("POST", "/redeploy", {"version": "2"})
-        first.wait_serving("2")
+        if meanwhile == "redeployed":
+            first.api("POST", "/redeploy", {"version": "2"})
+            first.wait_serving("2")
+        elif meanwhile == "stopped":
+            first.api("POST", "/stop")
         assert first.canary()["active"]
+    if meanwhile == "candidate gone":  # e.g. the version was deleted from the registry
+        store = Store(store_url)
+        with store.write() as session:
+            session.execute(update(CanaryRow).values(candidate_version="99"))
+        store.close()
     assert len(stored(store_url)) == 1
 
     with running(settings) as second:
         view = second.canary()
         assert not view["active"]
         last = view["decisions"][0]
-        assert (last["decision"], last["reasons"]) == (
-            "stopped",
-            ["the deployment serves version 2 now"],
-        )
-        assert (last["stable_version"], last["candidate_version"], last["mode"]) == (
-            "1",
-            "2",
-            "shadow",
-        )
+        decision, reason = ENDED_ON_RESUME[meanwhile]
+        assert last["decision"] == decision
+        assert last["reasons"][0].startswith(reason), last["reasons"]
+        assert (last["stable_version"], last["mode"]) == ("1", "shadow")
         assert second.platform.canaries.routing(NAME) is None
         assert second.platform.runtime.candidate(NAME) is None
         assert stored(store_url) == []
