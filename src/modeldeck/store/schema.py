@@ -366,7 +366,7 @@ class CanaryDecisionRow(Base):
     stable_version: Mapped[str] = mapped_column(String(32))
     candidate_version: Mapped[str] = mapped_column(String(32))
     mode: Mapped[str] = mapped_column(String(16))  # canary | shadow
-    # started | wait | promote | rollback | stopped
+    # started | resumed (after a restart) | wait | promote | rollback | stopped
     decision: Mapped[str] = mapped_column(String(16))
     reasons: Mapped[list[str]] = mapped_column(JSONType)
     evidence: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
