@@ -7,6 +7,7 @@ replicas on each runtime side by side.
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -169,6 +170,67 @@ def test_predictions_are_recorded_with_input_and_output(
         assert record["modelVersion"] == "2"
         assert set(record["metrics"]["input"]) == set(FEATURES)
         assert record["metrics"]["output"] == 0
+
+
+# Reads the Serve controller's record of a deployment (its deployment_config), as Serve's own
+# REST API would; in a process of its own so that this one never becomes a Ray driver.
+SERVE_CONFIG = """
+import json, sys, ray
+ray.init(address=sys.argv[1], log_to_driver=False)
+controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
+details = ray.get(controller.get_serve_instance_details.remote())
+config = details["applications"][sys.argv[2]]["deployments"]["replica"]["deployment_config"]
+print(json.dumps(config))
+"""
+
+
+def serve_deployment_config(ray_head: str, app: str) -> dict[str, Any]:
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_CONFIG, ray_head, app],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def test_an_autoscaling_policy_becomes_serve_autoscaling_config(
+    platform: RunningPlatform, ray_head: str
+) -> None:
+    client = platform.client()
+    policy = {
+        "min_replicas": 1,
+        "max_replicas": 2,
+        "target_inflight": 3.0,
+        "scale_up_delay_seconds": 2.0,
+        "scale_down_delay_seconds": 30.0,
+    }
+    created = client.deploy(
+        "iris-auto", "iris", version=2, runtime="ray", autoscaling=policy, cpu=0.5
+    )
+    d = client.wait("iris-auto", timeout=240)
+    assert d["runtime"] == "ray" and d["autoscaling"] == policy
+    assert 1 <= d["ready_replicas"] <= 2 and d["replicas"] == 1
+    r = httpx.post(
+        f"{platform.url}/deployments/iris-auto/predict",
+        json={"inputs": [ROW]},
+        headers={"Authorization": f"Bearer {created['access_key']}"},
+        timeout=30,
+    )
+    assert r.status_code == 200, r.text
+    config = serve_deployment_config(ray_head, "iris-auto")
+    scaling = config["autoscaling_config"]
+    assert (scaling["min_replicas"], scaling["max_replicas"], scaling["initial_replicas"]) == (
+        1, 2, 1
+    )  # fmt: skip
+    assert scaling["target_ongoing_requests"] == 3.0
+    assert (scaling["upscale_delay_s"], scaling["downscale_delay_s"]) == (2.0, 30.0)
+    # A fixed count again: Serve's autoscaler is off, num_replicas is back.
+    client.scale("iris-auto", 2)
+    wait_for(lambda: client.deployment("iris-auto")["ready_replicas"] == 2, timeout=120)
+    config = serve_deployment_config(ray_head, "iris-auto")
+    assert config.get("autoscaling_config") is None and config["num_replicas"] == 2
+    client.delete("iris-auto")
 
 
 @pytest.mark.parametrize("runtime", RUNTIMES)
