@@ -22,6 +22,7 @@ Serve's own autoscaler, configured from the same policy (``deployments/ray.py``)
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import math
 import time
@@ -151,28 +152,44 @@ class Autoscaler:
         self.events = events
         self.interval = interval_seconds
         self._tracked: dict[str, _Tracked] = {}
+        self._scaling: dict[str, asyncio.Task[str]] = {}  # changes under way (draining, say)
 
     async def run_forever(self) -> None:
-        while True:
-            await asyncio.sleep(self.interval)
-            try:
-                await self.tick()
-            except Exception:  # never let autoscaling take the platform down
-                log.exception("autoscaling failed")
+        try:
+            while True:
+                await asyncio.sleep(self.interval)
+                try:
+                    self.tick()
+                except Exception:  # never let autoscaling take the platform down
+                    log.exception("autoscaling failed")
+        finally:
+            for task in list(self._scaling.values()):
+                task.cancel()
 
-    async def tick(self, now: float | None = None) -> list[str]:
-        """One round: sample every autoscaled deployment and scale those whose decision says
-        so; returns the events' messages."""
+    def tick(self, now: float | None = None) -> dict[str, asyncio.Task[str]]:
+        """One round: sample every autoscaled deployment and start scaling those whose decision
+        says so (a scale-down waits for the drain: one deployment's never holds up another's);
+        returns the scalings started, each task answering its event's message ("" when the
+        deployment changed meanwhile)."""
         now = time.monotonic() if now is None else now
         specs = self.runtime.autoscaled()
         for gone in set(self._tracked) - {spec.name for spec in specs}:
             del self._tracked[gone]
-        changes = []
+        started = {}
         for spec in specs:
             decision = self._sample(spec, now)
-            if decision is not None and decision.replicas != spec.replicas:
-                changes.append(self._scale(spec, decision))
-        return [m for m in await asyncio.gather(*changes) if m]
+            if (
+                decision is not None
+                and decision.replicas != spec.replicas
+                and spec.name not in self._scaling
+            ):
+                task = asyncio.get_running_loop().create_task(self._scale(spec, decision))
+                self._scaling[spec.name] = started[spec.name] = task
+                task.add_done_callback(functools.partial(self._done, spec.name))
+        return started
+
+    def _done(self, name: str, _: asyncio.Task[str]) -> None:
+        self._scaling.pop(name, None)
 
     def _sample(self, spec: DeploymentSpec, now: float) -> Decision | None:
         assert spec.autoscaling is not None
@@ -201,7 +218,11 @@ class Autoscaler:
         return decision
 
     async def _scale(self, spec: DeploymentSpec, decision: Decision) -> str:
-        before = await self.deployments.autoscale(spec.name, decision.replicas)
+        try:
+            before = await self.deployments.autoscale(spec.name, decision.replicas)
+        except Exception:
+            log.exception("%s: scaling to %d replicas failed", spec.name, decision.replicas)
+            return ""
         if before is None:
             return ""
         kind = "scaled_up" if decision.replicas > before else "scaled_down"

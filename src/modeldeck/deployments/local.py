@@ -323,7 +323,7 @@ class LocalRuntime:
 
     def autoscaled(self) -> list[DeploymentSpec]:
         """The specs of this runtime's deployments that have an autoscaling policy."""
-        return [d.spec for d in self._deployments.values() if d.spec.autoscaling is not None]
+        return [d.spec for d in list(self._deployments.values()) if d.spec.autoscaling is not None]
 
     # -- routing (used by the gateway) --------------------------------------------------------
 
