@@ -186,6 +186,7 @@ ENDED_ON_RESUME = {
         "rollback",
         "the candidate cannot start again: registered model 'iris' has no version 99",
     ),
+    "request invalid": ("stopped", "its stored request is not valid: 1 validation error"),
 }
 
 
@@ -205,9 +206,13 @@ def test_a_canary_that_cannot_go_on_is_ended_on_resume_with_the_reason(
             first.api("POST", "/stop")
         assert first.canary()["active"]
     if meanwhile == "candidate gone":  # e.g. the version was deleted from the registry
+        change: dict[str, Any] = {"candidate_version": "99"}
+    elif meanwhile == "request invalid":  # e.g. stored by a version with other limits
+        change = {"request": {"version": "2", "mode": "shadow", "percent": 500}}
+    if meanwhile in ("candidate gone", "request invalid"):
         store = Store(store_url)
         with store.write() as session:
-            session.execute(update(CanaryRow).values(candidate_version="99"))
+            session.execute(update(CanaryRow).values(**change))
         store.close()
     assert len(stored(store_url)) == 1
 
