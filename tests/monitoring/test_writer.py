@@ -116,8 +116,9 @@ def test_every_producer_of_a_failed_group_gets_the_error(
 
     outcomes = asyncio.run(produce())
     writer.stop()
-    assert sizes[0] == 10  # written in one turn of the loop: one group, then its retries
-    assert len(sizes) == 2
+    assert set(sizes) == {10}  # written in one turn of the loop: one group, then its retries
+    # SQLite: the loop's own attempt at the end of the turn, then the thread's and its retry.
+    assert len(sizes) == (3 if metrics.store.dialect == "sqlite" else 2)
     assert all(isinstance(o, INTEGRITY) for o in outcomes), outcomes
     assert len({type(o) for o in outcomes}) == 1
     assert metrics.count(TARGET) == 0 and writer.committed == 0

@@ -45,6 +45,20 @@ def _insert_statement(rows: int) -> str:
     return f"INSERT INTO predictions ({_COLUMNS}) VALUES {values}"
 
 
+def _insert_sqlite(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+    # Multi-row statements: sqlite3 releases and re-takes the GIL at every step of
+    # executemany, which stalls the writer thread behind a busy event loop.
+    full, rest = divmod(len(rows), _ROWS_PER_STATEMENT)
+    if full:
+        statement = _insert_statement(_ROWS_PER_STATEMENT)
+        for i in range(full):
+            chunk = rows[i * _ROWS_PER_STATEMENT : (i + 1) * _ROWS_PER_STATEMENT]
+            cursor.execute(statement, [v for row in chunk for v in row])
+    if rest:
+        tail = rows[full * _ROWS_PER_STATEMENT :]
+        cursor.execute(_insert_statement(rest), [v for row in tail for v in row])
+
+
 _COPY_PREDICTIONS = f"COPY predictions ({_COLUMNS}) FROM STDIN"
 # PostgreSQL, on an event loop: a group is one statement with one parameter, the rows as a JSON
 # array of arrays. One round trip where COPY takes two (each costs a turn of a busy loop), one
@@ -281,22 +295,16 @@ class ModelMetrics:
                         for row in rows:
                             copy.write_row(row)
             return True
-        with self.store.write_connection(wait=wait) as connection:
-            if connection is None:
-                return False
-            # Multi-row statements: sqlite3 releases and re-takes the GIL at every step of
-            # executemany, which stalls the writer thread behind a busy event loop.
-            cursor = connection.connection.driver_connection.cursor()  # type: ignore[union-attr]
-            full, rest = divmod(len(rows), _ROWS_PER_STATEMENT)
-            if full:
-                statement = _insert_statement(_ROWS_PER_STATEMENT)
-                for i in range(full):
-                    chunk = rows[i * _ROWS_PER_STATEMENT : (i + 1) * _ROWS_PER_STATEMENT]
-                    cursor.execute(statement, [v for row in chunk for v in row])
-            if rest:
-                tail = rows[full * _ROWS_PER_STATEMENT :]
-                cursor.execute(_insert_statement(rest), [v for row in tail for v in row])
-            return True
+        with self.store.sqlite_transaction(wait=wait) as cursor:
+            if cursor is not None:
+                _insert_sqlite(cursor, rows)
+                return True
+        if not wait:
+            return False  # busy (or an in-memory store, which the thread writes)
+        with self.store.write_connection() as connection:
+            assert connection is not None
+            _insert_sqlite(connection.connection.driver_connection.cursor(), rows)  # type: ignore[union-attr]
+        return True
 
     async def insert_predictions_async(self, records: Sequence[PredictionRecord]) -> None:
         """PostgreSQL: :meth:`insert_predictions` on the running event loop, without blocking it.

@@ -151,8 +151,6 @@ def create_replica_app(
             }
         )
 
-    inflight = 0
-
     async def commit(prediction_id: str, start_ms: int, metrics: dict[str, Any]) -> None:
         assert writer is not None
         await writer.write(
@@ -165,7 +163,6 @@ def create_replica_app(
                 model_version=config.model_version,
                 replica=config.replica,
             ),
-            alone=inflight == 1,
         )
 
     def answer(body: dict[str, Any]) -> Response:
@@ -175,14 +172,6 @@ def create_replica_app(
         )
 
     async def predict_model(request: Request) -> Response:
-        nonlocal inflight
-        inflight += 1
-        try:
-            return await _predict_model(request)
-        finally:
-            inflight -= 1
-
-    async def _predict_model(request: Request) -> Response:
         assert batcher is not None and not isinstance(model, PythonFunction)
         start_ms = now_ms()
         body = await request.body()
@@ -219,14 +208,6 @@ def create_replica_app(
         return answer({"prediction": prediction, "uuid": prediction_id})
 
     async def predict_function(request: Request) -> Response:
-        nonlocal inflight
-        inflight += 1
-        try:
-            return await _predict_function(request)
-        finally:
-            inflight -= 1
-
-    async def _predict_function(request: Request) -> Response:
         assert isinstance(model, PythonFunction)
         start_ms = now_ms()
         body = await request.body()

@@ -11,6 +11,7 @@ import asyncio
 import contextlib
 import fcntl
 import os
+import sqlite3
 import threading
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +35,14 @@ def _json_dumps(value: Any) -> str:
     return orjson.dumps(value).decode()
 
 
+_SQLITE_PRAGMAS = (
+    "PRAGMA journal_mode=WAL",
+    "PRAGMA synchronous=NORMAL",
+    "PRAGMA foreign_keys=ON",
+    "PRAGMA busy_timeout=30000",
+)
+
+
 def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     engine = create_engine(
         url,
@@ -47,10 +56,8 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         # Let SQLAlchemy, not the driver, emit BEGIN so that it can be BEGIN IMMEDIATE.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
-        cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute("PRAGMA synchronous=NORMAL")
-        cursor.execute("PRAGMA foreign_keys=ON")
-        cursor.execute("PRAGMA busy_timeout=30000")
+        for pragma in _SQLITE_PRAGMAS:
+            cursor.execute(pragma)
         cursor.close()
 
     @event.listens_for(engine, "begin")
@@ -58,6 +65,14 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
         conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
 
     return engine
+
+
+def _sqlite_connect(path: str) -> sqlite3.Connection:
+    """A driver connection set up as the engines' are; transactions are explicit."""
+    connection = sqlite3.connect(path, timeout=30, isolation_level=None, check_same_thread=False)
+    for pragma in _SQLITE_PRAGMAS:
+        connection.execute(pragma)
+    return connection
 
 
 class Store:
@@ -90,8 +105,14 @@ class Store:
         self._kept_lock = threading.Lock()
         self._kept: Any = None
         self._kept_async: dict[asyncio.AbstractEventLoop, _KeptAsync] = {}
+        # SQLite: the file, and a driver connection kept for the hot path (guarded by the
+        # writer lock), when the store is a file (an in-memory store lives in the engine's).
+        self._sqlite_path: str | None = None
+        self._kept_sqlite: sqlite3.Connection | None = None
         if self.dialect == "sqlite":
             database = parsed.database or ""
+            if database not in ("", ":memory:"):
+                self._sqlite_path = database
             lock_path = None if database in ("", ":memory:") else Path(database + ".writer-lock")
             self._write_lock = _WriterLock(lock_path)
 
@@ -143,6 +164,38 @@ class Store:
                 return
             with self._write_engine.begin() as connection:
                 yield connection
+
+    @contextmanager
+    def sqlite_transaction(self, *, wait: bool = True) -> Iterator[sqlite3.Cursor | None]:
+        """SQLite: a driver cursor in a ``BEGIN IMMEDIATE`` transaction that commits on exit.
+
+        The replicas' group commit: on a connection kept for it, without SQLAlchemy's pool,
+        events and transaction bookkeeping, which cost more than the commit of a few rows
+        (measured: one row, 85 microseconds through :meth:`write_connection`, 37 here). Yields
+        ``None`` when the store is in memory (use :meth:`write_connection`) or, with
+        ``wait=False``, when another writer holds the lock.
+        """
+        if self._write_lock is None or self._sqlite_path is None:
+            yield None
+            return
+        with self._write_lock.held(wait=wait) as acquired:
+            if not acquired:
+                yield None
+                return
+            if self._kept_sqlite is None:
+                self._kept_sqlite = _sqlite_connect(self._sqlite_path)
+            connection = self._kept_sqlite
+            cursor = connection.cursor()
+            cursor.execute("BEGIN IMMEDIATE")
+            try:
+                yield cursor
+                cursor.execute("COMMIT")
+            except BaseException:
+                if connection.in_transaction:
+                    connection.execute("ROLLBACK")
+                raise
+            finally:
+                cursor.close()
 
     def copy_rows(self, statement: str, rows: Iterable[Sequence[Any]]) -> bool:
         """PostgreSQL: ``COPY ... FROM STDIN`` the rows as one transaction; return once committed.
@@ -218,6 +271,11 @@ class Store:
                 kept.connection = None
 
     def close(self) -> None:
+        if self._write_lock is not None:
+            with self._write_lock.held():
+                if self._kept_sqlite is not None:
+                    self._kept_sqlite.close()
+                    self._kept_sqlite = None
         with self._kept_lock:
             if self._kept is not None:
                 self._kept.close()
