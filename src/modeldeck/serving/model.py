@@ -17,6 +17,29 @@ log = logging.getLogger("modeldeck.replica")
 
 NUMERIC = {"double", "float", "long", "integer"}
 PROBABILITY_DIGITS = 6
+# scikit-learn classifiers whose ``predict`` is the class of highest ``predict_proba``: the
+# probabilities are the scores ``predict`` takes the arg max of (trees, forests,
+# histogram boosting) or a monotone map of them (a softmax or logistic of the decision function,
+# normalised likelihoods). Where two probabilities tie, rounding may have merged scores that
+# differ, so ``predict`` itself decides those rows' labels (``labels_from_probabilities``).
+ARGMAX_CLASSIFIERS = frozenset(
+    {
+        "sklearn.linear_model.LogisticRegression",
+        "sklearn.linear_model.LogisticRegressionCV",
+        "sklearn.tree.DecisionTreeClassifier",
+        "sklearn.tree.ExtraTreeClassifier",
+        "sklearn.ensemble.RandomForestClassifier",
+        "sklearn.ensemble.ExtraTreesClassifier",
+        "sklearn.ensemble.GradientBoostingClassifier",
+        "sklearn.ensemble.HistGradientBoostingClassifier",
+        "sklearn.naive_bayes.GaussianNB",
+        "sklearn.naive_bayes.MultinomialNB",
+        "sklearn.naive_bayes.BernoulliNB",
+        "sklearn.naive_bayes.ComplementNB",
+        "sklearn.naive_bayes.CategoricalNB",
+        "sklearn.neural_network.MLPClassifier",
+    }
+)
 
 
 class Scored:
@@ -75,6 +98,8 @@ class MlflowModel:
         self._order: list[int] | None = None
         self.classes: list[str] | None = None
         """Set when the model gives class probabilities (a scikit-learn classifier)."""
+        self._argmax_classes: Any = None
+        """The estimator's ``classes_`` when its labels follow from its probabilities."""
 
     def load(self) -> None:
         import mlflow
@@ -120,6 +145,8 @@ class MlflowModel:
         ):
             self._proba_fn = proba
             self.classes = [str(c) for c in classes]
+            if predicts_argmax(estimator):
+                self._argmax_classes = classes
         self.fast_path = True
         log.info("serving %s through the scikit-learn fast path", self.model_uri)
 
@@ -139,10 +166,47 @@ class MlflowModel:
     def predict_scored(self, data: Any) -> Scored:
         """Labels and class probabilities (only when ``classes`` is set)."""
         assert self._proba_fn is not None and self.classes is not None
-        return Scored(self._estimator_fn(data), self._proba_fn(data), self.classes)
+        probabilities = self._proba_fn(data)
+        labels = None
+        if self._argmax_classes is not None:
+            # One call instead of two: half the cost of scoring a small batch.
+            labels = labels_from_probabilities(probabilities, self._argmax_classes)
+        if labels is None:
+            labels = self._estimator_fn(data)
+        return Scored(labels, probabilities, self.classes)
 
     def unload(self) -> None:
         self._pyfunc = None
         self._estimator_fn = None
         self._proba_fn = None
+        self._argmax_classes = None
         self.ready = False
+
+
+def predicts_argmax(estimator: Any) -> bool:
+    """Whether ``estimator.predict`` is the class of highest ``predict_proba`` (see
+    ``ARGMAX_CLASSIFIERS``); a pipeline is judged by its last step."""
+    steps = getattr(estimator, "steps", None)
+    if isinstance(steps, list) and steps and type(estimator).__name__ == "Pipeline":
+        estimator = steps[-1][1]
+    kind = type(estimator)
+    if not kind.__module__.startswith("sklearn."):
+        return False
+    classes = getattr(estimator, "classes_", None)
+    # Multi-output classifiers keep one array of classes per output.
+    if getattr(classes, "ndim", None) != 1:
+        return False
+    return f"sklearn.{kind.__module__.split('.')[1]}.{kind.__name__}" in ARGMAX_CLASSIFIERS
+
+
+def labels_from_probabilities(probabilities: Any, classes: Any) -> Any:
+    """``classes`` at each row's highest probability; ``None`` when a row's highest is tied
+    (the scores behind equal probabilities may differ: ``predict`` must decide)."""
+    import numpy as np
+
+    if probabilities.ndim != 2 or probabilities.shape[1] != len(classes):
+        return None
+    top = probabilities.max(axis=1, keepdims=True)
+    if np.count_nonzero(probabilities == top) != probabilities.shape[0]:
+        return None
+    return classes[probabilities.argmax(axis=1)]
