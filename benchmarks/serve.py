@@ -25,6 +25,7 @@ How to run
     make bench                                   # runs: python benchmarks/serve.py
     .venv/bin/python benchmarks/serve.py --duration 3
     .venv/bin/python benchmarks/serve.py --concurrency 1,8,64 --replicas 2 --skip-mlflow
+    .venv/bin/python benchmarks/serve.py --concurrency 8 --skip-mlflow --rounds 5  # interleaved
 
     Needs ``wrk`` (``apt-get install wrk``). Results are printed as a table and written as JSON
     (default ``benchmarks/results/serve.json``). Progress goes to stderr.
@@ -313,6 +314,15 @@ def measure(
     return results
 
 
+def median_runs(runs: list[dict[int, RunResult]]) -> dict[int, RunResult]:
+    """Per concurrency, the run of median p50 (of an odd count; the lower middle of an even)."""
+    merged: dict[int, RunResult] = {}
+    for concurrency in runs[0]:
+        ordered = sorted((r[concurrency] for r in runs), key=lambda r: r.p50_ms)
+        merged[concurrency] = ordered[(len(ordered) - 1) // 2]
+    return merged
+
+
 # -- the two targets -------------------------------------------------------------------------
 
 
@@ -399,9 +409,10 @@ def bench_modeldeck(
     replicas: int,
     deployments: tuple[tuple[str, bool], ...] = ((DEPLOYMENT_NAME, True), (UNTRACKED_NAME, False)),
     extra_env: dict[str, str] | None = None,
+    rounds: int = 1,
 ) -> tuple[dict[str, dict[int, RunResult]], dict[str, float]]:
     """Serve with ``modeldeck server`` and one deployment per (name, model metrics on/off);
-    measure each in turn, stop."""
+    measure each in turn (``rounds`` times, taking turns), stop."""
     port = free_port()
     api_key = secrets.token_urlsafe(24)
     env = {
@@ -419,8 +430,8 @@ def bench_modeldeck(
         base = f"http://127.0.0.1:{port}"
         startup = wait_http_ok(f"{base}/health", proc, log_path, "modeldeck server", 120)
         progress(console, f"modeldeck server ready after {startup:.1f}s; deploying {replicas}")
-        results: dict[str, dict[int, RunResult]] = {}
         deploy_times: dict[str, float] = {}
+        targets: list[Target] = []
         for name, track in deployments:
             access_key, deploy_times[name] = deploy(
                 base, api_key, replicas, timeout_s=300, name=name, track_metrics=track
@@ -433,7 +444,18 @@ def bench_modeldeck(
             )
             answer = check_prediction(target, body)
             progress(console, f"{target.name} sanity check: {escape(str(answer))}")
-            results[name] = measure(console, wrk, target, body, work_dir, concurrencies, duration_s)
+            targets.append(target)
+        # Rounds take turns between the deployments, so that a machine that slows down or
+        # speeds up meanwhile weighs on each alike; each run's median round is reported.
+        runs: dict[str, list[dict[int, RunResult]]] = {t.name: [] for t in targets}
+        for round_no in range(rounds):
+            if rounds > 1:
+                progress(console, f"round {round_no + 1} of {rounds}")
+            for target in targets:
+                runs[target.name].append(
+                    measure(console, wrk, target, body, work_dir, concurrencies, duration_s)
+                )
+        results = {name: median_runs(each) for name, each in runs.items()}
     first = deployments[0][0]
     return results, {"server_ready_s": round(startup, 2), "deploy_s": round(deploy_times[first], 2)}
 
@@ -619,6 +641,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="JSON results file (default benchmarks/results/serve.json)",
     )  # fmt: skip
     parser.add_argument("--skip-mlflow", action="store_true", help="only benchmark modeldeck")
+    parser.add_argument(
+        "--rounds", type=int, default=1,
+        help="modeldeck runs per deployment, taking turns; the median is reported (default 1)",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         args.concurrency = sorted({int(c) for c in args.concurrency.split(",") if c.strip()})
@@ -626,8 +652,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         parser.error(f"--concurrency must be comma-separated integers, got {args.concurrency!r}")
     if not args.concurrency or min(args.concurrency) < 1:
         parser.error("--concurrency needs at least one value, all >= 1")
-    if args.duration < 1 or args.replicas < 1:
-        parser.error("--duration and --replicas must be >= 1")
+    if args.duration < 1 or args.replicas < 1 or args.rounds < 1:
+        parser.error("--duration, --replicas and --rounds must be >= 1")
     return args
 
 
@@ -662,7 +688,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             )
         served, startup["modeldeck"] = bench_modeldeck(
             err, wrk, bin_dir, work_dir, tracking_uri, body,
-            args.concurrency, args.duration, args.replicas,
+            args.concurrency, args.duration, args.replicas, rounds=args.rounds,
         )  # fmt: skip
         modeldeck_results, untracked_results = served[DEPLOYMENT_NAME], served[UNTRACKED_NAME]
         progress(err, "a second server with technical monitoring off too (the bare floor)")
@@ -671,6 +697,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             args.concurrency, args.duration, args.replicas,
             deployments=((BARE_NAME, False),),
             extra_env={"MODELDECK_TECHNICAL_MONITORING": "false"},
+            rounds=args.rounds,
         )  # fmt: skip
         bare_results = bare[BARE_NAME]
 
@@ -714,6 +741,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             "host": "127.0.0.1",
             "request_body": body,
             "skip_mlflow": args.skip_mlflow,
+            "rounds": args.rounds,
         },
         "startup_s": startup,
         "results": {
