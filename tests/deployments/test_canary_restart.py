@@ -6,8 +6,9 @@ app on the same data directory and store is the restart. A resumed canary is act
 the same request and start, its candidate answers its share, its request counts are the stored
 ones, and the policy goes on. One whose deployment came to serve another version or was stopped
 before the restart, or whose candidate cannot start again, is ended with the reason. Every end
-(stop, rollback, promotion, the deployment's deletion) deletes the stored canary. The SIGKILL of
-a real server is in tests/integration/test_canary.py.
+(stop, rollback, promotion, the deployment's deletion) deletes the stored canary, and a deleted
+deployment's canary does not go on as one of a new deployment of that name. The SIGKILL of a
+real server is in tests/integration/test_canary.py.
 """
 
 from __future__ import annotations
@@ -263,3 +264,20 @@ def test_every_end_of_a_canary_deletes_its_stored_row(
         assert stored(store_url) == []
         # The next evaluation ends the canary in memory.
         wait_for(lambda: up.platform.canaries.routing(NAME) is None, timeout=30)
+
+
+def test_a_deleted_deployments_canary_ends_though_its_name_is_deployed_again(
+    store_url: str, mlflow_registry: Registered, tmp_path: Path
+) -> None:
+    settings = settings_for(store_url, mlflow_registry, tmp_path, interval=3600)
+    with running(settings) as up:
+        up.deploy()
+        up.start_canary(policy=NEVER)
+        up.api("DELETE", "", expect=204)
+        assert stored(store_url) == []
+        up.deploy()  # the same name and stable version, another deployment
+        assert up.client.portal is not None
+        assert up.client.portal.call(up.platform.canaries.evaluate, NAME) == "stopped"
+        view = up.canary()
+        assert not view["active"] and view["decisions"] == []  # the new deployment has none
+        assert up.platform.canaries.routing(NAME) is None
