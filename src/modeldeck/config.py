@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     max_request_bytes: int = 5 * 1024 * 1024
     """Largest accepted request body on model endpoints, in bytes (5 MB, as Cloudera ML)."""
 
+    max_api_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    """Largest accepted JSON body on the control plane (``/api/``), in bytes (64 MB: a batch of
+    5,000 delayed metrics, the client's chunk, is about 0.5 MB). A larger one is refused with a
+    413 before it is read into memory."""
+
     request_timeout_seconds: float = 30.0
     """Time a model endpoint may take to answer before the caller gets a 504 (30 s, as Cloudera
     ML). The replica that did not answer is recycled (killed and restarted): a predict call

@@ -62,7 +62,8 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(dashboard.router)
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
-    app.add_middleware(StrictJSONMiddleware)  # control-plane bodies: no NaN, 1e400, deep nesting
+    # Control-plane bodies: no NaN, 1e400, deep nesting, nor more than max_api_body_bytes.
+    app.add_middleware(StrictJSONMiddleware, limit=settings.max_api_body_bytes)
     # Added last, so outermost: its headers reach every answer, the model endpoints' too.
     app.add_middleware(SecurityMiddleware, public_url=settings.resolved_public_url())
 

@@ -5,7 +5,9 @@ FastAPI parses a JSON body with Python's ``json.loads``, which takes ``NaN``, ``
 Such values then pass ``float`` fields and fail later: in the store, or when the answer is
 rendered. :class:`StrictJSONMiddleware` checks every JSON body under ``/api/`` with orjson first,
 which refuses all of those (and nesting past 1,024 levels), and answers ``invalid_json`` (400)
-before any route runs.
+before any route runs. A body larger than ``limit`` bytes is refused with ``payload_too_large``
+(413) as soon as that is known (from ``Content-Length``, or while it streams in), so a client
+cannot make the platform hold an unbounded body in memory.
 """
 
 from __future__ import annotations
@@ -25,9 +27,10 @@ _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
 
 class StrictJSONMiddleware:
-    def __init__(self, app: ASGIApp, prefix: str = "/api/") -> None:
+    def __init__(self, app: ASGIApp, prefix: str = "/api/", limit: int = 64 * 1024 * 1024) -> None:
         self.app = app
         self.prefix = prefix
+        self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if (
@@ -38,14 +41,24 @@ class StrictJSONMiddleware:
         ):
             await self.app(scope, receive, send)
             return
+        length = _content_length(scope)
+        if length is not None and length > self.limit:
+            await self._too_large(scope, receive, send, f"is {length} bytes, more")
+            return
         messages: list[Message] = []
         chunks: list[bytes] = []
+        size = 0
         while True:
             message = await receive()
             messages.append(message)
             if message["type"] != "http.request":
                 break
-            chunks.append(message.get("body", b""))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self.limit:
+                await self._too_large(scope, receive, send, "is larger")
+                return
+            chunks.append(chunk)
             if not message.get("more_body", False):
                 break
         body = b"".join(chunks)
@@ -64,6 +77,26 @@ class StrictJSONMiddleware:
             return messages.pop(0) if messages else await receive()
 
         await self.app(scope, replay, send)
+
+    async def _too_large(self, scope: Scope, receive: Receive, send: Send, what: str) -> None:
+        response = JSONResponse(
+            error_body(
+                "payload_too_large",
+                f"the request body {what} than the control plane accepts ({self.limit} bytes, "
+                "MODELDECK_MAX_API_BODY_BYTES); send it in smaller parts",
+                {"limit_bytes": self.limit},
+            ),
+            status_code=413,
+            headers={"Connection": "close"},  # the rest of the body is not read
+        )
+        await response(scope, receive, send)
+
+
+def _content_length(scope: Scope) -> int | None:
+    for name, value in scope["headers"]:
+        if name == b"content-length":
+            return int(value) if value.isdigit() else None
+    return None
 
 
 def _is_json(scope: Scope) -> bool:
