@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -320,3 +321,43 @@ def test_on_postgres_a_retried_group_that_had_committed_is_no_error(
 
     asyncio.run(twice())
     assert pg_metrics.count(TARGET) == 3
+
+
+@pytest.mark.parametrize("checkpoint_seconds", [0.05, 3600.0])
+def test_sqlite_commits_leave_checkpoints_to_the_writer_thread(
+    tmp_path: Any, monkeypatch: pytest.MonkeyPatch, checkpoint_seconds: float
+) -> None:
+    """The event loop's commits never checkpoint (milliseconds of copying and syncing); the
+    writer thread does, about once a second: the data then reaches the database file."""
+    monkeypatch.setattr(writer_module, "CHECKPOINT_SECONDS", checkpoint_seconds)
+    database = tmp_path / "store.db"
+    store = Store(f"sqlite:///{database}")
+    store.migrate()
+    add_deployment(store, TARGET.deployment_id, TARGET.name)
+    store.checkpoint()
+    size_before = database.stat().st_size
+    writer = GroupWriter(ModelMetrics(store))
+    writer.start()
+    padding = "x" * 1000
+
+    async def produce() -> None:
+        for start in range(0, 6000, 20):  # well past SQLite's automatic 1,000-page checkpoint
+            records = [_record(i) for i in range(start, start + 20)]
+            for record in records:
+                record.metrics["padding"] = padding
+            await asyncio.gather(*(writer.write(r) for r in records))
+
+    asyncio.run(produce())
+    assert writer.committed == 6000
+    grown = lambda: database.stat().st_size - size_before  # noqa: E731
+    if checkpoint_seconds < 1:
+        deadline = time.monotonic() + 10
+        while grown() < 6_000_000 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert grown() >= 6_000_000  # checkpointed into the database file
+    else:
+        time.sleep(0.3)
+        assert grown() == 0  # everything is still in the WAL: no commit checkpointed
+    writer.stop()
+    assert ModelMetrics(store).count(TARGET) == 6000
+    store.close()

@@ -37,6 +37,9 @@ MAX_GROUP = 2048
 # than at the end of the loop's turn, so that the next group fills while it runs.
 EARLY_START = 128
 RETRY_DELAYS = (0.05, 0.2, 1.0)
+# SQLite: the writer thread checkpoints the WAL this often while predictions are committed
+# (the hot path's commits never do: ``Store.checkpoint``).
+CHECKPOINT_SECONDS = 1.0
 
 _STOP = object()
 
@@ -132,8 +135,19 @@ class GroupWriter:
 
     def _run(self) -> None:
         stopping = False
+        checkpointed_at, committed = time.monotonic(), self.committed
         while not stopping:
-            item = self._queue.get()
+            try:
+                item = self._queue.get(timeout=CHECKPOINT_SECONDS)
+            except queue.Empty:
+                item = None
+            if not self._on_loop and self.committed != committed:
+                now = time.monotonic()
+                if item is None or now - checkpointed_at >= CHECKPOINT_SECONDS:
+                    checkpointed_at, committed = now, self.committed
+                    self._checkpoint()
+            if item is None:
+                continue
             if item is _STOP:
                 return
             assert isinstance(item, _Batch)
@@ -151,6 +165,12 @@ class GroupWriter:
                 group.append(more)
                 size += len(more.records)
             self._commit(group)
+
+    def _checkpoint(self) -> None:
+        try:
+            self._metrics.store.checkpoint()
+        except Exception as exc:  # the next one will catch up; commits do not depend on it
+            log.warning("could not checkpoint the store: %s", exc)
 
     def _commit(self, group: list[_Batch]) -> None:
         records = group[0].records if len(group) == 1 else [r for b in group for r in b.records]

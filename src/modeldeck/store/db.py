@@ -109,6 +109,8 @@ class Store:
         # writer lock), when the store is a file (an in-memory store lives in the engine's).
         self._sqlite_path: str | None = None
         self._kept_sqlite: sqlite3.Connection | None = None
+        self._checkpoint_lock = threading.Lock()
+        self._checkpointer: sqlite3.Connection | None = None
         if self.dialect == "sqlite":
             database = parsed.database or ""
             if database not in ("", ":memory:"):
@@ -184,6 +186,9 @@ class Store:
                 return
             if self._kept_sqlite is None:
                 self._kept_sqlite = _sqlite_connect(self._sqlite_path)
+                # Its commits never checkpoint: copying the WAL into the database and syncing
+                # it takes milliseconds, which an event loop would wait for (see checkpoint).
+                self._kept_sqlite.execute("PRAGMA wal_autocheckpoint=0")
             connection = self._kept_sqlite
             cursor = connection.cursor()
             cursor.execute("BEGIN IMMEDIATE")
@@ -196,6 +201,21 @@ class Store:
                 raise
             finally:
                 cursor.close()
+
+    def checkpoint(self) -> None:
+        """SQLite: copy what the WAL holds into the database file, without waiting for anyone.
+
+        The hot path's commits (:meth:`sqlite_transaction`) leave checkpoints to this, which
+        the group writer's thread calls about once a second, off the event loop. A ``PASSIVE``
+        checkpoint neither waits for nor blocks readers and writers; other connections keep
+        SQLite's automatic checkpoints. No-op on PostgreSQL and for an in-memory store.
+        """
+        if self._sqlite_path is None:
+            return
+        with self._checkpoint_lock:
+            if self._checkpointer is None:
+                self._checkpointer = _sqlite_connect(self._sqlite_path)
+            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
 
     def copy_rows(self, statement: str, rows: Iterable[Sequence[Any]]) -> bool:
         """PostgreSQL: ``COPY ... FROM STDIN`` the rows as one transaction; return once committed.
@@ -271,6 +291,10 @@ class Store:
                 kept.connection = None
 
     def close(self) -> None:
+        with self._checkpoint_lock:
+            if self._checkpointer is not None:
+                self._checkpointer.close()
+                self._checkpointer = None
         if self._write_lock is not None:
             with self._write_lock.held():
                 if self._kept_sqlite is not None:
