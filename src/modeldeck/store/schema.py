@@ -387,6 +387,24 @@ class CanaryRow(Base):
     started_ms: Mapped[int] = mapped_column(BigInteger)
 
 
+class ReplicaEventRow(Base):
+    """Something that happened to a deployment's replicas (the autoscaler scaled them)."""
+
+    __tablename__ = "replica_events"
+    __table_args__ = (Index("ix_replica_events_deployment_ts", "deployment_id", "ts_ms"),)
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE")
+    )
+    ts_ms: Mapped[int] = mapped_column(BigInteger)
+    kind: Mapped[str] = mapped_column(String(32))  # scaled_up | scaled_down
+    message: Mapped[str] = mapped_column(Text)
+    # The event's other keys (replicas_before, replicas_after, inflight...), flattened back
+    # into the event when read.
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType)
+
+
 class CmlModelRow(Base):
     """A Cloudera ML API v2 model (``cmlapi``): a name in a project, served as one deployment.
 
