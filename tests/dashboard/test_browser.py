@@ -376,3 +376,31 @@ def test_stop_and_start_from_the_page(page: Page, deployed: Deployed) -> None:
     row.locator("[data-status=deployed]").wait_for(timeout=180_000)
     assert deployed.client.deployment(NAME)["status"] == "deployed"
     assert console.take() == []
+
+
+def test_an_autoscaled_deployment_says_so_and_scaling_it_warns(
+    page: Page, deployed: Deployed
+) -> None:
+    console = Console(page)
+    # Bounds that keep the module's two replicas: the other tests count on them.
+    policy = {"min_replicas": 2, "max_replicas": 3, "scale_down_delay_seconds": 3600}
+    deployed.client.scale(NAME, autoscaling=policy)
+    try:
+        sign_in(page, deployed)
+        page.wait_for_selector("body[data-view=deployments][data-state=ready]")
+        row = page.locator("#deployments tbody tr", has_text=NAME)
+        assert "(autoscaled 2\u20133)" in row.inner_text()
+        row.get_by_role("button", name=f"Scale {NAME}").click()
+        dialog = page.get_by_role("dialog")
+        dialog.wait_for()
+        assert "A fixed count ends autoscaling" in dialog.inner_text()
+        page.keyboard.press("Escape")  # cancelling changes nothing
+        dialog.wait_for(state="detached")
+        assert deployed.client.deployment(NAME)["autoscaling"]["max_replicas"] == 3
+        open_tab(page, deployed, "overview")
+        head = page.locator("#deployment-head").inner_text()
+        assert "replicas ready (autoscaled 2\u20133)" in head
+        assert console.take() == []
+    finally:
+        deployed.client.scale(NAME, replicas=2)
+    assert deployed.client.deployment(NAME)["autoscaling"] is None

@@ -41,14 +41,16 @@ export async function scaleDeployment(d, done) {
     value: d.replicas,
     min: 1,
     max: MAX_REPLICAS,
-    hint: `Now ${d.replicas}. Fewer replicas stop the highest-numbered ones.`,
+    hint: d.autoscaling
+      ? `Now ${d.replicas}, autoscaled between ${d.autoscaling.min_replicas} and ${d.autoscaling.max_replicas}. A fixed count ends autoscaling (the CLI's scale --min/--max sets it again).`
+      : `Now ${d.replicas}. Fewer replicas stop the highest-numbered ones.`,
     submitLabel: "Scale",
   });
-  if (replicas === null || replicas === d.replicas) return;
+  if (replicas === null || (replicas === d.replicas && !d.autoscaling)) return;
   if (replicas < d.replicas) {
     const ok = await confirmAction({
       title: `Scale ${d.name} down to ${replicas}?`,
-      message: `${d.replicas - replicas} replica(s) stop; requests in flight on them may fail.`,
+      message: `${d.replicas - replicas} replica(s) leave the rotation, finish the requests they have in flight, then stop.`,
       confirmLabel: "Scale down",
     });
     if (!ok) return;

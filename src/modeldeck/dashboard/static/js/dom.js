@@ -149,3 +149,9 @@ export function statusTone(status) {
   if (["stopped", "stopping"].includes(status)) return "off";
   return "warn";
 }
+
+/** " (autoscaled 1–4)" after a replica count, or nothing for a fixed count. */
+export function autoscaled(d) {
+  const a = d.autoscaling;
+  return a ? ` (autoscaled ${a.min_replicas}–${a.max_replicas})` : "";
+}

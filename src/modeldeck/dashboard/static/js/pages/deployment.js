@@ -2,7 +2,7 @@
 
 import { deploymentActions } from "../actions.js";
 import { api } from "../api.js";
-import { badge, clear, h, noAuthBadge, statusTone } from "../dom.js";
+import { autoscaled, badge, clear, h, noAuthBadge, statusTone } from "../dom.js";
 import { keepFocus } from "../ui.js";
 import { alertsTab } from "../tabs/alerts.js";
 import { driftTab } from "../tabs/drift.js";
@@ -50,7 +50,9 @@ export async function deploymentPage(root, name, tab) {
         h("div", { class: "breadcrumbs" }, h("a", { href: "#/" }, "Deployments"), " / ", d.name),
         h("h1", {}, d.name, " ", h("span", { id: "deployment-status", dataset: { status: d.status } }, badge(d.status, statusTone(d.status))), " ", noAuthBadge(d)),
         h("p", { class: "subtitle" }, version,
-          d.kind === "endpoint" ? ` · ${d.ready_replicas}/${d.replicas} replicas ready` : " · batch",
+          d.kind === "endpoint"
+            ? ` · ${d.ready_replicas}/${d.replicas} replicas ready${autoscaled(d)}`
+            : " · batch",
           d.status_message ? ` · ${d.status_message.split("\n")[0]}` : ""),
         canaryLine(canary)),
       d.kind === "endpoint" ? h("div", { class: "actions" }, deploymentActions(d, reload)) : null);

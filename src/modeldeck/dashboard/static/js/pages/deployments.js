@@ -1,7 +1,17 @@
 // Every deployment at a glance: status, replicas, the last hour's traffic, drift and alerts.
 
 import { api } from "../api.js";
-import { badge, clear, fmtInt, fmtMs, fmtPercent, h, noAuthBadge, statusTone } from "../dom.js";
+import {
+  autoscaled,
+  badge,
+  clear,
+  fmtInt,
+  fmtMs,
+  fmtPercent,
+  h,
+  noAuthBadge,
+  statusTone,
+} from "../dom.js";
 import { deploymentActions, deployDialog } from "../actions.js";
 import { keepFocus, showError, table } from "../ui.js";
 
@@ -94,7 +104,7 @@ export async function deploymentsPage(root) {
         d.model,
         versionText(d),
         h("span", { dataset: { status: d.status } }, badge(d.status, statusTone(d.status))),
-        d.kind === "endpoint" ? `${d.ready_replicas}/${d.replicas}` : "batch",
+        d.kind === "endpoint" ? `${d.ready_replicas}/${d.replicas}${autoscaled(d)}` : "batch",
         totals ? fmtInt(totals.requests) : "—",
         totals && totals.requests ? fmtPercent(totals.failed / totals.requests) : "—",
         totals ? fmtMs(totals.latency_p95_ms) : "—",
