@@ -105,8 +105,8 @@ class Settings(BaseSettings):
     """Replicas combine concurrent requests into one predict call of at most this many rows."""
 
     prediction_retention_days: float = 30.0
-    """Raw prediction records (and their delayed metrics) older than this are pruned in the
-    background, hourly. Aggregate metrics are kept."""
+    """Raw prediction records (and their delayed metrics) and replica events (scaling) older
+    than this are pruned in the background, hourly. Aggregate metrics are kept."""
 
     technical_monitoring: bool = True
     """Count model-endpoint requests for technical monitoring and Prometheus. Turn off only to

@@ -224,7 +224,8 @@ class Platform:
 
     async def prune(self) -> int:
         """Delete records past their retention periods and compact old technical rollups;
-        returns the prediction records pruned."""
+        returns the prediction records pruned. Replica events are kept as long as raw
+        predictions (``prediction_retention_days``)."""
         technical_cutoff = now_ms() - int(self.settings.technical_retention_days * 86_400_000)
         await asyncio.to_thread(self.technical.prune, technical_cutoff)
         compacted = await asyncio.to_thread(self.technical.compact)
@@ -232,6 +233,7 @@ class Platform:
             log.info("compacted %d technical-metric rows into five-minute rows", compacted)
         cutoff = now_ms() - int(self.settings.prediction_retention_days * 86_400_000)
         pruned = await asyncio.to_thread(self.model_metrics.prune, cutoff)
+        await asyncio.to_thread(self.technical.events.prune, cutoff)
         if pruned:
             log.info("pruned %d prediction records older than the retention period", pruned)
         return pruned

@@ -36,7 +36,7 @@ def test_scales_on_the_gateways_inflight_count_but_not_during_a_rollout(tmp_path
     service = DeploymentService(settings, store, Registry(f"sqlite:///{tmp_path / 'm.db'}"), rt)
     rt._listener = service.on_runtime_event
     gateway = Gateway(settings, service, rt)
-    events = ReplicaEvents()
+    events = ReplicaEvents(store)
     autoscaler = Autoscaler(service, rt, gateway, events)
 
     async def ticks(seconds: float) -> None:

@@ -1,5 +1,6 @@
 """Autoscaling on a real platform: a --file deployment under a bounded concurrent load scales up,
-says so in technical monitoring, and scales back down without failing a request."""
+says so in technical monitoring, and scales back down without failing a request; the events
+outlive a restart of the platform."""
 
 from __future__ import annotations
 
@@ -158,6 +159,12 @@ def test_scales_up_under_load_and_back_down_without_a_failed_request(
     assert downs and downs[-1]["replicas_after"] == 1
     assert downs[0]["message"].startswith("scaled down 3 → ")
     assert "in flight per replica < target 2 for 4 s" in downs[0]["message"]
+
+    # The events are stored: the platform restarted answers them still.
+    before_restart = events(platform, "auto")
+    platform.stop()
+    platform.start()
+    assert events(platform, "auto") == before_restart
 
     # A fixed count ends autoscaling.
     d = client.scale("auto", 2)

@@ -182,7 +182,9 @@ def test_the_platform_prunes_past_the_retention_period(tmp_path) -> None:  # typ
     import time
 
     from modeldeck.config import Settings
+    from modeldeck.monitoring.technical import ReplicaEvents
     from modeldeck.platform import Platform
+    from modeldeck.store.schema import ReplicaEventRow
 
     settings = Settings(data_dir=tmp_path, prediction_retention_days=1.0)
     store = Store(settings.resolved_store_url())
@@ -195,6 +197,11 @@ def test_the_platform_prunes_past_the_retention_period(tmp_path) -> None:  # typ
     now = int(time.time() * 1000)
     old, fresh = _record(now - 2 * 86_400_000, target), _record(now, target)
     ModelMetrics(store).insert_predictions([old, fresh])
+    with store.write() as session:  # replica events share the retention of raw predictions
+        session.add_all(
+            ReplicaEventRow(deployment_id="d", ts_ms=ts, kind="scaled_up", message=m, details={})
+            for ts, m in ((now - 2 * 86_400_000, "old"), (now, "fresh"))
+        )
 
     async def run() -> int:
         platform = Platform(settings)
@@ -207,6 +214,8 @@ def test_the_platform_prunes_past_the_retention_period(tmp_path) -> None:  # typ
     asyncio.run(run())  # start-up pruned the old record; the explicit call finds nothing
     remaining = [r["predictionUuid"] for r in ModelMetrics(store).iter_records(target, start_ms=0)]
     assert remaining == [fresh.uuid]
+    events = ReplicaEvents(store).between("d", 0, 2**62)
+    assert [e["message"] for e in events] == ["fresh"]
 
 
 def test_prediction_ids_are_time_ordered_version_7_uuids() -> None:

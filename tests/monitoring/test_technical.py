@@ -1,4 +1,4 @@
-"""Rollups, percentiles and series on both stores, without servers."""
+"""Rollups, percentiles, series and replica events on both stores, without servers."""
 
 from __future__ import annotations
 
@@ -6,18 +6,22 @@ import time
 from collections.abc import Iterator
 
 import pytest
+from sqlalchemy import delete, select
 
 from modeldeck.errors import ValidationFailed
+from modeldeck.monitoring import technical as technical_module
 from modeldeck.monitoring.technical import (
     BUCKET_MS,
     GATEWAY_REPLICA,
+    ReplicaEvents,
     ReplicaSample,
     TechnicalMetrics,
     latency_bucket,
     percentile,
 )
 from modeldeck.store import Store
-from modeldeck.store.schema import LATENCY_BOUNDS_MS
+from modeldeck.store.schema import LATENCY_BOUNDS_MS, DeploymentRow, ReplicaEventRow
+from tests.fixtures import add_deployment
 
 
 @pytest.fixture
@@ -210,3 +214,101 @@ def test_steps_finer_than_compacted_rows_apply_to_recent_ranges_only(
     old = now - COMPACT_AFTER_MS - 3_600_000
     assert technical.series("d", old, old + 3_600_000, step_ms=10_000)["step"] == COARSE_MS
     assert technical.series("d", old, old + 3_600_000, step_ms=900_000)["step"] == 900_000
+
+
+class _Clock:
+    """Stands in for the ``time`` module of technical.py: ``time()`` answers ``now``."""
+
+    def __init__(self, now_s: float) -> None:
+        self.now = now_s
+
+    def time(self) -> float:
+        return self.now
+
+
+def _events_store(store_url: str) -> Store:
+    store = Store(store_url)
+    store.migrate()
+    add_deployment(store, "dep-a", "a")
+    add_deployment(store, "dep-b", "b")
+    return store
+
+
+def test_replica_events_are_stored_and_a_restart_reads_them_in_order(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(technical_module, "time", clock)
+    store = _events_store(store_url)
+    events = TechnicalMetrics(store).events
+    for t_s, kind, before, after in [
+        (1_000.0, "scaled_up", 1, 2),
+        (2_000.0, "scaled_up", 2, 3),
+        (2_000.0, "scaled_down", 3, 2),  # the same millisecond: recorded order
+        (3_000.0, "scaled_down", 2, 1),
+    ]:
+        clock.now = t_s
+        events.record(
+            "dep-a", kind, f"{kind} {before} → {after}",
+            replicas_before=before, replicas_after=after, inflight=1.5,
+        )  # fmt: skip
+    events.record("dep-b", "scaled_up", "b's own", replicas_before=1, replicas_after=2)
+    store.close()
+
+    restarted = Store(store_url)  # a new platform on the same store
+    again = TechnicalMetrics(restarted)
+    try:
+        assert again.events.between("dep-a", 2_000_000, 3_000_000) == [
+            {"t": 2_000_000, "kind": "scaled_up", "message": "scaled_up 2 → 3",
+             "replicas_before": 2, "replicas_after": 3, "inflight": 1.5},
+            {"t": 2_000_000, "kind": "scaled_down", "message": "scaled_down 3 → 2",
+             "replicas_before": 3, "replicas_after": 2, "inflight": 1.5},
+        ]  # fmt: skip
+        every = again.events.between("dep-a", 0, 2**62)
+        assert [(e["t"], e["replicas_after"]) for e in every] == [
+            (1_000_000, 2), (2_000_000, 3), (2_000_000, 2), (3_000_000, 1),
+        ]  # fmt: skip
+        assert again.events.between("dep-a", 3_000_001, 2**62) == []
+        assert [e["message"] for e in again.events.between("dep-b", 0, 2**62)] == ["b's own"]
+        # ... and the technical metrics query answers them with its range.
+        data = again.series("dep-a", 2_995_000, 3_005_000)
+        assert [e["kind"] for e in data["events"]] == ["scaled_down"]
+    finally:
+        restarted.close()
+
+
+def test_pruning_replica_events_removes_the_old_ones_only(
+    store_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    clock = _Clock(1_000.0)
+    monkeypatch.setattr(technical_module, "time", clock)
+    store = _events_store(store_url)
+    events = ReplicaEvents(store)
+    for t_s in (1_000.0, 1_999.999, 2_000.0, 3_000.0):
+        clock.now = t_s
+        events.record("dep-a", "scaled_up", "up")
+    clock.now = 1_500.0
+    events.record("dep-b", "scaled_up", "up")
+    try:
+        assert events.prune(2_000_000) == 3
+        assert [e["t"] for e in events.between("dep-a", 0, 2**62)] == [2_000_000, 3_000_000]
+        assert events.between("dep-b", 0, 2**62) == []
+        assert events.prune(2_000_000) == 0
+    finally:
+        store.close()
+
+
+def test_deleting_a_deployment_deletes_its_replica_events(store_url: str) -> None:
+    store = _events_store(store_url)
+    events = ReplicaEvents(store)
+    events.record("dep-a", "scaled_up", "a up", replicas_before=1, replicas_after=2)
+    events.record("dep-b", "scaled_up", "b up", replicas_before=1, replicas_after=2)
+    try:
+        with store.write() as session:
+            session.execute(delete(DeploymentRow).where(DeploymentRow.id == "dep-a"))
+        with store.read() as session:
+            left = session.scalars(select(ReplicaEventRow.deployment_id)).all()
+        assert left == ["dep-b"]
+        assert events.between("dep-a", 0, 2**62) == []
+    finally:
+        store.close()

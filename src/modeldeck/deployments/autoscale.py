@@ -227,14 +227,18 @@ class Autoscaler:
             return ""
         kind = "scaled_up" if decision.replicas > before else "scaled_down"
         log.info("%s: %s", spec.name, decision.reason)
-        self.events.record(
-            spec.deployment_id,
-            kind,
-            decision.reason,
-            replicas_before=before,
-            replicas_after=decision.replicas,
-            inflight=round(decision.inflight, 3),
-        )
+        try:  # one store write, off the event loop
+            await asyncio.to_thread(
+                self.events.record,
+                spec.deployment_id,
+                kind,
+                decision.reason,
+                replicas_before=before,
+                replicas_after=decision.replicas,
+                inflight=round(decision.inflight, 3),
+            )
+        except Exception:  # the store is down, or the deployment was deleted meanwhile
+            log.exception("%s: recording the scaling event failed", spec.name)
         return decision.reason
 
     def views(self) -> list[AutoscaleView]:

@@ -14,8 +14,10 @@ minutes so apply to the last eight hours only: a range reaching further back is 
 five-minute steps (the answer's ``step`` says which).
 
 Replica events (the autoscaler's "scaled up 2 → 3: 11.5 in flight per replica > target 4") are
-kept in memory, the last ``EVENTS_KEPT`` per deployment since the platform started, and answered
-with the series of their range (``events``).
+stored, so a platform restart keeps them, and answered with the series of their range
+(``events``). They are rare (one per scaling), so each is one write; the hourly housekeeping
+prunes them after the raw-prediction retention (``MODELDECK_PREDICTION_RETENTION_DAYS``, 30 days
+by default), and deleting a deployment deletes its events.
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from __future__ import annotations
 import math
 import threading
 import time
-from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,7 +33,12 @@ from sqlalchemy import String, cast, delete, func, insert, literal, select
 
 from modeldeck.errors import ValidationFailed
 from modeldeck.store import Store
-from modeldeck.store.schema import LATENCY_BOUNDS_MS, ReplicaSampleRow, RollupRow
+from modeldeck.store.schema import (
+    LATENCY_BOUNDS_MS,
+    ReplicaEventRow,
+    ReplicaSampleRow,
+    RollupRow,
+)
 
 BUCKET_MS = 5_000
 GATEWAY_REPLICA = -1  # requests refused before reaching a replica (401, 413, 503...)
@@ -40,7 +46,6 @@ MAX_POINTS = 2_000
 COARSE_MS = 300_000  # the resolution rollups and samples are compacted to
 COMPACT_AFTER_MS = 8 * 3_600_000  # ... once they are this old
 _COMPACT_CHUNK_MS = 3_600_000  # the time range one compaction transaction rewrites
-EVENTS_KEPT = 200  # replica events kept per deployment
 
 
 def _class(status: int) -> str:
@@ -163,24 +168,51 @@ def percentile(hist: Sequence[int], q: float) -> float | None:
 
 
 class ReplicaEvents:
-    """What happened to a deployment's replicas (scaling), newest last, in memory."""
+    """What happened to a deployment's replicas (scaling), in the store.
 
-    def __init__(self, kept: int = EVENTS_KEPT) -> None:
-        self._kept = kept
-        self._events: dict[str, deque[dict[str, Any]]] = {}
-        self._lock = threading.Lock()
+    An event is a dict: ``t`` (ms since the epoch), ``kind``, ``message`` and whatever else its
+    recorder gave (the autoscaler: ``replicas_before``, ``replicas_after``, ``inflight``), which
+    is stored as JSON and flattened back on reading. Every method blocks on the store: call it
+    from a thread when on the event loop.
+    """
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
 
     def record(self, deployment_id: str, kind: str, message: str, **details: Any) -> None:
-        event = {"t": int(time.time() * 1000), "kind": kind, "message": message, **details}
-        with self._lock:
-            self._events.setdefault(deployment_id, deque(maxlen=self._kept)).append(event)
+        row = ReplicaEventRow(
+            deployment_id=deployment_id,
+            ts_ms=int(time.time() * 1000),
+            kind=kind,
+            message=message,
+            details=details,
+        )
+        with self.store.write() as session:
+            session.add(row)
 
     def between(self, deployment_id: str, start_ms: int, end_ms: int) -> list[dict[str, Any]]:
         """The events of ``deployment_id`` from ``start_ms`` (inclusive) to ``end_ms``, oldest
         first."""
-        with self._lock:
-            events = list(self._events.get(deployment_id, ()))
-        return [e for e in events if start_ms <= e["t"] < end_ms]
+        query = (
+            select(ReplicaEventRow)
+            .where(
+                ReplicaEventRow.deployment_id == deployment_id,
+                ReplicaEventRow.ts_ms >= start_ms,
+                ReplicaEventRow.ts_ms < end_ms,
+            )
+            .order_by(ReplicaEventRow.ts_ms, ReplicaEventRow.id)
+        )
+        with self.store.read() as session:
+            rows = session.scalars(query).all()
+            return [{"t": r.ts_ms, "kind": r.kind, "message": r.message, **r.details} for r in rows]
+
+    def prune(self, older_than_ms: int) -> int:
+        """Delete the events from before ``older_than_ms``; returns how many."""
+        with self.store.write() as session:
+            result = session.execute(
+                delete(ReplicaEventRow).where(ReplicaEventRow.ts_ms < older_than_ms)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
 
 
 class TechnicalMetrics:
@@ -189,7 +221,7 @@ class TechnicalMetrics:
     def __init__(self, store: Store) -> None:
         self.store = store
         self.rollups = RequestRollups()
-        self.events = ReplicaEvents()
+        self.events = ReplicaEvents(store)
         self._compacted: dict[str, int] = {}  # table -> compacted up to (ms)
 
     def flush(self, samples: Sequence[ReplicaSample] = (), *, everything: bool = False) -> int:
