@@ -361,3 +361,22 @@ def test_sqlite_commits_leave_checkpoints_to_the_writer_thread(
     writer.stop()
     assert ModelMetrics(store).count(TARGET) == 6000
     store.close()
+
+
+def test_without_a_writer_thread_sqlite_commits_keep_checkpointing(tmp_path: Any) -> None:
+    """Only the group writer, whose thread checkpoints, turns the hot path's checkpoints off:
+    a process that inserts directly must not grow the WAL without bound."""
+    database = tmp_path / "store.db"
+    store = Store(f"sqlite:///{database}")
+    store.migrate()
+    add_deployment(store, TARGET.deployment_id, TARGET.name)
+    store.checkpoint()
+    size_before = database.stat().st_size
+    metrics = ModelMetrics(store)
+    for start in range(0, 6000, 20):
+        records = [_record(i) for i in range(start, start + 20)]
+        for record in records:
+            record.metrics["padding"] = "x" * 1000
+        assert metrics.insert_predictions(records)
+    assert database.stat().st_size - size_before >= 4_000_000  # checkpointed as it went
+    store.close()

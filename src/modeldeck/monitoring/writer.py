@@ -57,6 +57,8 @@ class GroupWriter:
         self.committed = 0
 
     def start(self) -> None:
+        if not self._on_loop:
+            self._metrics.store.defer_checkpoints()  # the thread checkpoints, the loops do not
         self._thread.start()
 
     def stop(self, timeout: float = 10.0) -> None:

@@ -110,6 +110,7 @@ class Store:
         self._sqlite_path: str | None = None
         self._kept_sqlite: sqlite3.Connection | None = None
         self._checkpoint_lock = threading.Lock()
+        self._checkpoints_deferred = False
         self._checkpointer: sqlite3.Connection | None = None
         if self.dialect == "sqlite":
             database = parsed.database or ""
@@ -186,9 +187,8 @@ class Store:
                 return
             if self._kept_sqlite is None:
                 self._kept_sqlite = _sqlite_connect(self._sqlite_path)
-                # Its commits never checkpoint: copying the WAL into the database and syncing
-                # it takes milliseconds, which an event loop would wait for (see checkpoint).
-                self._kept_sqlite.execute("PRAGMA wal_autocheckpoint=0")
+                if self._checkpoints_deferred:
+                    self._kept_sqlite.execute("PRAGMA wal_autocheckpoint=0")
             connection = self._kept_sqlite
             cursor = connection.cursor()
             cursor.execute("BEGIN IMMEDIATE")
@@ -202,11 +202,27 @@ class Store:
             finally:
                 cursor.close()
 
+    def defer_checkpoints(self) -> None:
+        """SQLite: the hot path's commits (:meth:`sqlite_transaction`) stop checkpointing; the
+        caller promises to call :meth:`checkpoint` regularly (the group writer's thread does).
+
+        Copying the WAL into the database and syncing it takes milliseconds, which an event
+        loop committing on this connection would wait for. Without the promise, commits keep
+        SQLite's automatic checkpoint, so a process that only inserts cannot grow the WAL
+        without bound.
+        """
+        if self._write_lock is None:
+            return
+        with self._write_lock.held():
+            self._checkpoints_deferred = True
+            if self._kept_sqlite is not None:
+                self._kept_sqlite.execute("PRAGMA wal_autocheckpoint=0")
+
     def checkpoint(self) -> None:
         """SQLite: copy what the WAL holds into the database file, without waiting for anyone.
 
-        The hot path's commits (:meth:`sqlite_transaction`) leave checkpoints to this, which
-        the group writer's thread calls about once a second, off the event loop. A ``PASSIVE``
+        The group writer's thread calls it about once a second, off the event loop, once it
+        has deferred the hot path's checkpoints to it (:meth:`defer_checkpoints`). A ``PASSIVE``
         checkpoint neither waits for nor blocks readers and writers; other connections keep
         SQLite's automatic checkpoints. No-op on PostgreSQL and for an in-memory store.
         """
