@@ -114,6 +114,8 @@ def test_deploy_list_show_predict_scale_delete(run) -> None:  # type: ignore[no-
 
     code, out = run("deployments", "scale", "cli-iris", "--replicas", "2", "--json")
     assert code == 0 and json.loads(out)["replicas"] == 2
+    code, out = run("deployments", "scale", "cli-iris", "--min", "2")  # a fixed count: no max
+    assert code == 2 and "autoscaling needs --max-replicas" in out
 
     code, out = run(
         "deployments", "scale", "cli-iris", "--min", "1", "--max", "3", "--target-inflight", "8",
@@ -128,8 +130,13 @@ def test_deploy_list_show_predict_scale_delete(run) -> None:  # type: ignore[no-
     }  # fmt: skip
     code, out = run("deployments", "show", "cli-iris")
     assert code == 0 and "autoscaling: 1-3 replicas, target 8 in flight per replica" in out
-    code, out = run("deployments", "scale", "cli-iris", "--min", "2")
-    assert code == 2 and "autoscaling needs --max-replicas" in out
+    # On an autoscaled deployment the options given change the policy; the rest keep theirs.
+    code, out = run("deployments", "scale", "cli-iris", "--min", "2", "--json")
+    assert code == 0, out
+    assert json.loads(out)["autoscaling"] == {
+        "min_replicas": 2, "max_replicas": 3, "target_inflight": 8.0,
+        "scale_up_delay_seconds": 5.0, "scale_down_delay_seconds": 30.0,
+    }  # fmt: skip
     code, out = run("deployments", "scale", "cli-iris", "--min", "3", "--max", "2")
     assert code == 1 and "max_replicas (2) is below min_replicas (3)" in out
 

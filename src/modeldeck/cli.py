@@ -333,15 +333,18 @@ def _autoscaling(
     target_inflight: float | None,
     scale_up_delay: float | None,
     scale_down_delay: float | None,
+    current: dict[str, Any] | None = None,
 ) -> dict[str, Any] | None:
-    """The policy the autoscaling options give (the platform's defaults for the rest)."""
+    """The policy the autoscaling options give: over ``current`` (a deployment's policy now,
+    whose other fields they keep), or with the platform's defaults for the rest."""
     tuning = (target_inflight, scale_up_delay, scale_down_delay)
-    if max_replicas is None:
+    if max_replicas is None and current is None:
         if min_replicas is not None or any(v is not None for v in tuning):
             raise click.UsageError("autoscaling needs --max-replicas")
         return None
-    policy: dict[str, Any] = {"max_replicas": max_replicas}
+    policy: dict[str, Any] = dict(current or {})
     for key, value in (
+        ("max_replicas", max_replicas),
         ("min_replicas", min_replicas),
         ("target_inflight", target_inflight),
         ("scale_up_delay_seconds", scale_up_delay),
@@ -588,13 +591,19 @@ def deployments_scale(
     scale_down_delay: float | None,
     as_json: bool,
 ) -> None:
-    """Set a fixed replica count (--replicas) or autoscaling between --min and --max."""
-    autoscaling = _autoscaling(
-        min_replicas, max_replicas, target_inflight, scale_up_delay, scale_down_delay
-    )
-    if (replicas is None) == (autoscaling is None):
-        raise click.UsageError("give either --replicas or --max (with --min) to autoscale")
+    """Set a fixed replica count (--replicas) or autoscaling between --min and --max.
+
+    On a deployment that autoscales already, the options given change its policy and the
+    others keep their values (--scale-down-delay 120 alone changes only that).
+    """
+    options = (min_replicas, max_replicas, target_inflight, scale_up_delay, scale_down_delay)
     with _client(ctx) as client:
+        current = None
+        if replicas is None and any(v is not None for v in options):
+            current = client.deployment(name).get("autoscaling")
+        autoscaling = _autoscaling(*options, current=current)
+        if (replicas is None) == (autoscaling is None):
+            raise click.UsageError("give either --replicas or --max (with --min) to autoscale")
         d = client.scale(name, replicas, autoscaling=autoscaling)
     if as_json:
         _print_json(d)
