@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from pathlib import Path
 
 import orjson
 import pytest
@@ -71,7 +70,7 @@ def test_a_streamed_body_over_the_limit_is_refused(client: TestClient) -> None:
     assert "padded" not in _deployments(client)
 
 
-def test_a_body_at_the_limit_is_accepted(client: TestClient, tmp_path: Path) -> None:
+def test_a_body_at_the_limit_is_accepted(client: TestClient) -> None:
     r = client.post("/api/v1/deployments", content=_batch(LIMIT), headers=ADMIN)
     assert r.status_code == 201, r.text
     assert "padded" in _deployments(client)

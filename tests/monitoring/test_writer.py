@@ -349,7 +349,10 @@ def test_sqlite_commits_leave_checkpoints_to_the_writer_thread(
 
     asyncio.run(produce())
     assert writer.committed == 6000
-    grown = lambda: database.stat().st_size - size_before  # noqa: E731
+
+    def grown() -> int:
+        return database.stat().st_size - size_before
+
     if checkpoint_seconds < 1:
         deadline = time.monotonic() + 10
         while grown() < 6_000_000 and time.monotonic() < deadline:
