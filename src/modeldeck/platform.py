@@ -18,6 +18,7 @@ from modeldeck.deployments.canary import CanaryService
 from modeldeck.deployments.router import Runtimes
 from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import NotFound
+from modeldeck.monitoring.journal import absorb
 from modeldeck.monitoring.model_metrics import ModelMetrics, now_ms
 from modeldeck.monitoring.prometheus import (
     AutoscaleCollector,
@@ -79,6 +80,8 @@ class Platform:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
+        # Predictions journaled by replicas that were killed with the platform.
+        await asyncio.to_thread(absorb, self.store, live=False)
         await self.runtime.startup(self.deployments.on_runtime_event)
         await self.gateway.startup()
         await self.deployments.restore()
@@ -189,6 +192,10 @@ class Platform:
                 await asyncio.to_thread(self.technical.flush, self.sample_replicas())
             except Exception:
                 log.exception("flushing technical metrics failed")
+            try:  # the journals of replicas that died (their live ones commit themselves)
+                await asyncio.to_thread(absorb, self.store, live=False)
+            except Exception:
+                log.exception("absorbing the prediction journals of stopped replicas failed")
 
     async def _alert_forever(self) -> None:
         while True:

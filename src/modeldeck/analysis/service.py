@@ -29,6 +29,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select, text
 
 from modeldeck.errors import ModeldeckError, NotFound, ValidationFailed
+from modeldeck.monitoring.journal import absorb
 from modeldeck.monitoring.model_metrics import now_ms
 from modeldeck.store import Store
 from modeldeck.store.schema import (
@@ -348,6 +349,7 @@ class AnalysisService:
         the tracked values themselves; larger ones on hourly and five-minute summaries
         (``mode: binned``).
         """
+        absorb(self.store)  # predictions replicas journaled and not committed yet
         start_ms, end_ms = _window(start_ms, end_ms)
         deployment = self._deployment(name)
         config = MonitoringConfig.model_validate(deployment.monitoring or {})
@@ -1115,6 +1117,7 @@ class AnalysisService:
         edges (hourly ones for the whole hours inside a window, five-minute ones for the rest);
         other windows are aggregated in one go.
         """
+        absorb(self.store)  # predictions replicas journaled and not committed yet
         start_ms, end_ms = _window(start_ms, end_ms)
         span = end_ms - start_ms
         step_ms = step_ms or span

@@ -40,23 +40,62 @@ _ROWS_PER_STATEMENT = 256
 
 
 @functools.cache
-def _insert_statement(rows: int) -> str:
+def _insert_statement(rows: int, new_only: bool = False) -> str:
     values = ", ".join(["(?, ?, ?, ?, ?, ?, ?)"] * rows)
-    return f"INSERT INTO predictions ({_COLUMNS}) VALUES {values}"
+    statement = f"INSERT INTO predictions ({_COLUMNS}) VALUES {values}"
+    return statement + " ON CONFLICT (uuid) DO NOTHING" if new_only else statement
 
 
-def _insert_sqlite(cursor: Any, rows: list[tuple[Any, ...]]) -> None:
+def _insert_sqlite(cursor: Any, rows: Sequence[tuple[Any, ...]], *, new_only: bool = False) -> None:
     # Multi-row statements: sqlite3 releases and re-takes the GIL at every step of
     # executemany, which stalls the writer thread behind a busy event loop.
     full, rest = divmod(len(rows), _ROWS_PER_STATEMENT)
     if full:
-        statement = _insert_statement(_ROWS_PER_STATEMENT)
+        statement = _insert_statement(_ROWS_PER_STATEMENT, new_only)
         for i in range(full):
             chunk = rows[i * _ROWS_PER_STATEMENT : (i + 1) * _ROWS_PER_STATEMENT]
             cursor.execute(statement, [v for row in chunk for v in row])
     if rest:
         tail = rows[full * _ROWS_PER_STATEMENT :]
-        cursor.execute(_insert_statement(rest), [v for row in tail for v in row])
+        cursor.execute(_insert_statement(rest, new_only), [v for row in tail for v in row])
+
+
+def encoded_row(record: PredictionRecord) -> tuple[Any, ...]:
+    """A record as the hot path's inserts (and the prediction journal) take it."""
+    return (
+        record.uuid, record.deployment_id, record.model_version, record.replica,
+        record.start_ms, record.end_ms, orjson.dumps(record.metrics).decode(),
+    )  # fmt: skip
+
+
+def insert_new_rows(store: Store, rows: Sequence[tuple[Any, ...]], *, wait: bool = True) -> int:
+    """SQLite: commit the rows whose UUIDs the store does not hold yet; returns how many.
+
+    How the prediction journal's records reach the store (:mod:`modeldeck.monitoring.journal`):
+    its writer commits them, and readers fold in what the writer has not, so the same row may
+    come twice. Rows of deployments that no longer exist are dropped (deleting a deployment
+    deletes its records). With ``wait=False`` it returns ``-1`` when another writer holds the
+    store.
+    """
+    if not rows:
+        return 0
+    with store.sqlite_transaction(wait=wait) as cursor:
+        if cursor is None:
+            if wait:
+                raise RuntimeError("the prediction journal needs a SQLite file store")
+            return -1
+        deployments = {row[1] for row in rows}
+        marks = ", ".join("?" * len(deployments))
+        known = {
+            found for (found,) in cursor.execute(
+                f"SELECT id FROM deployments WHERE id IN ({marks})", list(deployments)
+            )
+        }  # fmt: skip
+        if known != deployments:
+            rows = [row for row in rows if row[1] in known]
+        before = cursor.connection.total_changes
+        _insert_sqlite(cursor, rows, new_only=True)
+        return cursor.connection.total_changes - before
 
 
 _COPY_PREDICTIONS = f"COPY predictions ({_COLUMNS}) FROM STDIN"
@@ -280,13 +319,7 @@ class ModelMetrics:
         """
         if not records:
             return True
-        rows = [
-            (
-                r.uuid, r.deployment_id, r.model_version, r.replica, r.start_ms, r.end_ms,
-                orjson.dumps(r.metrics).decode(),
-            )
-            for r in records
-        ]  # fmt: skip
+        rows = [encoded_row(r) for r in records]
         if self.store.dialect == "postgresql":
             if not self.store.copy_rows(_COPY_PREDICTIONS, rows):
                 with self.store.write_connection() as connection:  # the kept one is busy
@@ -315,11 +348,26 @@ class ModelMetrics:
         if records:
             await self.store.commit_statement_async(_INSERT_JSON_ROWS, (_json_rows(records),))
 
+    def absorb_journals(self) -> int:
+        """Fold in the predictions replicas have journaled and not committed yet (SQLite)."""
+        from modeldeck.monitoring.journal import absorb
+
+        return absorb(self.store)
+
     def track_delayed(self, target: Target | None, prediction_uuid: str, metrics: Any) -> str:
         """Attach metrics that arrived later (ground truth) to a recorded prediction.
 
         ``target`` may be ``None``: UUIDs are unique across deployments. Returns the UUID.
+        An unknown UUID is looked for in the replicas' journals before it is refused.
         """
+        try:
+            return self._track_delayed(target, prediction_uuid, metrics)
+        except NotFound:
+            if not self.absorb_journals():
+                raise
+        return self._track_delayed(target, prediction_uuid, metrics)
+
+    def _track_delayed(self, target: Target | None, prediction_uuid: str, metrics: Any) -> str:
         clean = clean_metrics(metrics)
         uuid = _uuid(prediction_uuid)
         with self.store.write() as session:
@@ -353,6 +401,14 @@ class ModelMetrics:
         prediction (of ``target``, when given); otherwise nothing is recorded and the error
         names the first unknown UUID. Returns how many were recorded.
         """
+        try:
+            return self._track_delayed_many(target, entries)
+        except NotFound:
+            if not self.absorb_journals():
+                raise
+        return self._track_delayed_many(target, entries)
+
+    def _track_delayed_many(self, target: Target | None, entries: Sequence[tuple[str, Any]]) -> int:
         cleaned = [
             (_uuid(u), clean_metrics(m, what=f"items[{i}].metrics"))
             for i, (u, m) in enumerate(entries)
@@ -501,9 +557,11 @@ class ModelMetrics:
         Predictions are selected by their end time within ``[start_ms, end_ms]``; aggregates by
         a window that lies within it. Aggregates come on the last page.
         """
+        after = _parse_cursor(cursor)
+        if after is None:
+            self.absorb_journals()  # every prediction answered so far is on the pages
         end_ms = now_ms() if end_ms is None else end_ms
         limit = max(1, min(limit, MAX_PAGE))
-        after = _parse_cursor(cursor)
         query = select(PredictionRow).where(PredictionRow.deployment_id == target.deployment_id)
         if uuids is not None:
             query = query.where(PredictionRow.uuid.in_([_uuid(u) for u in uuids]))
@@ -543,6 +601,7 @@ class ModelMetrics:
     def count(self, target: Target) -> int:
         from sqlalchemy import func
 
+        self.absorb_journals()
         with self.store.read() as session:
             return int(
                 session.scalar(

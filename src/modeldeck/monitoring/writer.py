@@ -10,6 +10,11 @@ about 40 microseconds, less than the round trip through a thread); otherwise the
 one writer thread, which drains everything queued while the previous transaction ran and
 commits it at once.
 
+A replica on a SQLite file store goes further: it journals instead (``journal=``). A record
+is acknowledged once it is appended to the replica's prediction journal, a file that outlives
+the process (:mod:`modeldeck.monitoring.journal`), and the writer thread commits the journal
+into the store every ``GROUP_SECONDS``: no commit is waited for on the request's path at all.
+
 On PostgreSQL each event loop commits its own records, on the loop, with one
 ``INSERT … SELECT FROM jsonb_array_elements`` per group
 (``ModelMetrics.insert_predictions_async``): the loop serves requests while the server works,
@@ -26,9 +31,17 @@ import logging
 import queue
 import threading
 import time
+from pathlib import Path
 from typing import Any
 
-from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord
+from modeldeck.errors import ServiceUnavailable
+from modeldeck.monitoring.journal import Journal, Segment
+from modeldeck.monitoring.model_metrics import (
+    ModelMetrics,
+    PredictionRecord,
+    encoded_row,
+    insert_new_rows,
+)
 
 log = logging.getLogger("modeldeck.writer")
 
@@ -40,12 +53,23 @@ RETRY_DELAYS = (0.05, 0.2, 1.0)
 # SQLite: the writer thread checkpoints the WAL this often while predictions are committed
 # (the hot path's commits never do: ``Store.checkpoint``).
 CHECKPOINT_SECONDS = 1.0
+# Journaling: how long the writer thread lets records gather before it commits them, and how
+# many may wait uncommitted before new predictions are refused (the store is down or slow).
+GROUP_SECONDS = 0.02
+MAX_UNCOMMITTED = 200_000
 
 _STOP = object()
 
 
 class GroupWriter:
-    def __init__(self, metrics: ModelMetrics, *, max_group: int = MAX_GROUP) -> None:
+    def __init__(
+        self,
+        metrics: ModelMetrics,
+        *,
+        max_group: int = MAX_GROUP,
+        journal: Path | None = None,
+        owner: str = "writer",
+    ) -> None:
         self._metrics = metrics
         self._max_group = max_group
         self._on_loop = metrics.store.dialect == "postgresql"
@@ -55,6 +79,24 @@ class GroupWriter:
         self._thread = threading.Thread(target=self._run, name="metrics-writer", daemon=True)
         self._commit_lock = threading.Lock()  # one commit at a time: inline or the thread's
         self.committed = 0
+        self._journal: Journal | None = None
+        if journal is not None:
+            if metrics.store.sqlite_path is None:
+                raise ValueError("a prediction journal needs a SQLite file store")
+            self._journal = Journal(journal, owner)
+            self._thread = threading.Thread(
+                target=self._run_journal, name="metrics-journal", daemon=True
+            )
+        self._wake = threading.Event()
+        self._hurry = threading.Event()  # flush and stop: commit now
+        self._stopping = False
+        self._uncommitted: list[Segment] = []  # taken from the journal, commit failed
+        self._failure: BaseException | None = None  # the last commit's, until one succeeds
+        self._progress = threading.Condition()
+
+    @property
+    def journaling(self) -> bool:
+        return self._journal is not None
 
     def start(self) -> None:
         if not self._on_loop:
@@ -67,8 +109,40 @@ class GroupWriter:
         Records committed on an event loop are awaited by their requests: stop the server
         (which lets them finish) before the writer.
         """
-        self._queue.put(_STOP)
+        if self._journal is not None:
+            self._stopping = True
+            self._hurry.set()
+            self._wake.set()
+        else:
+            self._queue.put(_STOP)
         self._thread.join(timeout)
+
+    def flush(self, timeout: float = 30.0) -> None:
+        """Journaling: return once every record written so far is committed into the store."""
+        if self._journal is None:
+            return
+        target = self._journal.appended
+        self._hurry.set()
+        self._wake.set()
+        with self._progress:
+            if not self._progress.wait_for(lambda: self.committed >= target, timeout):
+                raise TimeoutError(
+                    f"the metrics writer committed {self.committed} of {target} records "
+                    f"within {timeout:g} s"
+                    + (f": {self._failure}" if self._failure is not None else "")
+                )
+
+    def _journal_append(self, record: PredictionRecord) -> None:
+        assert self._journal is not None
+        if self._failure is not None:
+            raise self._failure  # the store refuses commits: acknowledge nothing more
+        if self._journal.appended - self.committed >= MAX_UNCOMMITTED:
+            raise ServiceUnavailable(
+                f"the store is {self._journal.appended - self.committed} predictions "
+                "behind; retry shortly"
+            )
+        if self._journal.append(encoded_row(record)):
+            self._wake.set()
 
     async def write(self, record: PredictionRecord) -> None:
         """Return once the record is committed; raise if it could not be.
@@ -80,6 +154,9 @@ class GroupWriter:
         group, so that under load one transaction carries many requests. On PostgreSQL the
         loop commits without blocking anyway.
         """
+        if self._journal is not None:
+            self._journal_append(record)
+            return
         loop = asyncio.get_running_loop()
         if self._on_loop:
             commits = self._loop_commits.get(loop)
@@ -102,6 +179,9 @@ class GroupWriter:
 
     def write_blocking(self, record: PredictionRecord, timeout: float = 30.0) -> None:
         """:meth:`write` for code running in a thread (decorated predict functions)."""
+        if self._journal is not None:
+            self._journal_append(record)
+            return
         waiter = _Waiter()
         batch = _Batch(None)
         batch.records.append(record)
@@ -168,6 +248,64 @@ class GroupWriter:
                 size += len(more.records)
             self._commit(group)
 
+    def _run_journal(self) -> None:
+        """Journaling: every ``GROUP_SECONDS`` (while records come) commit what was journaled."""
+        assert self._journal is not None
+        journal = self._journal
+        checkpointed_at, committed = time.monotonic(), self.committed
+        while True:
+            woken = self._wake.wait(CHECKPOINT_SECONDS)
+            self._wake.clear()
+            stopping = self._stopping
+            if woken and not stopping:
+                self._hurry.wait(GROUP_SECONDS)  # let the group fill, unless flushed
+                self._hurry.clear()
+            try:
+                taken = journal.take()
+            except OSError as exc:  # no room for a new file: keep appending to the old one
+                log.warning("could not start a new prediction journal file: %s", exc)
+                taken = None
+            if taken is not None:
+                self._uncommitted.append(taken)
+            if self._uncommitted:
+                self._commit_journaled(stopping)
+            if self.committed != committed:
+                now = time.monotonic()
+                if not woken or now - checkpointed_at >= CHECKPOINT_SECONDS:
+                    checkpointed_at, committed = now, self.committed
+                    self._checkpoint()
+            if stopping:
+                # What could not be committed stays in its files, for the platform to absorb.
+                for segment in self._uncommitted:
+                    segment.close(delete=False)
+                journal.close()
+                return
+            if self._uncommitted:
+                time.sleep(RETRY_DELAYS[-1])  # the store is failing: retry, not spin
+
+    def _commit_journaled(self, stopping: bool) -> None:
+        error: BaseException | None = None
+        for delay in (0.0,) if stopping else (0.0, *RETRY_DELAYS):
+            if delay:
+                time.sleep(delay)
+            rows = [row for segment in self._uncommitted for row in segment.rows]
+            try:
+                with self._commit_lock:
+                    insert_new_rows(self._metrics.store, rows)
+            except Exception as exc:  # the store is down, busy or full: retry, then refuse
+                error = exc
+                log.warning("could not commit %d journaled predictions: %s", len(rows), exc)
+                continue
+            for segment in self._uncommitted:
+                segment.close(delete=True)
+            self._uncommitted.clear()
+            self._failure = None
+            with self._progress:
+                self.committed += len(rows)
+                self._progress.notify_all()
+            return
+        self._failure = _unrecorded(error)
+
     def _checkpoint(self) -> None:
         try:
             self._metrics.store.checkpoint()
@@ -218,6 +356,10 @@ class GroupWriter:
             self.committed += len(records)
             return None
         return error
+
+
+def _unrecorded(error: BaseException | None) -> BaseException:
+    return ServiceUnavailable(f"predictions cannot be recorded: the store refused them ({error})")
 
 
 class _Batch:

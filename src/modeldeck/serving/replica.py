@@ -23,6 +23,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from modeldeck.errors import ModeldeckError, ModelError, ServiceUnavailable, ValidationFailed
+from modeldeck.monitoring.journal import journal_dir
 from modeldeck.monitoring.model_metrics import (
     ModelMetrics,
     PredictionRecord,
@@ -118,7 +119,7 @@ def create_replica_app(
     """The replica's ASGI app around an already loaded model.
 
     With a ``writer``, every prediction's input and output (or what a decorated function
-    tracked) is committed to the store before the 200 goes out.
+    tracked) is recorded (committed, or journaled) before the 200 goes out.
     """
     started = time.time()
     replica_id = str(config.replica)
@@ -361,7 +362,14 @@ def _start_writer(config: ReplicaConfig) -> GroupWriter:
 
     if not config.store_url:
         raise RuntimeError("metrics are on but the replica was given no store")
-    writer = GroupWriter(ModelMetrics(Store(config.store_url)))
+    store = Store(config.store_url)
+    # On a SQLite file the replica acknowledges predictions by journaling them: see
+    # modeldeck.monitoring.journal. (PostgreSQL commits on the event loop, without waiting.)
+    writer = GroupWriter(
+        ModelMetrics(store),
+        journal=journal_dir(store),
+        owner=f"{config.deployment_id}-{config.replica}",
+    )
     writer.start()
     sdk.set_replica_sink(ReplicaSink(writer, config))
     return writer

@@ -119,6 +119,11 @@ class Store:
             lock_path = None if database in ("", ":memory:") else Path(database + ".writer-lock")
             self._write_lock = _WriterLock(lock_path)
 
+    @property
+    def sqlite_path(self) -> str | None:
+        """The database file of a SQLite store; ``None`` in memory and on PostgreSQL."""
+        return self._sqlite_path
+
     def migrate(self) -> None:
         """Bring the schema to the newest revision (idempotent)."""
         config = AlembicConfig()
