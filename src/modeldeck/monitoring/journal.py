@@ -199,7 +199,7 @@ def absorb(store: Store, *, live: bool = True) -> int:
         for path, _ in orphans:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
-        if orphans:
+        if added and orphans:
             log.info(
                 "absorbed %d journal file(s) of stopped replicas: %d new prediction record(s)",
                 len(orphans), added,

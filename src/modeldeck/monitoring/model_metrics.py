@@ -363,8 +363,8 @@ class ModelMetrics:
         try:
             return self._track_delayed(target, prediction_uuid, metrics)
         except NotFound:
-            if not self.absorb_journals():
-                raise
+            # Not committed yet? Then it is in a journal, or its replica committed it since.
+            self.absorb_journals()
         return self._track_delayed(target, prediction_uuid, metrics)
 
     def _track_delayed(self, target: Target | None, prediction_uuid: str, metrics: Any) -> str:
@@ -404,8 +404,8 @@ class ModelMetrics:
         try:
             return self._track_delayed_many(target, entries)
         except NotFound:
-            if not self.absorb_journals():
-                raise
+            # Not committed yet? Then it is in a journal, or its replica committed it since.
+            self.absorb_journals()
         return self._track_delayed_many(target, entries)
 
     def _track_delayed_many(self, target: Target | None, entries: Sequence[tuple[str, Any]]) -> int:
