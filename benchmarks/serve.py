@@ -26,6 +26,7 @@ How to run
     .venv/bin/python benchmarks/serve.py --duration 3
     .venv/bin/python benchmarks/serve.py --concurrency 1,8,64 --replicas 2 --skip-mlflow
     .venv/bin/python benchmarks/serve.py --concurrency 8 --skip-mlflow --rounds 5  # interleaved
+    .venv/bin/python benchmarks/serve.py --concurrency 8 --skip-mlflow --rounds 5 --control  # A/A
 
     Needs ``wrk`` (``apt-get install wrk``). Results are printed as a table and written as JSON
     (default ``benchmarks/results/serve.json``). Progress goes to stderr.
@@ -451,7 +452,9 @@ def bench_modeldeck(
         for round_no in range(rounds):
             if rounds > 1:
                 progress(console, f"round {round_no + 1} of {rounds}")
-            for target in targets:
+            # Every other round the other deployment goes first: whoever runs first (after
+            # the previous one's aftermath, say) must not be the same one every time.
+            for target in targets if round_no % 2 == 0 else targets[::-1]:
                 runs[target.name].append(
                     measure(console, wrk, target, body, work_dir, concurrencies, duration_s)
                 )
@@ -645,6 +648,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--rounds", type=int, default=1,
         help="modeldeck runs per deployment, taking turns; the median is reported (default 1)",
     )  # fmt: skip
+    parser.add_argument(
+        "--control", action="store_true",
+        help="A/A check of the benchmark itself: the 'metrics on' deployment has them off too, "
+        "so its 'cost' shows what taking turns on this machine adds by itself",
+    )  # fmt: skip
     args = parser.parse_args(argv)
     try:
         args.concurrency = sorted({int(c) for c in args.concurrency.split(",") if c.strip()})
@@ -689,6 +697,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         served, startup["modeldeck"] = bench_modeldeck(
             err, wrk, bin_dir, work_dir, tracking_uri, body,
             args.concurrency, args.duration, args.replicas, rounds=args.rounds,
+            deployments=((DEPLOYMENT_NAME, not args.control), (UNTRACKED_NAME, False)),
         )  # fmt: skip
         modeldeck_results, untracked_results = served[DEPLOYMENT_NAME], served[UNTRACKED_NAME]
         progress(err, "a second server with technical monitoring off too (the bare floor)")
@@ -721,12 +730,17 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         "modeldeck_errors": modeldeck_results[8].errors if 8 in modeldeck_results else 0,
         "met": None if overhead is None else overhead <= 1 + OVERHEAD_TARGET,
     }
-    out.print(
-        target_line(
-            f"p50 with metrics on <= {1 + OVERHEAD_TARGET:g}x off at c=8",
-            targets["metrics_overhead_p50_c8"],
+    if args.control:
+        # Both deployments had metrics off: no target is judged, the ratio is the bench's own.
+        targets["metrics_overhead_p50_c8"]["met"] = None
+        out.print(f"A/A control: metrics off on both, p50 ratio at c=8 {overhead}")
+    else:
+        out.print(
+            target_line(
+                f"p50 with metrics on <= {1 + OVERHEAD_TARGET:g}x off at c=8",
+                targets["metrics_overhead_p50_c8"],
+            )
         )
-    )
 
     report = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -742,6 +756,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             "request_body": body,
             "skip_mlflow": args.skip_mlflow,
             "rounds": args.rounds,
+            "control": args.control,
         },
         "startup_s": startup,
         "results": {
