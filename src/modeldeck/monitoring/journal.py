@@ -86,8 +86,8 @@ class Segment:
 class Journal:
     """A writer's journal files: one takes appends, older ones wait for their commit.
 
-    :meth:`append` is the hot path (any thread); :meth:`take` and :meth:`done` are the writer
-    thread's. Files are named ``<owner>-<sequence>.jsonl``.
+    :meth:`append` is the hot path (any thread); :meth:`take` and :meth:`close` are the
+    writer thread's. Files are named ``<owner>-<sequence>.jsonl``.
     """
 
     def __init__(self, directory: Path, owner: str) -> None:

@@ -94,10 +94,6 @@ class GroupWriter:
         self._failure: BaseException | None = None  # the last commit's, until one succeeds
         self._progress = threading.Condition()
 
-    @property
-    def journaling(self) -> bool:
-        return self._journal is not None
-
     def start(self) -> None:
         if not self._on_loop:
             self._metrics.store.defer_checkpoints()  # the thread checkpoints, the loops do not
@@ -145,7 +141,8 @@ class GroupWriter:
             self._wake.set()
 
     async def write(self, record: PredictionRecord) -> None:
-        """Return once the record is committed; raise if it could not be.
+        """Return once the record is committed (or, journaling, appended to the journal);
+        raise if it could not be.
 
         On SQLite the records of one turn of the event loop form one batch. At the end of the
         turn, if no commit is running, the loop commits the batch itself (a few rows commit in
@@ -359,7 +356,10 @@ class GroupWriter:
 
 
 def _unrecorded(error: BaseException | None) -> BaseException:
-    return ServiceUnavailable(f"predictions cannot be recorded: the store refused them ({error})")
+    # The cause is logged with each failed attempt; callers get no store internals.
+    failure = ServiceUnavailable("predictions cannot be recorded: the store refuses writes; retry")
+    failure.__cause__ = error
+    return failure
 
 
 class _Batch:
