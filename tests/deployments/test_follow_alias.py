@@ -8,8 +8,10 @@ which other tests deploy, stays put.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -153,6 +155,65 @@ def test_one_poll_rolls_out_a_moved_alias_and_nothing_else(
     try:
         asyncio.run(run())
     finally:
+        store.close()
+
+
+def test_a_poll_while_a_rollback_is_being_recorded_keeps_the_hold(
+    store_url: str,
+    mlflow_registry: Registered,
+    tmp_path: Path,
+    move_alias: Callable[[str], None],
+) -> None:
+    """The rollback's replicas are healthy and the runtime says so, but the row still names
+    the version rolled back from while the event is being recorded: a poll then must not read
+    that row as "the alias moved back to the serving version" and release the hold (it did
+    once, and the next poll rolled the held version out again)."""
+    store = Store(store_url)
+    store.migrate()
+    settings = Settings(data_dir=tmp_path, mlflow_tracking_uri=mlflow_registry.tracking_uri)
+    rt = FakeRuntime(settings)
+    service = DeploymentService(settings, store, Registry(mlflow_registry.tracking_uri), rt)
+    rt._listener = service.on_runtime_event
+    recording, release = threading.Event(), threading.Event()
+    record = service._record_event
+
+    def slow_record(event: Any, rollout: Any) -> Any:  # a slow commit, made to order
+        if rollout is not None and rollout.rollback:
+            recording.set()
+            assert release.wait(30)
+        return record(event, rollout)
+
+    service._record_event = slow_record  # type: ignore[method-assign]
+
+    async def settle() -> None:
+        for _ in range(10):
+            await rt._tick()
+            if rt.rolling_out("fol") is None:
+                break
+
+    async def run() -> None:
+        await service.create(DeploymentCreate(name="fol", model="iris", alias=ALIAS))
+        await settle()
+        move_alias("2")
+        assert await service.follow_aliases() == {"fol": "2"}
+        await settle()
+        await service.rollback("fol")
+        ticking = asyncio.create_task(settle())
+        await asyncio.to_thread(recording.wait, 30)
+        assert (await service.get("fol")).version == "2"  # the row is not recorded yet
+        assert await service.follow_aliases() == {}
+        release.set()
+        await ticking
+        view = await service.get("fol")
+        assert (view.version, view.alias_held_version) == ("1", "2")
+        assert await service.follow_aliases() == {}
+        assert rt.rolling_out("fol") is None
+        await service.delete("fol")
+
+    try:
+        asyncio.run(run())
+    finally:
+        release.set()
         store.close()
 
 

@@ -111,6 +111,9 @@ class DeploymentService:
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._rollouts: dict[str, _Rollout] = {}
+        # Deployments whose rollout has ended but whose row does not say so yet: until it
+        # does, the row still names the version rolled out from.
+        self._landing: set[str] = set()
         self.builds = BuildService(settings, store, registry, in_use=self._environments_in_use)
 
     async def shutdown(self) -> None:
@@ -171,7 +174,12 @@ class DeploymentService:
             pending = self._rollouts.get(event.deployment)
             if pending is not None and pending.version == event.version:
                 rollout = self._rollouts.pop(event.deployment)
-        row = await asyncio.to_thread(self._record_event, event, rollout)
+                self._landing.add(event.deployment)
+        try:
+            row = await asyncio.to_thread(self._record_event, event, rollout)
+        finally:
+            if rollout is not None:
+                self._landing.discard(event.deployment)
         if row is not None and rollout is not None and event.rollout == "completed":
             self._set_route(row)
 
@@ -284,13 +292,16 @@ class DeploymentService:
         deployment was rolled back from); the hold is released once the alias points elsewhere.
         """
         async with self._lock(name):
+            # Asked before the row is read: no rollout starts while the lock is held, but
+            # one that ends during the read would leave the row read stale.
+            if self._rolling_out(name):
+                return None
             row = await asyncio.to_thread(self._find, name)
             if (
                 row is None
                 or not _follows(row)
                 or row.desired_state != "running"
                 or row.status == "building"
-                or name in self._rollouts
                 or not self.runtime.serving(name)
             ):
                 return None
@@ -682,6 +693,10 @@ class DeploymentService:
         the deployment no longer autoscales on the local runtime, does not run, builds or rolls
         out. Returns the count it had, ``None`` when nothing changed."""
         async with self._lock(name):
+            # Asked before the row is read: no rollout starts while the lock is held, but
+            # one that ends during the read would leave the row read stale.
+            if self._rolling_out(name):
+                return None
             row = await asyncio.to_thread(self._find, name)
             if (
                 row is None
@@ -690,7 +705,6 @@ class DeploymentService:
                 or row.runtime != "local"
                 or row.desired_state != "running"
                 or row.status == "building"
-                or name in self._rollouts
                 or self.runtime.rolling_out(name) is not None
                 or not self.runtime.serving(name)
             ):
@@ -778,6 +792,11 @@ class DeploymentService:
             for key, value in values.items():
                 setattr(row, key, value)
             row.updated_at = utcnow()
+
+    def _rolling_out(self, name: str) -> bool:
+        """A rollout runs, or has ended and its outcome is not recorded yet (the row read
+        meanwhile is stale: a poll acting on it would undo what the rollout did)."""
+        return name in self._rollouts or name in self._landing
 
     async def _set_status(self, name: str, status: str, message: str = "") -> None:
         await self._update(name, status=status, status_message=message)
