@@ -8,7 +8,7 @@ BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-ray lint bench bench-monitoring bench-dashboard screenshots clean
+.PHONY: install run test test-slow test-ray lint bench bench-monitoring bench-dashboard screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -22,14 +22,18 @@ install: $(STAMP)
 run: install
 	$(BIN)/modeldeck demo
 
-## test: lint (ruff), types (mypy) and the whole suite (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
+## test: lint (ruff), types (mypy) and the suite but its slow suites (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
 # TEST_WORKERS: pytest-xdist workers, each running whole test files (module fixtures start one
 # platform per file); 0 runs the suite in this process.
 TEST_WORKERS ?= 2
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
-	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ray" $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ray and not slow" $(PYTEST_ARGS)
+
+## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, the API fuzz; about 6 minutes)
+test-slow: install
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "slow and not ray" $(PYTEST_ARGS)
 
 ## test-ray: the Ray Serve runtime's tests (installs the ray extra, starts a local Ray head; about 2 minutes)
 test-ray: install

@@ -40,7 +40,7 @@ from modeldeck.api.app import create_app
 from modeldeck.config import Settings
 from tests.conftest import Registered
 
-pytestmark = pytest.mark.slow
+pytestmark = pytest.mark.slow  # make test-slow
 
 API_KEY = "mdk_fuzz_test"
 DEPLOYMENT = "fuzz"

@@ -36,7 +36,7 @@ from tests.conftest import (
     start_platform,
 )
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 OLD_SKLEARN = "1.5.2"
 SETOSA = [5.1, 3.5, 1.4, 0.2]

@@ -21,6 +21,8 @@ from tests.conftest import RunningPlatform, start_platform
 
 ROOT = Path(__file__).resolve().parents[2]
 CI = ROOT / "examples" / "ci"
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
+
 STAGES = ["train", "register", "deploy", "smoke", "gate", "promote", "cleanup"]
 
 

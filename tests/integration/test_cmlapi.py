@@ -25,7 +25,7 @@ import pytest
 import modeldeck.compat
 from tests.conftest import Registered, RunningPlatform, start_platform
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 PROJECT = "lab"
 RECORD = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_length": 1.4, "petal_width": 0.2}

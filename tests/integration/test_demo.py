@@ -15,7 +15,7 @@ import pytest
 
 from tests.conftest import free_port
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 
 def run_demo_until_serving(data_dir: Path, port: int) -> tuple[subprocess.Popen[str], str]:

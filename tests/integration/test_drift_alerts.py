@@ -22,7 +22,7 @@ from modeldeck.cli import main
 from modeldeck.demo import FEATURES, iris_frame
 from tests.conftest import RunningPlatform
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
 
 SHIFTED = ["sepal_width", "petal_length"]
 N = 2000
