@@ -9,10 +9,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import logging
 import os
 import sys
 import time
+from collections.abc import AsyncIterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -237,7 +239,8 @@ def create_replica_app(
                 return _error(_unrecorded(exc))
         return answer({"prediction": result, "uuid": prediction_id})
 
-    async def lifespan(app: Starlette):  # type: ignore[no-untyped-def]
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Starlette) -> AsyncIterator[None]:
         if batcher is not None:
             batcher.start()
         yield
