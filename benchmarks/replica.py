@@ -45,7 +45,7 @@ import orjson
 from ingest import BenchError, add_deployment, entry_point, progress  # shared helpers
 from rich.console import Console
 from rich.table import Table
-from serve import ROW, paired_summary
+from serve import ROW, median_interval, paired_summary
 
 from modeldeck.monitoring.journal import journal_dir
 from modeldeck.monitoring.model_metrics import ModelMetrics
@@ -117,17 +117,11 @@ class AsgiDriver:
 
 
 def paired(on: list[float], off: list[float]) -> dict[str, Any]:
-    """Median of the rounds' on/off ratios and its 90 % bootstrap interval."""
-    import numpy as np
-
-    values = np.asarray([a / b for a, b in zip(on, off, strict=True)])
-    medians = np.median(np.random.default_rng(0).choice(values, (10_000, len(values))), axis=1)
+    """``median_interval`` of the rounds' on/off ratios, and the median CPU time added."""
+    pairs = list(zip(on, off, strict=True))
     return {
-        "rounds": len(values),
-        "ratios": [round(float(r), 4) for r in values],
-        "median": float(np.median(values)),
-        "interval_90": [float(x) for x in np.percentile(medians, [5, 95])],
-        "added_us": statistics.median((a - b) * 1e6 for a, b in zip(on, off, strict=True)),
+        **median_interval([a / b for a, b in pairs]),
+        "added_us": statistics.median((a - b) * 1e6 for a, b in pairs),
     }
 
 

@@ -359,16 +359,20 @@ def paired_cost(
     machine that slows down weighs on both sides of a ratio alike), their median, and a 90 %
     bootstrap interval of that median: how far the rounds let the benchmark resolve a cost
     (``None`` with fewer than three rounds)."""
-    import numpy as np
-
     ratios = []
     for a, b in zip(on, off, strict=True):
         if concurrency in a and concurrency in b:
             numerator, denominator = value(a[concurrency]), value(b[concurrency])
             if numerator is not None and denominator:
                 ratios.append(numerator / denominator)
-    if not ratios:
-        return None
+    return median_interval(ratios) if ratios else None
+
+
+def median_interval(ratios: list[float]) -> dict[str, Any]:
+    """The median of paired rounds' ratios and a 90 % bootstrap interval of it (``None``
+    with fewer than three rounds); :func:`paired_summary` prints it."""
+    import numpy as np
+
     values = np.asarray(ratios)
     interval = None
     if len(values) >= 3:
@@ -377,7 +381,7 @@ def paired_cost(
         interval = [float(x) for x in np.percentile(medians, [5, 95])]
     return {
         "rounds": len(ratios),
-        "ratios": [round(r, 4) for r in ratios],
+        "ratios": [round(float(r), 4) for r in ratios],
         "median": float(np.median(values)),
         "interval_90": interval,
     }
