@@ -448,6 +448,18 @@ def bench_mlflow(
     return results, startup
 
 
+def wait_fork_server(base: str, timeout_s: float) -> str:
+    """Wait while the platform's replica fork server warms up; returns its final state."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = str(httpx.get(f"{base}/health", timeout=5).json().get("replica_fork_server"))
+        if state != "warming":
+            return state
+        if time.monotonic() > deadline:
+            raise BenchError(f"the replica fork server still warms up after {timeout_s:.0f}s")
+        time.sleep(0.2)
+
+
 def deploy(
     base: str, api_key: str, replicas: int, timeout_s: float, name: str, track_metrics: bool
 ) -> tuple[str, float]:
@@ -492,7 +504,7 @@ def bench_modeldeck(
     deployments: tuple[tuple[str, bool], ...] = ((DEPLOYMENT_NAME, True), (UNTRACKED_NAME, False)),
     extra_env: dict[str, str] | None = None,
     rounds: int = 1,
-) -> tuple[dict[str, list[dict[int, RunResult]]], dict[str, float]]:
+) -> tuple[dict[str, list[dict[int, RunResult]]], dict[str, Any]]:
     """Serve with ``modeldeck server`` and one deployment per (name, model metrics on/off);
     measure each in turn (``rounds`` times, taking turns), stop. Returns every round's runs
     per deployment, and startup times."""
@@ -512,7 +524,14 @@ def bench_modeldeck(
     with server_process(console, "modeldeck server", command, env, log_path) as proc:
         base = f"http://127.0.0.1:{port}"
         startup = wait_http_ok(f"{base}/health", proc, log_path, "modeldeck server", 120)
-        progress(console, f"modeldeck server ready after {startup:.1f}s; deploying {replicas}")
+        # Deploy once replicas are forked: a deployment started while the fork server still
+        # imports gets interpreters, and its paired rounds would compare start methods too.
+        forks = wait_fork_server(base, 120)
+        progress(
+            console,
+            f"modeldeck server ready after {startup:.1f}s (replica fork server {forks}); "
+            f"deploying {replicas}",
+        )
         cpu_seconds = server_cpu(proc.pid)
         deploy_times: dict[str, float] = {}
         targets: list[Target] = []
@@ -554,7 +573,11 @@ def bench_modeldeck(
                     )
                 )
     first = deployments[0][0]
-    return runs, {"server_ready_s": round(startup, 2), "deploy_s": round(deploy_times[first], 2)}
+    return runs, {
+        "server_ready_s": round(startup, 2),
+        "deploy_s": round(deploy_times[first], 2),
+        "replica_fork_server": forks,
+    }
 
 
 def overhead_table(

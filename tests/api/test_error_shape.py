@@ -264,4 +264,7 @@ def test_openapi_is_served_and_lists_the_model_endpoints(client: TestClient) -> 
     assert spec["info"]["title"] == "modeldeck"
     assert "/deployments/{name}/predict" in spec["paths"]
     assert "/model" in spec["paths"]
-    assert client.get("/health").json()["status"] == "ok"
+    health = client.get("/health").json()
+    assert health["status"] == "ok"
+    # Default preload: a fork server, importing or ready (never "off", "unavailable").
+    assert health["replica_fork_server"] in {"warming", "ready"}

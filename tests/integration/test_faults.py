@@ -441,6 +441,11 @@ def test_a_full_disk_is_a_one_line_error(tmp_path: Path) -> None:
         assert_refused(result, disk / "data", "No space left on device")
 
 
+def health(running: Any) -> dict[str, Any]:
+    answer: dict[str, Any] = httpx.get(running.url + "/health", timeout=5).json()
+    return answer
+
+
 def test_forked_replicas_and_their_fork_server_die_with_a_killed_platform(
     mlflow_registry: Registered, tmp_path: Path
 ) -> None:
@@ -452,7 +457,10 @@ def test_forked_replicas_and_their_fork_server_die_with_a_killed_platform(
         tmp_path, f"sqlite:///{tmp_path / 'modeldeck.db'}", mlflow_registry.tracking_uri
     )
     try:
-        wait_for(lambda: "replica fork server ready" in running.logs(), timeout=120)
+        # /health tells how replicas start now: as interpreters while the fork server warms.
+        assert health(running)["replica_fork_server"] in {"warming", "ready"}
+        wait_for(lambda: health(running)["replica_fork_server"] == "ready", timeout=120)
+        assert "replica fork server ready" in running.logs()
         key = deploy_faulty(running, "forked", replicas=2)
         assert running.logs().count(", forked)") == 2
         assert running.proc is not None

@@ -78,7 +78,14 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/health", tags=["platform"], summary="Liveness of the platform")
-    async def health() -> dict[str, str]:
-        return {"status": "ok", "version": __version__}
+    async def health(request: Request) -> dict[str, str]:
+        # How replicas start now: forked in about a second once the fork server is ready,
+        # as new interpreters (seconds of imports) while it warms up.
+        runtime = request.app.state.platform.runtime
+        return {
+            "status": "ok",
+            "version": __version__,
+            "replica_fork_server": runtime.replica_fork_server,
+        }
 
     return app

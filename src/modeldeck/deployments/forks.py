@@ -73,6 +73,14 @@ class ForkServer:
     def ready(self) -> bool:
         return self._ready.is_set() and not self._failed
 
+    @property
+    def state(self) -> str:
+        """``warming`` (importing; replicas start as interpreters), ``ready``, or
+        ``unavailable`` (it failed to start: every replica is an interpreter)."""
+        if self._failed:
+            return "unavailable"
+        return "ready" if self._ready.is_set() else "warming"
+
     def warm(self) -> None:
         """Start the server and wait for its imports (blocking: run it in a thread)."""
         try:

@@ -143,6 +143,12 @@ class LocalRuntime:
         self._forks = ForkServer(settings.replica_preload) if settings.replica_preload else None
         self._warming: asyncio.Future[None] | None = None
 
+    @property
+    def replica_fork_server(self) -> str:
+        """How new replicas start: ``off`` (``MODELDECK_REPLICA_PRELOAD`` is empty: as
+        interpreters), else the fork server's :attr:`ForkServer.state`."""
+        return "off" if self._forks is None else self._forks.state
+
     # -- lifecycle ----------------------------------------------------------------------------
 
     async def startup(self, listener: Listener) -> None:
