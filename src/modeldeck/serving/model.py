@@ -43,25 +43,29 @@ ARGMAX_CLASSIFIERS = frozenset(
 
 
 class Scored:
-    """A batch's predicted labels with their class probabilities; slices by rows like both."""
+    """A batch's predicted labels with their class probabilities, one ``{class: probability}``
+    per row rounded to six digits; slices by rows like both.
 
-    def __init__(self, labels: Any, probabilities: Any, classes: list[str]) -> None:
+    The records are made once per batch (one rounding and one ``tolist`` for all its rows),
+    not once per request of it.
+    """
+
+    def __init__(self, labels: Any, records: list[dict[str, float]]) -> None:
         self.labels = labels
-        self.probabilities = probabilities
-        self.classes = classes
+        self.records = records
+
+    @classmethod
+    def of(cls, labels: Any, probabilities: Any, classes: list[str]) -> Scored:
+        """From ``predict_proba``'s array (NumPy's rounding: 1.9 µs for one row where Python's
+        ``round`` per value took 2.7, 3.1 for four where it took 10)."""
+        rounded = probabilities.round(PROBABILITY_DIGITS).tolist()
+        return cls(labels, [dict(zip(classes, row, strict=True)) for row in rounded])
 
     def __len__(self) -> int:
         return len(self.labels)
 
     def __getitem__(self, rows: slice) -> Scored:
-        return Scored(self.labels[rows], self.probabilities[rows], self.classes)
-
-    def probability_records(self) -> list[dict[str, float]]:
-        """One ``{class: probability}`` per row, rounded to six digits."""
-        return [
-            {c: round(float(p), PROBABILITY_DIGITS) for c, p in zip(self.classes, row, strict=True)}
-            for row in self.probabilities
-        ]
+        return Scored(self.labels[rows], self.records[rows])
 
 
 class ModelRuntime(Protocol):
@@ -173,7 +177,7 @@ class MlflowModel:
             labels = labels_from_probabilities(probabilities, self._argmax_classes)
         if labels is None:
             labels = self._estimator_fn(data)
-        return Scored(labels, probabilities, self.classes)
+        return Scored.of(labels, probabilities, self.classes)
 
     def unload(self) -> None:
         self._pyfunc = None

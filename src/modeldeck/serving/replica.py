@@ -140,6 +140,10 @@ def create_replica_app(
         )
     )
 
+    clean_classes = isinstance(model, MlflowModel) and not any(
+        "\x00" in c for c in model.classes or ()
+    )
+
     async def health(request: Request) -> Response:
         if not model.ready:
             return _json({"status": "loading"}, 503)
@@ -189,7 +193,7 @@ def create_replica_app(
             return _error(ModelError(f"the model raised {type(exc).__name__}: {exc}"))
         probabilities = None
         if isinstance(output, Scored):
-            probabilities = output.probability_records()
+            probabilities = output.records
             output = output.labels
         prediction = to_jsonable(output)
         prediction_id = new_prediction_id()
@@ -202,7 +206,8 @@ def create_replica_app(
             if probabilities is not None:
                 metrics["probabilities"] = probabilities[0] if single else probabilities
             try:
-                _refuse_nul(metrics, body)
+                # A classifier's labels and probabilities' keys are its classes, NUL-free.
+                _refuse_nul(metrics, body, only_input=probabilities is not None and clean_classes)
                 await commit(prediction_id, start_ms, metrics)
             except ModeldeckError as exc:
                 return _error(exc)
@@ -378,11 +383,14 @@ def _start_writer(config: ReplicaConfig) -> GroupWriter:
     return writer
 
 
-def _refuse_nul(metrics: dict[str, Any], body: bytes) -> None:
+def _refuse_nul(metrics: dict[str, Any], body: bytes, *, only_input: bool = False) -> None:
     """422 for a record PostgreSQL's JSONB could not store (a U+0000 anywhere in it), before
     it joins a group commit whose other records it would make fail. The input can hold one
-    only if the body spells it (``\\u0000``); the output is looked through."""
+    only if the body spells it (``\\u0000``); the rest is looked through unless the caller
+    knows it clean (``only_input``)."""
     for key, value in metrics.items():
+        if key != "input" and only_input:
+            continue
         if (key != "input" or b"\\u0000" in body) and _holds_nul(value):
             raise ValidationFailed(
                 f"the prediction's {key} holds a NUL character (U+0000), which the store "
