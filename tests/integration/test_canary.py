@@ -28,7 +28,7 @@ from modeldeck.cli import main
 from tests.conftest import Registered, RunningPlatform, start_platform
 from tests.integration.test_deployments import ROW, wait_for
 
-pytestmark = pytest.mark.integration
+pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow (about 70 s)
 
 NAME = "canary"
 POLICY = {"min_requests": 15, "max_error_rate": 0.05, "performance_margin": 0.2}
