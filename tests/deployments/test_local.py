@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import socket
 import time
 from collections.abc import Callable
 from pathlib import Path
+
+import pytest
 
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime, Replica
@@ -181,3 +184,24 @@ def test_scale_down_drains_the_replicas_it_takes_away(tmp_path: Path) -> None:
         assert [s.index for s in rt.events[-1].replicas] == [0]
 
     asyncio.run(run())
+
+
+def test_the_runtime_tells_how_new_replicas_start(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """``GET /health``'s ``replica_fork_server``: no preload, no fork server; one that failed
+    to start is ``unavailable`` and forks nothing (replicas then start as interpreters)."""
+    assert (
+        LocalRuntime(Settings(data_dir=tmp_path, replica_preload=[]), "").replica_fork_server
+        == "off"
+    )
+    runtime = LocalRuntime(Settings(data_dir=tmp_path, replica_preload=["json"]), "")
+    assert runtime.replica_fork_server == "warming"
+    forks = runtime._forks
+    assert forks is not None
+    # The probe process cannot start (the context is the process-wide one: put it back after).
+    monkeypatch.setattr(forks._context, "Process", None)
+    forks.warm()
+    assert runtime.replica_fork_server == "unavailable"
+    with socket.socket() as sock:
+        assert forks.start(["--config", "{}"], sock, tmp_path / "replica.log") is None

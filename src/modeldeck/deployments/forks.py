@@ -71,7 +71,7 @@ class ForkServer:
 
     @property
     def ready(self) -> bool:
-        return self._ready.is_set() and not self._failed
+        return self.state == "ready"
 
     @property
     def state(self) -> str:
