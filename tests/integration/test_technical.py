@@ -172,7 +172,10 @@ def test_cpu_and_memory_series_exist_per_replica_and_move_under_load(
     name, key = flaky
     client = platform.client()
     idle_start = int(time.time() * 1000)
-    time.sleep(11)  # two idle samples
+    # Three idle samples: the window ends a step before the load, and a replica restarted by
+    # an earlier test has no sample on its first one (it primes the CPU counter), so with two
+    # a loaded machine could leave the window empty.
+    time.sleep(16)
     load_start = int(time.time() * 1000)
     stop = threading.Event()
 
