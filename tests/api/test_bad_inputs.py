@@ -544,6 +544,197 @@ CASES = [
 ]
 
 
+KEYS = "/api/v1/api-keys"
+CANARY = "/api/v1/deployments/{dep}/canary"
+CML_MODELS = "/api/v2/projects/proj/models"
+LONG = "x" * 300
+
+# Inputs that once answered 500 on PostgreSQL while SQLite stored them, or that a later start
+# could not get past: both stores must now refuse them alike, before storing or starting.
+CASES += [
+    # -- deployments: what would stop a start (the environment), and the stores' limits -----
+    Bad(
+        "create-env-nul",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        {"name": "envnul", "model": "iris", "environment": {"FOO": "a\u0000b"}},
+    ),
+    Bad(
+        "create-env-200k",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        {"name": "envbig", "model": "iris", "environment": {"FOO": "x" * 200_000}},
+    ),
+    Bad(
+        "create-env-many",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        {"name": "envmany", "model": "iris", "environment": {f"V{i}": "1" for i in range(300)}},
+    ),
+    Bad(
+        "create-env-control-name",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        {"name": "envname", "model": "iris", "environment": {"A\nB": "1"}},
+    ),
+    Bad(
+        "create-memory-above-int32",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        {"name": "mem", "model": "iris", "memory_mb": 2**31},
+    ),
+    Bad("create-cpu-huge", "POST", DEPLOYMENTS, 422, {"name": "cpu", "model": "iris", "cpu": 1e9}),
+    Bad("create-file-nul", "POST", DEPLOYMENTS, 422, {"name": "fnul", "file": "/tmp/a\u0000.py"}),
+    Bad("create-model-nul", "POST", DEPLOYMENTS, 422, {"name": "mnul", "model": "ir\u0000is"}),
+    Bad("create-model-long", "POST", DEPLOYMENTS, 422, {"name": "mlong", "model": LONG}),
+    Bad(
+        "create-version-long",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        {"name": "vlong", "model": "iris", "version": LONG},
+    ),
+    Bad(
+        "create-alias-control",
+        "POST",
+        DEPLOYMENTS,
+        422,
+        {"name": "actl", "model": "iris", "alias": "champ\u0007ion"},
+    ),
+    Bad(
+        "redeploy-version-nul",
+        "POST",
+        "/api/v1/deployments/{dep}/redeploy",
+        422,
+        {"version": "1\u0000"},
+    ),
+    Bad("scale-above-int32", "POST", SCALE, 422, {"replicas": 2**40}),
+    Bad("get-deployment-nul-path", "GET", "/api/v1/deployments/bad%00inputs", 422),
+    Bad("stop-deployment-nul-path", "POST", "/api/v1/deployments/bad%00inputs/stop", 422),
+    # -- API keys --------------------------------------------------------------------------
+    Bad("key-name-nul", "POST", KEYS, 422, {"name": "ci\u0000", "scope": "read"}),
+    Bad("key-name-newline", "POST", KEYS, 422, {"name": "ci\nadmin", "scope": "read"}),
+    Bad("key-name-long", "POST", KEYS, 422, {"name": LONG, "scope": "read"}),
+    Bad("key-predict-unknown-deployment", "POST", KEYS, 404, {"scope": "predict:nowhere"}),
+    Bad("key-scope-nul", "POST", KEYS, 422, {"scope": "predict:bad\u0000inputs"}),
+    Bad("key-rotate-nul-id", "POST", "/api/v1/api-keys/a%00b/rotate", 422),
+    # -- alerts ------------------------------------------------------------------------------
+    Bad("rule-description-nul", "POST", RULES, 422, {**RULE, "description": "a\u0000b"}),
+    Bad("rule-metric-nul", "POST", RULES, 422, {**RULE, "metric": "drift.column.a\u0000"}),
+    Bad("rule-metric-long", "POST", RULES, 422, {**RULE, "metric": "drift.column." + LONG}),
+    Bad("rule-secret-nul", "POST", RULES, 422, {**RULE, "webhook_secret": "s\u0000"}),
+    Bad("rule-description-huge", "POST", RULES, 422, {**RULE, "description": "d" * 5000}),
+    Bad("rule-get-nul-path", "GET", "/api/v1/alerts/rules/{dep}/r%00", 422),
+    # -- canary: refused before it starts -----------------------------------------------------
+    Bad(
+        "canary-metric-nul", "POST", CANARY, 422, {"version": "2", "policy": {"metric": "a\u0000"}}
+    ),
+    Bad(
+        "canary-metric-unknown",
+        "POST",
+        CANARY,
+        422,
+        {"version": "2", "policy": {"metric": "nonsense"}},
+    ),
+    Bad("canary-version-nul", "POST", CANARY, 422, {"version": "2\u0000"}),
+    Bad("canary-alias-long", "POST", CANARY, 422, {"alias": LONG}),
+    # -- model metrics: the store's column widths ----------------------------------------------
+    Bad(
+        "predictions-model-version-40",
+        "POST",
+        PREDICTIONS,
+        422,
+        {"predictions": [{"metrics": {"input": 1}, "model_version": "v" * 40}]},
+    ),
+    Bad(
+        "predictions-uuid-long",
+        "POST",
+        PREDICTIONS,
+        422,
+        {"predictions": [{"metrics": {"input": 1}, "uuid": "u" * 40}]},
+    ),
+    Bad(
+        "aggregate-model-version-40",
+        "POST",
+        AGGREGATE,
+        422,
+        {
+            "metrics": {"accuracy": 0.9},
+            "start_timestamp_ms": 0,
+            "end_timestamp_ms": 1,
+            "model_version": "v" * 40,
+        },
+    ),
+    Bad(
+        "delayed-uuid-nul",
+        "POST",
+        DELAYED,
+        422,
+        {"prediction_uuid": "a\u0000b", "metrics": {"actual_result": 1}},
+    ),
+    Bad("read-version-nul", "GET", READ, 422, params={"version": "1\x00"}),
+    Bad("read-uuid-nul", "GET", READ, 422, params={"uuid": "a\x00"}),
+    Bad("technical-replica-huge", "GET", TECHNICAL, 422, params={"replica": 2**40}),
+    Bad(
+        "reference-nul-filename",
+        "PUT",
+        "/api/v1/deployments/{dep}/reference",
+        422,
+        b"a,b\n1,2\n",
+        params={"filename": "ref\x00.csv"},
+        content_type="application/octet-stream",
+    ),
+    # -- Cloudera ML's API v2 -----------------------------------------------------------------
+    Bad("cml-model-name-nul", "POST", CML_MODELS, 422, {"name": "m\u0000"}),
+    Bad(
+        "cml-model-description-nul", "POST", CML_MODELS, 422, {"name": "m", "description": "\u0000"}
+    ),
+    Bad(
+        "cml-model-project-nul-body",
+        "POST",
+        CML_MODELS,
+        422,
+        {"name": "m", "project_id": "p\u0000"},
+    ),
+    Bad("cml-project-nul-path", "POST", "/api/v2/projects/p%00/models", 422, {"name": "m"}),
+    Bad("cml-project-long", "POST", f"/api/v2/projects/{LONG}/models", 422, {"name": "m"}),
+    Bad("cml-model-name-long", "POST", CML_MODELS, 422, {"name": LONG}),
+    Bad(
+        "cml-auto-deploy-env-nul",
+        "POST",
+        CML_MODELS,
+        422,
+        {
+            "name": "m",
+            "registered_model_id": "iris",
+            "auto_build_model": True,
+            "auto_deploy_model": True,
+            "auto_deploy_config": {"environment": {"A": "\u0000"}},
+        },
+    ),
+    Bad(
+        "cml-auto-build-comment-nul",
+        "POST",
+        CML_MODELS,
+        422,
+        {
+            "name": "m",
+            "registered_model_id": "iris",
+            "auto_build_model": True,
+            "auto_build_config": {"comment": "c\u0000"},
+        },
+    ),
+    Bad("cml-list-nul-query", "GET", "/api/v2/models", 422, params={"search_filter": "\x00"}),
+    # -- model endpoints -----------------------------------------------------------------------
+    Bad("predict-nul-path", "POST", "/deployments/bad%00inputs/predict", 422, {"inputs": [ROW]}),
+]
+
+
 def dump(engine: Engine) -> dict[str, list[str]]:
     """Every table's rows as sorted reprs (the tables the background does not write)."""
     metadata = MetaData()
@@ -632,17 +823,33 @@ def httpx_json(value: Any) -> str:
 
 
 def test_the_list_is_long_and_covers_every_surface() -> None:
-    assert len(CASES) >= 30
+    assert len(CASES) >= 120
     assert len({c.id for c in CASES}) == len(CASES)
-    for surface_path in (PREDICT, "/model", DEPLOYMENTS, SCALE, DELAYED, AGGREGATE, READ, RULES):
+    surfaces = (
+        PREDICT, "/model", DEPLOYMENTS, SCALE, DELAYED, AGGREGATE, READ, RULES, KEYS, CANARY,
+        CML_MODELS,
+    )  # fmt: skip
+    for surface_path in surfaces:
         assert any(c.path == surface_path for c in CASES), surface_path
+
+
+def processes(surface: Surface) -> list[tuple[str, int | None]]:
+    """What runs: every deployment's replicas (status, pid), and the platform itself."""
+    assert surface.platform.proc is not None and surface.platform.proc.poll() is None
+    found = []
+    for deployment in surface.platform.client().deployments():
+        for replica in deployment["replica_states"]:
+            found.append((f"{deployment['name']}/{replica['status']}", replica["pid"]))
+    return sorted(found, key=str)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[c.id for c in CASES])
 def test_bad_input_is_refused_and_changes_nothing(surface: Surface, case: Bad) -> None:
     before = dump(surface.engine)
+    running = processes(surface)
     r = send(surface, case)
     after = dump(surface.engine)
+    assert processes(surface) == running, "a refused request started or stopped a process"
     if case.status is None:
         assert 400 <= r.status_code < 500, (r.status_code, r.text[:500])
     else:
@@ -672,3 +879,16 @@ def test_sql_looking_metric_keys_are_data(surface: Surface) -> None:
     records = client.read_metrics(DEPLOYMENT, uuids=[surface.prediction_uuid])["metrics"]
     assert records[0]["metrics"][key] == 1
     assert "predictions" in dump(surface.engine)
+
+
+def test_the_platform_restarts_cleanly_after_the_whole_list(surface: Surface) -> None:
+    """Runs last: nothing the list sent (and was refused) can stop the platform starting."""
+    platform = surface.platform
+    platform.stop()
+    platform.start()
+    client = platform.client()
+    client.wait(DEPLOYMENT, timeout=120)
+    answer = client.predict(DEPLOYMENT, {"inputs": [ROW]}, access_key=surface.access_key)
+    assert answer["uuid"]
+    # Every case was refused with a 4xx: none of them logged an unhandled error.
+    assert "Traceback" not in platform.logs(), platform.logs()[-3000:]

@@ -19,11 +19,12 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
 from modeldeck.deployments.models import NAME_PATTERN as DEPLOYMENT_NAME_PATTERN
+from modeldeck.validation import Text
 
 Comparison = Literal["gt", "ge", "lt", "le"]
 MetricSource = Literal["technical", "drift", "performance", "estimated"]
@@ -124,7 +125,9 @@ class AlertRuleSpec(BaseModel):
     deployment: str = Field(
         pattern=DEPLOYMENT_NAME_PATTERN, description="Name of the deployment watched."
     )
-    metric: str = Field(description="Metric watched; see METRIC_NAMES for the valid forms.")
+    metric: Annotated[str, Text(255, min_length=1)] = Field(
+        description="Metric watched; see METRIC_NAMES for the valid forms."
+    )
     comparison: Comparison = Field(
         description="The alert fires while `metric <comparison> threshold` holds."
     )
@@ -151,11 +154,11 @@ class AlertRuleSpec(BaseModel):
     webhook_url: AnyHttpUrl | None = Field(
         default=None, description="Where firing and resolved events are POSTed."
     )
-    webhook_secret: str | None = Field(
+    webhook_secret: Annotated[str, Text(1024, opaque=True)] | None = Field(
         default=None, repr=False, description="Key signing the webhook requests."
     )
     enabled: bool = True
-    description: str = ""
+    description: Annotated[str, Text(4096, multiline=True)] = ""
 
     @field_validator("metric")
     @classmethod

@@ -24,7 +24,7 @@ from . import (
     routes_serving,
 )
 from .errors import install_error_handlers
-from .routing import StrictJSONMiddleware, document_errors
+from .routing import StrictInputMiddleware, document_errors
 from .security import SecurityMiddleware
 
 
@@ -62,8 +62,9 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(dashboard.router)
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
-    # Control-plane bodies: no NaN, 1e400, deep nesting, nor more than max_api_body_bytes.
-    app.add_middleware(StrictJSONMiddleware, limit=settings.max_api_body_bytes)
+    # No NUL in any URL; control-plane bodies: no NUL, NaN, 1e400, deep nesting, nor more than
+    # max_api_body_bytes.
+    app.add_middleware(StrictInputMiddleware, limit=settings.max_api_body_bytes)
     # Added last, so outermost: its headers reach every answer, the model endpoints' too.
     app.add_middleware(SecurityMiddleware, public_url=settings.resolved_public_url())
 

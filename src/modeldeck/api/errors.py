@@ -3,15 +3,18 @@
 from __future__ import annotations
 
 import logging
+import traceback
 from typing import Any
 
 from fastapi import FastAPI
 from fastapi.exceptions import RequestValidationError
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
-from starlette.requests import Request
-from starlette.responses import JSONResponse
+from starlette.requests import ClientDisconnect, Request
+from starlette.responses import JSONResponse, Response
 
 from modeldeck.errors import ModeldeckError, error_body
+from modeldeck.store.db import describe_error
 
 log = logging.getLogger("modeldeck.api")
 
@@ -73,7 +76,13 @@ async def _validation_error(request: Request, exc: Exception) -> JSONResponse:
             ),
             status_code=415,
         )
-    problems = [{"field": _field(e.get("loc", ())), "message": str(e.get("msg"))} for e in errors]
+    problems = [
+        {
+            "field": _field(e.get("loc", ())),
+            "message": str(e.get("msg")).removeprefix("Value error, "),
+        }
+        for e in errors
+    ]
     first = problems[0] if problems else {"field": "body", "message": "invalid request"}
     return JSONResponse(
         error_body(
@@ -94,8 +103,25 @@ async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(error_body(code, message), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _client_gone(request: Request, exc: Exception) -> Response:
+    """The client disconnected before its request was read: nobody is left to answer."""
+    log.debug("client went away during %s %s", request.method, request.url.path)
+    return Response(status_code=400)
+
+
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
-    log.exception("unhandled error on %s %s", request.method, request.url.path)
+    if isinstance(exc, DBAPIError):
+        # Its message quotes the statement and, on PostgreSQL, the row's values: log the
+        # stack and what failed, not what was in it.
+        log.error(
+            "unhandled database error on %s %s: %s\n%s",
+            request.method,
+            request.url.path,
+            describe_error(exc),
+            "".join(traceback.format_tb(exc.__traceback__)),
+        )
+    else:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
     return JSONResponse(
         error_body("internal_error", f"internal error: {type(exc).__name__}"), status_code=500
     )
@@ -105,4 +131,5 @@ def install_error_handlers(app: FastAPI) -> None:
     app.add_exception_handler(ModeldeckError, _modeldeck_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(ClientDisconnect, _client_gone)
     app.add_exception_handler(Exception, _unexpected)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
@@ -21,6 +21,7 @@ from modeldeck.deployments.models import (
 )
 from modeldeck.errors import error_body
 from modeldeck.platform import Platform
+from modeldeck.validation import Text
 
 from .deps import get_platform, require_admin, require_api_key
 
@@ -52,7 +53,7 @@ router = APIRouter(dependencies=[Depends(require_api_key)], responses=errors(401
 
 
 class ApiKeyCreate(BaseModel):
-    name: str = Field(default="api", min_length=1, max_length=255)
+    name: Annotated[str, Text(255, min_length=1)] = "api"
     scope: str = Field(
         default=ADMIN,
         pattern=SCOPE_PATTERN,

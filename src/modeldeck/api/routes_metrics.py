@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS, now_ms
 from modeldeck.monitoring.sdk_backends import find_target
 from modeldeck.platform import Platform
+from modeldeck.validation import INT32_MAX, ModelVersion, Text
 
 from .deps import get_platform, require_api_key
 from .routes_control import errors
@@ -23,7 +24,9 @@ router = APIRouter(
 class DelayedMetrics(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    prediction_uuid: str = Field(description="UUID the prediction was answered with.")
+    prediction_uuid: Annotated[str, Text(255, min_length=1)] = Field(
+        description="UUID the prediction was answered with."
+    )
     metrics: dict[str, Any] = Field(description="Metrics to merge into the prediction's record.")
 
 
@@ -44,17 +47,19 @@ class AggregateMetrics(BaseModel):
     metrics: dict[str, Any]
     start_timestamp_ms: int = Field(ge=0, le=MAX_TIMESTAMP_MS)
     end_timestamp_ms: int = Field(ge=0, le=MAX_TIMESTAMP_MS)
-    model_version: str | None = None
+    model_version: ModelVersion | None = None
 
 
 class PredictionIn(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    uuid: str | None = Field(default=None, description="Default: a new UUID.")
+    uuid: Annotated[str, Text(36, min_length=1)] | None = Field(
+        default=None, description="Default: a new UUID."
+    )
     metrics: dict[str, Any] = Field(default_factory=dict)
     start_timestamp_ms: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP_MS)
     end_timestamp_ms: int | None = Field(default=None, ge=0, le=MAX_TIMESTAMP_MS)
-    model_version: str | None = None
+    model_version: ModelVersion | None = None
 
 
 class PredictionsIn(BaseModel):
@@ -223,7 +228,7 @@ async def read_technical_metrics(
         description="Seconds per point (default: ~120 points).",
     ),
     replica: int | None = Query(
-        default=None, ge=-1, description="One replica (-1: refused at the gateway)."
+        default=None, ge=-1, le=INT32_MAX, description="One replica (-1: refused at the gateway)."
     ),
     version: str | None = Query(
         default=None,

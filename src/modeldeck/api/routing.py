@@ -1,4 +1,9 @@
-"""Strict JSON for the control plane's bodies, as the model endpoints parse theirs.
+"""Strict input: no NUL anywhere, and strict JSON for the control plane's bodies.
+
+A NUL (U+0000) is refused with a 422 naming where it is, on every route: in the path or the
+query string (``%00``), and in a control-plane JSON body (``\u0000`` in any string or key).
+PostgreSQL cannot compare or store text holding one, SQLite can: without this check the same
+request would be a 500 on one store and a 404 or a stored row on the other.
 
 FastAPI parses a JSON body with Python's ``json.loads``, which takes ``NaN``, ``Infinity`` and
 ``1e400`` (as infinity), lone surrogates, and nests until the interpreter's recursion limit.
@@ -12,6 +17,7 @@ cannot make the platform hold an unbounded body in memory.
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import orjson
@@ -24,15 +30,21 @@ from modeldeck.errors import error_body
 from .routes_control import ERROR_SCHEMA
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+log = logging.getLogger("modeldeck.api")
 
 
-class StrictJSONMiddleware:
+class StrictInputMiddleware:
     def __init__(self, app: ASGIApp, prefix: str = "/api/", limit: int = 64 * 1024 * 1024) -> None:
         self.app = app
         self.prefix = prefix
         self.limit = limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            where = _nul_in_url(scope)
+            if where is not None:
+                await _nul_response(where)(scope, receive, send)
+                return
         if (
             scope["type"] != "http"
             or scope["method"] not in _BODY_METHODS
@@ -51,6 +63,9 @@ class StrictJSONMiddleware:
         while True:
             message = await receive()
             messages.append(message)
+            if message["type"] == "http.disconnect":
+                log.debug("client went away while sending %s %s", scope["method"], scope["path"])
+                return  # nobody to answer
             if message["type"] != "http.request":
                 break
             chunk = message.get("body", b"")
@@ -64,7 +79,7 @@ class StrictJSONMiddleware:
         body = b"".join(chunks)
         if body.strip():
             try:
-                orjson.loads(body)
+                parsed = orjson.loads(body)
             except orjson.JSONDecodeError as exc:
                 response = JSONResponse(
                     error_body("invalid_json", f"the request body is not valid JSON: {exc}"),
@@ -72,6 +87,11 @@ class StrictJSONMiddleware:
                 )
                 await response(scope, receive, send)
                 return
+            if b"\\u0000" in body:  # JSON can only spell a NUL escaped
+                where = _nul_in_json(parsed, "")
+                if where is not None:
+                    await _nul_response(where or "body")(scope, receive, send)
+                    return
 
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
@@ -90,6 +110,47 @@ class StrictJSONMiddleware:
             headers={"Connection": "close"},  # the rest of the body is not read
         )
         await response(scope, receive, send)
+
+
+def _nul_in_url(scope: Scope) -> str | None:
+    """``"path"`` or ``"query"`` when the URL holds a NUL (decoded, or as ``%00``)."""
+    if "\x00" in scope["path"]:
+        return "path"
+    query: bytes = scope.get("query_string", b"")
+    if b"%00" in query or b"\x00" in query:
+        return "query"
+    return None
+
+
+def _nul_in_json(value: Any, path: str) -> str | None:
+    """Where the first NUL of a parsed JSON value is (``a.b[2]``), or ``None``."""
+    if isinstance(value, str):
+        return path if "\x00" in value else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            field = f"{path}.{key}" if path else str(key)
+            if "\x00" in key:
+                return field.replace("\x00", "\\u0000")
+            found = _nul_in_json(item, field)
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _nul_in_json(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _nul_response(field: str) -> JSONResponse:
+    return JSONResponse(
+        error_body(
+            "validation_failed",
+            f"{field}: holds a NUL character (U+0000), which modeldeck does not accept",
+            {"field": field, "errors": [{"field": field, "message": "holds a NUL character"}]},
+        ),
+        status_code=422,
+    )
 
 
 def _content_length(scope: Scope) -> int | None:

@@ -9,13 +9,16 @@ from __future__ import annotations
 
 import json
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
 from modeldeck.deployments.models import AUTH_DISABLED_WARNING, MAX_REPLICAS
+from modeldeck.validation import Text, environment_problem
 
 STRICT = ConfigDict(extra="forbid", protected_namespaces=())
+Id = Annotated[str, Text(255, min_length=1)]
+"""A project, model, build or deployment id as a request may carry it."""
 
 
 class BuildConfig(BaseModel):
@@ -23,14 +26,12 @@ class BuildConfig(BaseModel):
 
     model_config = STRICT
 
-    registered_model_version_id: str | None = Field(
+    registered_model_version_id: Annotated[str, Text(255, min_length=1)] | None = Field(
         default=None,
-        min_length=1,
-        max_length=255,
         description="A version's `model_version_id` (`models:/name/3`), or a version number, "
         "`@alias` or `latest` of the model's registered model.",
     )
-    file_path: str | None = Field(
+    file_path: Annotated[str, Text(4096, min_length=1)] | None = Field(
         default=None,
         description="Instead of a registered version: absolute path of a Python file on the "
         "platform's machine.",
@@ -38,10 +39,16 @@ class BuildConfig(BaseModel):
     function_name: str | None = Field(
         default=None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$", description="Function in `file_path`."
     )
-    comment: str = Field(default="", max_length=10_000)
-    runtime_identifier: str | None = Field(default=None, description="Accepted, not used.")
-    runtime_addon_identifiers: list[str] | None = Field(default=None, description="Ignored.")
-    kernel: str | None = Field(default=None, description="Accepted, not used.")
+    comment: Annotated[str, Text(10_000, multiline=True)] = ""
+    runtime_identifier: Annotated[str, Text(1024)] | None = Field(
+        default=None, description="Accepted, not used."
+    )
+    runtime_addon_identifiers: list[Annotated[str, Text(1024)]] | None = Field(
+        default=None, description="Ignored."
+    )
+    kernel: Annotated[str, Text(255)] | None = Field(
+        default=None, description="Accepted, not used."
+    )
 
     @model_validator(mode="after")
     def _one_source(self) -> BuildConfig:
@@ -53,8 +60,8 @@ class BuildConfig(BaseModel):
 
 
 class CreateModelBuildRequest(BuildConfig):
-    project_id: str | None = Field(default=None, description="Must match the path if given.")
-    model_id: str | None = Field(default=None, description="Must match the path if given.")
+    project_id: Id | None = Field(default=None, description="Must match the path if given.")
+    model_id: Id | None = Field(default=None, description="Must match the path if given.")
 
 
 class DeployConfig(BaseModel):
@@ -62,8 +69,12 @@ class DeployConfig(BaseModel):
 
     model_config = STRICT
 
-    cpu: float | None = Field(default=None, gt=0, description="CPU hint per replica (cores).")
-    memory: float | None = Field(default=None, gt=0, description="Memory hint per replica (GiB).")
+    cpu: float | None = Field(
+        default=None, gt=0, le=1024, description="CPU hint per replica (cores)."
+    )
+    memory: float | None = Field(
+        default=None, gt=0, le=1024 * 1024, description="Memory hint per replica (GiB)."
+    )
     replicas: int = Field(default=1, ge=1, le=MAX_REPLICAS)
     nvidia_gpus: int = Field(default=0, ge=0, le=0, description="GPUs are not supported: 0.")
     environment: dict[str, str] = Field(
@@ -83,27 +94,38 @@ class DeployConfig(BaseModel):
                 raise ValueError("environment must be an object or a JSON object string") from exc
         return value
 
+    @field_validator("environment")
+    @classmethod
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        found = environment_problem(value)
+        if found is not None:
+            name, problem = found
+            raise ValueError(f"{name}: {problem}" if name else problem)
+        return value
+
 
 class CreateModelDeploymentRequest(DeployConfig):
-    project_id: str | None = Field(default=None, description="Must match the path if given.")
-    model_id: str | None = Field(default=None, description="Must match the path if given.")
-    build_id: str | None = Field(default=None, description="Must match the path if given.")
-    model_build_id: str | None = Field(default=None, description="Must match the path if given.")
+    project_id: Id | None = Field(default=None, description="Must match the path if given.")
+    model_id: Id | None = Field(default=None, description="Must match the path if given.")
+    build_id: Id | None = Field(default=None, description="Must match the path if given.")
+    model_build_id: Id | None = Field(default=None, description="Must match the path if given.")
 
 
 class CreateModelRequest(BaseModel):
     model_config = STRICT
 
-    project_id: str | None = Field(default=None, description="Must match the path if given.")
-    name: str = Field(min_length=1, max_length=255)
-    description: str = Field(default="", max_length=10_000)
+    project_id: Id | None = Field(default=None, description="Must match the path if given.")
+    name: Annotated[str, Text(255, min_length=1)]
+    description: Annotated[str, Text(10_000, multiline=True)] = ""
     disable_authentication: bool = Field(
         default=False, description="Serve without checking the access key (a warning is logged)."
     )
-    registered_model_id: str | None = Field(
-        default=None, min_length=1, max_length=255, description="The registered model's name."
+    registered_model_id: Annotated[str, Text(255, min_length=1)] | None = Field(
+        default=None, description="The registered model's name."
     )
-    visibility: str | None = Field(default=None, description="Accepted, not used.")
+    visibility: Annotated[str, Text(255)] | None = Field(
+        default=None, description="Accepted, not used."
+    )
     auto_build_model: bool = False
     auto_build_config: BuildConfig | None = None
     auto_deploy_model: bool = False

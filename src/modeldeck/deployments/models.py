@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -13,6 +13,8 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+
+from modeldeck.validation import PositiveInt32, Text, environment_problem
 
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
 MAX_REPLICAS = 32
@@ -70,10 +72,10 @@ class DeploymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     name: str = Field(pattern=NAME_PATTERN, description="Deployment name, used in its URL.")
-    model: str | None = Field(
-        default=None, min_length=1, max_length=255, description="Registered model name."
+    model: Annotated[str, Text(255, min_length=1)] | None = Field(
+        default=None, description="Registered model name."
     )
-    file: str | None = Field(
+    file: Annotated[str, Text(4096, min_length=1)] | None = Field(
         default=None,
         description="Instead of a registered model: absolute path of a Python file on the "
         "platform's machine holding the predict function.",
@@ -92,10 +94,12 @@ class DeploymentCreate(BaseModel):
         default=True,
         description="Record every prediction's input and output (model metrics).",
     )
-    version: str | None = Field(
+    version: Annotated[str, Text(255, min_length=1)] | None = Field(
         default=None, description="Version number, '@alias' or 'latest' (the default)."
     )
-    alias: str | None = Field(default=None, description="Registry alias, e.g. 'champion'.")
+    alias: Annotated[str, Text(255, min_length=1)] | None = Field(
+        default=None, description="Registry alias, e.g. 'champion'."
+    )
     track_alias: bool = Field(
         default=True,
         description="With an alias: follow it, rolling out the version it points at whenever "
@@ -119,14 +123,17 @@ class DeploymentCreate(BaseModel):
         description="'local' (processes on the platform's machine) or 'ray' (a Ray Serve "
         "application; needs modeldeck[ray]). Default: MODELDECK_DEFAULT_RUNTIME.",
     )
-    cpu: float | None = Field(default=None, gt=0, description="CPU hint per replica (cores).")
-    memory_mb: int | None = Field(
+    cpu: float | None = Field(
+        default=None, gt=0, le=1024, description="CPU hint per replica (cores)."
+    )
+    memory_mb: PositiveInt32 | None = Field(
         default=None,
-        gt=0,
         description="Resident memory limit per replica (MB); above it, the replica restarts.",
     )
     environment: dict[str, str] = Field(
-        default_factory=dict, description="Environment variables for the replicas."
+        default_factory=dict,
+        description="Environment variables for the replicas (at most 256; a value at most "
+        "32 KiB, all of them 128 KiB; no NUL).",
     )
     auth_enabled: bool = Field(
         default=True, description="Require the access key on the model endpoint."
@@ -167,10 +174,11 @@ class DeploymentCreate(BaseModel):
 
     @field_validator("environment")
     @classmethod
-    def _env_names(cls, value: dict[str, str]) -> dict[str, str]:
-        for key in value:
-            if not key or not key.replace("_", "a").isalnum() or key[0].isdigit():
-                raise ValueError(f"invalid environment variable name {key!r}")
+    def _environment(cls, value: dict[str, str]) -> dict[str, str]:
+        found = environment_problem(value)
+        if found is not None:
+            name, problem = found
+            raise ValueError(f"{name}: {problem}" if name else problem)
         return value
 
 
@@ -179,16 +187,16 @@ class RedeployRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    model: str | None = Field(
+    model: Annotated[str, Text(255, min_length=1)] | None = Field(
         default=None,
-        min_length=1,
-        max_length=255,
         description="Registered model name (default: the one the deployment serves).",
     )
-    version: str | None = Field(
+    version: Annotated[str, Text(255, min_length=1)] | None = Field(
         default=None, description="Version number, '@alias' or 'latest' (the default)."
     )
-    alias: str | None = Field(default=None, description="Registry alias, e.g. 'champion'.")
+    alias: Annotated[str, Text(255, min_length=1)] | None = Field(
+        default=None, description="Registry alias, e.g. 'champion'."
+    )
     track_alias: bool = Field(
         default=True,
         description="With an alias: follow it from then on (false: serve the version it "

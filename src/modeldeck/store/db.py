@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session, sessionmaker
 
 from modeldeck.errors import ConfigurationError
+from modeldeck.store import guard
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -47,6 +48,8 @@ def _sqlite_engine(url: str, *, immediate: bool) -> Engine:
     engine = create_engine(
         url,
         connect_args={"check_same_thread": False, "timeout": 30},
+        # Errors are logged without their parameters: rows hold key hashes and secrets.
+        hide_parameters=True,
         json_serializer=_json_dumps,
         json_deserializer=orjson.loads,
     )
@@ -94,12 +97,15 @@ class Store:
                 pool_pre_ping=True,
                 pool_size=10,
                 max_overflow=20,
+                hide_parameters=True,
                 json_serializer=_json_dumps,
                 json_deserializer=orjson.loads,
             )
             self._write_engine = self.engine
         self._read_sessions = sessionmaker(self.engine, expire_on_commit=False)
         self._write_sessions = sessionmaker(self._write_engine, expire_on_commit=False)
+        guard.install(self._read_sessions)
+        guard.install(self._write_sessions)
         self._write_lock: _WriterLock | None = None
         # PostgreSQL: autocommit connections kept for bulk writes (one more per event loop).
         self._kept_lock = threading.Lock()
@@ -381,6 +387,22 @@ class _WriterLock:
                 fcntl.flock(self._fd, fcntl.LOCK_UN)
         finally:
             self._thread_lock.release()
+
+
+def describe_error(exc: BaseException) -> str:
+    """A database error in words that hold none of the values involved, for a log line.
+
+    SQLAlchemy's message holds the statement (its parameters are hidden: the engines are made
+    with ``hide_parameters``), and PostgreSQL adds a ``DETAIL`` that quotes the offending row's
+    values ("Key (key_hash)=(...) already exists"): neither is logged. What is left is the
+    driver's error class and its primary message (a constraint's name, a type mismatch).
+    """
+    orig = getattr(exc, "orig", None) or exc
+    diag = getattr(orig, "diag", None)
+    primary = getattr(diag, "message_primary", None) if diag is not None else None
+    if primary is None:
+        primary = str(orig).split("\n", 1)[0]
+    return f"{type(orig).__module__}.{type(orig).__name__}: {primary}"
 
 
 def ensure_writable_dir(path: Path, what: str = "data directory") -> None:
