@@ -7,7 +7,8 @@ Every key has a scope, which decides what it may do:
   monitoring and alerts, and everything ``read`` may;
 * ``read``: read-only calls (``GET``): deployments, models, metrics, analysis, alerts, logs;
 * ``predict:<deployment>``: only that deployment's model endpoint, like its access key; no
-  control-plane call.
+  control-plane call. The key is bound to the deployment (its id), made only for one that
+  exists, and deleted with it: it never opens a later deployment of the same name.
 
 The key configured as ``MODELDECK_API_KEY`` is an ``admin`` key.
 """
@@ -29,7 +30,7 @@ from modeldeck.deployments.models import NAME_PATTERN
 from modeldeck.errors import NotFound
 from modeldeck.keys import API_KEY_PREFIX, hash_key, new_api_key
 from modeldeck.store import Store
-from modeldeck.store.schema import ApiKeyRow, utcnow
+from modeldeck.store.schema import ApiKeyRow, DeploymentRow, utcnow
 
 ADMIN = "admin"
 DEPLOY = "deploy"
@@ -54,11 +55,17 @@ def predict_scope(deployment: str) -> str:
 
 @dataclass(frozen=True)
 class Caller:
-    """Who an API key belongs to: its id (``None`` for ``MODELDECK_API_KEY``), name and scope."""
+    """Who an API key belongs to: its id (``None`` for ``MODELDECK_API_KEY``), name and scope;
+    for a ``predict:`` key, the id of the deployment it opens."""
 
     key_id: str | None
     name: str
     scope: str
+    deployment_id: str | None = None
+
+    def opens(self, deployment_id: str) -> bool:
+        """Whether this is a ``predict:`` key of the deployment with that id."""
+        return self.scope.startswith(PREDICT) and self.deployment_id == deployment_id
 
 
 class ApiKeyView(BaseModel):
@@ -93,11 +100,23 @@ class ApiKeyService:
         return self.create("default")
 
     def create(self, name: str, scope: str = ADMIN) -> ApiKeyCreated:
+        """A new key; a ``predict:<deployment>`` key needs that deployment to exist (404)."""
         key = new_api_key()
         row = ApiKeyRow(
             id=str(uuid.uuid4()), name=name, key_hash=key.hash, prefix=key.prefix, scope=scope
         )
         with self.store.write() as session:
+            if scope.startswith(PREDICT):
+                deployment = scope.removeprefix(PREDICT)
+                row.deployment_id = session.scalar(
+                    select(DeploymentRow.id).where(DeploymentRow.name == deployment)
+                )
+                if row.deployment_id is None:
+                    raise NotFound(
+                        f"deployment {deployment!r} not found: a predict key opens a deployment "
+                        "that exists",
+                        details={"deployment": deployment, "field": "scope"},
+                    )
             session.add(row)
         return ApiKeyCreated(**self._get(row.id).model_dump(), key=key.plaintext)
 
@@ -139,7 +158,9 @@ class ApiKeyService:
             row = session.scalars(select(ApiKeyRow).where(ApiKeyRow.key_hash == digest)).first()
             if row is None or not hmac.compare_digest(row.key_hash, digest):
                 return None
-            caller = Caller(key_id=row.id, name=row.name, scope=row.scope)
+            caller = Caller(
+                key_id=row.id, name=row.name, scope=row.scope, deployment_id=row.deployment_id
+            )
         self._touch(caller.key_id)
         return caller
 

@@ -162,6 +162,28 @@ def test_predict_scope_opens_only_its_deployments_endpoint(
     assert_forbidden(client.get("/api/v2/models", headers=bearer(mine)), "read")
 
 
+def test_a_predict_key_is_bound_to_its_deployment_not_its_name(
+    client: TestClient, served: dict[str, Any], files: Path
+) -> None:
+    """Made for a deployment that exists; gone with it; never opens a later one of that name."""
+    r = client.post("/api/v1/api-keys", json={"scope": "predict:later"}, headers=ADMIN)
+    assert_error_shape(r, 404, "not_found")
+    body = {"name": "later", "file": str(files / "files" / "double.py")}
+    assert client.post("/api/v1/deployments", json=body, headers=ADMIN).status_code == 201
+    key = new_key(client, "predict:later")
+    assert client.delete("/api/v1/deployments/later", headers=ADMIN).status_code == 204
+    listed = client.get("/api/v1/api-keys", headers=ADMIN).json()
+    assert key["id"] not in {k["id"] for k in listed}, "the key outlived its deployment"
+    assert client.post("/api/v1/deployments", json=body, headers=ADMIN).status_code == 201
+    try:
+        r = client.post("/deployments/later/predict", json={"x": 1}, headers=bearer(key["key"]))
+        assert_error_shape(r, 401, "unauthorized")
+        r = client.post("/model", json={"accessKey": key["key"], "request": {"x": 1}})
+        assert r.status_code == 401 and r.json()["success"] is False
+    finally:
+        client.delete("/api/v1/deployments/later", headers=ADMIN)
+
+
 @pytest.mark.parametrize("scope", ["", "root", "predict:", "predict:../x", "read,deploy", "ADMIN"])
 def test_an_unknown_scope_is_refused(client: TestClient, scope: str) -> None:
     before = client.get("/api/v1/api-keys", headers=ADMIN).json()

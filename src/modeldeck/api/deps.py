@@ -76,7 +76,7 @@ async def authorize_predict(platform: Platform, route: RouteEntry, key: str | No
         if caller is None:
             raise
         needed = predict_scope(route.name)
-        if caller.scope != needed:
+        if not caller.opens(route.deployment_id):
             raise Forbidden(
                 f"this API key has scope {caller.scope!r}; the model endpoint of "
                 f"{route.name!r} needs its access key or an API key of scope {needed!r}",
@@ -92,7 +92,10 @@ async def route_for_access_key(platform: Platform, key: str | None) -> RouteEntr
         caller = await asyncio.to_thread(platform.api_keys.authenticate, key) if key else None
         if caller is None or not caller.scope.startswith(PREDICT):
             raise
-        return platform.gateway.route(caller.scope.removeprefix(PREDICT))
+        route = platform.gateway.route(caller.scope.removeprefix(PREDICT))
+        if not caller.opens(route.deployment_id):
+            raise  # its deployment was deleted (and the key with it) or replaced
+        return route
 
 
 def bearer_token(request: Request) -> str | None:

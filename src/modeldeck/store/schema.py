@@ -156,6 +156,10 @@ class ApiKeyRow(Base):
     prefix: Mapped[str] = mapped_column(String(16))
     # admin | deploy | read | predict:<deployment> (modeldeck.apikeys.SCOPE_PATTERN)
     scope: Mapped[str] = mapped_column(String(80), default="admin", server_default="admin")
+    # The deployment a ``predict:<deployment>`` key opens; the key goes with it.
+    deployment_id: Mapped[str | None] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE"), nullable=True, index=True
+    )
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     # Written at most once a minute per key, so that using a key costs no write per request.
     last_used_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
