@@ -11,8 +11,10 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import create_engine, update
 
 from modeldeck.client import ApiError
+from modeldeck.store.schema import DeploymentRow
 from tests.conftest import Registered, RunningPlatform
 from tests.fixtures import wait_for
 
@@ -271,17 +273,29 @@ def test_a_model_that_cannot_load_ends_failed(platform: RunningPlatform) -> None
 def test_platform_restart_brings_deployments_back(
     platform: RunningPlatform, pair: tuple[str, str]
 ) -> None:
+    """Running deployments come back, stopped ones stay stopped, and one that cannot be
+    restored (its stored environment is more than ``exec`` takes, as rows stored before the
+    environment was validated can be) is marked failed with the reason while the others serve."""
     name, key = pair
     client = platform.client()
     client.deploy("sleeper", "iris", version=1)
     client.wait("sleeper", timeout=120)
     client.stop("sleeper")
+    client.deploy("doomed", "iris", version=1)
 
     pids = [r["pid"] for r in client.deployment(name)["replica_states"]]
     assert all(pids)
     platform.stop()
     for pid in pids:
         wait_for(lambda pid=pid: not _alive(pid), timeout=30)
+    engine = create_engine(platform.env["MODELDECK_STORE_URL"])
+    with engine.begin() as conn:
+        conn.execute(
+            update(DeploymentRow)
+            .where(DeploymentRow.name == "doomed")
+            .values(environment={"HUGE": "x" * 200_000})
+        )
+    engine.dispose()
     platform.start()
 
     d = platform.client().wait(name, timeout=120)
@@ -289,6 +303,14 @@ def test_platform_restart_brings_deployments_back(
     r = predict(platform, name, key, {"inputs": [ROW]})
     assert r.status_code == 200, "the same access key works after a restart"
     assert platform.client().deployment("sleeper")["status"] == "stopped", "stopped stays stopped"
+    doomed = wait_for(
+        lambda: (d := platform.client().deployment("doomed"))["status"] == "failed" and d,
+        timeout=60,
+    )
+    assert "could not start the replica process" in doomed["status_message"], doomed
+    assert "Argument list too long" in doomed["status_message"]
+    client = platform.client()
+    client.delete("doomed")
 
 
 def _alive(pid: int | None) -> bool:

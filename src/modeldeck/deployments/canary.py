@@ -37,11 +37,19 @@ import asyncio
 import logging
 import time
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 from sqlalchemy import delete, func, select
 
+from modeldeck.alerts.rules import PERFORMANCE_METRICS
 from modeldeck.analysis.service import AnalysisService
 from modeldeck.config import Settings
 from modeldeck.deployments.local import LocalRuntime
@@ -58,12 +66,15 @@ from modeldeck.store.schema import (
     DeploymentRow,
     RollupRow,
 )
+from modeldeck.validation import Text
 
 log = logging.getLogger("modeldeck.canary")
 
 DECISIONS_SHOWN = 50
 ENDINGS = {"promote", "rollback", "stopped"}  # decisions that end a canary (its row goes)
-LOWER_IS_BETTER = {"mae", "mse", "rmse", "log_loss", "brier"}
+LOWER_IS_BETTER = {"mae", "mse", "rmse", "mape", "log_loss", "brier"}
+# The performance report's metrics a policy can compare (label coverage is not a quality).
+CANARY_METRICS = tuple(m for m in PERFORMANCE_METRICS if m != "label_coverage")
 
 
 class CanaryPolicy(BaseModel):
@@ -96,10 +107,17 @@ class CanaryPolicy(BaseModel):
     )
     metric: str = Field(
         default="accuracy",
-        min_length=1,
-        max_length=64,
-        description="The performance metric compared (accuracy, f1, rmse...).",
+        description="The performance metric compared: "
+        + ", ".join(CANARY_METRICS)
+        + " (the realised or estimated metric of the performance report).",
     )
+
+    @field_validator("metric")
+    @classmethod
+    def _known_metric(cls, value: str) -> str:
+        if value not in CANARY_METRICS:
+            raise ValueError(f"unknown metric {value[:64]!r}; one of {', '.join(CANARY_METRICS)}")
+        return value
 
 
 class CanaryRequest(BaseModel):
@@ -107,8 +125,12 @@ class CanaryRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    version: str | None = Field(default=None, description="Candidate version number.")
-    alias: str | None = Field(default=None, description="Candidate alias, e.g. 'challenger'.")
+    version: Annotated[str, Text(255, min_length=1)] | None = Field(
+        default=None, description="Candidate version number."
+    )
+    alias: Annotated[str, Text(255, min_length=1)] | None = Field(
+        default=None, description="Candidate alias, e.g. 'challenger'."
+    )
     percent: float = Field(
         default=10, ge=0, le=100, description="Share of requests the candidate answers (canary)."
     )
@@ -361,11 +383,17 @@ class CanaryService:
             request=request,
             started_ms=_now_ms(),
         )
-        await self.runtime.start_candidate(spec)
-        self._canaries[name] = canary
+        # Stored before it starts: a canary that runs is one a restart resumes.
         await self._record(
             canary, "started", [f"version {spec.model_version} gets {canary.share()}"]
         )
+        try:
+            await self.runtime.start_candidate(spec)
+        except Exception as exc:
+            log.exception("starting the candidate of %s failed", name)
+            await self._record(canary, "stopped", [f"the candidate could not start: {exc}"])
+            raise
+        self._canaries[name] = canary
         return await self.status(name)
 
     async def resume(self) -> dict[str, str]:

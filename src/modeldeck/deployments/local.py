@@ -74,6 +74,8 @@ class Replica:
     next_start_at: float = 0.0
     failed_checks: int = 0
     inflight: int = 0
+    spawn_error: str = ""  # why the last start could not even create the process
+    stopped_pid: int | None = None  # the process the supervisor stopped on purpose, last
 
     @property
     def url(self) -> str:
@@ -357,6 +359,29 @@ class LocalRuntime:
                 best = cand
         return best
 
+    def process(self, replica: Replica) -> subprocess.Popen[bytes] | ForkedProcess | None:
+        """The process that runs ``replica`` now (the gateway keeps it across a request)."""
+        return replica.proc
+
+    async def crashed(
+        self,
+        replica: Replica,
+        proc: subprocess.Popen[bytes] | ForkedProcess | None,
+        within: float = 1.0,
+    ) -> int | None:
+        """The exit code of ``proc`` (``replica``'s process when a request was sent to it) if
+        it exited by itself, waiting up to ``within`` seconds for its exit to be reported (its
+        sockets close a moment before). ``None`` while it runs, and when the supervisor stopped
+        it (a hung or oversized replica recycled: its other requests were bystanders)."""
+        if proc is None:
+            return None
+        deadline = time.monotonic() + within
+        while (code := proc.poll()) is None and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        if code is None or replica.stopped_pid == proc.pid:
+            return None
+        return code
+
     def report_failure(self, replica: Replica, error: str) -> None:
         """The gateway could not reach a replica: take it out of rotation until it is healthy."""
         if replica.status == "ready":
@@ -465,6 +490,10 @@ class LocalRuntime:
             if now >= replica.next_start_at:
                 self._spawn(replica)
                 await self._emit(dep)
+            return
+        if replica.spawn_error:  # counted as a failed start, so the deployment fails in time
+            replica.last_error, replica.spawn_error = replica.spawn_error, ""
+            await self._on_exit(dep, replica, -1, recycled=True)
             return
         proc = replica.proc
         if proc is None or replica.status == "stopping":
@@ -585,34 +614,51 @@ class LocalRuntime:
         await self._emit(dep)
 
     def _spawn(self, replica: Replica) -> None:
+        """Start ``replica``'s process. One that cannot even be created (``exec`` refused its
+        environment, no memory left for a fork...) is not raised: the next health check
+        counts it as a failed start, so that the deployment ends ``failed`` with the reason
+        instead of a failed request or platform start."""
         spec = replica.spec
-        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind(("127.0.0.1", 0))
-        sock.listen(2048)
-        config = replica_config(self.settings, self.tracking_uri, spec, replica.index)
-        log_path = self.log_path(spec.name, replica.index)
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        forked = None
-        if self._forks is not None and not spec.python and not spec.environment:
-            forked = self._forks.start(["--config", config.to_json()], sock, log_path)
-        if forked is not None:
-            proc: subprocess.Popen[bytes] | ForkedProcess = forked
-        else:
-            proc = self._exec(spec, config, sock, log_path)
         if replica.started_at is not None:
             replica.restarts += 1
-        replica.port = sock.getsockname()[1]
-        sock.close()
-        replica.proc = proc
         replica.status = "starting"
         replica.started_at = time.time()
         replica.failed_checks = 0
         replica.ever_ready = False
+        try:
+            proc, forked = self._start_process(replica)
+        except (OSError, ValueError, RuntimeError) as exc:
+            replica.proc = None
+            replica.spawn_error = f"could not start the replica process: {exc}"
+            log.error("%s replica %d: %s", spec.name, replica.index, replica.spawn_error)
+            return
+        replica.proc = proc
         log.info(
             "%s replica %d started (pid %d%s)",
             spec.name, replica.index, proc.pid, ", forked" if forked else "",
         )  # fmt: skip
+
+    def _start_process(
+        self, replica: Replica
+    ) -> tuple[subprocess.Popen[bytes] | ForkedProcess, bool]:
+        """A new process for ``replica`` listening on a fresh port; whether it was forked."""
+        spec = replica.spec
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind(("127.0.0.1", 0))
+            sock.listen(2048)
+            config = replica_config(self.settings, self.tracking_uri, spec, replica.index)
+            log_path = self.log_path(spec.name, replica.index)
+            log_path.parent.mkdir(parents=True, exist_ok=True)
+            forked = None
+            if self._forks is not None and not spec.python and not spec.environment:
+                forked = self._forks.start(["--config", config.to_json()], sock, log_path)
+            proc = forked if forked is not None else self._exec(spec, config, sock, log_path)
+            replica.port = sock.getsockname()[1]
+            return proc, forked is not None
+        finally:
+            sock.close()
 
     def _exec(
         self, spec: DeploymentSpec, config: ReplicaConfig, sock: socket.socket, log_path: Path
@@ -656,6 +702,7 @@ class LocalRuntime:
         proc = replica.proc
         if proc is None or proc.poll() is not None:
             return
+        replica.stopped_pid = proc.pid
         with contextlib.suppress(ProcessLookupError):
             proc.send_signal(signal.SIGTERM)
         deadline = time.monotonic() + grace
@@ -743,6 +790,9 @@ def replica_config(
         file_path=spec.file_path,
         function_name=spec.function_name,
         max_batch_rows=settings.max_batch_rows,
+        max_response_bytes=settings.max_response_bytes,
+        header_timeout_seconds=settings.header_timeout_seconds,
+        body_timeout_seconds=settings.body_timeout_seconds,
         log_level=settings.log_level,
         env_packages=list(spec.env_packages),
     )
@@ -757,4 +807,5 @@ def _tail(path: Path, lines: int = 15) -> str:
             text = f.read().decode("utf-8", "replace")
     except OSError:
         return ""
-    return "\n".join(text.splitlines()[-lines:])
+    # A model may print anything; what is stored (a status message) must fit both stores.
+    return "\n".join(text.splitlines()[-lines:]).replace("\x00", "\ufffd")

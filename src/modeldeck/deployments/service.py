@@ -165,8 +165,20 @@ class DeploymentService:
             self._set_route(row)
             if row.desired_state == "running" and row.kind == "endpoint":
                 log.info("restoring deployment %s (%s)", row.name, row.model_uri)
-                await self._set_status(row.name, "deploying", "restoring after restart")
-                await self._launch(row, "restore")
+                try:
+                    await self._set_status(row.name, "deploying", "restoring after restart")
+                    await self._launch(row, "restore")
+                except Exception as exc:  # one deployment never stops the platform starting
+                    log.exception("could not restore deployment %s", row.name)
+                    await self._fail_restore(row.name, exc)
+
+    async def _fail_restore(self, name: str, exc: Exception) -> None:
+        message = f"could not be restored after a restart: {exc}"
+        try:
+            await self.runtime.stop(name)
+            await self._update(name, status="failed", status_message=message[:2000])
+        except Exception:
+            log.exception("could not mark deployment %s failed", name)
 
     async def on_runtime_event(self, event: RuntimeEvent) -> None:
         rollout = None
@@ -198,27 +210,40 @@ class DeploymentService:
                 )
             row = await self._new_row(request)
             await asyncio.to_thread(self._insert, row)
-            if row.kind == "batch":
-                return DeploymentCreated(**(await self.get(row.name)).model_dump(), access_key=None)
-            key: NewKey | None = None
-            stored = access_key
-            if stored is None:
-                key = new_access_key()
-                stored = KeyHash(key.hash, key.prefix)
-            await self._update(
-                row.name, access_key_hash=stored.hash, access_key_prefix=stored.prefix
+            try:
+                return await self._start_created(row, request, access_key)
+            except Exception:
+                # A failed create leaves nothing behind: no row, no route, no replica.
+                log.exception("creating deployment %s failed; removing it", request.name)
+                with contextlib.suppress(Exception):
+                    await self.runtime.stop(request.name)
+                self._drop_route(request.name)
+                with contextlib.suppress(Exception):
+                    await asyncio.to_thread(self._delete, request.name)
+                raise
+
+    async def _start_created(
+        self, row: DeploymentRow, request: DeploymentCreate, access_key: KeyHash | None
+    ) -> DeploymentCreated:
+        if row.kind == "batch":
+            return DeploymentCreated(**(await self.get(row.name)).model_dump(), access_key=None)
+        key: NewKey | None = None
+        stored = access_key
+        if stored is None:
+            key = new_access_key()
+            stored = KeyHash(key.hash, key.prefix)
+        await self._update(row.name, access_key_hash=stored.hash, access_key_prefix=stored.prefix)
+        row = await self._require(row.name)
+        if not request.auth_enabled:
+            log.warning(
+                "deployment %s has authentication DISABLED: anyone who can reach the "
+                "platform can call it",
+                request.name,
             )
-            row = await self._require(row.name)
-            if not request.auth_enabled:
-                log.warning(
-                    "deployment %s has authentication DISABLED: anyone who can reach the "
-                    "platform can call it",
-                    request.name,
-                )
-            self._set_route(row)
-            await self._launch(row, "deploy")
-            view = await self.get(request.name)
-            return DeploymentCreated(**view.model_dump(), access_key=key.plaintext if key else None)
+        self._set_route(row)
+        await self._launch(row, "deploy")
+        view = await self.get(request.name)
+        return DeploymentCreated(**view.model_dump(), access_key=key.plaintext if key else None)
 
     async def redeploy(self, request: DeploymentCreate) -> DeploymentView:
         """Serve another model version (or file) under an existing deployment.
