@@ -63,10 +63,23 @@ class Settings(BaseSettings):
     max_request_bytes: int = 5 * 1024 * 1024
     """Largest accepted request body on model endpoints, in bytes (5 MB, as Cloudera ML)."""
 
+    max_response_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
+    """Largest prediction a model endpoint answers, in bytes of JSON (16 MB). A model whose
+    output is larger gets its caller a 500 ``model_error`` and nothing is recorded."""
+
     max_api_body_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
     """Largest accepted JSON body on the control plane (``/api/``), in bytes (64 MB: a batch of
     5,000 delayed metrics, the client's chunk, is about 0.5 MB). A larger one is refused with a
     413 before it is read into memory."""
+
+    header_timeout_seconds: float = Field(default=10.0, ge=0)
+    """Time a client has, from opening a connection (or starting a request on a kept-alive
+    one), to send the request line and headers; then it gets a 408 and the connection closes
+    (0: no limit). Applies to every socket modeldeck listens on."""
+
+    body_timeout_seconds: float = Field(default=30.0, ge=0)
+    """Longest pause in the arrival of a request's body (an idle timeout: an upload that keeps
+    moving is never cut off); then the connection closes (0: no limit)."""
 
     request_timeout_seconds: float = 30.0
     """Time a model endpoint may take to answer before the caller gets a 504 (30 s, as Cloudera

@@ -90,6 +90,14 @@ class ModelError(ModeldeckError):
     code = "model_error"
 
 
+class ModelCrashed(ModeldeckError):
+    """The replica handling the request died while it did (the request may be what killed it,
+    so it is not sent to another replica)."""
+
+    status_code = 502
+    code = "model_crashed"
+
+
 class ServiceUnavailable(ModeldeckError):
     status_code = 503
     code = "unavailable"

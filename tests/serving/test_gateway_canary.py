@@ -33,6 +33,12 @@ class FakeRuntime:
     def serving(self, name: str) -> bool:
         return True
 
+    def process(self, replica: Replica) -> None:
+        return None
+
+    async def crashed(self, replica: Replica, proc: Any, within: float = 1.0) -> int | None:
+        return None
+
     def report_failure(self, replica: Replica, error: str) -> None:
         raise AssertionError(error)
 

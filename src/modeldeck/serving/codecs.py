@@ -22,7 +22,7 @@ from typing import Any
 
 import orjson
 
-from modeldeck.errors import BadRequest, InvalidJSON, ValidationFailed
+from modeldeck.errors import BadRequest, InvalidJSON, ModelError, ValidationFailed
 
 FORMS = ("inputs", "instances", "dataframe_split", "dataframe_records")
 
@@ -64,6 +64,59 @@ def dumps(obj: Any) -> bytes:
     return orjson.dumps(obj, option=orjson.OPT_SERIALIZE_NUMPY, default=_default)
 
 
+def encode_output(output: Any, limit: int) -> bytes:
+    """A model's output (plain JSON values after ``to_jsonable``) as JSON, checked.
+
+    A 500 ``model_error`` when it is no JSON: a type JSON cannot carry (named), a NaN or an
+    infinity (JSON has none: rather than answering and recording them as ``null``, which would
+    read as "no prediction", they are refused), or more than ``limit`` bytes.
+    """
+    try:
+        data = dumps(output)
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        raise ModelError(
+            f"the model's output cannot be sent as JSON: {_cause(exc)}",
+            details={"reason": "not_serialisable"},
+        ) from exc
+    # orjson writes NaN and infinities as null: look for them only when there is a null.
+    if b"null" in data and _non_finite(output):
+        raise ModelError(
+            "the model's output holds NaN or an infinity, which JSON cannot carry",
+            details={"reason": "non_finite"},
+        )
+    if len(data) > limit:
+        raise ModelError(
+            f"the model's output is {len(data)} bytes of JSON; the limit is {limit} "
+            "(MODELDECK_MAX_RESPONSE_BYTES)",
+            details={"reason": "too_large", "bytes": len(data), "limit_bytes": limit},
+        )
+    return data
+
+
+def _cause(exc: Exception) -> str:
+    text = str(exc)
+    prefix = "Type is not JSON serializable: "
+    if text.startswith(prefix):
+        return f"it holds a value of type {text.removeprefix(prefix)!r}, which is not JSON"
+    return text or type(exc).__name__
+
+
+def _non_finite(value: Any) -> bool:
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, float):
+            if not math.isfinite(item):
+                return True
+        elif isinstance(item, dict):
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif hasattr(item, "dtype") and hasattr(item, "tolist"):
+            stack.append(item.tolist())
+    return False
+
+
 def _default(obj: Any) -> Any:
     tolist = getattr(obj, "tolist", None)
     if tolist is not None:
@@ -73,7 +126,7 @@ def _default(obj: Any) -> Any:
         return item()
     if hasattr(obj, "isoformat"):
         return obj.isoformat()
-    raise TypeError(f"cannot serialise {type(obj).__name__}")
+    raise TypeError(f"a {type(obj).__module__}.{type(obj).__qualname__} is not JSON")
 
 
 def signature_columns(signature: dict[str, Any] | None) -> list[ColumnSpec] | None:

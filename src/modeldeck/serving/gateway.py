@@ -3,7 +3,10 @@
 It checks the access key, picks the ready replica with the fewest requests in flight and
 forwards the body untouched (the replica decodes and validates it). A replica that cannot be
 reached is taken out of rotation and the request is retried once on another, so a crashed
-replica costs its callers nothing while a healthy one remains. During a rollout the runtime
+replica costs nothing to the callers that had not reached it yet while a healthy one remains. A
+request whose replica died while handling it is not retried: it may be what killed it, and
+retried it would kill the next replica too (a "poison" request). It gets a 502
+(``model_crashed``); the supervisor restarts the replica. During a rollout the runtime
 offers only the serving version's replicas until the new version's are all healthy; every answer
 names the version that made it (``X-Modeldeck-Version``).
 
@@ -47,6 +50,7 @@ from modeldeck.deployments.local import LocalRuntime, Replica
 from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import (
     GatewayTimeout,
+    ModelCrashed,
     NotFound,
     ServiceUnavailable,
     TooManyRequests,
@@ -203,6 +207,7 @@ class Gateway:
                 replica = await self._acquire(route.name, tried)
             if replica is None:
                 break
+            proc = self.runtime.process(replica)
             try:
                 async with self._client.post(replica.url + "/predict", data=body) as response:
                     content = await response.read()
@@ -213,7 +218,30 @@ class Gateway:
                         self._shadow(route, body)
                     index = _index(headers, replica)
                     return Answer(response.status, content, headers, index, version)
-            except aiohttp.ClientError as exc:  # unreachable (a connect timeout included)
+            except aiohttp.ClientConnectorError as exc:  # never reached it: another may answer
+                last_error = f"{type(exc).__name__}: {exc}"
+                self.runtime.report_failure(replica, last_error)
+                tried = replica
+                continue
+            except aiohttp.ClientError as exc:  # reached, then the connection broke
+                code = await self.runtime.crashed(replica, proc)
+                if code is not None:
+                    # The replica died with this request in it: the request may be what killed
+                    # it, so it goes to no other replica (a poison request takes down nothing
+                    # but its own replica).
+                    self.runtime.report_failure(replica, f"exited with code {code}")
+                    raise ModelCrashed(
+                        f"replica {replica.index} of deployment {route.name!r} exited (code "
+                        f"{code}) while handling this request; it is not retried on another "
+                        "replica, in case the request is what crashed it",
+                        details={
+                            "deployment": route.name,
+                            "replica": replica.index,
+                            "exit_code": code,
+                        },
+                    ) from exc
+                # It lives (a kept-alive connection it had closed), or the supervisor stopped
+                # it (recycled): this request is no suspect. Try another replica.
                 last_error = f"{type(exc).__name__}: {exc}"
                 self.runtime.report_failure(replica, last_error)
                 tried = replica

@@ -58,6 +58,9 @@ class ReplicaConfig:
     file_path: str | None = None
     function_name: str | None = None
     max_batch_rows: int = 1024
+    max_response_bytes: int = 16 * 1024 * 1024
+    header_timeout_seconds: float = 10.0
+    body_timeout_seconds: float = 30.0
     log_level: str = "info"
     env_packages: list[str] = field(default_factory=list)
     """Packages whose installed versions ``/health`` reports (a build's model requirements)."""
@@ -172,10 +175,14 @@ def create_replica_app(
             ),
         )
 
-    def answer(body: dict[str, Any]) -> Response:
-        return _json(
-            body,
-            headers={"X-Prediction-Id": str(body["uuid"]), "X-Modeldeck-Replica": replica_id},
+    limit = config.max_response_bytes
+
+    def answer(prediction: bytes, prediction_id: str) -> Response:
+        """``{"prediction": ..., "uuid": ...}`` around the already encoded prediction."""
+        return Response(
+            b'{"prediction":' + prediction + b',"uuid":"' + prediction_id.encode() + b'"}',
+            headers={"X-Prediction-Id": prediction_id, "X-Modeldeck-Replica": replica_id},
+            media_type="application/json",
         )
 
     async def predict_model(request: Request) -> Response:
@@ -196,6 +203,11 @@ def create_replica_app(
             probabilities = output.records
             output = output.labels
         prediction = to_jsonable(output)
+        try:
+            encoded = codecs.encode_output(prediction, limit)
+        except ModelError as exc:
+            log.error("predict answered no JSON: %s", exc.message)
+            return _error(exc)
         prediction_id = new_prediction_id()
         if writer is not None:
             single = isinstance(prediction, list) and len(frame.rows) == 1 and len(prediction) == 1
@@ -213,7 +225,7 @@ def create_replica_app(
                 return _error(exc)
             except Exception as exc:
                 return _error(_unrecorded(exc))
-        return answer({"prediction": prediction, "uuid": prediction_id})
+        return answer(encoded, prediction_id)
 
     async def predict_function(request: Request) -> Response:
         assert isinstance(model, PythonFunction)
@@ -231,7 +243,22 @@ def create_replica_app(
             log.exception("predict failed")
             return _error(ModelError(f"the model raised {type(exc).__name__}: {exc}"))
         if model.tracks_itself and isinstance(result, dict) and "uuid" in result:
-            return answer(result)  # the decorator tracked and committed it
+            # The decorator tracked and committed it; its answer goes out as it made it.
+            try:
+                whole = codecs.encode_output(result, limit)
+            except ModelError as exc:
+                return _error(exc)
+            uuid = str(result["uuid"])
+            return Response(
+                whole,
+                headers={"X-Prediction-Id": uuid, "X-Modeldeck-Replica": replica_id},
+                media_type="application/json",
+            )
+        try:
+            encoded = codecs.encode_output(result, limit)
+        except ModelError as exc:
+            log.error("predict answered no JSON: %s", exc.message)
+            return _error(exc)
         prediction_id = new_prediction_id()
         if writer is not None:
             metrics = {"input": args, "output": result}
@@ -242,7 +269,7 @@ def create_replica_app(
                 return _error(exc)
             except Exception as exc:
                 return _error(_unrecorded(exc))
-        return answer({"prediction": result, "uuid": prediction_id})
+        return answer(encoded, prediction_id)
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -320,9 +347,13 @@ def main(argv: list[str] | None = None) -> None:
     # socket.socket(fileno=...) detects the family (AF_INET), so asyncio sets TCP_NODELAY on
     # accepted connections; uvicorn's fd= path assumes AF_UNIX and answers 40 ms late.
     sock = socket.socket(fileno=args.fd)
+    from modeldeck import httpserver
+
     server = uvicorn.Server(
-        uvicorn.Config(
+        httpserver.config(
             create_replica_app(config, model, writer if config.track_metrics else None),
+            header_timeout=config.header_timeout_seconds,
+            body_timeout=config.body_timeout_seconds,
             log_level=config.log_level,
             access_log=False,
             timeout_keep_alive=120,
