@@ -120,14 +120,20 @@ def server(host: str | None, port: int | None, data_dir: Path | None) -> None:
     settings = _settings(host=host, port=port, data_dir=data_dir)
     _configure_logging(settings.log_level)
     _announce_initial_key(settings)
-    uvicorn.run(
-        create_app(settings),
-        host=settings.host,
-        port=settings.port,
-        log_level=settings.log_level,
-        access_log=False,
-        timeout_graceful_shutdown=15,
-    )
+    from modeldeck import httpserver
+
+    uvicorn.Server(
+        httpserver.config(
+            create_app(settings),
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            host=settings.host,
+            port=settings.port,
+            log_level=settings.log_level,
+            access_log=False,
+            timeout_graceful_shutdown=15,
+        )
+    ).run()
 
 
 @main.command()

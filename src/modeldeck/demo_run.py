@@ -12,6 +12,7 @@ import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 
+from modeldeck import httpserver
 from modeldeck.api.app import create_app
 from modeldeck.config import Settings
 from modeldeck.deployments.models import DeploymentCreate
@@ -29,8 +30,10 @@ async def run_demo(
     platform = Platform(settings)
     await _ensure_model(platform, settings, console)
     server = uvicorn.Server(
-        uvicorn.Config(
+        httpserver.config(
             create_app(settings, platform=platform),
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
             host=settings.host,
             port=settings.port,
             log_level="warning",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
 from fastapi.responses import JSONResponse
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modeldeck.errors import BadRequest, ModeldeckError
@@ -25,6 +27,7 @@ from .errors import cml_error_response, error_response
 from .routes_control import ERROR_SCHEMA, errors
 
 router = APIRouter(tags=["model endpoints"])
+log = logging.getLogger("modeldeck.api")
 
 PREDICT_BODY = {
     "required": True,
@@ -197,8 +200,17 @@ class ModelEndpointsMiddleware:
                         )
                     except ModeldeckError as exc:
                         response = error_response(exc)
+                    except ClientDisconnect:
+                        log.debug("client went away while sending a request to %s", name)
+                        return
             elif path == "/model":
-                response = await cml_response(scope["app"].state.platform, Request(scope, receive))
+                try:
+                    response = await cml_response(
+                        scope["app"].state.platform, Request(scope, receive)
+                    )
+                except ClientDisconnect:
+                    log.debug("client went away while sending a request to /model")
+                    return
             if response is not None:
                 await response(scope, receive, send)
                 return
