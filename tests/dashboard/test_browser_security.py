@@ -24,6 +24,9 @@ pytestmark = pytest.mark.integration
 IMG = "<img src=x onerror=window.__xss=1;alert(1)>"
 SCRIPT = "<script>window.__xss=2;alert(2)</script>"
 SVG = '<svg onload="window.__xss=3">'
+# Plotly renders <a href> in legends; the & checks that escaping shows it as typed.
+LINK = '<a href="javascript:window.__xss=4">R&amp;D</a>'
+
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +47,8 @@ def hostile(
             uuids = client.record_predictions(
                 "batch",
                 [
-                    {"metrics": {"input": {SCRIPT: 1, SVG: 2}, "output": IMG, SCRIPT: SVG},
+                    {"metrics": {"input": {SCRIPT: 1, SVG: 2}, "output": [IMG, LINK][i % 2],
+                                 SCRIPT: SVG},
                      "start_timestamp_ms": now - 60_000 + i, "end_timestamp_ms": now - 60_000 + i}
                     for i in range(3)
                 ],
@@ -82,7 +86,8 @@ def assert_inert(page: Page, dialogs: list[str]) -> None:
     assert page.evaluate("window.__xss") is None
     assert dialogs == []
     injected = page.evaluate(
-        """() => [...document.querySelectorAll('img[src="x"], svg[onload], script')]
+        """() => [...document.querySelectorAll(
+                'img[src="x"], svg[onload], script, a[href*="__xss"]')]
               .filter(el => el.tagName !== 'SCRIPT' || !el.src).length"""
     )
     assert injected == 0
@@ -102,7 +107,9 @@ def test_hostile_names_show_as_text_and_run_nothing(page: Page, hostile: Running
     text = page.locator("#recent-records-table").inner_text()
     for payload in (IMG, SCRIPT, SVG):
         assert payload in text, payload
-    page.wait_for_timeout(500)  # let Plotly draw the predictions chart, legend and all
+    page.wait_for_selector("[data-chart=predictions] .legend .traces")
+    legend = page.locator("[data-chart=predictions] .legend").text_content() or ""
+    assert LINK in legend and IMG in legend, legend  # shown as text, not made links
     assert_inert(page, dialogs)
 
     page.goto(f"{hostile.url}/#/deployments/open/overview")

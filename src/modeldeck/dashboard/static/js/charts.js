@@ -71,10 +71,21 @@ export function linkTimeAxes(elements) {
   }
 }
 
+const PLOT_ENTITIES = { "&": "&amp;", "<": "&lt;", ">": "&gt;" };
+
+/**
+ * Text from data (a predicted class, a category, a metric key) made safe for a chart: Plotly
+ * renders trace names, titles and tick labels as a subset of HTML (links included), so markup
+ * in a value must show as text.
+ */
+export function plotText(value) {
+  return String(value).replace(/[&<>]/g, (c) => PLOT_ENTITIES[c]);
+}
+
 /** A small static chart comparing reference and current shares (drift table). */
 export function miniDistribution(el, distribution) {
   let x;
-  if (distribution.categories) x = distribution.categories.map(String);
+  if (distribution.categories) x = distribution.categories.map(plotText);
   else {
     const bins = distribution.bins || [];
     x = bins.slice(0, -1).map((lo, i) => Number(((lo + bins[i + 1]) / 2).toPrecision(3)));

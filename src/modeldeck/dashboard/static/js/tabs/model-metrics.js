@@ -2,7 +2,7 @@
 // coverage, and the latest tracked records with their delayed metrics.
 
 import { api } from "../api.js";
-import { COLORS, chartBox, draw, timeLayout } from "../charts.js";
+import { COLORS, chartBox, draw, plotText, timeLayout } from "../charts.js";
 import { clear, compactJson, fmtDuration, h, localTime, plotTime, timeText } from "../dom.js";
 import { rangePicker, remember, remembered, resolveRange, selectField, table } from "../ui.js";
 
@@ -25,7 +25,7 @@ function stepFor(span) {
 function valueName(value) {
   if (value === OTHER) return "other";
   if (value === MISSING) return "(none)";
-  return value;
+  return plotText(value);
 }
 
 export async function modelMetricsTab(root, ctx) {
@@ -94,9 +94,9 @@ export async function modelMetricsTab(root, ctx) {
       }));
     }
     const layout = timeLayout({
-      title: `Predictions (${report.key}) per ${fmtDuration(report.step / 1000)}` +
+      title: `Predictions (${plotText(report.key)}) per ${fmtDuration(report.step / 1000)}` +
         (report.sampled ? " — shares from a sample" : ""),
-      yTitle: report.kind === "numeric" ? report.key : "predictions",
+      yTitle: report.kind === "numeric" ? plotText(report.key) : "predictions",
       start: window.start, end: window.end, revision,
       extra: { barmode: "stack", bargap: 0.1 },
     });
