@@ -21,9 +21,15 @@ What it measures
     no replica restarted, there were no 5xx and no missed sends, and every 200 was recorded.
     A FAIL does not change the exit code; only a benchmark that cannot run does.
 
+    Each replica's growth is also given per 10,000 requests it answered: from start to end,
+    and as the slope over the second half of the run (a least-squares line through the
+    per-slice readings), which leaves out what a process takes once while it warms up.
+
 How to run
-    .venv/bin/python benchmarks/soak.py                       # 50 rps for 60 s
+    .venv/bin/python benchmarks/soak.py                       # 50 rps for 60 s, SQLite
     .venv/bin/python benchmarks/soak.py --rate 100 --duration 300
+    .venv/bin/python benchmarks/soak.py --store postgres      # a throwaway database on
+                                                              # --postgres-url's server
 
     Results are printed as tables and written as JSON (default ``benchmarks/results/soak.json``).
     Progress goes to stderr.
@@ -46,7 +52,13 @@ from typing import Any
 
 import httpx
 import psutil
-from ingest import BenchError, entry_point, progress  # the benchmarks' shared helpers
+from ingest import (  # the benchmarks' shared helpers
+    DEFAULT_PG,
+    BenchError,
+    entry_point,
+    postgres_database,
+    progress,
+)
 from rich.console import Console
 from rich.table import Table
 from serve import (
@@ -268,6 +280,33 @@ def memory_verdicts(
     return out
 
 
+def growth_per_10k(
+    readings: list[dict[str, Any]], label: str, rate_per_process: float, duration_s: float
+) -> dict[str, float | None]:
+    """KB of RSS a process gained per 10,000 requests it answered: start to end, and the
+    least-squares slope over the second half of the readings."""
+    points = [(r["t_s"], r["rss_mb"].get(label)) for r in readings]
+    points = [(t, m) for t, m in points if m is not None]
+    if len(points) < 2 or rate_per_process <= 0:
+        return {"start_to_end": None, "second_half_slope": None}
+    requests = rate_per_process * duration_s
+    whole = (points[-1][1] - points[0][1]) * 1024 / (requests / 10_000)
+    half = [p for p in points if p[0] >= duration_s / 2]
+    slope = None
+    if len(half) >= 3:
+        n = len(half)
+        mean_t = sum(t for t, _ in half) / n
+        mean_m = sum(m for _, m in half) / n
+        var = sum((t - mean_t) ** 2 for t, _ in half)
+        if var > 0:
+            mb_per_s = sum((t - mean_t) * (m - mean_m) for t, m in half) / var
+            slope = mb_per_s * 1024 * 10_000 / rate_per_process
+    return {
+        "start_to_end": round(whole, 2),
+        "second_half_slope": None if slope is None else round(slope, 2),
+    }
+
+
 def fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:g}"
 
@@ -290,14 +329,18 @@ def slice_table(rows: list[dict[str, Any]]) -> Table:
 def memory_table(verdicts: dict[str, dict[str, Any]]) -> Table:
     bound = f"growth <= max({GROWTH_MB:g} MB, {GROWTH_SHARE:.0%} of start)"
     table = Table(title=f"RSS of every process, start and end ({bound})")
-    for column in ("process", "start MB", "end MB", "growth MB", "bound MB", "verdict"):
+    columns = ("process", "start MB", "end MB", "growth MB", "KB / 10k req", "KB / 10k (2nd half)",
+               "bound MB", "verdict")  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="right" if column != "process" else "left")
     for label, v in verdicts.items():
         verdict = "[green]PASS[/green]" if v["met"] else "[red]FAIL[/red]"
         if v["restarted"]:
             verdict += " (restarted)"
+        per = v.get("growth_kb_per_10k_requests") or {}
         table.add_row(
-            label, fmt(v["start_mb"]), fmt(v["end_mb"]), fmt(v["growth_mb"]), fmt(v["bound_mb"]),
+            label, fmt(v["start_mb"]), fmt(v["end_mb"]), fmt(v["growth_mb"]),
+            fmt(per.get("start_to_end")), fmt(per.get("second_half_slope")), fmt(v["bound_mb"]),
             verdict,
         )  # fmt: skip
     return table
@@ -317,6 +360,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--max-in-flight", type=int, default=256, help="outstanding requests at most (256)"
     )
     parser.add_argument(
+        "--store", choices=("sqlite", "postgres"), default="sqlite",
+        help="the platform's store: a SQLite file (default) or a throwaway PostgreSQL database",
+    )  # fmt: skip
+    parser.add_argument("--postgres-url", default=DEFAULT_PG, help=f"admin URL ({DEFAULT_PG})")
+    parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT,
         help="JSON results file (default benchmarks/results/soak.json)",
     )  # fmt: skip
@@ -329,6 +377,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> None:
+    if args.store == "postgres":
+        with postgres_database(err, args.postgres_url) as (url, _version):
+            run_on(args, out, err, url)
+    else:
+        run_on(args, out, err, None)
+
+
+def run_on(args: argparse.Namespace, out: Console, err: Console, store_url: str | None) -> None:
     bin_dir = Path(sys.executable).parent  # the venv's bin (do not resolve the symlink)
     body = request_body()
     with tempfile.TemporaryDirectory(prefix="modeldeck-soak-") as tmp:
@@ -351,6 +407,8 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             "MODELDECK_LOG_LEVEL": "warning",
             "MODELDECK_DATA_DIR": str(work_dir / "modeldeck"),
         }
+        if store_url:
+            env["MODELDECK_STORE_URL"] = store_url
         log_path = work_dir / "modeldeck-server.log"
         command = [str(bin_dir / "modeldeck"), "server"]
         with server_process(err, "modeldeck server", command, env, log_path) as proc:
@@ -384,6 +442,10 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         row["load1"] = reading["load1"]
         row["platform_rss_mb"] = reading["rss_mb"].get("platform")
     verdicts = memory_verdicts(rss_start, rss_end, pids, end_pids)
+    per_replica_rate = args.rate / len(DEPLOYMENTS) / args.replicas
+    for label, verdict in verdicts.items():
+        rate = args.rate if label == "platform" else per_replica_rate
+        verdict["growth_kb_per_10k_requests"] = growth_per_10k(readings, label, rate, args.duration)
     all_latencies = [s.latency_ms for s in load.samples if s.outcome == "200"]
     server_errors = sum(n for o, n in outcomes.items() if not o.isdigit() or int(o) >= 500)
     checks = {
@@ -422,6 +484,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
             "replicas_per_deployment": args.replicas,
             "deployments": list(DEPLOYMENTS),
             "track_metrics": True,
+            "store": args.store,
             "max_in_flight": args.max_in_flight,
             "host": "127.0.0.1",
             "request_body": body,
