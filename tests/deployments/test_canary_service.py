@@ -75,6 +75,12 @@ class Fakes:
     def performance(self, name: str, *, model_version: str, **kwargs: Any) -> dict[str, Any]:
         return {"windows": [{"realised": {"accuracy": self.accuracy[model_version]}}]}
 
+    def score_version(self, name: str, version: str, **kwargs: Any) -> dict[str, Any]:
+        return {}
+
+    def version_score(self, name: str, version: str, **kwargs: Any) -> dict[str, Any] | None:
+        return {"status": "scored", "metrics": {"accuracy": self.accuracy[version]}}
+
 
 def service(store_url: str, fakes: Fakes) -> CanaryService:
     store = Store(store_url)
