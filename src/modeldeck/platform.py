@@ -277,6 +277,10 @@ class Platform:
         await self.deployments.shutdown()
         await self.gateway.shutdown()
         try:
+            await asyncio.to_thread(self.shadow_links.flush)
+        except Exception:
+            log.exception("linking shadow copies at shutdown failed")
+        try:
             await asyncio.to_thread(self.technical.flush, (), everything=True)
         except Exception:
             log.exception("flushing technical metrics at shutdown failed")
