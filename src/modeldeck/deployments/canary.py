@@ -335,6 +335,7 @@ class _Canary:
     last: CanaryDecisionView | None = None
     wait_recorded: bool = False  # the first wait is recorded; later ones only update ``last``
     scoring: asyncio.Task[None] | None = None  # both versions scored on the reference
+    scored: bool = False  # ... and stored
     scoring_error: str | None = None  # why they cannot be (no reference data...)
 
     @property
@@ -576,8 +577,7 @@ class CanaryService:
             evidence: dict[str, Any] | None = None
         else:
             stable, candidate = await asyncio.to_thread(self._evidence, name, canary)
-            if candidate.reference_note is None or stable.reference_note is None:
-                self._score(name, canary)  # not scored yet: make sure it is under way
+            self._score(name, canary)  # not scored yet (a failure): make sure it is under way
             decision = decide(canary.policy, stable, candidate)
             evidence = {"stable": stable.to_dict(), "candidate": candidate.to_dict()}
         if decision.action == "wait":
@@ -643,7 +643,9 @@ class CanaryService:
     def _score(self, name: str, canary: _Canary) -> None:
         """Score both versions on the reference data in the background (once: stored), unless
         that is under way or cannot be done."""
-        if canary.scoring_error is not None or (canary.scoring and not canary.scoring.done()):
+        if canary.scored or canary.scoring_error is not None:
+            return
+        if canary.scoring is not None and not canary.scoring.done():
             return
         canary.scoring = asyncio.get_running_loop().create_task(self._score_versions(name, canary))
 
@@ -660,6 +662,7 @@ class CanaryService:
             except Exception:  # the next evaluation tries again
                 log.exception("scoring version %s of %s on the reference failed", version, name)
                 return
+        canary.scored = True
 
     def _evidence(self, name: str, canary: _Canary) -> tuple[Evidence, Evidence]:
         return (
