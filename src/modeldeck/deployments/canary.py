@@ -524,8 +524,10 @@ class CanaryService:
 
     async def status(self, name: str) -> CanaryView:
         row = await self.deployments.get(name)  # 404 for an unknown deployment
-        decisions = await asyncio.to_thread(self._decisions, row.id)
+        # Looked up before the decisions are read: a canary's end is recorded before it is
+        # gone, so one seen gone has its end among them.
         canary = self._canaries.get(name)
+        decisions = await asyncio.to_thread(self._decisions, row.id)
         if canary is None:
             return CanaryView(deployment=name, active=False, decisions=decisions)
         state = self.runtime.candidate(name)
