@@ -31,7 +31,7 @@ test: install
 	$(BIN)/mypy
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ray and not slow" $(PYTEST_ARGS)
 
-## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, canary rollouts, the API fuzz; about 7 minutes)
+## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, canary rollouts and their evidence, the API fuzz; about 10 minutes)
 test-slow: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "slow and not ray" $(PYTEST_ARGS)
 

@@ -722,6 +722,18 @@ def rollback(ctx: click.Context, name: str, wait: bool, timeout: float, as_json:
     help="How much worse the candidate's metric may be (0.05).",
 )
 @click.option("--metric", help="Performance metric compared (accuracy).")
+@click.option(
+    "--allow-estimated",
+    is_flag=True,
+    help="Promote on estimated performance alone (default: needs the candidate's realised).",
+)
+@click.option(
+    "--reference-margin",
+    type=float,
+    help="Roll back at once when the candidate's metric on the labelled reference data is "
+    "worse than the stable version's by more than this (0.2).",
+)
+@click.option("--no-reference-check", is_flag=True, help="Do not compare on the reference data.")
 @click.option("--no-drift-check", is_flag=True, help="Do not compare drift verdicts.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -738,6 +750,9 @@ def deployments_canary(
     max_p95_ms: float | None,
     performance_margin: float | None,
     metric: str | None,
+    allow_estimated: bool,
+    reference_margin: float | None,
+    no_reference_check: bool,
     no_drift_check: bool,
     as_json: bool,
 ) -> None:
@@ -752,9 +767,14 @@ def deployments_canary(
             ("max_p95_ms", max_p95_ms),
             ("performance_margin", performance_margin),
             ("metric", metric),
+            ("reference_margin", reference_margin),
         )
         if v is not None
     }
+    if allow_estimated:
+        policy["allow_estimated"] = True
+    if no_reference_check:
+        policy["reference_margin"] = None
     if no_drift_check:
         policy["max_drift"] = False
     with _client(ctx) as client:

@@ -19,7 +19,7 @@ from modeldeck.deployments.router import Runtimes
 from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import NotFound
 from modeldeck.monitoring.journal import absorb
-from modeldeck.monitoring.model_metrics import ModelMetrics, now_ms
+from modeldeck.monitoring.model_metrics import ModelMetrics, ShadowLinks, now_ms
 from modeldeck.monitoring.prometheus import (
     AutoscaleCollector,
     PlatformCollector,
@@ -46,14 +46,16 @@ class Platform:
         self.deployments = DeploymentService(settings, self.store, self.registry, self.runtime)
         self.api_keys = ApiKeyService(settings, self.store)
         self.cml = CmlService(settings, self.store, self.registry, self.deployments)
-        self.model_metrics = ModelMetrics(self.store)
+        self.shadow_links = ShadowLinks(self.store)
+        self.model_metrics = ModelMetrics(self.store, self.shadow_links)
         self.analysis = AnalysisService(self.store, self.registry)
         self.canaries = CanaryService(
             settings, self.store, self.registry, self.deployments, self.runtime, self.analysis
         )
         self.gateway = Gateway(
-            settings, self.deployments, self.runtime, self.canaries, self._observe_shadow
-        )
+            settings, self.deployments, self.runtime, self.canaries, self._observe_shadow,
+            self.shadow_links.add,
+        )  # fmt: skip
         self.technical = TechnicalMetrics(self.store)
         self.alerts = AlertService(
             self.store,
@@ -196,6 +198,10 @@ class Platform:
                 await asyncio.to_thread(absorb, self.store, live=False)
             except Exception:
                 log.exception("absorbing the prediction journals of stopped replicas failed")
+            try:
+                await asyncio.to_thread(self.shadow_links.flush)
+            except Exception:
+                log.exception("linking shadow copies to their stable predictions failed")
 
     async def _alert_forever(self) -> None:
         while True:
@@ -227,6 +233,10 @@ class Platform:
     async def _evaluate_canaries_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.canary_interval_seconds)
+            try:  # a shadow's copies are labelled once linked: link them before judging
+                await asyncio.to_thread(self.shadow_links.flush)
+            except Exception:
+                log.exception("linking shadow copies to their stable predictions failed")
             await self.canaries.evaluate_all()  # logs (and survives) each canary's failure
 
     async def prune(self) -> int:
@@ -266,6 +276,10 @@ class Platform:
         await self.cml.shutdown()
         await self.deployments.shutdown()
         await self.gateway.shutdown()
+        try:
+            await asyncio.to_thread(self.shadow_links.flush)
+        except Exception:
+            log.exception("linking shadow copies at shutdown failed")
         try:
             await asyncio.to_thread(self.technical.flush, (), everything=True)
         except Exception:

@@ -28,7 +28,6 @@ SVG = '<svg onload="window.__xss=3">'
 LINK = '<a href="javascript:window.__xss=4">R&amp;D</a>'
 
 
-
 @pytest.fixture(scope="module")
 def hostile(
     mlflow_registry: Registered, tmp_path_factory: pytest.TempPathFactory

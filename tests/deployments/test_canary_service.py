@@ -28,6 +28,9 @@ ROW = SimpleNamespace(
 class Fakes:
     candidate: tuple[str, bool, str] | None = ("2", True, "")
     accuracy: dict[str, float] = field(default_factory=lambda: {"1": 0.9, "2": 0.95})
+    # Accuracy on the labelled reference data, once scored.
+    reference: dict[str, float] = field(default_factory=lambda: {"1": 0.93, "2": 0.96})
+    scored: list[tuple[str, str | None]] = field(default_factory=list)
     serving: str = "1"
     calls: list[tuple[Any, ...]] = field(default_factory=list)
 
@@ -74,6 +77,17 @@ class Fakes:
 
     def performance(self, name: str, *, model_version: str, **kwargs: Any) -> dict[str, Any]:
         return {"windows": [{"realised": {"accuracy": self.accuracy[model_version]}}]}
+
+    def score_version(
+        self, name: str, version: str, *, on_version: str | None = None
+    ) -> dict[str, Any]:
+        self.scored.append((version, on_version))
+        return {}
+
+    def version_score(self, name: str, version: str, **kwargs: Any) -> dict[str, Any] | None:
+        if version not in self.reference:
+            return None
+        return {"status": "scored", "metrics": {"accuracy": self.reference[version]}}
 
 
 def service(store_url: str, fakes: Fakes) -> CanaryService:
@@ -130,6 +144,11 @@ def test_a_passing_candidate_is_promoted_and_the_alias_moves(store_url: str) -> 
     assert promote.evidence is not None
     assert promote.evidence["candidate"]["requests"] == 3
     assert promote.evidence["candidate"]["performance"] == 0.95
+    assert promote.evidence["candidate"]["performance_kind"] == "realised"
+    assert any(
+        r.startswith("realised accuracy 0.95 of the candidate against realised 0.9")
+        for r in promote.reasons
+    )
     assert view.decisions[1].reasons == ["0 of 3 candidate requests so far"]
 
 
@@ -177,3 +196,39 @@ def test_a_canary_ends_when_the_deployment_serves_another_version(store_url: str
     last = asyncio.run(canaries.status("iris")).decisions[0]
     assert (last.decision, last.reasons[0]) == ("stopped", "the deployment serves version 3 now")
     assert ("stop", "iris") in fakes.calls
+
+
+def test_a_candidate_far_below_on_the_reference_is_rolled_back_before_any_traffic(
+    store_url: str,
+) -> None:
+    fakes = Fakes(reference={"1": 0.94})  # the candidate not scored yet
+    canaries = service(store_url, fakes)
+
+    async def run() -> list[str]:
+        await canaries.start("iris", REQUEST)
+        verdicts = [await canaries.evaluate("iris")]
+        for _ in range(500):  # the background scoring of both versions (a condition, bounded)
+            if len(fakes.scored) == 3:
+                break
+            await asyncio.sleep(0.01)
+        fakes.reference["2"] = 0.02  # scored: confidently wrong
+        verdicts.append(await canaries.evaluate("iris"))
+        return verdicts
+
+    assert asyncio.run(run()) == ["wait", "rollback"]
+    # Both versions scored on the stable version's reference, the candidate on its own too.
+    assert sorted(fakes.scored) == [("1", "1"), ("2", "1"), ("2", "2")]
+    view = asyncio.run(canaries.status("iris"))
+    last = view.decisions[0]
+    assert last.decision == "rollback"
+    assert last.reasons[0] == (
+        "accuracy on the labelled reference data 0.02 of the candidate against 0.94 of the "
+        "stable version (margin 0.2)"
+    )
+    assert last.evidence is not None
+    assert last.evidence["candidate"]["requests"] == 0
+    assert (last.evidence["candidate"]["reference"], last.evidence["stable"]["reference"]) == (
+        0.02,
+        0.94,
+    )
+    assert not any(c[0] in ("set_alias", "redeploy", "follow_alias") for c in fakes.calls)

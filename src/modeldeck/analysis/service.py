@@ -7,10 +7,14 @@
 * **Realised performance** joins predictions with their delayed ground truth and aggregates in
   the store: SQL returns a confusion matrix (or regression sums) per window and version, never
   the rows themselves (:mod:`modeldeck.analysis.performance` turns those into metrics).
-* **Estimated performance** (classifiers that track probabilities): a
-  :class:`~modeldeck.analysis.performance.ConfidenceEstimator` calibrated on labelled reference
-  data turns each window's predicted probabilities (grouped in SQL) into an expected confusion
-  matrix.
+* **Estimated performance** (classifiers that track probabilities): each model version's own
+  :class:`~modeldeck.analysis.performance.ConfidenceEstimator`, calibrated on that version's
+  predictions for the labelled reference data (:mod:`modeldeck.analysis.scoring`, stored per
+  reference and version), turns each window's predicted probabilities (grouped in SQL) into an
+  expected confusion matrix. A version without one of its own has no estimate ("unknown"):
+  another version's calibration is never borrowed.
+* **Shadow copies** are linked to the stable prediction they copy (``shadow_links``): ground
+  truth for the stable prediction labels its copy too.
 """
 
 from __future__ import annotations
@@ -37,9 +41,10 @@ from modeldeck.store.schema import (
     DeploymentRow,
     PredictionRow,
     ReferenceDataRow,
+    VersionScoreRow,
 )
 
-from . import parts, stats
+from . import parts, scoring, stats
 from . import performance as perf
 from . import reference as ref
 from .sql import Dialect
@@ -143,6 +148,7 @@ class DriftPlan:
 class Reference:
     frame: pd.DataFrame
     row: ReferenceDataRow
+    estimator: bool = False  # the version it is for has a confidence estimator calibrated on it
 
     @property
     def features(self) -> list[str]:
@@ -157,7 +163,7 @@ class Reference:
             "columns": self.row.columns,
             "target_column": self.row.target_column,
             "prediction_column": self.row.prediction_column,
-            "estimator": self.row.estimator is not None,
+            "estimator": self.estimator,
             "created_at": self.row.created_at.isoformat() if self.row.created_at else None,
         }
 
@@ -175,6 +181,7 @@ class AnalysisService:
         self.dialect = Dialect(store.dialect)
         self._fetch_failed: dict[tuple[str, str], float] = {}
         self._parts = _PartCache(PART_CACHE_BYTES)
+        self._scoring = threading.Lock()
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -227,7 +234,6 @@ class AnalysisService:
             {"name": c, "kind": stats.column_kind(frame[c]), "dtype": str(frame[c].dtype)}
             for c in frame.columns
         ]
-        estimator = self._fit_estimator(deployment, frame, target_column)
         data = ref.to_parquet(frame)
         with self.store.write() as session:
             session.execute(
@@ -245,7 +251,6 @@ class AnalysisService:
                 columns=columns,
                 target_column=target_column,
                 prediction_column=prediction_column,
-                estimator=estimator,
                 data=data,
             )
             session.add(row)
@@ -257,7 +262,12 @@ class AnalysisService:
             )
             session.flush()
             session.refresh(row)
-        return Reference(frame, row).summary()
+        # The version the reference is for is scored on it now (its estimator ready for the
+        # next report); other versions are scored in the background (score_versions).
+        reference = Reference(frame, row)
+        found = self._score(deployment, model_version or deployment.model_version, reference)
+        reference.estimator = found.get("estimator") is not None
+        return reference.summary()
 
     def reference_from_registry(
         self, name: str, model_version: str | None = None
@@ -302,7 +312,17 @@ class AnalysisService:
                 + "; set it with 'modeldeck reference set' or from the registry",
                 details={"deployment": name},
             )
-        return Reference(ref.from_parquet(row.data), row)
+        reference = Reference(ref.from_parquet(row.data), row)
+        version = model_version or row.model_version or deployment.model_version
+        with self.store.read() as session:
+            estimator = session.scalar(
+                select(VersionScoreRow.estimator).where(
+                    VersionScoreRow.reference_id == row.id,
+                    VersionScoreRow.model_version == version,
+                )
+            )
+        reference.estimator = estimator is not None
+        return reference
 
     def _may_fetch(self, deployment: DeploymentRow, model_version: str | None) -> bool:
         """Whether to look for logged reference data in MLflow now (at most every 10 min)."""
@@ -1048,9 +1068,14 @@ class AnalysisService:
         labels = (
             "(SELECT COUNT(*) || ' ' || MAX(d.id) FROM delayed_metrics d "
             "WHERE d.deployment_id = :dep AND d.prediction_end_ms >= h.at "
-            f"AND d.prediction_end_ms < h.at + {span})"
+            f"AND d.prediction_end_ms < h.at + {span}), "
+            # Labels of the stable predictions that shadow copies in the hour copy.
+            "(SELECT COUNT(*) || ' ' || MAX(d.id) FROM shadow_links s "
+            "JOIN delayed_metrics d ON d.prediction_uuid = s.stable_uuid "
+            "WHERE s.deployment_id = :dep AND s.shadow_end_ms >= h.at "
+            f"AND s.shadow_end_ms < h.at + {span})"
             if with_labels
-            else "NULL"
+            else "NULL, NULL"
         )
         out: dict[int, tuple[int, int, int]] = {}
         for lo in range(0, len(hours), 500):  # a statement of a few kilobytes
@@ -1061,9 +1086,13 @@ class AnalysisService:
                 f"AND p.end_ms >= h.at AND p.end_ms < h.at + {span}), {labels} FROM h"
             )
             with self.store.read() as session:
-                for at, n, found in session.execute(text(sql), {"dep": deployment_id}):
-                    count, top = str(found).split() if found is not None else (0, 0)
-                    out[int(at)] = (int(n), int(count), int(top))
+                for at, n, *found in session.execute(text(sql), {"dep": deployment_id}):
+                    count, top = 0, 0
+                    for counted in found:
+                        if counted is not None and " " in str(counted):
+                            more, last = str(counted).split()
+                            count, top = count + int(more), max(top, int(last))
+                    out[int(at)] = (int(n), count, top)
         return out
 
     def _label_counts(self, deployment_id: str, lo: int, hi: int) -> dict[int, tuple[int, int]]:
@@ -1073,29 +1102,43 @@ class AnalysisService:
             "FROM delayed_metrics WHERE deployment_id = :dep "
             "AND prediction_end_ms >= :lo AND prediction_end_ms < :hi GROUP BY b"
         )
+        # Labels of the stable predictions that shadow copies in the bucket copy.
+        linked = (
+            "SELECT (s.shadow_end_ms - :lo) / :step AS b, COUNT(*), MAX(d.id) "
+            "FROM shadow_links s JOIN delayed_metrics d ON d.prediction_uuid = s.stable_uuid "
+            "WHERE s.deployment_id = :dep AND s.shadow_end_ms >= :lo AND s.shadow_end_ms < :hi "
+            "GROUP BY b"
+        )
         params = {"dep": deployment_id, "lo": lo, "hi": hi, "step": parts.BUCKET_MS}
+        out: dict[int, tuple[int, int]] = {}
         with self.store.read() as session:
-            return {
-                lo + int(b) * parts.BUCKET_MS: (int(n), int(top))
-                for b, n, top in session.execute(text(sql), params)
-            }
+            for statement in (sql, linked):
+                for b, n, top in session.execute(text(statement), params):
+                    bucket = lo + int(b) * parts.BUCKET_MS
+                    count, last = out.get(bucket, (0, 0))
+                    out[bucket] = (count + int(n), max(last, int(top)))
+        return out
 
     def refresh_summaries(self, name: str, *, hours: int = 24) -> None:
-        """Build the summaries of the last ``hours`` that are missing or stale.
+        """Build the summaries of the last ``hours`` that are missing or stale, and score each
+        version seen in them that has no score on its reference yet.
 
         The platform calls this in the background, so that reports find them ready.
         """
         end = now_ms() // parts.BUCKET_MS * parts.BUCKET_MS
         start = end - hours * 3_600_000
-        self.performance(name, start_ms=start, end_ms=end)
+        report = self.performance(name, start_ms=start, end_ms=end)
         deployment = self._deployment(name)
         config = MonitoringConfig.model_validate(deployment.monitoring or {})
         try:
             reference = self.reference(name)
         except NotFound:
-            return  # no reference data: no drift to summarise
+            return  # no reference data: no drift to summarise, no version to score
         plan = self._drift_plan(reference, config)
         self._merged_drift_part(deployment, config, plan, start, end, None)
+        # Each version that served lately gets its own estimator (scored once).
+        versions = {deployment.model_version, *(w["model_version"] for w in report["windows"])}
+        self.score_versions(name, versions)
 
     # -- performance --------------------------------------------------------------------------
 
@@ -1136,6 +1179,8 @@ class AnalysisService:
             start_ms % parts.BUCKET_MS == 0 and step_ms % parts.BUCKET_MS == 0
         )
         per_window: dict[tuple[int, str], parts.PerformancePart] = {}
+        # Windows over every version: each version's part too (each has its own estimator).
+        members: dict[tuple[int, str], dict[str, parts.PerformancePart]] = {}
         if aligned:
             found, _ = self._assemble(
                 ("performance", "performance/h"),
@@ -1160,6 +1205,9 @@ class AnalysisService:
                 continue
             key = (bucket, version if by_version else "")
             per_window.setdefault(key, parts.PerformancePart()).merge(part)
+            if not by_version and part.estimate:
+                member = members.setdefault(key, {})
+                member.setdefault(version, parts.PerformancePart()).merge(part)
         task = config.task or _infer_task_from(per_window.values())
         estimators = self._estimators(deployment) if config.probability_key else {}
         windows = []
@@ -1177,12 +1225,9 @@ class AnalysisService:
                 realised.update(_probability_metrics(part))
                 window["realised"] = realised
                 window["labelled"] = int(sum(part.confusion.values()))
-            if task != "regression":
-                estimator = estimators.get(version if by_version else "") or (
-                    estimators.get("") if version not in estimators else None
-                )
-                if estimator is not None and part.estimate:
-                    window["estimated"] = _estimated(estimator, part)
+            if task != "regression" and part.estimate:
+                each = [(version, part)] if by_version else members[(bucket, version)].items()
+                window["estimated"] = _estimated(estimators, each)
             window["label_coverage"] = (
                 window["labelled"] / window["predictions"] if window["predictions"] else None
             )
@@ -1200,14 +1245,21 @@ class AnalysisService:
         }
 
     def _estimators(self, deployment: DeploymentRow) -> dict[str, perf.ConfidenceEstimator]:
+        """Each version's own estimator: calibrated on its predictions for its reference."""
         with self.store.read() as session:
-            return {
-                r.model_version: perf.ConfidenceEstimator.from_dict(r.estimator)
-                for r in session.scalars(
-                    select(ReferenceDataRow).where(ReferenceDataRow.deployment_id == deployment.id)
-                )
-                if r.estimator
-            }
+            references = _reference_ids(session, deployment.id)
+            scores = session.execute(
+                select(
+                    VersionScoreRow.reference_id,
+                    VersionScoreRow.model_version,
+                    VersionScoreRow.estimator,
+                ).where(VersionScoreRow.deployment_id == deployment.id)
+            ).all()
+        return {
+            version: perf.ConfidenceEstimator.from_dict(estimator)
+            for reference_id, version, estimator in scores
+            if estimator and _resolve_reference(references, version) == reference_id
+        }
 
     def _performance_parts(
         self,
@@ -1261,12 +1313,19 @@ class AnalysisService:
         )
 
     def _labels_cte(self) -> str:
+        """Each labelled prediction's latest label: its own, or (a shadow copy) the stable
+        prediction's it copies, whichever came last."""
         d = self.dialect
         return (
-            "WITH labels AS (SELECT prediction_uuid, MAX(id) AS id FROM delayed_metrics "
+            "WITH labels AS (SELECT prediction_uuid, MAX(id) AS id FROM ("
+            "SELECT prediction_uuid, id FROM delayed_metrics "
             "WHERE deployment_id = :dep AND prediction_end_ms >= :start "
             f"AND prediction_end_ms < :end AND {d.has('metrics', 'label')} "
-            "GROUP BY prediction_uuid) "
+            "UNION ALL SELECT s.shadow_uuid, ld.id FROM shadow_links s "
+            "JOIN delayed_metrics ld ON ld.prediction_uuid = s.stable_uuid "
+            "WHERE s.deployment_id = :dep AND s.shadow_end_ms >= :start "
+            f"AND s.shadow_end_ms < :end AND {d.has('ld.metrics', 'label')}"
+            ") own_and_linked GROUP BY prediction_uuid) "
         )
 
     def _bucket(self) -> str:
@@ -1408,38 +1467,104 @@ class AnalysisService:
         classes = sorted(str(r[0]) for r in session.execute(text(sql), params))
         return classes[:CLASSIFICATION_MAX_CLASSES]
 
-    def _fit_estimator(
-        self, deployment: DeploymentRow, frame: pd.DataFrame, target_column: str | None
+    # -- versions scored on the reference -----------------------------------------------------
+
+    def scoring_reference(self, name: str, version: str) -> Reference:
+        """The reference a version is scored on: its own, else the deployment's."""
+        try:
+            return self.reference(name, version)
+        except NotFound:
+            return self.reference(name)
+
+    def score_version(
+        self, name: str, version: str, *, on_version: str | None = None
+    ) -> dict[str, Any]:
+        """``version``'s score on the reference of ``on_version`` (default: its own): the stored
+        one, else computed now (the model loaded and run on the reference) and stored.
+
+        Background work (the platform's summaries, a canary's start): reports only read stored
+        scores. Raises 404 when there is no reference data.
+        """
+        deployment = self._deployment(name)
+        reference = self.scoring_reference(name, on_version or version)
+        return self._score(deployment, version, reference)
+
+    def version_score(
+        self, name: str, version: str, *, on_version: str | None = None
     ) -> dict[str, Any] | None:
-        """Calibrate a confidence estimator when the model gives probabilities and labels exist."""
-        if target_column is None or deployment.source != "registry":
-            return None
-        features = [c for c in frame.columns if c != target_column]
+        """The stored score of ``version`` on the reference of ``on_version`` (default: its
+        own); ``None`` while it is not scored (or there is no reference data)."""
+        deployment = self._deployment(name)
+        with self.store.read() as session:
+            references = _reference_ids(session, deployment.id)
+            reference_id = _resolve_reference(references, on_version or version)
+            if reference_id is None:
+                return None
+            row = session.get(VersionScoreRow, (reference_id, version))
+            return None if row is None else _score_view(row)
+
+    def score_versions(self, name: str, versions: Iterable[str]) -> None:
+        """Score each of ``versions`` that has no stored score on its reference yet."""
+        for version in sorted(set(versions)):
+            if version and self.version_score(name, version) is None:
+                try:
+                    self.score_version(name, version)
+                except NotFound:
+                    return  # no reference data (yet)
+
+    def _score(
+        self, deployment: DeploymentRow, version: str, reference: Reference
+    ) -> dict[str, Any]:
+        key = (reference.row.id, version)
+        with self._scoring:  # one at a time: each loads a model
+            with self.store.read() as session:
+                row = session.get(VersionScoreRow, key)
+                if row is not None:
+                    return _score_view(row)
+            found = self._compute_score(deployment, version, reference)
+            for note in found.notes:
+                log.info("version %s of %s: %s", version, deployment.name, note)
+            row = VersionScoreRow(
+                reference_id=reference.row.id,
+                model_version=version,
+                deployment_id=deployment.id,
+                status=found.status,
+                reason=found.reason or "; ".join(found.notes),
+                estimator=found.estimator,
+                metrics=found.metrics,
+                rows=found.rows,
+                scored_ms=now_ms(),
+            )
+            view = _score_view(row)
+            try:
+                with self.store.write() as session:
+                    session.merge(row)
+            except Exception as exc:  # the reference replaced meanwhile: scored again later
+                log.warning("could not store the score of version %s: %s", version, exc)
+            return view
+
+    def _compute_score(
+        self, deployment: DeploymentRow, version: str, reference: Reference
+    ) -> scoring.Score:
+        """Run ``version``'s model (scikit-learn models only: no user code runs in the control
+        plane) on the reference and score it against the reference's labels."""
+        if deployment.source != "registry":
+            return scoring.Score.unavailable("the deployment does not serve a registered model")
+        if reference.row.target_column is None:
+            return scoring.Score.unavailable("the reference data has no label column")
         try:
             import mlflow
 
             mlflow.set_tracking_uri(self.registry.tracking_uri)  # for the artifact store
-            source = self.registry.model_source(deployment.model_name, deployment.model_version)
+            source = self.registry.model_source(deployment.model_name, version)
             model = mlflow.sklearn.load_model(source)
-            if not hasattr(model, "predict_proba"):
-                return None
-            probabilities = model.predict_proba(frame[features])
-            classes = [str(c) for c in model.classes_]
-        except Exception as exc:  # not an sklearn model, or it cannot score the reference
-            log.info("no confidence estimator for %s: %s", deployment.name, exc)
-            return None
-        labels = frame[target_column].astype(str).tolist()
-        unknown = sorted(set(labels) - set(classes))
-        if unknown:
-            log.info(
-                "no confidence estimator for %s: labels %s are not among the model's classes %s",
-                deployment.name,
-                unknown[:5],
-                classes,
+        except Exception as exc:  # not an sklearn model, or gone from the registry
+            return scoring.Score.unavailable(
+                f"version {version} cannot be loaded as a scikit-learn model: {exc}"
             )
-            return None
-        estimator = perf.ConfidenceEstimator.fit(probabilities, labels, classes)
-        return estimator.to_dict()
+        return scoring.score(
+            model, reference.frame, reference.features, reference.row.target_column
+        )
 
     # -- helpers ------------------------------------------------------------------------------
 
@@ -1490,6 +1615,39 @@ class _PartCache:
 
     def __len__(self) -> int:
         return len(self._entries)
+
+
+def _reference_ids(session: Any, deployment_id: str) -> dict[str, str]:
+    """A deployment's reference rows: model version ("" for the deployment's) -> id."""
+    return {
+        version: reference_id
+        for version, reference_id in session.execute(
+            select(ReferenceDataRow.model_version, ReferenceDataRow.id).where(
+                ReferenceDataRow.deployment_id == deployment_id
+            )
+        )
+    }
+
+
+def _resolve_reference(references: Mapping[str, str], version: str) -> str | None:
+    """The reference a version is scored on (:meth:`AnalysisService.scoring_reference`): its
+    own, else the deployment's, else the only one there is."""
+    found = references.get(version) or references.get("")
+    if found is None and len(references) == 1:
+        found = next(iter(references.values()))
+    return found
+
+
+def _score_view(row: VersionScoreRow) -> dict[str, Any]:
+    return {
+        "model_version": row.model_version,
+        "reference_id": row.reference_id,
+        "status": row.status,
+        "reason": row.reason,
+        "estimator": row.estimator or None,
+        "metrics": row.metrics or None,
+        "rows": row.rows,
+    }
 
 
 def _window(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
@@ -1737,6 +1895,33 @@ def _probability_metrics(part: parts.PerformancePart) -> dict[str, Any]:
 
 
 def _estimated(
+    estimators: Mapping[str, perf.ConfidenceEstimator],
+    members: Iterable[tuple[str, parts.PerformancePart]],
+) -> dict[str, Any] | None:
+    """The estimated metrics of a window from each version's part, each estimated with that
+    version's own estimator (the expected confusion matrices add up); ``None`` (unknown) when
+    a version in it has none."""
+    cells: dict[tuple[str, str], float] = {}
+    count = 0
+    for version, part in members:
+        estimator = estimators.get(version)
+        if estimator is None:
+            return None
+        estimate = _estimate(estimator, part)
+        if estimate is None:
+            return None
+        count += estimate["count"]
+        for predicted, row in estimate["confusion"].items():
+            for actual, expected in row.items():
+                cells[(predicted, actual)] = cells.get((predicted, actual), 0.0) + expected
+    metrics = perf.classification_metrics(cells)
+    return {
+        "count": count,
+        **{k: metrics[k] for k in ("accuracy", "precision_macro", "recall_macro", "f1_macro")},
+    }
+
+
+def _estimate(
     estimator: perf.ConfidenceEstimator, part: parts.PerformancePart
 ) -> dict[str, Any] | None:
     classes = [str(c) for c in estimator.classes]
@@ -1758,6 +1943,4 @@ def _estimated(
             else classes[max(range(len(vector)), key=vector.__getitem__)]
         )
         entries.append((predicted, vector, n))
-    estimate = estimator.estimate_binned(entries)
-    estimate.pop("confusion", None)
-    return estimate
+    return estimator.estimate_binned(entries)

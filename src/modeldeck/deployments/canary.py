@@ -14,6 +14,16 @@ is redeployed to the candidate's version the zero-downtime way and, when the dep
 is an alias (``@champion``), the alias is moved to that version in the registry first. The start,
 each change of verdict and the end are stored with their reasons (``canary_decisions``).
 
+Evidence is trusted only as far as it goes. Performance is realised (labels joined) or
+estimated (each version's own confidence estimator, calibrated on its own predictions for the
+reference data: never another version's); a promotion needs the candidate's evidence to be at
+least as strong as the stable version's, and realised unless the policy allows estimated-only
+promotions (``allow_estimated``). Unknown performance never passes. Before traffic counts at
+all, the sanity floor compares both versions' metric on the labelled reference data (each
+version scored once, in the background, when the canary starts): a candidate far below the
+stable version there is rolled back at once. Both sides' kinds of evidence are named in every
+recorded reason.
+
 A canary survives a platform restart (an upgrade, a crash, SIGKILL). Its start writes a row to
 ``canaries`` (the request, both versions, the start time) in the transaction that records the
 "started" decision, and its end (promote, rollback, stop) deletes the row in the transaction that
@@ -104,6 +114,19 @@ class CanaryPolicy(BaseModel):
         ge=0,
         description="How much worse than the stable version's the candidate's realised "
         "(or, without labels, estimated) metric may be; null: not checked.",
+    )
+    allow_estimated: bool = Field(
+        default=False,
+        description="Promote on estimated performance alone (no labels for the candidate). "
+        "Off: a promotion needs the candidate's realised metric; an estimate can still roll "
+        "it back.",
+    )
+    reference_margin: float | None = Field(
+        default=0.2,
+        ge=0,
+        description="Sanity floor: roll back at once, without waiting for traffic, when the "
+        "candidate's metric on the labelled reference data is worse than the stable "
+        "version's by more than this; null: not checked.",
     )
     metric: str = Field(
         default="accuracy",
@@ -211,7 +234,10 @@ class Evidence:
     p95_ms: float | None = None
     drifted: bool | None = None  # None: not known (no reference data)
     performance: float | None = None
-    performance_kind: str | None = None  # realised | estimated
+    performance_kind: str | None = None  # realised | estimated; None: unknown
+    labelled: int = 0  # predictions with ground truth
+    reference: float | None = None  # the metric on the labelled reference data
+    reference_note: str | None = None  # why ``reference`` is unknown; None: not scored yet
 
     def to_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -223,14 +249,23 @@ class Decision:
     reasons: list[str]
 
 
+STRENGTH = {"realised": 2, "estimated": 1}  # of performance evidence; unknown is 0
+
+
 def decide(policy: CanaryPolicy, stable: Evidence, candidate: Evidence) -> Decision:
     """The policy's verdict on ``candidate`` against ``stable`` (pure: unit-tested per reason)."""
+    floor = _floor(policy, stable, candidate)
+    if floor is not None and floor[0] == "failed":
+        return Decision("rollback", [floor[1]])  # without waiting for traffic
     if candidate.requests < policy.min_requests:
         return Decision(
             "wait", [f"{candidate.requests} of {policy.min_requests} candidate requests so far"]
         )
     failed: list[str] = []
     passed: list[str] = []
+    waiting: list[str] = []
+    if floor is not None:
+        (waiting if floor[0] == "waiting" else passed).append(floor[1])
     rate = f"error rate {candidate.error_rate:.2%} (max {policy.max_error_rate:.2%})"
     (failed if candidate.error_rate > policy.max_error_rate else passed).append(rate)
     if policy.max_p95_ms is not None:
@@ -246,34 +281,69 @@ def decide(policy: CanaryPolicy, stable: Evidence, candidate: Evidence) -> Decis
             failed.append("the candidate's inputs drift and the stable version's do not")
         else:
             passed.append("drift no worse than the stable version's")
-    waiting: list[str] = []
     if policy.performance_margin is not None:
-        name = policy.metric
-        if candidate.performance is None or stable.performance is None:
-            which = "candidate" if candidate.performance is None else "stable version"
-            waiting.append(f"no realised or estimated {name} of the {which} yet")
-        elif candidate.performance_kind != stable.performance_kind:
-            waiting.append(
-                f"{name} is {candidate.performance_kind} for the candidate and "
-                f"{stable.performance_kind} for the stable version"
-            )
-        else:
-            lower = name in LOWER_IS_BETTER
-            worse_by = (
-                candidate.performance - stable.performance
-                if lower
-                else stable.performance - candidate.performance
-            )
-            text = (
-                f"{candidate.performance_kind} {name} {candidate.performance:.4g} against "
-                f"{stable.performance:.4g} (margin {policy.performance_margin:g})"
-            )
-            (failed if worse_by > policy.performance_margin else passed).append(text)
+        verdict, text = _performance(policy, policy.performance_margin, stable, candidate)
+        {"failed": failed, "passed": passed, "waiting": waiting}[verdict].append(text)
     if failed:
         return Decision("rollback", failed)
     if waiting:
         return Decision("wait", waiting)
     return Decision("promote", passed)
+
+
+def _worse_by(name: str, candidate: float, stable: float) -> float:
+    return candidate - stable if name in LOWER_IS_BETTER else stable - candidate
+
+
+def _performance(
+    policy: CanaryPolicy, margin: float, stable: Evidence, candidate: Evidence
+) -> tuple[str, str]:
+    """``(failed | passed | waiting, reason)`` of the performance check: values are compared
+    only when the candidate's evidence is at least as strong as the stable version's (realised
+    beats estimated; unknown never passes), and an estimate alone promotes only when the
+    policy allows it."""
+    name = policy.metric
+    if candidate.performance is None or stable.performance is None:
+        which = "candidate" if candidate.performance is None else "stable version"
+        return "waiting", f"no realised or estimated {name} of the {which} yet (unknown)"
+    kind, stable_kind = candidate.performance_kind or "", stable.performance_kind or ""
+    if STRENGTH.get(kind, 0) < STRENGTH.get(stable_kind, 0):
+        return "waiting", (
+            f"{name} is {kind} for the candidate and {stable_kind} for the stable version: "
+            "waiting for evidence of the same kind"
+        )
+    text = (
+        f"{kind} {name} {candidate.performance:.4g} of the candidate against {stable_kind} "
+        f"{stable.performance:.4g} of the stable version (margin {margin:g})"
+    )
+    if _worse_by(name, candidate.performance, stable.performance) > margin:
+        return "failed", text
+    if kind != "realised" and not policy.allow_estimated:
+        return "waiting", (
+            f"{text}; a promotion needs the candidate's realised {name} "
+            "(policy.allow_estimated is off): waiting for labels"
+        )
+    return "passed", text
+
+
+def _floor(policy: CanaryPolicy, stable: Evidence, candidate: Evidence) -> tuple[str, str] | None:
+    """``(failed | passed | waiting, reason)`` of the sanity floor, ``None`` when the policy
+    has none: both versions' metric on the labelled reference data."""
+    margin = policy.reference_margin
+    if margin is None:
+        return None
+    name = policy.metric
+    if candidate.reference is None or stable.reference is None:
+        side = candidate if candidate.reference is None else stable
+        if side.reference_note is None:
+            return "waiting", f"{name} on the labelled reference data is not measured yet"
+        return "passed", f"{name} on the reference data not checked: {side.reference_note}"
+    text = (
+        f"{name} on the labelled reference data {candidate.reference:.4g} of the candidate "
+        f"against {stable.reference:.4g} of the stable version (margin {margin:g})"
+    )
+    worse = _worse_by(name, candidate.reference, stable.reference) > margin
+    return ("failed", text) if worse else ("passed", text)
 
 
 @dataclass
@@ -286,6 +356,9 @@ class _Canary:
     stats: dict[str, VersionStats] = field(default_factory=dict)
     last: CanaryDecisionView | None = None
     wait_recorded: bool = False  # the first wait is recorded; later ones only update ``last``
+    scoring: asyncio.Task[None] | None = None  # both versions scored on the reference
+    scored: bool = False  # ... and stored
+    scoring_error: str | None = None  # why they cannot be (no reference data...)
 
     @property
     def alias(self) -> str | None:
@@ -394,6 +467,7 @@ class CanaryService:
             await self._record(canary, "stopped", [f"the candidate could not start: {exc}"])
             raise
         self._canaries[name] = canary
+        self._score(name, canary)
         return await self.status(name)
 
     async def resume(self) -> dict[str, str]:
@@ -437,6 +511,7 @@ class CanaryService:
         canary.stats = await asyncio.to_thread(self._stored_stats, canary)
         await self.runtime.start_candidate(spec)
         self._canaries[name] = canary
+        self._score(name, canary)
         candidate = canary.stats.get(canary.candidate_version, VersionStats())
         stable = canary.stats.get(canary.stable_version, VersionStats())
         if candidate.requests or stable.requests or self.settings.technical_monitoring:
@@ -477,8 +552,10 @@ class CanaryService:
 
     async def status(self, name: str) -> CanaryView:
         row = await self.deployments.get(name)  # 404 for an unknown deployment
-        decisions = await asyncio.to_thread(self._decisions, row.id)
+        # Looked up before the decisions are read: a canary's end is recorded before it is
+        # gone, so one seen gone has its end among them.
         canary = self._canaries.get(name)
+        decisions = await asyncio.to_thread(self._decisions, row.id)
         if canary is None:
             return CanaryView(deployment=name, active=False, decisions=decisions)
         state = self.runtime.candidate(name)
@@ -530,6 +607,7 @@ class CanaryService:
             evidence: dict[str, Any] | None = None
         else:
             stable, candidate = await asyncio.to_thread(self._evidence, name, canary)
+            self._score(name, canary)  # not scored yet (a failure): make sure it is under way
             decision = decide(canary.policy, stable, candidate)
             evidence = {"stable": stable.to_dict(), "candidate": candidate.to_dict()}
         if decision.action == "wait":
@@ -592,6 +670,30 @@ class CanaryService:
         done.append(f"rolling out version {version} (zero downtime)")
         return done
 
+    def _score(self, name: str, canary: _Canary) -> None:
+        """Score both versions on the reference data in the background (once: stored), unless
+        that is under way or cannot be done."""
+        if canary.scored or canary.scoring_error is not None:
+            return
+        if canary.scoring is not None and not canary.scoring.done():
+            return
+        canary.scoring = asyncio.get_running_loop().create_task(self._score_versions(name, canary))
+
+    async def _score_versions(self, name: str, canary: _Canary) -> None:
+        stable, candidate = canary.stable_version, canary.candidate_version
+        # Each on the stable version's reference (the floor), the candidate on its own too
+        # (its estimator; the same reference unless it has one of its own).
+        for version, on in ((stable, stable), (candidate, stable), (candidate, candidate)):
+            try:
+                await asyncio.to_thread(self.analysis.score_version, name, version, on_version=on)
+            except NotFound as exc:  # no reference data: nothing to score on
+                canary.scoring_error = exc.message
+                return
+            except Exception:  # the next evaluation tries again
+                log.exception("scoring version %s of %s on the reference failed", version, name)
+                return
+        canary.scored = True
+
     def _evidence(self, name: str, canary: _Canary) -> tuple[Evidence, Evidence]:
         return (
             self._version_evidence(name, canary, canary.stable_version),
@@ -603,6 +705,8 @@ class CanaryService:
         evidence = Evidence(stats.requests, stats.error_rate, stats.p95_ms)
         start, end = canary.started_ms, _now_ms() + 1
         policy = canary.policy
+        if policy.reference_margin is not None:
+            self._reference_evidence(name, canary, version, evidence)
         if policy.max_drift:
             try:
                 report = self.analysis.drift(
@@ -620,12 +724,33 @@ class CanaryService:
             except ModeldeckError:
                 return evidence
             for window in report["windows"]:
+                evidence.labelled += int(window.get("labelled") or 0)
                 for kind in ("realised", "estimated"):
                     value = (window.get(kind) or {}).get(policy.metric)
                     if isinstance(value, (int, float)):
                         evidence.performance, evidence.performance_kind = float(value), kind
                         break
         return evidence
+
+    def _reference_evidence(
+        self, name: str, canary: _Canary, version: str, evidence: Evidence
+    ) -> None:
+        """The version's metric on the labelled reference data (the stable version's
+        reference), or why it is unknown; ``reference_note`` stays None while not scored."""
+        if canary.scoring_error is not None:
+            evidence.reference_note = canary.scoring_error
+            return
+        score = self.analysis.version_score(name, version, on_version=canary.stable_version)
+        if score is None:
+            return
+        metric = canary.policy.metric
+        value = (score.get("metrics") or {}).get(metric)
+        if isinstance(value, (int, float)):
+            evidence.reference = float(value)
+        elif score["status"] != "scored":
+            evidence.reference_note = f"version {version}: {score['reason']}"
+        else:
+            evidence.reference_note = f"{metric} is not measured on the reference data"
 
     # -- records ----------------------------------------------------------------------------
 

@@ -8,11 +8,17 @@ REST API and from the SDK; they are read back in Cloudera ML's record shape:
 
 with delayed metrics merged into their prediction's ``metrics`` (later values win) and
 aggregate records carrying ``predictionUuid == ""``.
+
+A shadow canary's copy of a request is a prediction of its own (its own UUID, never returned to
+the caller), linked to the stable prediction it copies (:class:`ShadowLinks`): the delayed
+metrics of the stable prediction are its delayed metrics too, in the read-back here and in
+realised performance (``analysis/service.py``).
 """
 
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 import threading
@@ -33,7 +39,10 @@ from modeldeck.store.schema import (
     AnalysisSummaryRow,
     DelayedMetricRow,
     PredictionRow,
+    ShadowLinkRow,
 )
+
+log = logging.getLogger(__name__)
 
 _COLUMNS = "uuid, deployment_id, model_version, replica, start_ms, end_ms, metrics"
 _ROWS_PER_STATEMENT = 256
@@ -302,9 +311,88 @@ def _uuid(value: Any) -> str:
         ) from exc
 
 
-class ModelMetrics:
+class ShadowLinks:
+    """Shadow copies' predictions linked to the stable predictions they copy, stored in groups.
+
+    The gateway adds a pair when the candidate answers a copy (its prediction is committed or
+    journaled by then); :meth:`flush` stores the pending pairs with the copy's end time, which
+    the platform calls every few seconds and before each canary evaluation, and a read-back
+    before it reads. Pairs whose copy was not recorded (tracking off) are dropped. At most
+    ``MAX_PENDING`` pairs wait (the oldest dropped first) while the store cannot take them.
+    """
+
+    MAX_PENDING = 100_000
+
     def __init__(self, store: Store) -> None:
         self.store = store
+        self._pending: list[tuple[str, str, str]] = []
+        self._lock = threading.Lock()
+        self._flushing = threading.Lock()
+
+    def add(self, deployment_id: str, stable_uuid: str, shadow_uuid: str) -> None:
+        with self._lock:
+            self._pending.append((deployment_id, stable_uuid, shadow_uuid))
+            if len(self._pending) > self.MAX_PENDING:
+                del self._pending[: len(self._pending) - self.MAX_PENDING]
+
+    def flush(self) -> int:
+        """Store the pending links; returns how many were stored."""
+        with self._flushing:
+            with self._lock:
+                pending, self._pending = self._pending, []
+            if not pending:
+                return 0
+            try:
+                return self._store(pending)
+            except Exception:
+                with self._lock:  # kept for the next flush
+                    self._pending[:0] = pending
+                raise
+
+    def _store(self, pending: list[tuple[str, str, str]]) -> int:
+        from modeldeck.monitoring.journal import absorb
+
+        absorb(self.store)  # copies journaled and not committed yet
+        stored = 0
+        with self.store.write() as session:
+            for chunk_start in range(0, len(pending), 900):
+                chunk = pending[chunk_start : chunk_start + 900]
+                shadows = [shadow for _, _, shadow in chunk]
+                ends = {
+                    uuid: (deployment_id, end_ms)
+                    for uuid, deployment_id, end_ms in session.execute(
+                        select(
+                            PredictionRow.uuid, PredictionRow.deployment_id, PredictionRow.end_ms
+                        ).where(PredictionRow.uuid.in_(shadows))
+                    )
+                }
+                linked = set(
+                    session.scalars(
+                        select(ShadowLinkRow.shadow_uuid).where(
+                            ShadowLinkRow.shadow_uuid.in_(shadows)
+                        )
+                    )
+                )
+                rows = [
+                    {
+                        "shadow_uuid": shadow,
+                        "stable_uuid": stable,
+                        "deployment_id": deployment_id,
+                        "shadow_end_ms": ends[shadow][1],
+                    }
+                    for deployment_id, stable, shadow in chunk
+                    if ends.get(shadow, ("", 0))[0] == deployment_id and shadow not in linked
+                ]
+                if rows:
+                    session.execute(insert(ShadowLinkRow), rows)
+                    stored += len(rows)
+        return stored
+
+
+class ModelMetrics:
+    def __init__(self, store: Store, shadow_links: ShadowLinks | None = None) -> None:
+        self.store = store
+        self.shadow_links = shadow_links
 
     # -- writes -------------------------------------------------------------------------------
 
@@ -560,6 +648,8 @@ class ModelMetrics:
         after = _parse_cursor(cursor)
         if after is None:
             self.absorb_journals()  # every prediction answered so far is on the pages
+            if self.shadow_links is not None:
+                self.shadow_links.flush()  # and every shadow copy answered is linked
         end_ms = now_ms() if end_ms is None else end_ms
         limit = max(1, min(limit, MAX_PAGE))
         query = select(PredictionRow).where(PredictionRow.deployment_id == target.deployment_id)
@@ -613,9 +703,21 @@ class ModelMetrics:
             )
 
     def _delayed(self, session: Any, uuids: list[str]) -> dict[str, dict[str, Any]]:
-        merged: dict[str, dict[str, Any]] = {}
+        """Each prediction's delayed metrics merged (later ones win); a shadow copy's are
+        those of the stable prediction it copies, then its own."""
+        stable_of: dict[str, str] = {}
         for chunk_start in range(0, len(uuids), 900):
             chunk = uuids[chunk_start : chunk_start + 900]
+            links = session.execute(
+                select(ShadowLinkRow.shadow_uuid, ShadowLinkRow.stable_uuid).where(
+                    ShadowLinkRow.shadow_uuid.in_(chunk)
+                )
+            )
+            stable_of.update((shadow, stable) for shadow, stable in links)
+        wanted = [*uuids, *stable_of.values()]
+        merged: dict[str, dict[str, Any]] = {}
+        for chunk_start in range(0, len(wanted), 900):
+            chunk = wanted[chunk_start : chunk_start + 900]
             rows = session.execute(
                 select(DelayedMetricRow.prediction_uuid, DelayedMetricRow.metrics)
                 .where(DelayedMetricRow.prediction_uuid.in_(chunk))
@@ -623,6 +725,9 @@ class ModelMetrics:
             )
             for prediction_uuid, metrics in rows:
                 merged.setdefault(prediction_uuid, {}).update(metrics)
+        for shadow, stable in stable_of.items():
+            if stable in merged:
+                merged[shadow] = {**merged[stable], **merged.get(shadow, {})}
         return merged
 
     def _aggregates(

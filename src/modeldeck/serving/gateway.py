@@ -16,7 +16,8 @@ when no candidate replica is ready or has a free slot. In ``shadow`` mode the st
 answers every request and a copy goes to the candidate in a background task; at most
 ``SHADOW_CONCURRENCY`` copies are in flight at a time (further ones are dropped, counted in
 ``shadow_dropped``), so the shadow can never slow the stable path down. Both are counted per
-version in technical monitoring.
+version in technical monitoring. A copy the candidate answered is linked to the stable answer's
+prediction (``linker``), so ground truth for the one labels the other.
 
 Every deployment's requests in flight (queued ones included) are counted with their integral
 over time (``inflight``): the autoscaler's load signal.
@@ -67,6 +68,9 @@ SHADOW_CONCURRENCY = 8  # shadow copies in flight at a time, per platform
 # Counts a request the gateway made itself (a shadow copy): route, replica, status, seconds,
 # request bytes, response bytes, version.
 Observer = Callable[[RouteEntry, int, int, float, int, int, str], None]
+# Links a shadow copy's prediction to the stable one it copies: deployment id, stable
+# prediction UUID, the copy's prediction UUID.
+Linker = Callable[[str, str, str], None]
 
 
 class InFlight:
@@ -114,12 +118,14 @@ class Gateway:
         runtime: LocalRuntime,
         canaries: CanaryService | None = None,
         observer: Observer | None = None,
+        linker: Linker | None = None,
     ) -> None:
         self.settings = settings
         self.deployments = deployments
         self.runtime = runtime
         self.canaries = canaries
         self.observer = observer
+        self.linker = linker
         self.shadow_dropped = 0
         self._shadows: set[asyncio.Task[None]] = set()
         self._turns: dict[str, int] = {}
@@ -215,7 +221,7 @@ class Gateway:
                     version = replica.spec.model_version
                     headers["x-modeldeck-version"] = version
                     if routing is not None and routing[0] == "shadow":
-                        self._shadow(route, body)
+                        self._shadow(route, body, headers.get("x-prediction-id"))
                     index = _index(headers, replica)
                     return Answer(response.status, content, headers, index, version)
             except aiohttp.ClientConnectorError as exc:  # never reached it: another may answer
@@ -276,20 +282,25 @@ class Gateway:
         self._turns[name] = n
         return math.floor(n * percent / 100) > math.floor((n - 1) * percent / 100)
 
-    def _shadow(self, route: RouteEntry, body: bytes) -> None:
+    def _shadow(self, route: RouteEntry, body: bytes, stable_uuid: str | None) -> None:
         """Send a copy of ``body`` to the candidate in the background (or drop it when
-        ``SHADOW_CONCURRENCY`` copies are in flight or no candidate replica is free)."""
+        ``SHADOW_CONCURRENCY`` copies are in flight or no candidate replica is free); the copy's
+        prediction is linked to the stable one, ``stable_uuid``."""
         limit = self.settings.replica_max_concurrency
         replica = self.runtime.pick_candidate(route.name, limit)
         if replica is None or len(self._shadows) >= SHADOW_CONCURRENCY:
             self.shadow_dropped += 1
             return
         replica.inflight += 1
-        task = asyncio.get_running_loop().create_task(self._send_shadow(route, replica, body))
+        task = asyncio.get_running_loop().create_task(
+            self._send_shadow(route, replica, body, stable_uuid)
+        )
         self._shadows.add(task)
         task.add_done_callback(self._shadows.discard)
 
-    async def _send_shadow(self, route: RouteEntry, replica: Replica, body: bytes) -> None:
+    async def _send_shadow(
+        self, route: RouteEntry, replica: Replica, body: bytes, stable_uuid: str | None
+    ) -> None:
         assert self._client is not None
         loop = asyncio.get_running_loop()
         started = loop.time()
@@ -297,6 +308,9 @@ class Gateway:
         try:
             async with self._client.post(replica.url + "/predict", data=body) as response:
                 status, size = response.status, len(await response.read())
+                shadow_uuid = response.headers.get("x-prediction-id")
+                if status == 200 and stable_uuid and shadow_uuid and self.linker is not None:
+                    self.linker(route.deployment_id, stable_uuid, shadow_uuid)
         except (aiohttp.ClientError, TimeoutError):
             pass  # counted as a failure of the candidate; the stable answer has gone already
         finally:

@@ -203,6 +203,22 @@ class DelayedMetricRow(Base):
     metrics: Mapped[dict[str, Any]] = mapped_column(JSONType)
 
 
+class ShadowLinkRow(Base):
+    """A shadow copy's prediction and the stable prediction it copies: ground truth for the
+    stable one labels the copy too (realised performance, read-back)."""
+
+    __tablename__ = "shadow_links"
+    __table_args__ = (Index("ix_shadow_links_deployment_end", "deployment_id", "shadow_end_ms"),)
+
+    shadow_uuid: Mapped[str] = mapped_column(
+        String(36), ForeignKey("predictions.uuid", ondelete="CASCADE"), primary_key=True
+    )
+    stable_uuid: Mapped[str] = mapped_column(String(36), index=True)
+    deployment_id: Mapped[str] = mapped_column(String(36))
+    # The shadow prediction's end_ms: a time range's links are found without joining predictions.
+    shadow_end_ms: Mapped[int] = mapped_column(BigInteger)
+
+
 class AggregateMetricRow(Base):
     """Window-level metrics (``track_aggregate_metrics``)."""
 
@@ -292,9 +308,36 @@ class ReferenceDataRow(Base):
     columns: Mapped[list[dict[str, Any]]] = mapped_column(JSONType)
     target_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
     prediction_column: Mapped[str | None] = mapped_column(String(255), nullable=True)
+    # No longer written (estimators are per version: ``version_scores``); kept for old rows.
     estimator: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
     data: Mapped[bytes] = mapped_column(LargeBinary)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
+
+
+class VersionScoreRow(Base):
+    """One model version's predictions on one reference, scored once: the version's own
+    confidence estimator (calibrated on them) and its metrics against the reference labels.
+
+    ``status`` is ``scored`` or ``unavailable`` (``reason`` says why: no label column, a
+    model that cannot be loaded or gives no probabilities...). Replacing the reference deletes
+    its scores (a foreign key).
+    """
+
+    __tablename__ = "version_scores"
+
+    reference_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("reference_data.id", ondelete="CASCADE"), primary_key=True
+    )
+    model_version: Mapped[str] = mapped_column(String(32), primary_key=True)
+    deployment_id: Mapped[str] = mapped_column(
+        String(36), ForeignKey("deployments.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(Text, default="")
+    estimator: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSONType, nullable=True)
+    rows: Mapped[int] = mapped_column(Integer, default=0)
+    scored_ms: Mapped[int] = mapped_column(BigInteger)
 
 
 class AnalysisSummaryRow(Base):
