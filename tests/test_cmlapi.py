@@ -34,7 +34,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def _auth(client: cmlapi.CMLServiceApi) -> str | None:
-    return client._http.headers.get("authorization")
+    return client.headers.get("Authorization")
 
 
 def test_connection_settings_come_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:

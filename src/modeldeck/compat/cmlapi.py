@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from modeldeck import httpclient
 from modeldeck.compat.cml import platform_url
 
 QUERY_PARAMETERS = ("search_filter", "sort", "page_size", "page_token")
@@ -204,11 +205,12 @@ class CMLServiceApi:
 
     def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
         self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.url + "/api/v2", headers=headers, timeout=timeout)
+        self.headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
+        self.timeout = timeout
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: every client sends through the process's one HTTP client
+        (:func:`modeldeck.httpclient.shared`), closed at exit."""
 
     # registered models (MLflow's registry)
 
@@ -348,7 +350,14 @@ class CMLServiceApi:
         payload: Any = None,
     ) -> dict[str, Any]:
         try:
-            response = self._http.request(method, path, params=params, json=payload)
+            response = httpclient.shared().request(
+                method,
+                f"{self.url}/api/v2{path}",
+                params=params,
+                json=payload,
+                headers=self.headers,
+                timeout=self.timeout,
+            )
         except httpx.HTTPError as exc:
             raise ApiException(status=0, reason=f"cannot reach {self.url}: {exc}") from exc
         if response.status_code >= 400:
