@@ -234,8 +234,13 @@ async def restart_model_deployment(
 
 # -- model metrics by CRN (cml.metrics_v1 / cdsw on a platform) -------------------------------
 
-Crn = Query(None, min_length=1, max_length=1024)
-Timestamp = Query(None, ge=0, le=MAX_TIMESTAMP_MS, description="ms since the epoch")
+
+def _crn(what: str) -> Any:
+    return Query(None, min_length=1, max_length=1024, description=f"The CRN of a {what}.")
+
+
+def _timestamp() -> Any:
+    return Query(None, ge=0, le=MAX_TIMESTAMP_MS, description="ms since the epoch")
 
 
 class CmlMetricsPage(BaseModel):
@@ -267,11 +272,11 @@ class Recorded(BaseModel):
     responses=errors(404),
 )
 async def read_metrics(
-    model_crn: str | None = Crn,
-    model_build_crn: str | None = Crn,
-    model_deployment_crn: str | None = Crn,
-    start_timestamp_ms: int | None = Timestamp,
-    end_timestamp_ms: int | None = Timestamp,
+    model_crn: str | None = _crn("model"),
+    model_build_crn: str | None = _crn("model build"),
+    model_deployment_crn: str | None = _crn("model deployment"),
+    start_timestamp_ms: int | None = _timestamp(),
+    end_timestamp_ms: int | None = _timestamp(),
     limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
     cursor: str | None = Query(None, max_length=2048),
     service: CmlService = Depends(cml),

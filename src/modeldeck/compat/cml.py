@@ -16,6 +16,7 @@ from typing import Any, TypeVar
 from modeldeck import httpclient
 from modeldeck import metrics as _metrics
 from modeldeck.compat.cml_records import CmlRecords, RestCmlRecords
+from modeldeck.errors import BadRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -80,6 +81,11 @@ def read_metrics(
                 if all(value is None or r[key] == value for key, value in wanted.items())
             ]
         }
+    if not (model_crn or model_build_crn or model_deployment_crn):
+        raise BadRequest(
+            "name what to read: model_crn, model_build_crn or model_deployment_crn (or dev=True)",
+            details={"field": "model_deployment_crn"},
+        )
     records = _records().iter(
         model_crn=model_crn,
         model_build_crn=model_build_crn,
