@@ -91,7 +91,7 @@ def run_rounds(base: str, key: str, args: argparse.Namespace, err: Console) -> d
                 lambda: httpx.post(f"{base}/model", json=body, timeout=30.0).json(),
             ),
         }
-        for name, (_, call) in loops.items():  # warm up: connections, the replica's caches
+        for _, call in loops.values():  # warm up: connections, the replica's caches
             timed(20, call)
         for round_no in range(args.rounds):
             order = list(loops) if round_no % 2 == 0 else list(loops)[::-1]

@@ -199,7 +199,8 @@ def test_aggregates_tracked_by_a_deployment_crn_read_back_with_it(
 ) -> None:
     records = CmlRecords(store)
     records.track_aggregate({"accuracy": 0.9}, 3200, 3900, history["d1"])
-    [aggregate] = [r for r in _read(store, model_build_crn=history["b1"]) if not r["predictionUuid"]]
+    found = _read(store, model_build_crn=history["b1"])
+    [aggregate] = [r for r in found if not r["predictionUuid"]]
     assert aggregate["modelDeploymentCrn"] == history["d1"]
     assert aggregate["metrics"] == {"accuracy": 0.9}
     with pytest.raises(NotFound):

@@ -80,10 +80,14 @@ def test_existing_deployments_keep_working_after_the_migration(store_url: str) -
     assert matches(key.plaintext, deployment.access_key_hash)
     assert deployment.access_key_encrypted is None and model.access_key_encrypted is None
     assert (live.crn, live.deployment_id, live.live_since_ms) == (
-        deployment_crn("d"), "dep", [CREATED_MS]
+        deployment_crn("d"),
+        "dep",
+        [CREATED_MS],
     )
     assert (failed.crn, failed.deployment_id, failed.live_since_ms) == (
-        deployment_crn("failed"), None, []
+        deployment_crn("failed"),
+        None,
+        [],
     )
     ModelMetrics(store).record(
         target_of(deployment),
