@@ -19,7 +19,7 @@ from modeldeck import metrics as sdk
 from modeldeck.compat import cml
 from modeldeck.compat.cml_records import CmlRecords, Serving, serving_at
 from modeldeck.deployments.crn import build_crn, deployment_crn, model_crn
-from modeldeck.errors import BadRequest, NotFound
+from modeldeck.errors import BadRequest, NotFound, ValidationFailed
 from modeldeck.monitoring.model_metrics import ModelMetrics
 from modeldeck.monitoring.sdk_backends import target_of
 from modeldeck.store import Store
@@ -188,6 +188,14 @@ def test_pages_and_errors(store: Store, history: dict[str, str]) -> None:
     ]
     with pytest.raises(BadRequest, match="model_crn, model_build_crn or model_deployment_crn"):
         records.page()
+    with pytest.raises(ValidationFailed, match="NUL") as refused:
+        records.page(model_build_crn="crn:\x00")
+    assert refused.value.details == {"field": "model_build_crn"}
+    with pytest.raises(ValidationFailed, match="NUL"):
+        records.track_aggregate({"a": 1}, 0, 1, "crn:\x00")
+    for cursor in ("no-bar", "|1:x", "x|1:\x00"):
+        with pytest.raises(ValidationFailed, match="cursor"):
+            records.page(model_deployment_crn=history["x"], cursor=cursor)
     for field in ("model_crn", "model_build_crn", "model_deployment_crn"):
         with pytest.raises(NotFound) as caught:
             records.page(**{field: "crn:cdp:ml:::workspace:modeldeck/model/nope"})

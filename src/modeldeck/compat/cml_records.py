@@ -173,6 +173,8 @@ class CmlRecords:
             "model_build_crn": model_build_crn,
             "model_deployment_crn": model_deployment_crn,
         }
+        for field, crn in given.items():
+            _check_crn(field, crn)
         if not any(given.values()):
             raise BadRequest(
                 "name what to read: model_crn, model_build_crn or model_deployment_crn",
@@ -213,6 +215,7 @@ class CmlRecords:
     def target_for(self, model_deployment_crn: str) -> tuple[DeploymentRow, str | None]:
         """The modeldeck deployment a deployment CRN names, and the model version of the CML
         deployment it names (``None`` for a modeldeck deployment's own CRN)."""
+        _check_crn("model_deployment_crn", model_deployment_crn)
         with self.store.read() as session:
             found = session.execute(
                 select(CmlModelDeploymentRow, CmlModelBuildRow)
@@ -353,6 +356,12 @@ _RESOLVERS = {
 }
 
 
+def _check_crn(field: str, crn: str | None) -> None:
+    """A CRN fit for every store: PostgreSQL cannot compare text holding NUL."""
+    if crn is not None and "\x00" in crn:
+        raise ValidationFailed(f"{field} holds a NUL character", details={"field": field})
+
+
 def _unknown(field: str, crn: str) -> NotFound:
     kind = field.removesuffix("_crn").replace("_", " ")
     return NotFound(f"no {kind} has the CRN {crn!r}", details={field: crn})
@@ -362,7 +371,7 @@ def _parse_cursor(cursor: str | None) -> tuple[str | None, str | None]:
     if not cursor:
         return None, None
     deployment_id, sep, inner = cursor.partition("|")
-    if not sep or not deployment_id:
+    if not sep or not deployment_id or "\x00" in cursor:
         raise ValidationFailed("invalid cursor", details={"field": "cursor"})
     return deployment_id, inner or None
 
