@@ -34,7 +34,7 @@ def clean_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
 
 
 def _auth(client: cmlapi.CMLServiceApi) -> str | None:
-    return client._http.headers.get("authorization")
+    return client.headers.get("Authorization")
 
 
 def test_connection_settings_come_from_the_environment(clean_env: pytest.MonkeyPatch) -> None:
@@ -143,7 +143,7 @@ def test_models_and_builds_are_kept_in_the_store(app_client: TestClient) -> None
         base, headers=AUTH, params={"search_filter": json.dumps({"name": "My model!"})}
     ).json()
     assert [m["id"] for m in found["models"]] == [model["id"]]
-    assert found["models"][0]["access_key"] is None
+    assert found["models"][0]["access_key"] == model["access_key"]  # an admin key reads it
 
     builds = f"{base}/{model['id']}/builds"
     queued = app_client.post(
@@ -192,3 +192,38 @@ def test_builds_the_platform_was_running_when_it_stopped_end_failed(
         build = session.get_one(CmlModelBuildRow, "b1")
     assert build.status == "build failed" and "platform stopped" in build.status_message
     store.close()
+
+
+def test_access_keys_read_back_for_deploy_and_admin_keys_only(
+    app_client: TestClient, store_url: str
+) -> None:
+    """As on Cloudera ML, those who may deploy read a model's access key back from
+    ``list_models`` and ``get_model``; a read-only key sees null. The store never holds it in
+    plain text."""
+    created = app_client.post("/api/v2/projects/p/models", headers=AUTH, json={"name": "keyed"})
+    assert created.status_code == 201, created.text
+    model = created.json()
+    key = model["access_key"]
+    scoped = {}
+    for scope in ("read", "deploy", "admin"):
+        made = app_client.post(
+            "/api/v1/api-keys", headers=AUTH, json={"name": scope, "scope": scope}
+        )
+        assert made.status_code == 201, made.text
+        scoped[scope] = {"Authorization": f"Bearer {made.json()['key']}"}
+    one = f"/api/v2/projects/p/models/{model['id']}"
+    for scope, expected in (("read", None), ("deploy", key), ("admin", key)):
+        headers = scoped[scope]
+        listed = app_client.get("/api/v2/projects/p/models", headers=headers).json()
+        assert [m["access_key"] for m in listed["models"]] == [expected], scope
+        every = app_client.get("/api/v2/models", headers=headers).json()
+        assert [m["access_key"] for m in every["models"]] == [expected], scope
+        got = app_client.get(one, headers=headers).json()
+        assert (got["access_key"], got["access_key_prefix"]) == (expected, key[:8]), scope
+    store = Store(store_url)
+    with store.read() as session:
+        row = session.get_one(CmlModelRow, model["id"])
+        stored = [str(getattr(row, column.key)) for column in CmlModelRow.__table__.columns]
+    store.close()
+    assert not any(key in value for value in stored)
+    assert row.access_key_encrypted and row.access_key_hash

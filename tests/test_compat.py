@@ -83,3 +83,70 @@ def test_the_platform_url_prefers_modeldeck_url(monkeypatch: pytest.MonkeyPatch)
     assert cml.platform_url() == "https://ml.example.com"
     monkeypatch.setenv("MODELDECK_URL", "http://10.0.0.5:8000/")
     assert cml.platform_url() == "http://10.0.0.5:8000"
+
+
+def test_a_client_built_by_hand_as_clouderas_documentation_shows(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from modeldeck.compat import cmlapi
+
+    monkeypatch.delenv("MODELDECK_URL", raising=False)
+    monkeypatch.delenv("CDSW_DOMAIN", raising=False)
+    config = cmlapi.Configuration()
+    config.host = "http://10.0.0.5:8000/"
+    config.ssl_ca_cert = "/etc/ssl/ca.pem"  # accepted
+    api = cmlapi.ApiClient(config)
+    api.set_default_header("authorization", "Bearer mdk_key")
+    client = cmlapi.CMLServiceApi(api)
+    assert client.url == "http://10.0.0.5:8000"
+    assert client.headers == {"Authorization": "Bearer mdk_key"}
+
+
+def test_calls_modeldeck_does_not_serve_say_why() -> None:
+    from modeldeck.compat import cmlapi
+
+    client = cmlapi.CMLServiceApi("http://127.0.0.1:9", "k")
+    for call, why in (
+        ("list_projects", "no projects"),
+        ("create_job_run", "runs no jobs"),
+        ("create_application", "no applications"),
+        ("create_experiment_run", "MLflow's"),
+        ("create_registered_model", "the registry is MLflow's"),
+        ("update_model_deployment", "create_model_deployment"),
+        ("delete_model", "/api/v1/deployments"),
+        ("list_runtimes", "no runtimes"),
+        ("something_else", "deploy and watch models"),
+    ):
+        with pytest.raises(NotImplementedError, match=why) as caught:
+            getattr(client, call)()
+        assert f"cmlapi's {call}()" in str(caught.value)
+    with pytest.raises(AttributeError):
+        _ = client._private
+
+
+def test_cdsw_and_cml_functions_modeldeck_does_not_serve_say_why(tmp_path: Path) -> None:
+    script = tmp_path / "unsupported.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import cdsw
+            for name in ("launch_workers", "track_file", "html"):
+                try:
+                    getattr(cdsw, name)
+                except NotImplementedError as exc:
+                    print(name, "->", exc)
+            for module in ("cml.workers_v1", "cml.data_v1"):
+                try:
+                    __import__(module)
+                except ImportError as exc:
+                    print(module, "->", exc)
+            """
+        )
+    )
+    env = {**os.environ, "PYTHONPATH": modeldeck.compat.path()}
+    done = subprocess.run(
+        [sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert len(lines) == 5 and all("not supported by modeldeck" in line for line in lines)

@@ -30,20 +30,31 @@ class ApiError(ModeldeckError):
 class Client:
     """A synchronous client for one modeldeck platform.
 
-    ``url`` and ``api_key`` default to ``MODELDECK_URL`` and ``MODELDECK_API_KEY``.
+    ``url`` and ``api_key`` default to ``MODELDECK_URL`` and ``MODELDECK_API_KEY``. ``http`` is
+    an HTTP client to send the requests with (the metrics SDK passes the process's shared one,
+    :func:`modeldeck.httpclient.shared`); by default the client has one of its own, which
+    :meth:`close` closes.
     """
 
     def __init__(
-        self, url: str | None = None, api_key: str | None = None, *, timeout: float = 60.0
+        self,
+        url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+        http: httpx.Client | None = None,
     ) -> None:
         defaults = ClientSettings()
         self.url = (url or defaults.url).rstrip("/")
         key = api_key or (defaults.api_key.get_secret_value() if defaults.api_key else None)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        self._http = httpx.Client(base_url=self.url, headers=headers, timeout=timeout)
+        self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        self._timeout = timeout
+        self._owns_http = http is None
+        self._http = http if http is not None else httpx.Client(timeout=timeout)
 
     def close(self) -> None:
-        self._http.close()
+        if self._owns_http:
+            self._http.close()
 
     def __enter__(self) -> Client:
         return self
@@ -616,12 +627,20 @@ class Client:
 
     # -- plumbing -----------------------------------------------------------------------------
 
+    def request(self, method: str, path: str, **kwargs: Any) -> Any:
+        """Any route of the platform (``path`` from its root, e.g. ``/api/v2/metrics``): the
+        answer's JSON, or :class:`ApiError` with the platform's error."""
+        return self._request(method, path, **kwargs)
+
     def _get(self, path: str) -> Any:
         return self._request("GET", path)
 
     def _request(self, method: str, path: str, **kwargs: Any) -> Any:
         try:
-            response = self._http.request(method, path, **kwargs)
+            headers = {**self._headers, **kwargs.pop("headers", {})}
+            response = self._http.request(
+                method, self.url + path, headers=headers, timeout=self._timeout, **kwargs
+            )
         except httpx.TransportError as exc:
             raise ApiError(
                 503, "unreachable", f"cannot reach modeldeck at {self.url}: {exc}"

@@ -54,6 +54,13 @@ class Settings(BaseSettings):
     """Require an API key on the control-plane API (``/api/v1``). Turn off only on a trusted
     machine; model endpoints keep their own per-deployment access keys."""
 
+    secret_key: SecretStr | None = None
+    """The platform's secret (at least 32 characters), which encrypts the copy of each access
+    key that API keys of scope ``deploy`` or ``admin`` can read back. Default: a random one made
+    on first start in ``<data_dir>/secret.key`` (mode 0600). Platforms sharing one PostgreSQL
+    store need the same secret; keys encrypted under another secret read back as null until
+    rotated."""
+
     allowed_file_dirs: Annotated[list[Path], NoDecode] = Field(default=[])
     """Directories ``--file`` deployments may load their Python file from, separated by
     ``os.pathsep`` (``:`` on Linux and macOS). A file outside them (after following symbolic

@@ -1,4 +1,4 @@
-"""Random keys, stored only as hashes and compared in constant time.
+"""Random keys, checked by hash in constant time.
 
 Keys carry 160 bits of randomness, so a plain SHA-256 is enough to make a leaked store useless
 to an attacker; a slow password hash would only slow down every request.
@@ -23,10 +23,12 @@ class NewKey:
 
 @dataclass(frozen=True)
 class KeyHash:
-    """What the store keeps of a key: its hash and its first characters."""
+    """What the store keeps of an access key: its hash, its first characters and, where it can
+    be read back, a copy encrypted with the platform's secret (:mod:`modeldeck.keyvault`)."""
 
     hash: str
     prefix: str
+    encrypted: str | None = None
 
 
 def hash_key(key: str) -> str:

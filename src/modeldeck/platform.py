@@ -18,6 +18,7 @@ from modeldeck.deployments.canary import CanaryService
 from modeldeck.deployments.router import Runtimes
 from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import NotFound
+from modeldeck.keyvault import KeyVault
 from modeldeck.monitoring.journal import absorb
 from modeldeck.monitoring.model_metrics import ModelMetrics, ShadowLinks, now_ms
 from modeldeck.monitoring.prometheus import (
@@ -43,9 +44,12 @@ class Platform:
         self.store = Store(settings.resolved_store_url())
         self.registry = Registry(settings.resolved_tracking_uri())
         self.runtime = Runtimes(settings, settings.resolved_tracking_uri())
-        self.deployments = DeploymentService(settings, self.store, self.registry, self.runtime)
+        self.vault = KeyVault(settings)
+        self.deployments = DeploymentService(
+            settings, self.store, self.registry, self.runtime, self.vault
+        )
         self.api_keys = ApiKeyService(settings, self.store)
-        self.cml = CmlService(settings, self.store, self.registry, self.deployments)
+        self.cml = CmlService(settings, self.store, self.registry, self.deployments, self.vault)
         self.shadow_links = ShadowLinks(self.store)
         self.model_metrics = ModelMetrics(self.store, self.shadow_links)
         self.analysis = AnalysisService(self.store, self.registry)
@@ -82,6 +86,7 @@ class Platform:
 
     async def start(self) -> None:
         await asyncio.to_thread(self.store.migrate)
+        await asyncio.to_thread(self.vault.load)  # made on first start; unusable: said now
         # Predictions journaled by replicas that were killed with the platform.
         await asyncio.to_thread(absorb, self.store, live=False)
         await self.runtime.startup(self.deployments.on_runtime_event)

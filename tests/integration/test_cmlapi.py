@@ -138,13 +138,13 @@ def test_model_build_deployment_with_status_polling(
     model = api.create_model(body, PROJECT)
     assert isinstance(model, cmlapi.Model)
     assert model.name == "Iris classifier" and model.project_id == PROJECT
-    assert model.crn.endswith("/model/iris")
+    assert model.crn.endswith(f"/model/{model.id}")
     assert model.auth_enabled is True and len(model.access_key) == 40
     assert model.deployment_name == "Iris-classifier"
     key = model.access_key
-    # the key is shown once; later reads carry its prefix only
+    # an admin key reads the key back (a read-only key would not)
     again = api.get_model(PROJECT, model.id)
-    assert again.access_key is None and again.access_key_prefix == key[:8]
+    assert again.access_key == key and again.access_key_prefix == key[:8]
     assert api.get_model(PROJECT, "Iris classifier").id == model.id  # by name too
     listed = api.list_models(PROJECT, search_filter=json.dumps({"name": "Iris classifier"}))
     assert [m.id for m in listed.models] == [model.id]
@@ -186,14 +186,13 @@ def test_model_build_deployment_with_status_polling(
     assert seen[0] == "deploying", seen
 
     # The model answers through Cloudera's call_model with the model's access key, and the
-    # CML deployment is the modeldeck deployment the v1 API shows.
+    # CML deployment runs as the modeldeck deployment the v1 API shows.
     answer = models_v1.call_model(key, RECORD)
     assert answer["success"] is True, answer
     assert answer["response"]["prediction"] == [0]
     assert answer["response"]["model_deployment_crn"] == deployment.crn
     assert cdsw.call_model(key, RECORD)["success"] is True
     served = running.client().deployment(model.deployment_name)
-    assert served["crn"] == deployment.crn
     assert (served["version"], served["memory_mb"]) == ("1", 2048)
     assert served["environment"] == {"LAB": "1"}
     listed_deployments = api.list_model_deployments(PROJECT, model.id, build.id)
@@ -227,8 +226,9 @@ def test_model_build_deployment_with_status_polling(
     old = api.get_model_deployment(PROJECT, model.id, build.id, deployment.id)
     assert old.status == "stopped" and newer.id in old.status_message
     assert running.client().deployment(model.deployment_name)["version"] == "2"
-    assert newer.crn == deployment.crn  # the same modeldeck deployment, so the same metrics
-    assert models_v1.call_model(key, RECORD)["success"] is True
+    assert newer.crn != deployment.crn  # a CRN of its own, on the same modeldeck deployment
+    answer = models_v1.call_model(key, RECORD)
+    assert answer["success"] is True and answer["response"]["model_deployment_crn"] == newer.crn
 
 
 # -- flow 2: one create_model that builds and deploys -----------------------------------------

@@ -37,6 +37,7 @@ def _check_scope(request: Request, key: str | None, needed: str | None) -> None:
     caller = platform.api_keys.authenticate(key)
     if caller is None:
         raise Unauthorized("invalid API key")
+    request.state.caller = caller
     needed = needed or (READ if request.method in SAFE_METHODS else DEPLOY)
     if not grants(caller.scope, needed):
         raise Forbidden(
@@ -53,6 +54,17 @@ def require_api_key(
 ) -> None:
     """A known API key whose scope allows the call: ``read`` to read, ``deploy`` to change."""
     _check_scope(request, bearer.credentials if bearer else header, None)
+
+
+def may_read_keys(request: Request) -> bool:
+    """Whether the caller may read access keys back (as Cloudera ML shows them to those who
+    may deploy): an API key of scope ``deploy`` or ``admin``, or anyone when the control
+    plane's authentication is off (anyone may then rotate a key anyway). Goes with
+    :func:`require_api_key`, which identifies the caller first."""
+    if not get_platform(request).settings.auth_enabled:
+        return True
+    caller = getattr(request.state, "caller", None)
+    return caller is not None and grants(caller.scope, DEPLOY)
 
 
 def require_admin(

@@ -6,7 +6,11 @@ REST API directly) work unchanged; the work is :class:`~modeldeck.compat.cmlapi_
 
 from __future__ import annotations
 
+import asyncio
+from typing import Any
+
 from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, ConfigDict, Field
 
 from modeldeck.compat.cmlapi_models import (
     CreateModelBuildRequest,
@@ -22,9 +26,10 @@ from modeldeck.compat.cmlapi_models import (
     RegisteredModel,
 )
 from modeldeck.compat.cmlapi_service import CmlService
+from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS
 from modeldeck.platform import Platform
 
-from .deps import get_platform, require_api_key
+from .deps import get_platform, may_read_keys, require_api_key
 from .routes_control import errors
 
 router = APIRouter(
@@ -76,14 +81,17 @@ async def list_all_models(
     page_size: int | None = PageSize,
     page_token: str | None = PageToken,
     service: CmlService = Depends(cml),
+    reveal: bool = Depends(may_read_keys),
 ) -> ListModelsResponse:
-    return await service.list_models(None, search_filter, sort, page_size, page_token)
+    return await service.list_models(
+        None, search_filter, sort, page_size, page_token, reveal_keys=reveal
+    )
 
 
 @router.post(
     "/projects/{project_id}/models",
     status_code=201,
-    summary="Create a model (optionally built and deployed at once); holds the access key once",
+    summary="Create a model (optionally built and deployed at once), with its access key",
     responses=errors(404, 409),
 )
 async def create_model(
@@ -92,7 +100,10 @@ async def create_model(
     return await service.create_model(project_id, body)
 
 
-@router.get("/projects/{project_id}/models", summary="List a project's models")
+@router.get(
+    "/projects/{project_id}/models",
+    summary="List a project's models (with their access keys, for deploy and admin keys)",
+)
 async def list_models(
     project_id: str,
     search_filter: str | None = SearchFilter,
@@ -100,13 +111,23 @@ async def list_models(
     page_size: int | None = PageSize,
     page_token: str | None = PageToken,
     service: CmlService = Depends(cml),
+    reveal: bool = Depends(may_read_keys),
 ) -> ListModelsResponse:
-    return await service.list_models(project_id, search_filter, sort, page_size, page_token)
+    return await service.list_models(
+        project_id, search_filter, sort, page_size, page_token, reveal_keys=reveal
+    )
 
 
-@router.get(MODEL, summary="A model", responses=errors(404))
-async def get_model(project_id: str, model_id: str, service: CmlService = Depends(cml)) -> Model:
-    return await service.get_model(project_id, model_id)
+@router.get(
+    MODEL, summary="A model (with its access key, for deploy and admin keys)", responses=errors(404)
+)
+async def get_model(
+    project_id: str,
+    model_id: str,
+    service: CmlService = Depends(cml),
+    reveal: bool = Depends(may_read_keys),
+) -> Model:
+    return await service.get_model(project_id, model_id, reveal_key=reveal)
 
 
 @router.post(
@@ -209,6 +230,87 @@ async def restart_model_deployment(
     service: CmlService = Depends(cml),
 ) -> ModelDeployment:
     return await service.restart_deployment(project_id, model_id, build_id, deployment_id)
+
+
+# -- model metrics by CRN (cml.metrics_v1 / cdsw on a platform) -------------------------------
+
+
+def _crn(what: str) -> Any:
+    return Query(None, min_length=1, max_length=1024, description=f"The CRN of a {what}.")
+
+
+def _timestamp() -> Any:
+    return Query(None, ge=0, le=MAX_TIMESTAMP_MS, description="ms since the epoch")
+
+
+class CmlMetricsPage(BaseModel):
+    metrics: list[dict[str, Any]] = Field(
+        description="Records in Cloudera ML's shape, with the CRNs the cmlapi objects show."
+    )
+    next_cursor: str | None = Field(
+        description="Pass as ?cursor= (with the same end_timestamp_ms) for the next page; a page "
+        "may be empty while more follow."
+    )
+
+
+class CmlAggregateMetrics(BaseModel):
+    model_config = ConfigDict(extra="forbid", protected_namespaces=())
+
+    metrics: dict[str, Any]
+    start_timestamp_ms: int = Field(ge=0, le=MAX_TIMESTAMP_MS)
+    end_timestamp_ms: int = Field(ge=0, le=MAX_TIMESTAMP_MS)
+    model_deployment_crn: str = Field(min_length=1, max_length=1024)
+
+
+class Recorded(BaseModel):
+    status: str = "recorded"
+
+
+@router.get(
+    "/metrics",
+    summary="Prediction records by model, build and/or deployment CRN (read_metrics)",
+    responses=errors(404),
+)
+async def read_metrics(
+    model_crn: str | None = _crn("model"),
+    model_build_crn: str | None = _crn("model build"),
+    model_deployment_crn: str | None = _crn("model deployment"),
+    start_timestamp_ms: int | None = _timestamp(),
+    end_timestamp_ms: int | None = _timestamp(),
+    limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
+    cursor: str | None = Query(None, max_length=2048),
+    service: CmlService = Depends(cml),
+) -> CmlMetricsPage:
+    records, next_cursor = await asyncio.to_thread(
+        service.records.page,
+        model_crn=model_crn,
+        model_build_crn=model_build_crn,
+        model_deployment_crn=model_deployment_crn,
+        start_ms=start_timestamp_ms or 0,
+        end_ms=end_timestamp_ms,
+        limit=limit,
+        cursor=cursor,
+    )
+    return CmlMetricsPage(metrics=records, next_cursor=next_cursor)
+
+
+@router.post(
+    "/metrics/aggregate",
+    status_code=201,
+    summary="Window-level metrics of a deployment named by CRN (track_aggregate_metrics)",
+    responses=errors(404),
+)
+async def track_aggregate_metrics(
+    body: CmlAggregateMetrics, service: CmlService = Depends(cml)
+) -> Recorded:
+    await asyncio.to_thread(
+        service.records.track_aggregate,
+        body.metrics,
+        body.start_timestamp_ms,
+        body.end_timestamp_ms,
+        body.model_deployment_crn,
+    )
+    return Recorded()
 
 
 __all__ = ["router"]

@@ -23,7 +23,7 @@ from modeldeck.errors import error_body
 from modeldeck.platform import Platform
 from modeldeck.validation import Text
 
-from .deps import get_platform, require_admin, require_api_key
+from .deps import get_platform, may_read_keys, require_admin, require_api_key
 
 ERROR_SCHEMA = {
     "type": "object",
@@ -124,13 +124,17 @@ async def create_deployment(
 
 
 @router.get("/deployments", tags=["deployments"], summary="List deployments")
-async def list_deployments(platform: Platform = Depends(get_platform)) -> list[DeploymentView]:
-    return await platform.deployments.list()
+async def list_deployments(
+    platform: Platform = Depends(get_platform), reveal: bool = Depends(may_read_keys)
+) -> list[DeploymentView]:
+    return await platform.deployments.list(reveal_keys=reveal)
 
 
 @router.get("/deployments/{name}", tags=["deployments"], responses=errors(404))
-async def get_deployment(name: str, platform: Platform = Depends(get_platform)) -> DeploymentView:
-    return await platform.deployments.get(name)
+async def get_deployment(
+    name: str, platform: Platform = Depends(get_platform), reveal: bool = Depends(may_read_keys)
+) -> DeploymentView:
+    return await platform.deployments.get(name, reveal_key=reveal)
 
 
 @router.post("/deployments/{name}/stop", tags=["deployments"], responses=errors(404))

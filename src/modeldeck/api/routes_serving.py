@@ -155,7 +155,7 @@ async def cml_response(platform: Platform, request: Request) -> Response:
         if answer.status != 200:
             response = JSONResponse({"success": False, **result}, status_code=answer.status)
         else:
-            result["model_deployment_crn"] = route.crn
+            result["model_deployment_crn"] = platform.cml.answer_crn(route, answer.version)
             response = JSONResponse(
                 {"success": True, "response": result},
                 headers={"X-Prediction-Id": result.get("uuid", "")},

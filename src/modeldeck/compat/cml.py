@@ -1,7 +1,10 @@
 """The functions of Cloudera ML's ``cml.metrics_v1``, ``cml.models_v1`` and ``cdsw`` on modeldeck.
 
 Signatures follow Cloudera's documentation; behaviour follows :mod:`modeldeck.metrics` (records
-are kept by the modeldeck platform, or in the local dev store with ``dev=True``).
+are kept by the modeldeck platform, or in the local dev store with ``dev=True``). Records read
+back as Cloudera ML shows them, with the CRNs of the ``cmlapi`` model, build and deployment that
+made them (:mod:`modeldeck.compat.cml_records`). Calls to the platform go through the process's
+one HTTP client (:mod:`modeldeck.httpclient`).
 """
 
 from __future__ import annotations
@@ -10,9 +13,9 @@ import os
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-import httpx
-
+from modeldeck import httpclient
 from modeldeck import metrics as _metrics
+from modeldeck.compat.cml_records import CmlRecords, RestCmlRecords
 from modeldeck.errors import BadRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -40,13 +43,18 @@ def track_aggregate_metrics(
     model_deployment_crn: str | None = None,
     dev: bool = False,
 ) -> None:
-    _metrics.track_aggregate_metrics(
-        metrics,
-        start_timestamp_ms,
-        end_timestamp_ms,
-        model_deployment_crn=model_deployment_crn,
-        dev=dev,
-    )
+    """Window-level metrics of the deployment ``model_deployment_crn`` names (a ``cmlapi``
+    deployment's CRN, or a modeldeck deployment's)."""
+    if dev or model_deployment_crn is None:
+        _metrics.track_aggregate_metrics(
+            metrics,
+            start_timestamp_ms,
+            end_timestamp_ms,
+            model_deployment_crn=model_deployment_crn,
+            dev=dev,
+        )
+        return
+    _records().track_aggregate(metrics, start_timestamp_ms, end_timestamp_ms, model_deployment_crn)
 
 
 def read_metrics(
@@ -57,23 +65,47 @@ def read_metrics(
     model_build_crn: str | None = None,
     dev: bool = False,
 ) -> dict[str, list[dict[str, Any]]]:
-    """``{"metrics": [...]}``; ``model_crn`` / ``model_build_crn`` narrow the records."""
-    if not dev and model_deployment_crn is None:
-        raise BadRequest("read_metrics needs model_deployment_crn (or dev=True)")
-    result = _metrics.read_metrics(
-        None,
-        start_timestamp_ms or 0,
-        end_timestamp_ms,
+    """``{"metrics": [...]}``: the records in the window (default: from 0 until now) that carry
+    every CRN given, as on Cloudera ML: ``model_crn`` alone reads every deployment of the
+    model, ``model_build_crn`` the predictions of that build, ``model_deployment_crn`` those of
+    that deployment. Registry deployments' records hold the model's output under
+    ``prediction`` and the input under ``input``. With ``dev=True``, the dev store's records."""
+    if dev:
+        result = _metrics.read_metrics(None, start_timestamp_ms or 0, end_timestamp_ms, dev=True)
+        wanted = {"modelCrn": model_crn, "modelBuildCrn": model_build_crn,
+                  "modelDeploymentCrn": model_deployment_crn}  # fmt: skip
+        return {
+            "metrics": [
+                r
+                for r in result["metrics"]
+                if all(value is None or r[key] == value for key, value in wanted.items())
+            ]
+        }
+    if not (model_crn or model_build_crn or model_deployment_crn):
+        raise BadRequest(
+            "name what to read: model_crn, model_build_crn or model_deployment_crn (or dev=True)",
+            details={"field": "model_deployment_crn"},
+        )
+    records = _records().iter(
+        model_crn=model_crn,
+        model_build_crn=model_build_crn,
         model_deployment_crn=model_deployment_crn,
-        dev=dev,
+        start_ms=start_timestamp_ms or 0,
+        end_ms=end_timestamp_ms,
     )
-    records = [
-        r
-        for r in result["metrics"]
-        if (model_crn is None or r["modelCrn"] == model_crn)
-        and (model_build_crn is None or r["modelBuildCrn"] == model_build_crn)
-    ]
-    return {"metrics": records}
+    return {"metrics": list(records)}
+
+
+def _records() -> CmlRecords | RestCmlRecords:
+    """The platform's records: through its REST API when ``MODELDECK_URL`` is set (or after
+    ``modeldeck.metrics.configure``), else in the store of ``MODELDECK_DATA_DIR`` /
+    ``MODELDECK_STORE_URL``, as :mod:`modeldeck.metrics` decides."""
+    from modeldeck.monitoring.sdk_backends import LocalBackend
+
+    backend = _metrics._backend(dev=False)
+    if isinstance(backend, LocalBackend):
+        return CmlRecords(backend.store, backend.metrics)
+    return RestCmlRecords(backend.client)
 
 
 def platform_url() -> str:
@@ -91,9 +123,10 @@ def call_model(model_access_key: str, ipt: Any, timeout: float = 30.0) -> dict[s
     """Call a deployed model through the Cloudera-compatible ``/model`` endpoint.
 
     Returns the endpoint's answer, ``{"success": true, "response": {...}}`` (or
-    ``{"success": false, ...}`` with the error).
+    ``{"success": false, ...}`` with the error). Every call reuses the process's one HTTP
+    client and its open connection.
     """
-    response = httpx.post(
+    response = httpclient.shared().post(
         f"{platform_url()}/model",
         json={"accessKey": model_access_key, "request": ipt},
         timeout=timeout,

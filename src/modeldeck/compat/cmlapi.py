@@ -20,6 +20,7 @@ from urllib.parse import quote
 
 import httpx
 
+from modeldeck import httpclient
 from modeldeck.compat.cml import platform_url
 
 QUERY_PARAMETERS = ("search_filter", "sort", "page_size", "page_token")
@@ -199,16 +200,105 @@ class ApiException(Exception):
 # -- the client -------------------------------------------------------------------------------
 
 
-class CMLServiceApi:
-    """The calls of Cloudera's ``CMLServiceApi`` that deploy and watch models."""
+class Configuration:
+    """``cmlapi.Configuration``: where the platform is (``host``). ``ssl_ca_cert`` and
+    ``verify_ssl`` are accepted and not used: TLS is verified against the system's CAs."""
 
-    def __init__(self, url: str, api_key: str | None = None, *, timeout: float = 60.0) -> None:
-        self.url = url.rstrip("/")
-        headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
-        self._http = httpx.Client(base_url=self.url + "/api/v2", headers=headers, timeout=timeout)
+    def __init__(self) -> None:
+        self.host = ""
+        self.ssl_ca_cert: str | None = None
+        self.verify_ssl = True
+        self.api_key: dict[str, str] = {}
+        self.api_key_prefix: dict[str, str] = {}
+
+
+class ApiClient:
+    """``cmlapi.ApiClient(configuration)``, for building a client by hand as Cloudera's
+    documentation shows (``set_default_header("authorization", "Bearer <key>")``)."""
+
+    def __init__(
+        self,
+        configuration: Configuration | None = None,
+        header_name: str | None = None,
+        header_value: str | None = None,
+    ) -> None:
+        self.configuration = configuration or Configuration()
+        self.default_headers: dict[str, str] = {}
+        if header_name is not None and header_value is not None:
+            self.set_default_header(header_name, header_value)
+
+    def set_default_header(self, header_name: str, header_value: str) -> None:
+        self.default_headers[header_name] = header_value
+
+
+# Why the calls of Cloudera's CMLServiceApi that modeldeck does not serve are not served, by
+# what their names start with (the first match wins).
+UNSUPPORTED = (
+    (("list_project", "get_project", "create_project", "update_project", "delete_project",
+      "batch_list_projects", "add_project", "upload_", "download_"),
+     "modeldeck has no projects: project_id is only a namespace for models"),
+    (("list_job", "get_job", "create_job", "update_job", "delete_job", "stop_job"),
+     "modeldeck runs no jobs: run batch inference where you like and record it with "
+     "modeldeck.metrics or POST /api/v1/deployments/{name}/predictions"),
+    (("list_application", "get_application", "create_application", "update_application",
+      "delete_application", "restart_application", "stop_application"),
+     "modeldeck hosts no applications"),
+    (("list_experiment", "get_experiment", "create_experiment", "update_experiment",
+      "delete_experiment", "log_experiment"),
+     "experiments are MLflow's: use mlflow's tracking API against MLFLOW_TRACKING_URI"),
+    (("create_registered_model", "update_registered_model", "delete_registered_model",
+      "get_registered_model_version", "update_registered_model_version",
+      "delete_registered_model_version"),
+     "the registry is MLflow's: register and change models with mlflow's client"),
+    (("update_model_deployment", "delete_model_deployment"),
+     "change a deployment with a new deployment of the build (create_model_deployment), or "
+     "through modeldeck's /api/v1/deployments"),
+    (("update_model", "delete_model"),
+     "change or delete the model's deployment through modeldeck's /api/v1/deployments"),
+    (("list_runtime",), "modeldeck has no runtimes: models run in the platform's Python or "
+     "in a uv/virtualenv environment built from the model's requirements"),
+)  # fmt: skip
+
+
+class CMLServiceApi:
+    """The calls of Cloudera's ``CMLServiceApi`` that deploy and watch models.
+
+    ``CMLServiceApi(url, api_key)``, or ``CMLServiceApi(ApiClient(configuration))`` as
+    Cloudera's documentation builds one. Any other call of Cloudera's client raises
+    ``NotImplementedError`` saying why (:data:`UNSUPPORTED`)."""
+
+    def __init__(
+        self,
+        url: str | ApiClient | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = 60.0,
+    ) -> None:
+        headers: dict[str, str] = {}
+        if isinstance(url, ApiClient):
+            headers = {_header_name(k): v for k, v in url.default_headers.items()}
+            url = _platform(url.configuration.host or None)
+        self.url = (url or platform_url()).rstrip("/")
+        if api_key:
+            headers["Authorization"] = f"Bearer {api_key}"
+        self.headers = headers
+        self.timeout = timeout
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(f"{type(self).__name__} has no attribute {name!r}")
+        why = next(
+            (reason for prefixes, reason in UNSUPPORTED if name.startswith(prefixes)),
+            "modeldeck serves the calls that deploy and watch models",
+        )
+        raise NotImplementedError(
+            f"cmlapi's {name}() is not supported by modeldeck: {why} "
+            "(docs/cml-compatibility.md lists what is)"
+        )
 
     def close(self) -> None:
-        self._http.close()
+        """Nothing to release: every client sends through the process's one HTTP client
+        (:func:`modeldeck.httpclient.shared`), closed at exit."""
 
     # registered models (MLflow's registry)
 
@@ -348,7 +438,14 @@ class CMLServiceApi:
         payload: Any = None,
     ) -> dict[str, Any]:
         try:
-            response = self._http.request(method, path, params=params, json=payload)
+            response = httpclient.shared().request(
+                method,
+                f"{self.url}/api/v2{path}",
+                params=params,
+                json=payload,
+                headers=self.headers,
+                timeout=self.timeout,
+            )
         except httpx.HTTPError as exc:
             raise ApiException(status=0, reason=f"cannot reach {self.url}: {exc}") from exc
         if response.status_code >= 400:
@@ -366,12 +463,22 @@ def default_client(url: str | None = None, cml_api_key: str | None = None) -> CM
     gives way to ``MODELDECK_URL`` when that is set, so a plain ``http://`` platform is reached
     without editing the script.
     """
+    key = cml_api_key or os.environ.get("MODELDECK_API_KEY") or os.environ.get("CDSW_APIV2_KEY")
+    return CMLServiceApi(_platform(url), key)
+
+
+def _platform(url: str | None) -> str:
+    """``url``, unless it is none or the ``https://$CDSW_DOMAIN`` a Cloudera script builds
+    while ``MODELDECK_URL`` is set: then the platform's URL."""
     domain = os.environ.get("CDSW_DOMAIN")
     built_from_domain = bool(domain) and (url or "").rstrip("/") == f"https://{domain}"
     if url is None or (built_from_domain and os.environ.get("MODELDECK_URL")):
-        url = platform_url()
-    key = cml_api_key or os.environ.get("MODELDECK_API_KEY") or os.environ.get("CDSW_APIV2_KEY")
-    return CMLServiceApi(url, key)
+        return platform_url()
+    return url
+
+
+def _header_name(name: str) -> str:
+    return "Authorization" if name.lower() == "authorization" else name
 
 
 def _path(*parts: str) -> str:
@@ -411,9 +518,11 @@ def _body(body: Any) -> Any:
 
 
 __all__ = [
+    "ApiClient",
     "ApiException",
     "ApiObject",
     "CMLServiceApi",
+    "Configuration",
     "CreateModelBuildRequest",
     "CreateModelDeploymentRequest",
     "CreateModelRequest",

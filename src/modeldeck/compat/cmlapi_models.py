@@ -191,7 +191,9 @@ class Model(BaseModel):
     description: str
     crn: str
     access_key: str | None = Field(
-        description="The access key: only in the answer to create_model (stored as a hash)."
+        description="The access key: in the answer to create_model, and for API keys of scope "
+        "deploy or admin (null for others, and for keys made before keys were kept encrypted, "
+        "until rotated)."
     )
     access_key_prefix: str | None
     auth_enabled: bool
@@ -247,7 +249,7 @@ class ModelDeployment(BaseModel):
     project_id: str
     model_id: str
     build_id: str
-    crn: str = Field(description="The modeldeck deployment's CRN (metrics records carry it).")
+    crn: str = Field(description="Its own CRN: the records of the predictions it served carry it.")
     status: str = Field(description="deploying, deployed, failed or stopped")
     status_message: str
     cpu: float | None

@@ -5,7 +5,9 @@ Knows nothing of HTTP. The mapping:
 * a **registered model** is MLflow's, read through :class:`~modeldeck.registry.Registry`; its
   ``model_id`` is its name and a version's ``model_version_id`` is ``models:/name/version``;
 * a **model** (per ``project_id``, which is only a namespace) is a name, an access key and the
-  modeldeck deployment it serves as (``deployment_name``);
+  modeldeck deployment it serves as (``deployment_name``). The key is kept as a hash and, for
+  API keys of scope ``deploy`` or ``admin`` to read back as on Cloudera ML, encrypted with the
+  platform's secret (:mod:`modeldeck.keyvault`);
 * a **build** checks a registered version (or a Python file): it resolves the version in MLflow
   and loads the model once in a separate process, in the background (``queued`` ->
   ``building`` -> ``built`` | ``build failed`` with the reason); when the model's deployment
@@ -15,6 +17,10 @@ Knows nothing of HTTP. The mapping:
   ``/api/v1/deployments``: the first creates the model's modeldeck deployment with the model's
   access key, later ones redeploy it with the build's version. While a CML deployment is the
   model's live one, its status comes from the modeldeck deployment.
+
+Models, builds and deployments have CRNs of their own (:mod:`modeldeck.deployments.crn`); the
+records their predictions make read back with them (:mod:`modeldeck.compat.cml_records`), and
+``/model`` answers name the CML deployment that made the prediction.
 
 Every object lives in the store, so every process sees the same state.
 """
@@ -41,6 +47,7 @@ from sqlalchemy.orm import Session
 
 from modeldeck import compat
 from modeldeck.builds.environment import ISOLATED, replica_environment
+from modeldeck.compat.cml_records import CmlRecords, Serving, load_servings, serving_at
 from modeldeck.compat.cmlapi_build import RESULT_PREFIX
 from modeldeck.compat.cmlapi_models import (
     BuildConfig,
@@ -59,11 +66,13 @@ from modeldeck.compat.cmlapi_models import (
     RegisteredModelVersion,
 )
 from modeldeck.config import Settings
-from modeldeck.deployments.crn import CRN_PREFIX
+from modeldeck.deployments.crn import build_crn, deployment_crn, model_crn
 from modeldeck.deployments.models import DeploymentCreate, DeploymentView
-from modeldeck.deployments.service import DeploymentService
+from modeldeck.deployments.service import DeploymentService, RouteEntry
 from modeldeck.errors import BadRequest, Conflict, ModeldeckError, NotFound, ValidationFailed
 from modeldeck.keys import KeyHash, new_access_key
+from modeldeck.keyvault import KeyVault
+from modeldeck.monitoring.model_metrics import now_ms
 from modeldeck.paths import allowed_python_file
 from modeldeck.registry import ModelInfo, Registry, ResolvedVersion, parse_version_spec
 from modeldeck.store import Store
@@ -91,18 +100,38 @@ class BuildFailed(ModeldeckError):
 
 class CmlService:
     def __init__(
-        self, settings: Settings, store: Store, registry: Registry, deployments: DeploymentService
+        self,
+        settings: Settings,
+        store: Store,
+        registry: Registry,
+        deployments: DeploymentService,
+        vault: KeyVault | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.deployments = deployments
+        self.vault = vault or KeyVault(settings)
+        self.records = CmlRecords(store)
         self._tasks: set[asyncio.Task[None]] = set()
         self._locks: dict[str, asyncio.Lock] = {}
+        # When each CML deployment went live, by the modeldeck deployment it runs as: which one
+        # a /model answer names. This service is their only writer.
+        self._servings: dict[str, list[Serving]] = {}
 
     async def restore(self) -> None:
         """Builds the platform was running when it stopped will never finish: say so."""
         await asyncio.to_thread(self._fail_unfinished_builds)
+        self._servings = await asyncio.to_thread(self._load_servings, None)
+
+    def answer_crn(self, route: RouteEntry, version: str | None) -> str:
+        """The deployment CRN a ``/model`` answer of ``route`` by ``version`` names: that of
+        the CML deployment its record belongs to (as :mod:`~modeldeck.compat.cml_records`
+        reads it), or the modeldeck deployment's own."""
+        serving = serving_at(
+            self._servings.get(route.deployment_id, ()), version or route.version, now_ms()
+        )
+        return serving.deployment_crn if serving is not None else route.crn
 
     async def shutdown(self) -> None:
         for task in list(self._tasks):
@@ -143,6 +172,7 @@ class CmlService:
         if body.registered_model_id:
             await asyncio.to_thread(self.registry.get_model, body.registered_model_id)
         key = new_access_key()
+        encrypted = await asyncio.to_thread(self.vault.encrypt, key.plaintext)
         model_id = str(uuid.uuid4())
         row = CmlModelRow(
             id=model_id,
@@ -154,6 +184,7 @@ class CmlService:
             auth_enabled=not body.disable_authentication,
             access_key_hash=key.hash,
             access_key_prefix=key.prefix,
+            access_key_encrypted=encrypted,
         )
         build = None
         if body.auto_build_model:  # checked before the model is stored
@@ -162,7 +193,7 @@ class CmlService:
         if build is not None:
             deploy = (body.auto_deploy_config or DeployConfig()) if body.auto_deploy_model else None
             await self._start_build(row, build, then_deploy=deploy)
-        view = await self._model_view(row)
+        view = await self._model_view(row, reveal_key=False)
         return view.model_copy(update={"access_key": key.plaintext})
 
     async def list_models(
@@ -172,16 +203,20 @@ class CmlService:
         sort: str | None = None,
         page_size: int | None = None,
         page_token: str | None = None,
+        *,
+        reveal_keys: bool = False,
     ) -> ListModelsResponse:
+        """A project's models (every project's for ``None``); ``reveal_keys``: with their
+        access keys, for callers that may read them."""
         wanted = _filter(search_filter, {"name": "name", "model_name": "name"}).get("name")
         rows = await asyncio.to_thread(self._model_rows, project_id, wanted)
-        models = [await self._model_view(r) for r in rows]
+        models = [await self._model_view(r, reveal_key=reveal_keys) for r in rows]
         models = _sorted(models, sort, ("name", "created_at", "updated_at"), "created_at")
         page, token = _page(models, page_size, page_token)
         return ListModelsResponse(models=page, next_page_token=token)
 
-    async def get_model(self, project_id: str, model_id: str) -> Model:
-        return await self._model_view(await self._model(project_id, model_id))
+    async def get_model(self, project_id: str, model_id: str, *, reveal_key: bool = False) -> Model:
+        return await self._model_view(await self._model(project_id, model_id), reveal_key)
 
     # -- builds -------------------------------------------------------------------------------
 
@@ -374,7 +409,7 @@ class CmlService:
         except Exception as exc:  # recorded as a failed deployment the user can see
             message = exc.message if isinstance(exc, ModeldeckError) else repr(exc)
             log.warning("automatic deployment of model %s failed: %s", model.name, message)
-            row = _deployment_row(model, build, config, crn="")
+            row = _deployment_row(model, build, config, deployment_id=None)
             row.status, row.status_message = "failed", message
             await asyncio.to_thread(self._insert, row)
 
@@ -402,34 +437,38 @@ class CmlService:
                         details={"deployment": model.deployment_name},
                     )
                 assert model.access_key_hash and model.access_key_prefix
-                view = await self.deployments.create(
-                    request, access_key=KeyHash(model.access_key_hash, model.access_key_prefix)
+                key = KeyHash(
+                    model.access_key_hash, model.access_key_prefix, model.access_key_encrypted
                 )
+                view = await self.deployments.create(request, access_key=key)
             if existing_id is None:
-                row = _deployment_row(model, build, config, crn=view.crn)
-                row.status = LIVE
+                row = _deployment_row(model, build, config, deployment_id=view.id)
             else:
                 row = await asyncio.to_thread(self._get, CmlModelDeploymentRow, existing_id)
-                row.crn, row.status, row.status_message, row.stopped_at = view.crn, LIVE, "", None
-            return await asyncio.to_thread(self._make_live, row)
+                row.deployment_id, row.status, row.status_message = view.id, LIVE, ""
+                row.stopped_at = None
+            row = await asyncio.to_thread(self._make_live, row)
+            self._servings.update(await asyncio.to_thread(self._load_servings, [view.id]))
+            return row
 
     async def _owned_deployment(self, model: CmlModelRow) -> DeploymentRow | None:
         """The model's modeldeck deployment, if it exists and one of its deployments made it."""
         row = await asyncio.to_thread(self._deployment_row_named, model.deployment_name)
         if row is None:
             return None
-        owned = await asyncio.to_thread(self._has_deployment_with_crn, model.id, row.crn)
+        owned = await asyncio.to_thread(self._has_deployment_on, model.id, row.id)
         return row if owned else None
 
     async def _live_status(
-        self, model: CmlModelRow, crn: str, version: str | None = None
+        self, model: CmlModelRow, deployment_id: str | None, version: str | None = None
     ) -> tuple[str, str]:
-        """The CML status of the live deployment whose build serves ``version``."""
+        """The CML status of the live deployment (running as modeldeck deployment
+        ``deployment_id``) whose build serves ``version``."""
         try:
             view = await self.deployments.get(model.deployment_name)
         except NotFound:
             return "stopped", f"deployment {model.deployment_name!r} was deleted"
-        if view.crn != crn:
+        if view.id != deployment_id:
             return "stopped", f"deployment {model.deployment_name!r} was replaced"
         if view.status == "failed":
             return "failed", view.status_message
@@ -449,17 +488,20 @@ class CmlService:
 
     # -- views --------------------------------------------------------------------------------
 
-    async def _model_view(self, row: CmlModelRow) -> Model:
+    async def _model_view(self, row: CmlModelRow, reveal_key: bool) -> Model:
         deployed = await self._owned_deployment(row)  # its key may have been rotated since
-        prefix = deployed.access_key_prefix if deployed is not None else row.access_key_prefix
+        holder: CmlModelRow | DeploymentRow = deployed if deployed is not None else row
+        key = None
+        if reveal_key:
+            key = await asyncio.to_thread(self.vault.decrypt, holder.access_key_encrypted)
         return Model(
             id=row.id,
             project_id=row.project_id,
             name=row.name,
             description=row.description,
-            crn=f"{CRN_PREFIX}/model/{row.registered_model_id or row.id}",
-            access_key=None,
-            access_key_prefix=prefix,
+            crn=model_crn(row.id),
+            access_key=key,
+            access_key_prefix=holder.access_key_prefix,
             auth_enabled=row.auth_enabled,
             registered_model_id=row.registered_model_id,
             deployment_name=row.deployment_name,
@@ -477,7 +519,7 @@ class CmlService:
         if status == LIVE:
             build = await asyncio.to_thread(self._find, CmlModelBuildRow, row.build_id)
             version = build.model_version if build is not None and not build.file_path else None
-            status, message = await self._live_status(model, row.crn, version)
+            status, message = await self._live_status(model, row.deployment_id, version)
         return ModelDeployment(
             id=row.id,
             project_id=row.project_id,
@@ -617,8 +659,11 @@ class CmlService:
             return row
 
     def _make_live(self, row: CmlModelDeploymentRow) -> CmlModelDeploymentRow:
-        """Store ``row`` as its model's one live deployment; the previous one is stopped."""
+        """Store ``row`` as its model's one live deployment, live from now on; the previous
+        one is stopped."""
         now = utcnow()
+        row.status = LIVE
+        row.live_since_ms = [*(row.live_since_ms or []), int(now.timestamp() * 1000)]
         with self.store.write() as session:
             for other in session.scalars(
                 select(CmlModelDeploymentRow).where(
@@ -639,14 +684,19 @@ class CmlService:
                 select(DeploymentRow).where(DeploymentRow.name == name)
             ).one_or_none()
 
-    def _has_deployment_with_crn(self, model_id: str, crn: str) -> bool:
+    def _has_deployment_on(self, model_id: str, deployment_id: str) -> bool:
         with self.store.read() as session:
             found = session.scalars(
                 select(CmlModelDeploymentRow.id).where(
-                    CmlModelDeploymentRow.model_id == model_id, CmlModelDeploymentRow.crn == crn
+                    CmlModelDeploymentRow.model_id == model_id,
+                    CmlModelDeploymentRow.deployment_id == deployment_id,
                 )
             ).first()
         return found is not None
+
+    def _load_servings(self, deployment_ids: list[str] | None) -> dict[str, list[Serving]]:
+        with self.store.read() as session:
+            return load_servings(session, deployment_ids)
 
     def _fail_unfinished_builds(self) -> None:
         with self.store.write() as session:
@@ -789,15 +839,19 @@ def _with_shims(environment: dict[str, str]) -> dict[str, str]:
 
 
 def _deployment_row(
-    model: CmlModelRow, build: CmlModelBuildRow, config: DeployConfig, crn: str
+    model: CmlModelRow, build: CmlModelBuildRow, config: DeployConfig, deployment_id: str | None
 ) -> CmlModelDeploymentRow:
+    """A new CML deployment of ``build``, running as modeldeck deployment ``deployment_id``."""
     now = utcnow()
+    row_id = str(uuid.uuid4())
     return CmlModelDeploymentRow(
-        id=str(uuid.uuid4()),
+        id=row_id,
         model_id=model.id,
         build_id=build.id,
         project_id=model.project_id,
-        crn=crn,
+        crn=deployment_crn(row_id),
+        deployment_id=deployment_id,
+        live_since_ms=[],
         cpu=config.cpu,
         memory=config.memory,
         replicas=config.replicas,
@@ -854,7 +908,7 @@ def _build_view(row: CmlModelBuildRow) -> ModelBuild:
         id=row.id,
         project_id=row.project_id,
         model_id=row.model_id,
-        crn=f"{CRN_PREFIX}/model-build/{row.id}",
+        crn=build_crn(row.id),
         status=row.status,
         status_message=row.status_message,
         registered_model_version_id=row.registered_model_version_id,

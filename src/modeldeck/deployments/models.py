@@ -279,6 +279,11 @@ class DeploymentView(BaseModel):
     environment: dict[str, str]
     auth_enabled: bool
     access_key_prefix: str | None
+    access_key: str | None = Field(
+        default=None,
+        description="The access key, for API keys of scope deploy or admin; null for other "
+        "callers, and for a key made before keys were kept encrypted until it is rotated.",
+    )
     endpoint_url: str
     kind: str
     source: str

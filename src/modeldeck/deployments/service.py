@@ -54,7 +54,8 @@ from modeldeck.deployments.models import (
 from modeldeck.deployments.ray import require_ray
 from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
 from modeldeck.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
-from modeldeck.keys import KeyHash, NewKey, hash_key, new_access_key
+from modeldeck.keys import KeyHash, hash_key, new_access_key
+from modeldeck.keyvault import KeyVault
 from modeldeck.paths import allowed_python_file
 from modeldeck.registry import Registry, parse_version_spec
 from modeldeck.store import Store
@@ -100,12 +101,18 @@ class _Rollout:
 
 class DeploymentService:
     def __init__(
-        self, settings: Settings, store: Store, registry: Registry, runtime: LocalRuntime
+        self,
+        settings: Settings,
+        store: Store,
+        registry: Registry,
+        runtime: LocalRuntime,
+        vault: KeyVault | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.registry = registry
         self.runtime = runtime
+        self.vault = vault or KeyVault(settings)
         self._routes: dict[str, RouteEntry] = {}
         self._by_key: dict[str, str] = {}
         self._locks: dict[str, asyncio.Lock] = {}
@@ -201,7 +208,8 @@ class DeploymentService:
         self, request: DeploymentCreate, *, access_key: KeyHash | None = None
     ) -> DeploymentCreated:
         """Deploy; ``access_key`` is a key issued elsewhere (a Cloudera-style model's) to use
-        instead of a new one, in which case the result carries no key."""
+        instead of a new one, in which case the result carries no key. The key is stored as
+        its hash and encrypted with the platform's secret."""
         async with self._lock(request.name):
             if await asyncio.to_thread(self._find, request.name) is not None:
                 raise Conflict(
@@ -226,13 +234,20 @@ class DeploymentService:
         self, row: DeploymentRow, request: DeploymentCreate, access_key: KeyHash | None
     ) -> DeploymentCreated:
         if row.kind == "batch":
-            return DeploymentCreated(**(await self.get(row.name)).model_dump(), access_key=None)
-        key: NewKey | None = None
+            return _created(await self.get(row.name), None)
+        plaintext: str | None = None
         stored = access_key
         if stored is None:
             key = new_access_key()
-            stored = KeyHash(key.hash, key.prefix)
-        await self._update(row.name, access_key_hash=stored.hash, access_key_prefix=stored.prefix)
+            plaintext = key.plaintext
+            encrypted = await asyncio.to_thread(self.vault.encrypt, key.plaintext)
+            stored = KeyHash(key.hash, key.prefix, encrypted)
+        await self._update(
+            row.name,
+            access_key_hash=stored.hash,
+            access_key_prefix=stored.prefix,
+            access_key_encrypted=stored.encrypted,
+        )
         row = await self._require(row.name)
         if not request.auth_enabled:
             log.warning(
@@ -242,8 +257,7 @@ class DeploymentService:
             )
         self._set_route(row)
         await self._launch(row, "deploy")
-        view = await self.get(request.name)
-        return DeploymentCreated(**view.model_dump(), access_key=key.plaintext if key else None)
+        return _created(await self.get(request.name), plaintext)
 
     async def redeploy(self, request: DeploymentCreate) -> DeploymentView:
         """Serve another model version (or file) under an existing deployment.
@@ -661,12 +675,14 @@ class DeploymentService:
             row.status = "active"
         return row
 
-    async def list(self) -> list[DeploymentView]:
+    async def list(self, *, reveal_keys: bool = False) -> list[DeploymentView]:
+        """Every deployment; ``reveal_keys``: with their access keys, for callers that may
+        read them."""
         rows = await asyncio.to_thread(self._all_rows)
-        return [self._view(r) for r in rows]
+        return [self._view(r, reveal_keys) for r in rows]
 
-    async def get(self, name: str) -> DeploymentView:
-        return self._view(await self._require(name))
+    async def get(self, name: str, *, reveal_key: bool = False) -> DeploymentView:
+        return self._view(await self._require(name), reveal_key)
 
     async def stop(self, name: str) -> DeploymentView:
         async with self._lock(name):
@@ -760,11 +776,18 @@ class DeploymentService:
             self._drop_route(name)
 
     async def rotate_key(self, name: str) -> AccessKeyView:
-        """Replace the access key; the old one stops working at once."""
+        """Replace the access key; the old one stops working at once. (A key made before keys
+        were kept encrypted becomes readable this way.)"""
         async with self._lock(name):
             await self._require_endpoint(name)
             key = new_access_key()
-            await self._update(name, access_key_hash=key.hash, access_key_prefix=key.prefix)
+            encrypted = await asyncio.to_thread(self.vault.encrypt, key.plaintext)
+            await self._update(
+                name,
+                access_key_hash=key.hash,
+                access_key_prefix=key.prefix,
+                access_key_encrypted=encrypted,
+            )
             self._set_route(await self._require(name))
             return AccessKeyView(deployment=name, access_key=key.plaintext)
 
@@ -959,7 +982,7 @@ class DeploymentService:
                 if rep.index >= replicas:
                     row.replica_rows.remove(rep)
 
-    def _view(self, row: DeploymentRow) -> DeploymentView:
+    def _view(self, row: DeploymentRow, reveal_key: bool = False) -> DeploymentView:
         live = {r.index: r for r in self.runtime.replicas(row.name)}
         replica_views = []
         for rep in row.replica_rows:
@@ -1035,6 +1058,7 @@ class DeploymentService:
             environment=row.environment or {},
             auth_enabled=row.auth_enabled,
             access_key_prefix=row.access_key_prefix,
+            access_key=self.vault.decrypt(row.access_key_encrypted) if reveal_key else None,
             endpoint_url=(
                 f"{self.settings.resolved_public_url()}/deployments/{row.name}/predict"
                 if row.kind == "endpoint"
@@ -1052,6 +1076,10 @@ class DeploymentService:
             created_at=row.created_at,
             updated_at=row.updated_at,
         )
+
+
+def _created(view: DeploymentView, access_key: str | None) -> DeploymentCreated:
+    return DeploymentCreated(**{**view.model_dump(), "access_key": access_key})
 
 
 def _follows(row: DeploymentRow) -> bool:

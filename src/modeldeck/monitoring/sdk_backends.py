@@ -136,9 +136,10 @@ class RestSink:
 
 class RestBackend:
     def __init__(self, url: str, api_key: str | None) -> None:
+        from modeldeck import httpclient
         from modeldeck.client import Client
 
-        self.client = Client(url, api_key)
+        self.client = Client(url, api_key, http=httpclient.shared())
         self._names: dict[str, str] = {}
 
     def name(self, ref: str) -> str:

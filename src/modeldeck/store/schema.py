@@ -66,6 +66,9 @@ class DeploymentRow(Base):
     auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     access_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     access_key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    # The key encrypted with the platform's secret (modeldeck.keyvault); null for keys made
+    # before keys were kept encrypted.
+    access_key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     desired_state: Mapped[str] = mapped_column(String(16), default="running")
     status: Mapped[str] = mapped_column(String(16), default="pending")
     status_message: Mapped[str] = mapped_column(Text, default="")
@@ -471,6 +474,7 @@ class CmlModelRow(Base):
     auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     access_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True)
     access_key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
+    access_key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
@@ -501,7 +505,8 @@ class CmlModelBuildRow(Base):
 
 
 class CmlModelDeploymentRow(Base):
-    """A deployment of a CML model build, run by the deployments service.
+    """A deployment of a CML model build, run by the deployments service as its model's
+    modeldeck deployment (``deployment_id``); ``crn`` is its own, the one its records carry.
 
     ``status`` is what this table knows by itself (``deploying``, ``stopped``, ``failed``); while
     the deployment is the model's current one its live status comes from the modeldeck deployment.
@@ -517,7 +522,12 @@ class CmlModelDeploymentRow(Base):
         String(36), ForeignKey("cml_model_builds.id", ondelete="CASCADE"), index=True
     )
     project_id: Mapped[str] = mapped_column(String(255))
-    crn: Mapped[str] = mapped_column(String(255))  # the modeldeck deployment's: metrics use it
+    crn: Mapped[str] = mapped_column(String(255))  # its own: .../model-deployment/<id>
+    # The modeldeck deployment it runs as (null: it never ran, e.g. a failed automatic deploy).
+    deployment_id: Mapped[str | None] = mapped_column(String(36), nullable=True)
+    # When it became its model's live deployment (ms since the epoch), once per deploy or
+    # restart: which CML deployment a stored prediction belongs to (compat.cml_records).
+    live_since_ms: Mapped[list[int] | None] = mapped_column(JSONType, nullable=True)
     cpu: Mapped[float | None] = mapped_column(Float, nullable=True)
     memory: Mapped[float | None] = mapped_column(Float, nullable=True)  # GiB, as Cloudera
     replicas: Mapped[int] = mapped_column(Integer, default=1)

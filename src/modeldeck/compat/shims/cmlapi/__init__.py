@@ -1,8 +1,10 @@
 """modeldeck's stand-in for Cloudera ML's ``cmlapi`` client (see ``modeldeck.compat``)."""
 
 from modeldeck.compat.cmlapi import (
+    ApiClient,
     ApiException,
     CMLServiceApi,
+    Configuration,
     CreateModelBuildRequest,
     CreateModelDeploymentRequest,
     CreateModelRequest,
@@ -21,8 +23,10 @@ from modeldeck.compat.cmlapi import (
 from . import rest
 
 __all__ = [
+    "ApiClient",
     "ApiException",
     "CMLServiceApi",
+    "Configuration",
     "CreateModelBuildRequest",
     "CreateModelDeploymentRequest",
     "CreateModelRequest",
