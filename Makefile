@@ -29,6 +29,7 @@ TEST_WORKERS ?= 2
 test: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ray and not slow" $(PYTEST_ARGS)
 
 ## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, canary rollouts and their evidence, the API fuzz; about 10 minutes)
@@ -40,11 +41,12 @@ test-ray: install
 	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
 	$(BIN)/python -m pytest -m ray $(PYTEST_ARGS)
 
-## lint: ruff and mypy (strict)
+## lint: ruff, mypy (strict) and the import contracts (pyproject.toml [tool.importlinter])
 lint: install
 	$(BIN)/ruff check src tests benchmarks examples
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 
 ## bench: serving against `mlflow models serve` (needs wrk; installs it when root), then ingestion
 bench: install
@@ -65,7 +67,7 @@ bench-monitoring: $(BENCH_STAMP)
 ## screenshots: the dashboard's browser tests, writing their screenshots to docs/screenshots/
 screenshots: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core)
-	MODELDECK_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/dashboard/test_browser.py $(PYTEST_ARGS)
+	MODELDECK_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/ui/test_browser.py $(PYTEST_ARGS)
 
 ## bench-dashboard: the deployment page's API calls over 1M predictions and 14 days of rollups
 bench-dashboard: install

@@ -61,7 +61,7 @@ DEFAULT_OUTPUT = Path(__file__).resolve().parent / "results" / "call_model.json"
 
 
 def record() -> dict[str, float]:
-    from modeldeck.demo import FEATURES
+    from modeldeck.demo.train import FEATURES
 
     return dict(zip(FEATURES, (5.1, 3.5, 1.4, 0.2), strict=True))
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         work_dir = Path(tmp)
         tracking_uri = f"sqlite:///{work_dir / 'mlflow.db'}"
         progress(err, f"training and registering {MODEL_NAME!r} in {work_dir}")
-        from modeldeck.demo import train_and_register
+        from modeldeck.demo.train import train_and_register
 
         train_and_register(
             tracking_uri,

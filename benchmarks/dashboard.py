@@ -56,13 +56,13 @@ from rich.table import Table
 from sqlalchemy import insert, text
 from sqlalchemy.engine import make_url
 
-from modeldeck.analysis.service import AnalysisService
 from modeldeck.api.app import create_app
 from modeldeck.config import Settings
-from modeldeck.demo import FEATURES, iris_frame
-from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord, new_prediction_id
+from modeldeck.demo.train import FEATURES, iris_frame
+from modeldeck.monitoring.analysis import AnalysisService
 from modeldeck.monitoring.technical import BUCKET_MS, TechnicalMetrics
 from modeldeck.process import tune_gc
+from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord, new_prediction_id
 from modeldeck.registry import Registry
 from modeldeck.store import Store
 from modeldeck.store.schema import (

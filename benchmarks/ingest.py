@@ -57,15 +57,15 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy.engine import make_url
 
-from modeldeck.monitoring.journal import journal_dir
-from modeldeck.monitoring.model_metrics import (
+from modeldeck.process import tune_gc
+from modeldeck.records.journal import journal_dir
+from modeldeck.records.model_metrics import (
     ModelMetrics,
     PredictionRecord,
     Target,
     new_prediction_id,
 )
-from modeldeck.monitoring.writer import GroupWriter
-from modeldeck.process import tune_gc
+from modeldeck.records.writer import GroupWriter
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentRow
 

@@ -78,10 +78,10 @@ from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from modeldeck.analysis import stats
-from modeldeck.analysis.service import AnalysisService, MonitoringConfig
-from modeldeck.monitoring.model_metrics import ModelMetrics, PredictionRecord, new_prediction_id
+from modeldeck.monitoring.analysis import AnalysisService, MonitoringConfig
+from modeldeck.monitoring.drift import stats
 from modeldeck.process import tune_gc
+from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord, new_prediction_id
 from modeldeck.registry import Registry
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentRow

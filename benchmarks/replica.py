@@ -47,12 +47,12 @@ from rich.console import Console
 from rich.table import Table
 from serve import ROW, median_interval, paired_summary
 
-from modeldeck.monitoring.journal import journal_dir
-from modeldeck.monitoring.model_metrics import ModelMetrics
-from modeldeck.monitoring.writer import GroupWriter
 from modeldeck.process import tune_gc
-from modeldeck.serving.model import MlflowModel
-from modeldeck.serving.replica import ReplicaConfig, create_replica_app
+from modeldeck.records.journal import journal_dir
+from modeldeck.records.model_metrics import ModelMetrics
+from modeldeck.records.writer import GroupWriter
+from modeldeck.replica.app import ReplicaConfig, create_replica_app
+from modeldeck.replica.model import MlflowModel
 from modeldeck.store import Store
 
 MODEL_NAME = "bench-replica"
@@ -177,7 +177,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> None:
-    from modeldeck.demo import FEATURES, train_and_register
+    from modeldeck.demo.train import FEATURES, train_and_register
 
     # As a replica does: the estimator, fitted on a DataFrame, is called with arrays.
     warnings.filterwarnings("ignore", message="X does not have valid feature names")

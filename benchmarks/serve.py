@@ -1,7 +1,7 @@
 """Serving benchmark: modeldeck against ``mlflow models serve`` on the same registered model.
 
 What it measures
-    One scikit-learn model (logistic regression on Iris, ``modeldeck.demo``) is trained and
+    One scikit-learn model (logistic regression on Iris, ``modeldeck.demo.train``) is trained and
     registered once in a throwaway MLflow SQLite store. It is then served, one target at a time
     (never both under load at once), by
 
@@ -127,7 +127,7 @@ def free_port() -> int:
 
 def request_body() -> dict[str, Any]:
     """The prediction request both servers get: one Iris row in ``dataframe_split`` form."""
-    from modeldeck.demo import FEATURES
+    from modeldeck.demo.train import FEATURES
 
     return {"dataframe_split": {"columns": list(FEATURES), "data": [ROW]}}
 
@@ -799,7 +799,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         work_dir = Path(tmp)
         tracking_uri = f"sqlite:///{work_dir / 'mlflow.db'}"
         progress(err, f"training and registering {MODEL_NAME!r} in {work_dir}")
-        from modeldeck.demo import train_and_register
+        from modeldeck.demo.train import train_and_register
 
         model = train_and_register(
             tracking_uri,

@@ -2,7 +2,7 @@
 
 What it measures
     One ``modeldeck server`` (a throwaway data directory and MLflow store, the Iris model of
-    ``modeldeck.demo``) serves two deployments of the model, each with model metrics on (every
+    ``modeldeck.demo.train``) serves two deployments of the model, each with model metrics on (every
     prediction's input and output committed before it is answered). An open-loop load generator
     (httpx, asyncio) sends ``--rate`` requests per second, alternating between the two
     deployments, for ``--duration`` seconds after an unrecorded warm-up. Sends are scheduled
@@ -391,7 +391,7 @@ def run_on(args: argparse.Namespace, out: Console, err: Console, store_url: str 
         work_dir = Path(tmp)
         tracking_uri = f"sqlite:///{work_dir / 'mlflow.db'}"
         progress(err, f"training and registering {MODEL_NAME!r} in {work_dir}")
-        from modeldeck.demo import train_and_register
+        from modeldeck.demo.train import train_and_register
 
         train_and_register(
             tracking_uri, (work_dir / "mlartifacts").as_uri(), model_name=MODEL_NAME,

@@ -102,7 +102,7 @@ class Registered:
 @pytest.fixture(scope="session")
 def mlflow_registry(tmp_path_factory: pytest.TempPathFactory) -> Registered:
     """A real MLflow store: ``iris`` v1 (alias champion) and v2, and a model that cannot load."""
-    from modeldeck.demo import train_and_register
+    from modeldeck.demo.train import train_and_register
 
     root = tmp_path_factory.mktemp("mlflow")
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
@@ -170,7 +170,7 @@ class RunningPlatform:
         assert self.log_path is not None
         log = open(self.log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "modeldeck.cli", "server"],
+            [sys.executable, "-m", "modeldeck.cli.main", "server"],
             env=self.env,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from modeldeck.serving.codecs import ColumnSpec, dataframe
+from modeldeck.replica.codecs import ColumnSpec, dataframe
 
 
 class SumModel:

@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
+from modeldeck.cli.docs import settings_markdown, settings_rows
 from modeldeck.config import ClientSettings, Settings
-from modeldeck.docs import settings_markdown, settings_rows
 
 DOC = Path(__file__).parents[1] / "docs" / "configuration.md"
 
@@ -49,7 +49,9 @@ def test_settings_rows_name_each_variable_once() -> None:
 
 
 def test_cli_doc_matches_the_commands() -> None:
-    from modeldeck.docs import cli_markdown
+    from modeldeck.cli.docs import cli_markdown
 
     doc = (Path(__file__).parents[1] / "docs" / "cli.md").read_text()
-    assert cli_markdown() in doc, "docs/cli.md is stale: regenerate its reference section"
+    from modeldeck.cli.main import main
+
+    assert cli_markdown(main) in doc, "docs/cli.md is stale: regenerate its reference section"

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 import modeldeck
-import modeldeck.metrics as metrics
+from modeldeck import metrics
 from modeldeck.errors import BadRequest, NotFound, ValidationFailed
 
 
@@ -74,7 +74,7 @@ def test_batch_deployment_on_the_local_store(local_data_dir: Path) -> None:
     import asyncio
 
     from modeldeck.config import Settings
-    from modeldeck.deployments.models import DeploymentCreate
+    from modeldeck.deployments.schemas import DeploymentCreate
     from modeldeck.platform import Platform
 
     async def create() -> None:

@@ -17,7 +17,7 @@ import json
 import lab
 import pandas as pd
 
-import modeldeck.metrics as metrics
+from modeldeck import metrics
 
 
 def main() -> None:

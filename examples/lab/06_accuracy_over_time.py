@@ -18,7 +18,7 @@ import math
 import lab
 import pandas as pd
 
-import modeldeck.metrics as metrics
+from modeldeck import metrics
 
 
 def fmt(value: float | None) -> str:

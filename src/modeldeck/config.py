@@ -164,8 +164,8 @@ class Settings(BaseSettings):
 
     replica_preload: Annotated[list[str], NoDecode] = Field(
         default=[
-            "modeldeck.serving.replica", "mlflow.pyfunc", "mlflow.sklearn", "skops.io",
-            "sklearn.linear_model", "sklearn.ensemble", "pandas", "modeldeck.serving.preload",
+            "modeldeck.replica.app", "mlflow.pyfunc", "mlflow.sklearn", "skops.io",
+            "sklearn.linear_model", "sklearn.ensemble", "pandas", "modeldeck.replica.preload",
         ]
     )  # fmt: skip
     """Modules a fork server imports once, comma-separated; replicas that run in the platform's

@@ -3,7 +3,7 @@
 Inside a predict function::
 
     import modeldeck
-    import modeldeck.metrics as metrics
+    from modeldeck import metrics
 
     @modeldeck.model(metrics=True)
     def predict(args):
@@ -39,7 +39,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TypeVar
 
 from modeldeck.errors import BadRequest
-from modeldeck.monitoring.model_metrics import (
+from modeldeck.records.model_metrics import (
     PredictionRecord,
     clean_metric,
     new_prediction_id,
@@ -263,7 +263,7 @@ def _sink_for(deployment: str | None) -> Sink:
 
 def _backend(dev: bool) -> Any:
     from modeldeck.config import ClientSettings, Settings
-    from modeldeck.monitoring.sdk_backends import LocalBackend, RestBackend
+    from modeldeck.records.sdk_backends import LocalBackend, RestBackend
 
     key = ("dev" if dev else "default", dev)
     with _lock:

@@ -8,19 +8,18 @@ import logging
 import psutil
 from prometheus_client import CollectorRegistry
 
-from modeldeck.alerts.service import AlertService
-from modeldeck.analysis.service import AnalysisService
-from modeldeck.apikeys import ApiKeyService
+from modeldeck.auth.api_keys import ApiKeyService
+from modeldeck.auth.vault import KeyVault
 from modeldeck.compat.cmlapi_service import CmlService
 from modeldeck.config import Settings
 from modeldeck.deployments.autoscale import Autoscaler
 from modeldeck.deployments.canary import CanaryService
-from modeldeck.deployments.router import Runtimes
-from modeldeck.deployments.service import DeploymentService, RouteEntry
+from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import NotFound
-from modeldeck.keyvault import KeyVault
-from modeldeck.monitoring.journal import absorb
-from modeldeck.monitoring.model_metrics import ModelMetrics, ShadowLinks, now_ms
+from modeldeck.gateway.forward import Gateway
+from modeldeck.gateway.routes import RouteEntry
+from modeldeck.monitoring.alerts.service import AlertService
+from modeldeck.monitoring.analysis import AnalysisService
 from modeldeck.monitoring.prometheus import (
     AutoscaleCollector,
     PlatformCollector,
@@ -29,8 +28,10 @@ from modeldeck.monitoring.prometheus import (
 )
 from modeldeck.monitoring.technical import BUCKET_MS, ReplicaSample, TechnicalMetrics
 from modeldeck.process import tune_gc
+from modeldeck.records.journal import absorb
+from modeldeck.records.model_metrics import ModelMetrics, ShadowLinks, now_ms
 from modeldeck.registry import Registry
-from modeldeck.serving.gateway import Gateway
+from modeldeck.runtimes.router import Runtimes
 from modeldeck.store import Store
 
 log = logging.getLogger("modeldeck")

@@ -26,6 +26,9 @@ from pydantic_core import core_schema
 
 from modeldeck.errors import ValidationFailed
 
+DEPLOYMENT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$"
+"""A deployment's name: it appears in URLs, file names and log lines."""
+
 INT32_MAX = 2**31 - 1
 INT64_MAX = 2**63 - 1
 

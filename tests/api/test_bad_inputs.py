@@ -21,7 +21,7 @@ import httpx
 import pytest
 from sqlalchemy import Engine, MetaData, create_engine, select
 
-from modeldeck.demo import FEATURES
+from modeldeck.demo.train import FEATURES
 from tests.conftest import (
     BACKENDS,
     Registered,

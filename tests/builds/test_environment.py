@@ -117,10 +117,10 @@ def test_replica_requirements_are_declared_dependencies_of_modeldeck() -> None:
 
 
 def test_the_replica_side_imports_nothing_beyond_its_requirements(tmp_path: Path) -> None:
-    """``python -m modeldeck.serving.replica`` imports only the packages environments get
+    """``python -m modeldeck.replica.app`` imports only the packages environments get
     (plus what the model itself needs: MLflow, pandas, numpy)."""
     code = (
-        "import sys, json; import modeldeck.serving.replica; "
+        "import sys, json; import modeldeck.replica.app; "
         "print(json.dumps(sorted({m.split('.')[0] for m in sys.modules})))"
     )
     import subprocess

@@ -8,7 +8,7 @@ import pytest
 from pydantic import ValidationError
 
 from modeldeck.deployments.autoscale import Sample, decide, wanted
-from modeldeck.deployments.models import AutoscalingPolicy, DeploymentCreate, ScaleRequest
+from modeldeck.deployments.schemas import AutoscalingPolicy, DeploymentCreate, ScaleRequest
 
 POLICY = AutoscalingPolicy(
     min_replicas=1,

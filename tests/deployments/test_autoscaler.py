@@ -9,13 +9,13 @@ from pathlib import Path
 
 from modeldeck.config import Settings
 from modeldeck.deployments.autoscale import Autoscaler
-from modeldeck.deployments.models import AutoscalingPolicy, DeploymentCreate
+from modeldeck.deployments.schemas import AutoscalingPolicy, DeploymentCreate
 from modeldeck.deployments.service import DeploymentService
+from modeldeck.gateway.forward import Gateway
 from modeldeck.monitoring.technical import ReplicaEvents
 from modeldeck.registry import Registry
-from modeldeck.serving.gateway import Gateway
 from modeldeck.store import Store
-from tests.deployments.test_local import FakeRuntime
+from tests.runtimes.test_local import FakeRuntime
 
 POLICY = AutoscalingPolicy(
     min_replicas=1,

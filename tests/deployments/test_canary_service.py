@@ -13,8 +13,8 @@ import pytest
 
 from modeldeck.config import Settings
 from modeldeck.deployments.canary import CanaryRequest, CanaryService
-from modeldeck.deployments.runtime import DeploymentSpec
 from modeldeck.errors import Conflict, NotFound
+from modeldeck.runtimes.base import DeploymentSpec
 from modeldeck.store import Store
 from tests.fixtures import add_deployment
 

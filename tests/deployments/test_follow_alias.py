@@ -16,14 +16,14 @@ from typing import Any
 import pytest
 
 from modeldeck.config import Settings
-from modeldeck.deployments.models import DeploymentCreate, RedeployRequest
+from modeldeck.deployments.schemas import DeploymentCreate, RedeployRequest
 from modeldeck.deployments.service import DeploymentService
 from modeldeck.registry import Registry
 from modeldeck.store import Store
 from tests.conftest import Registered
-from tests.deployments.test_local import FakeRuntime
 from tests.deployments.test_service import history
 from tests.fixtures import schema_drift
+from tests.runtimes.test_local import FakeRuntime
 
 ALIAS = "follow"
 

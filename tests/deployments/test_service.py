@@ -10,15 +10,15 @@ import pytest
 from sqlalchemy import select
 
 from modeldeck.config import Settings
-from modeldeck.deployments.models import DeploymentCreate, RedeployRequest
+from modeldeck.deployments.schemas import DeploymentCreate, RedeployRequest
 from modeldeck.deployments.service import HISTORY_LIMIT, DeploymentService
 from modeldeck.errors import Conflict
 from modeldeck.registry import Registry
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentHistoryRow
 from tests.conftest import Registered
-from tests.deployments.test_local import FakeRuntime
 from tests.fixtures import schema_drift
+from tests.runtimes.test_local import FakeRuntime
 
 
 def history(store: Store) -> list[tuple[str, str, str]]:

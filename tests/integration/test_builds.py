@@ -84,7 +84,7 @@ def _log_models(tracking_uri: str) -> Models:
     from sklearn.linear_model import LogisticRegression
     from sklearn.naive_bayes import GaussianNB
 
-    from modeldeck.demo import iris_frame
+    from modeldeck.demo.train import iris_frame
 
     # An artifact location of its own: the default one is ./mlruns in the working directory.
     artifacts = Path(tracking_uri.removeprefix("sqlite:///")).parent / "artifacts"
@@ -279,7 +279,7 @@ def test_unresolvable_requirements_fail_and_the_previous_version_keeps_serving(
 def test_cli_lists_builds_and_one_build(platform: RunningPlatform, keys: dict[str, str]) -> None:
     from click.testing import CliRunner
 
-    from modeldeck.cli import main
+    from modeldeck.cli.main import main
 
     runner = CliRunner()
     base = ["--url", platform.url, "--api-key", platform.api_key]

@@ -24,7 +24,7 @@ import httpx
 import pytest
 from click.testing import CliRunner
 
-from modeldeck.cli import main
+from modeldeck.cli.main import main
 from tests.conftest import Registered, RunningPlatform, start_platform
 from tests.integration.test_deployments import ROW, wait_for
 

@@ -83,7 +83,7 @@ def _train(tracking_uri: str, artifacts: str) -> Versions:
     from sklearn.linear_model import LogisticRegression
     from sklearn.model_selection import train_test_split
 
-    from modeldeck.demo import EXPERIMENT, iris_frame, train_and_register
+    from modeldeck.demo.train import EXPERIMENT, iris_frame, train_and_register
 
     for c in (0.05, 10.0, 0.002):  # v1, v2, v3: the demo's training and logged reference
         train_and_register(tracking_uri, artifacts, "iris", c_values=(c,), alias=None)

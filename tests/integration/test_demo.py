@@ -22,7 +22,7 @@ def run_demo_until_serving(data_dir: Path, port: int) -> tuple[subprocess.Popen[
     env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
     env |= {"MODELDECK_DATA_DIR": str(data_dir), "MODELDECK_PORT": str(port), "COLUMNS": "200"}
     proc = subprocess.Popen(
-        [sys.executable, "-m", "modeldeck.cli", "demo"],
+        [sys.executable, "-m", "modeldeck.cli.main", "demo"],
         env=env,
         cwd=data_dir.parent,
         stdout=subprocess.PIPE,

@@ -152,7 +152,10 @@ def test_kill_9_of_a_replica_under_traffic(
             t.join()
     assert states[1]["pid"] == before[1]["pid"], "the healthy replica must not be touched"
     assert statuses[200] > 20
-    assert set(statuses) == {200}, f"answers during the kill: {dict(statuses)}"
+    # What was in the killed replica (one request per caller at most) gets a 502: it is not
+    # retried elsewhere, in case it is what killed the replica (a poison request).
+    assert set(statuses) <= {200, 502}, f"answers during the kill: {dict(statuses)}"
+    assert statuses[502] <= len(threads), f"answers during the kill: {dict(statuses)}"
     assert client.deployment(name)["status"] == "deployed"
     # A new process at once (no back-off for a first crash), forked from the fork server that
     # has MLflow and scikit-learn imported already, so it serves again within seconds.

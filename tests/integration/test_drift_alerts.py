@@ -17,9 +17,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
-from modeldeck.alerts import webhook
-from modeldeck.cli import main
-from modeldeck.demo import FEATURES, iris_frame
+from modeldeck.cli.main import main
+from modeldeck.demo.train import FEATURES, iris_frame
+from modeldeck.monitoring.alerts import webhook
 from tests.conftest import RunningPlatform
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow

@@ -28,7 +28,7 @@ import psutil
 import pytest
 from click.testing import CliRunner
 
-from modeldeck.cli import main as cli
+from modeldeck.cli.main import main as cli
 from tests.conftest import (
     Registered,
     RunningPlatform,
@@ -496,7 +496,7 @@ def test_killed_store_connections_cost_no_acknowledged_prediction(
 def start_server(tmp_path: Path, **env: str) -> subprocess.CompletedProcess[str]:
     """``modeldeck server`` as a user starts it; it is expected to refuse to start."""
     return subprocess.run(
-        [sys.executable, "-m", "modeldeck.cli", "server", "--port", str(free_port())],
+        [sys.executable, "-m", "modeldeck.cli.main", "server", "--port", str(free_port())],
         env={**os.environ, "MODELDECK_API_KEY": "mdk_test_startup", **env},
         cwd=tmp_path,
         capture_output=True,

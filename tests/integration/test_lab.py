@@ -87,7 +87,7 @@ def _bash_blocks(markdown: str) -> list[str]:
 
 @pytest.mark.parametrize("doc", ["README.md", "docs/lab.md"])
 def test_the_walk_through_runs_every_script_in_order_and_real_commands(doc: str) -> None:
-    from modeldeck.cli import main
+    from modeldeck.cli.main import main
 
     text = (ROOT / doc).read_text()
     if doc == "README.md":

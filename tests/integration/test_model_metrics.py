@@ -16,7 +16,7 @@ import httpx
 import pytest
 
 from modeldeck.client import ApiError, Client
-from modeldeck.demo import FEATURES, iris_frame
+from modeldeck.demo.train import FEATURES, iris_frame
 from tests.conftest import RunningPlatform
 
 pytestmark = pytest.mark.integration
@@ -116,7 +116,7 @@ def test_the_labs_flow(platform: RunningPlatform, iris: tuple[str, str]) -> None
 def test_metrics_sdk_over_rest_and_dataframe(
     platform: RunningPlatform, iris: tuple[str, str]
 ) -> None:
-    import modeldeck.metrics as metrics
+    from modeldeck import metrics
 
     name, key = iris
     start = int(time.time() * 1000)
@@ -206,7 +206,7 @@ def test_batch_deployment(platform: RunningPlatform) -> None:
 
 PREDICT_PY = """
 import modeldeck
-import modeldeck.metrics as metrics
+from modeldeck import metrics
 
 
 @modeldeck.model(metrics=True)

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 
-from modeldeck.cli import main
+from modeldeck.cli.main import main
 from modeldeck.client import ApiError
 from tests.conftest import Registered, RunningPlatform, start_platform
 

@@ -164,7 +164,7 @@ def test_a_version_switch_under_load_loses_no_request(platform: RunningPlatform,
 def cli(platform: RunningPlatform, *args: str) -> tuple[int, str]:
     from click.testing import CliRunner
 
-    from modeldeck.cli import main
+    from modeldeck.cli.main import main
 
     base = ["--url", platform.url, "--api-key", platform.api_key]
     result = CliRunner().invoke(main, [*base, *args])

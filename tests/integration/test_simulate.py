@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from modeldeck.cli import main
+from modeldeck.cli.main import main
 from modeldeck.client import Client
-from modeldeck.demo import FEATURES
+from modeldeck.demo.train import FEATURES
 from modeldeck.simulate import FeatureDrift, Progress, Result, simulate
 from tests.conftest import Registered, RunningPlatform, start_platform
 

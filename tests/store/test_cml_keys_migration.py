@@ -9,11 +9,11 @@ from pathlib import Path
 
 from sqlalchemy import create_engine, text
 
+from modeldeck.auth.keys import matches, new_access_key
 from modeldeck.compat.cml_records import CmlRecords
-from modeldeck.deployments.crn import deployment_crn
-from modeldeck.keys import matches, new_access_key
-from modeldeck.monitoring.model_metrics import ModelMetrics
-from modeldeck.monitoring.sdk_backends import target_of
+from modeldeck.crn import deployment_crn
+from modeldeck.records.model_metrics import ModelMetrics
+from modeldeck.records.sdk_backends import target_of
 from modeldeck.store import Store
 from modeldeck.store.schema import CmlModelDeploymentRow, CmlModelRow, DeploymentRow
 from tests.store.test_key_scopes_migration import _alembic

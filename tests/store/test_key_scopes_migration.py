@@ -9,9 +9,9 @@ from alembic import command
 from alembic.config import Config
 from sqlalchemy import create_engine, inspect, text
 
-from modeldeck.apikeys import ApiKeyService
+from modeldeck.auth.api_keys import ApiKeyService
+from modeldeck.auth.keys import new_api_key
 from modeldeck.config import Settings
-from modeldeck.keys import new_api_key
 from modeldeck.store import Store
 from modeldeck.store.db import MIGRATIONS_DIR
 

@@ -11,8 +11,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from modeldeck import __version__
 from modeldeck.config import Settings
-from modeldeck.dashboard import routes as dashboard
 from modeldeck.platform import Platform
+from modeldeck.ui import routes as dashboard
 
 from . import (
     routes_alerts,

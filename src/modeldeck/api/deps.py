@@ -7,9 +7,9 @@ import asyncio
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 
-from modeldeck.apikeys import ADMIN, DEPLOY, PREDICT, READ, grants, predict_scope
-from modeldeck.deployments.service import RouteEntry
+from modeldeck.auth.api_keys import ADMIN, DEPLOY, PREDICT, READ, grants, predict_scope
 from modeldeck.errors import Forbidden, PayloadTooLarge, Unauthorized
+from modeldeck.gateway.routes import RouteEntry
 from modeldeck.platform import Platform
 
 _bearer = HTTPBearer(auto_error=False, description="Control-plane API key")

@@ -7,9 +7,9 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from modeldeck.alerts.rules import METRIC_NAMES, AlertRuleSpec
-from modeldeck.monitoring.model_metrics import MAX_TIMESTAMP_MS
+from modeldeck.monitoring.alerts.rules import METRIC_NAMES, AlertRuleSpec
 from modeldeck.platform import Platform
+from modeldeck.records.model_metrics import MAX_TIMESTAMP_MS
 
 from .deps import get_platform, require_api_key
 from .routes_control import errors

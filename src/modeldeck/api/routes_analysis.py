@@ -7,10 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request
 
-from modeldeck.analysis.reference import read_table
-from modeldeck.analysis.service import MonitoringConfig
-from modeldeck.monitoring.model_metrics import MAX_TIMESTAMP_MS
+from modeldeck.monitoring.analysis import MonitoringConfig
+from modeldeck.monitoring.reference import read_table
 from modeldeck.platform import Platform
+from modeldeck.records.model_metrics import MAX_TIMESTAMP_MS
 
 from .deps import get_platform, read_body, require_api_key
 from .routes_control import errors

@@ -12,7 +12,7 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeldeck.compat.cmlapi_models import (
+from modeldeck.compat.cmlapi_schemas import (
     CreateModelBuildRequest,
     CreateModelDeploymentRequest,
     CreateModelRequest,
@@ -26,8 +26,8 @@ from modeldeck.compat.cmlapi_models import (
     RegisteredModel,
 )
 from modeldeck.compat.cmlapi_service import CmlService
-from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS
 from modeldeck.platform import Platform
+from modeldeck.records.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS
 
 from .deps import get_platform, may_read_keys, require_api_key
 from .routes_control import errors

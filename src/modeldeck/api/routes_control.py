@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeldeck.apikeys import ADMIN, SCOPE_PATTERN, ApiKeyCreated, ApiKeyView
-from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
+from modeldeck.auth.api_keys import ADMIN, SCOPE_PATTERN, ApiKeyCreated, ApiKeyView
+from modeldeck.builds.schemas import BuildView, EnvironmentView, PruneResult
 from modeldeck.deployments.canary import CanaryRequest, CanaryView
-from modeldeck.deployments.models import (
+from modeldeck.deployments.schemas import (
     AccessKeyView,
     DeploymentCreate,
     DeploymentCreated,

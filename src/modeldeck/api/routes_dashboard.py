@@ -11,16 +11,16 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from modeldeck.analysis.service import KEY_PATTERN
-from modeldeck.dashboard.service import (
+from modeldeck.monitoring.analysis import KEY_PATTERN
+from modeldeck.platform import Platform
+from modeldeck.records.model_metrics import now_ms
+from modeldeck.records.sdk_backends import find_target
+from modeldeck.ui.service import (
     MAX_LOG_LINES,
     MAX_RECENT,
     DashboardQueries,
     tail_lines,
 )
-from modeldeck.monitoring.model_metrics import now_ms
-from modeldeck.monitoring.sdk_backends import find_target
-from modeldeck.platform import Platform
 
 from .deps import get_platform, require_api_key
 from .routes_control import errors

@@ -8,9 +8,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS, now_ms
-from modeldeck.monitoring.sdk_backends import find_target
 from modeldeck.platform import Platform
+from modeldeck.records.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS, now_ms
+from modeldeck.records.sdk_backends import find_target
 from modeldeck.validation import INT32_MAX, ModelVersion, Text
 
 from .deps import get_platform, require_api_key

@@ -14,7 +14,7 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modeldeck.errors import BadRequest, ModeldeckError
 from modeldeck.platform import Platform
-from modeldeck.serving.codecs import FORMS, dumps, loads
+from modeldeck.replica.codecs import FORMS, dumps, loads
 
 from .deps import (
     authorize_predict,

@@ -5,7 +5,7 @@ by ``ModelEndpointsMiddleware`` ahead of the router) and error answers too:
 
 * every answer carries ``X-Content-Type-Options: nosniff``, ``X-Frame-Options: DENY`` and
   ``Referrer-Policy: no-referrer``, and a ``Content-Security-Policy``: the dashboard's pages set
-  their own (``modeldeck.dashboard.routes.CSP``); every other answer gets
+  their own (``modeldeck.ui.routes.CSP``); every other answer gets
   ``default-src 'none'; frame-ancestors 'none'``, since none of them is meant to be rendered;
 * a request that changes state on ``/api/`` (any method but GET, HEAD, OPTIONS) and that a
   browser marks as coming from another site (an ``Origin`` other than the platform's own, or

@@ -55,7 +55,7 @@ REPLICA_REQUIREMENTS: tuple[str, ...] = (
     "pydantic-settings>=2.3",
     "httpx>=0.27",
 )
-"""What ``python -m modeldeck.serving.replica`` imports besides the model's own packages (MLflow,
+"""What ``python -m modeldeck.replica.app`` imports besides the model's own packages (MLflow,
 pandas, numpy): the HTTP server (with uvloop and httptools, as on the platform), the store's
 writer and the settings. The versions are modeldeck's own lower bounds; the resolver picks
 versions that agree with the model's pins."""
@@ -73,7 +73,7 @@ _PROBE = f"""
 import json, platform, sys
 from importlib import metadata
 import mlflow.pyfunc
-import modeldeck.serving.replica
+import modeldeck.replica.app
 versions = {{}}
 for name in json.loads(sys.argv[1]):
     try:
@@ -376,7 +376,7 @@ class EnvironmentCache:
             log,
             deadline,
             env=replica_environment(python, self.replica_path(), {}),
-            what="the replica check (import modeldeck.serving.replica and mlflow)",
+            what="the replica check (import modeldeck.replica.app and mlflow)",
         )
         for line in reversed(output.splitlines()):
             if line.startswith(PROBE_PREFIX):

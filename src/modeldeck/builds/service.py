@@ -25,7 +25,7 @@ from modeldeck.builds.environment import (
     read_model_files,
     recipe,
 )
-from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
+from modeldeck.builds.schemas import BuildView, EnvironmentView, PruneResult
 from modeldeck.config import Settings
 from modeldeck.errors import ModeldeckError, NotFound
 from modeldeck.registry import Registry

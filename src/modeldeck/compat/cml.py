@@ -100,7 +100,7 @@ def _records() -> CmlRecords | RestCmlRecords:
     """The platform's records: through its REST API when ``MODELDECK_URL`` is set (or after
     ``modeldeck.metrics.configure``), else in the store of ``MODELDECK_DATA_DIR`` /
     ``MODELDECK_STORE_URL``, as :mod:`modeldeck.metrics` decides."""
-    from modeldeck.monitoring.sdk_backends import LocalBackend
+    from modeldeck.records.sdk_backends import LocalBackend
 
     backend = _metrics._backend(dev=False)
     if isinstance(backend, LocalBackend):

@@ -16,7 +16,7 @@ show:
   deployment itself (``/api/v1``'s ``crn``, which CML deployments showed before each had its own)
   selects all that deployment's records.
 
-Records of modeldeck's own deployments keep their CRNs (:func:`~modeldeck.deployments.crn.identity`)
+Records of modeldeck's own deployments keep their CRNs (:func:`~modeldeck.crn.identity`)
 and are found by them. A registry deployment's predictions read back as Cloudera ML's generated
 predict function records them: the model's output under ``prediction`` (modeldeck's own API
 calls it ``output``) with the input alongside under ``input``; other metrics are unchanged.
@@ -32,10 +32,10 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from modeldeck.client import Client
-from modeldeck.deployments.crn import BUILD_CRN, MODEL_CRN, build_crn, model_crn
+from modeldeck.crn import BUILD_CRN, MODEL_CRN, build_crn, model_crn
 from modeldeck.errors import BadRequest, NotFound, ValidationFailed
-from modeldeck.monitoring.model_metrics import DEFAULT_PAGE, ModelMetrics, now_ms
-from modeldeck.monitoring.sdk_backends import target_of
+from modeldeck.records.model_metrics import DEFAULT_PAGE, ModelMetrics, now_ms
+from modeldeck.records.sdk_backends import target_of
 from modeldeck.store import Store
 from modeldeck.store.schema import (
     CmlModelBuildRow,

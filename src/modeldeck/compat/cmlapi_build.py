@@ -27,11 +27,11 @@ def main(argv: list[str] | None = None) -> int:
     what = args.file or args.model_uri
     try:
         if args.file:
-            from modeldeck.serving.function import PythonFunction
+            from modeldeck.replica.function import PythonFunction
 
             PythonFunction(args.file, args.function).load()
         else:
-            from modeldeck.serving.model import MlflowModel
+            from modeldeck.replica.model import MlflowModel
 
             MlflowModel(args.model_uri, args.tracking_uri).load()
     except BaseException as exc:  # anything the model's code raises, even SystemExit

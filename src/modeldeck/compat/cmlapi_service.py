@@ -7,7 +7,7 @@ Knows nothing of HTTP. The mapping:
 * a **model** (per ``project_id``, which is only a namespace) is a name, an access key and the
   modeldeck deployment it serves as (``deployment_name``). The key is kept as a hash and, for
   API keys of scope ``deploy`` or ``admin`` to read back as on Cloudera ML, encrypted with the
-  platform's secret (:mod:`modeldeck.keyvault`);
+  platform's secret (:mod:`modeldeck.auth.vault`);
 * a **build** checks a registered version (or a Python file): it resolves the version in MLflow
   and loads the model once in a separate process, in the background (``queued`` ->
   ``building`` -> ``built`` | ``build failed`` with the reason); when the model's deployment
@@ -18,7 +18,7 @@ Knows nothing of HTTP. The mapping:
   access key, later ones redeploy it with the build's version. While a CML deployment is the
   model's live one, its status comes from the modeldeck deployment.
 
-Models, builds and deployments have CRNs of their own (:mod:`modeldeck.deployments.crn`); the
+Models, builds and deployments have CRNs of their own (:mod:`modeldeck.crn`); the
 records their predictions make read back with them (:mod:`modeldeck.compat.cml_records`), and
 ``/model`` answers name the CML deployment that made the prediction.
 
@@ -46,10 +46,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from modeldeck import compat
+from modeldeck.auth.keys import KeyHash, new_access_key
+from modeldeck.auth.vault import KeyVault
 from modeldeck.builds.environment import ISOLATED, replica_environment
 from modeldeck.compat.cml_records import CmlRecords, Serving, load_servings, serving_at
 from modeldeck.compat.cmlapi_build import RESULT_PREFIX
-from modeldeck.compat.cmlapi_models import (
+from modeldeck.compat.cmlapi_schemas import (
     BuildConfig,
     CreateModelBuildRequest,
     CreateModelDeploymentRequest,
@@ -66,14 +68,13 @@ from modeldeck.compat.cmlapi_models import (
     RegisteredModelVersion,
 )
 from modeldeck.config import Settings
-from modeldeck.deployments.crn import build_crn, deployment_crn, model_crn
-from modeldeck.deployments.models import DeploymentCreate, DeploymentView
-from modeldeck.deployments.service import DeploymentService, RouteEntry
+from modeldeck.crn import build_crn, deployment_crn, model_crn
+from modeldeck.deployments.schemas import DeploymentCreate, DeploymentView
+from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import BadRequest, Conflict, ModeldeckError, NotFound, ValidationFailed
-from modeldeck.keys import KeyHash, new_access_key
-from modeldeck.keyvault import KeyVault
-from modeldeck.monitoring.model_metrics import now_ms
+from modeldeck.gateway.routes import RouteEntry
 from modeldeck.paths import allowed_python_file
+from modeldeck.records.model_metrics import now_ms
 from modeldeck.registry import ModelInfo, Registry, ResolvedVersion, parse_version_spec
 from modeldeck.store import Store
 from modeldeck.store.schema import (

@@ -16,7 +16,7 @@ Scaling goes through ``DeploymentService.autoscale`` (the scale path: replicas t
 their requests in flight finish, before they stop), never while the deployment rolls out, builds
 or does not serve. Each change is a replica event in technical monitoring ("scaled up 2 → 3: 11.5
 in flight per replica > target 4 for 5 s") and in the log. Ray deployments are scaled by Ray
-Serve's own autoscaler, configured from the same policy (``deployments/ray.py``).
+Serve's own autoscaler, configured from the same policy (``runtimes/ray.py``).
 """
 
 from __future__ import annotations
@@ -29,21 +29,32 @@ import time
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from modeldeck.deployments.models import AutoscalingPolicy
+from modeldeck.deployments.schemas import AutoscalingPolicy
 from modeldeck.monitoring.prometheus import AutoscaleView
 
 if TYPE_CHECKING:
-    from modeldeck.deployments.local import LocalRuntime
-    from modeldeck.deployments.runtime import DeploymentSpec
     from modeldeck.deployments.service import DeploymentService
     from modeldeck.monitoring.technical import ReplicaEvents
-    from modeldeck.serving.gateway import Gateway
+    from modeldeck.runtimes.base import DeploymentSpec
+    from modeldeck.runtimes.local import LocalRuntime
 
 log = logging.getLogger("modeldeck.autoscaler")
 
 _EPSILON = 1e-9  # 8.0 in flight at a target of 4 wants 2 replicas, not 3
+
+
+class Inflight(Protocol):
+    def area(self, now: float) -> float:
+        """Request-seconds in flight up to ``now`` (``time.monotonic()``)."""
+        ...
+
+
+class InflightSource(Protocol):
+    """Where the autoscaler reads a deployment's requests in flight (the gateway)."""
+
+    def inflight(self, name: str) -> Inflight: ...
 
 
 @dataclass(frozen=True)
@@ -142,7 +153,7 @@ class Autoscaler:
         self,
         deployments: DeploymentService,
         runtime: LocalRuntime,
-        gateway: Gateway,
+        gateway: InflightSource,
         events: ReplicaEvents,
         interval_seconds: float = 1.0,
     ) -> None:

@@ -2,10 +2,10 @@
 
 A canary (``mode: canary``) sends ``percent`` of a deployment's requests to the candidate's
 replicas; a shadow (``mode: shadow``) answers every request with the stable version and sends a
-copy to the candidate, whose answer is recorded, never returned (see ``serving/gateway.py``).
+copy to the candidate, whose answer is recorded, never returned (see ``gateway/forward.py``).
 Both versions' requests are counted here per version from the canary's start (the policy's
 request count, error rate and p95 latency); drift and realised or estimated performance come from
-the prediction records, which carry their version (``analysis/service.py``).
+the prediction records, which carry their version (``monitoring/analysis.py``).
 
 Every ``canary_interval_seconds`` the policy is evaluated (``decide``): ``wait`` while the
 candidate has fewer than ``min_requests`` requests (or no performance to compare yet),
@@ -59,15 +59,15 @@ from pydantic import (
 )
 from sqlalchemy import delete, func, select
 
-from modeldeck.alerts.rules import PERFORMANCE_METRICS
-from modeldeck.analysis.service import AnalysisService
 from modeldeck.config import Settings
-from modeldeck.deployments.local import LocalRuntime
-from modeldeck.deployments.models import RedeployRequest
+from modeldeck.deployments.schemas import RedeployRequest
 from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import Conflict, ModeldeckError, NotFound
+from modeldeck.monitoring.alerts.rules import PERFORMANCE_METRICS
+from modeldeck.monitoring.analysis import AnalysisService
 from modeldeck.monitoring.technical import BUCKET_MS, latency_bucket, percentile
 from modeldeck.registry import Registry
+from modeldeck.runtimes.local import LocalRuntime
 from modeldeck.store import Store
 from modeldeck.store.schema import (
     LATENCY_BOUNDS_MS,

@@ -35,13 +35,14 @@ from typing import Any
 from sqlalchemy import Select, delete, select
 from sqlalchemy.orm import Session, selectinload
 
+from modeldeck.auth.keys import KeyHash, hash_key, new_access_key
+from modeldeck.auth.vault import KeyVault
 from modeldeck.builds.environment import ISOLATED
-from modeldeck.builds.models import BuildView, EnvironmentView, PruneResult
+from modeldeck.builds.schemas import BuildView, EnvironmentView, PruneResult
 from modeldeck.builds.service import BuildOutcome, BuildService
 from modeldeck.config import Settings
-from modeldeck.deployments.crn import deployment_crn
-from modeldeck.deployments.local import LocalRuntime
-from modeldeck.deployments.models import (
+from modeldeck.crn import deployment_crn
+from modeldeck.deployments.schemas import (
     AccessKeyView,
     AutoscalingPolicy,
     DeploymentCreate,
@@ -51,13 +52,13 @@ from modeldeck.deployments.models import (
     ReplicaView,
     RolloutView,
 )
-from modeldeck.deployments.ray import require_ray
-from modeldeck.deployments.runtime import DeploymentSpec, RuntimeEvent
 from modeldeck.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
-from modeldeck.keys import KeyHash, hash_key, new_access_key
-from modeldeck.keyvault import KeyVault
+from modeldeck.gateway.routes import RouteEntry
 from modeldeck.paths import allowed_python_file
 from modeldeck.registry import Registry, parse_version_spec
+from modeldeck.runtimes.base import DeploymentSpec, RuntimeEvent
+from modeldeck.runtimes.local import LocalRuntime
+from modeldeck.runtimes.ray import require_ray
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentHistoryRow, DeploymentRow, ReplicaRow, utcnow
 
@@ -72,19 +73,6 @@ VERSION_COLUMNS = (
 SETTING_COLUMNS = (
     "replicas", "cpu", "memory_mb", "environment", "auth_enabled", "track_metrics", "track_alias",
 )  # fmt: skip
-
-
-@dataclass(frozen=True)
-class RouteEntry:
-    """What the gateway needs to know about a deployment on every request."""
-
-    name: str
-    auth_enabled: bool
-    key_hash: str | None
-    crn: str
-    version: str
-    source: str = "registry"
-    deployment_id: str = ""
 
 
 @dataclass

@@ -66,7 +66,7 @@ class DeploymentRow(Base):
     auth_enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     access_key_hash: Mapped[str | None] = mapped_column(String(64), nullable=True, index=True)
     access_key_prefix: Mapped[str | None] = mapped_column(String(16), nullable=True)
-    # The key encrypted with the platform's secret (modeldeck.keyvault); null for keys made
+    # The key encrypted with the platform's secret (modeldeck.auth.vault); null for keys made
     # before keys were kept encrypted.
     access_key_encrypted: Mapped[str | None] = mapped_column(Text, nullable=True)
     desired_state: Mapped[str] = mapped_column(String(16), default="running")
@@ -157,7 +157,7 @@ class ApiKeyRow(Base):
     name: Mapped[str] = mapped_column(String(255))
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)
     prefix: Mapped[str] = mapped_column(String(16))
-    # admin | deploy | read | predict:<deployment> (modeldeck.apikeys.SCOPE_PATTERN)
+    # admin | deploy | read | predict:<deployment> (modeldeck.auth.api_keys.SCOPE_PATTERN)
     scope: Mapped[str] = mapped_column(String(80), default="admin", server_default="admin")
     # The deployment a ``predict:<deployment>`` key opens; the key goes with it.
     deployment_id: Mapped[str | None] = mapped_column(
@@ -368,7 +368,8 @@ class AnalysisSummaryRow(Base):
 
 
 class AlertRuleRow(Base):
-    """An alert rule (``modeldeck.alerts.rules.AlertRuleSpec``) and its evaluation state."""
+    """An alert rule (``modeldeck.monitoring.alerts.rules.AlertRuleSpec``) and its evaluation
+    state."""
 
     __tablename__ = "alert_rules"
     __table_args__ = (UniqueConstraint("deployment_id", "name"),)

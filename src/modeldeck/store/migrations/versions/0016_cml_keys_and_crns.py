@@ -1,7 +1,7 @@
 """Readable access keys, and a CRN of its own for every Cloudera ML deployment.
 
 * ``deployments.access_key_encrypted`` and ``cml_models.access_key_encrypted``: the access key
-  encrypted with the platform's secret (``modeldeck.keyvault``). Keys made before this migration
+  encrypted with the platform's secret (``modeldeck.auth.vault``). Keys made before this migration
   exist only as hashes: they keep working, and read back as null until rotated;
 * ``cml_model_deployments.deployment_id``: the modeldeck deployment a CML deployment runs as.
   Until now its ``crn`` was that deployment's, shared by every CML deployment of a model; it
@@ -30,7 +30,7 @@ down_revision = "0015"
 branch_labels = None
 depends_on = None
 
-CRN_PREFIX = "crn:cdp:ml:::workspace:modeldeck"  # as modeldeck.deployments.crn, frozen here
+CRN_PREFIX = "crn:cdp:ml:::workspace:modeldeck"  # as modeldeck.crn, frozen here
 DEPLOYMENT_CRN = f"{CRN_PREFIX}/model-deployment/"
 
 cml_deployments = sa.table(

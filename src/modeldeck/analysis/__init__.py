@@ -1,1 +1,0 @@
-"""Drift, realised and estimated performance: the statistics and the services that compute them."""

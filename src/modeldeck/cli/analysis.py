@@ -1,0 +1,503 @@
+"""``modeldeck reference | monitoring | drift | performance | alerts | report``."""
+
+from __future__ import annotations
+
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from modeldeck.cli.common import (
+    console,
+    duration_seconds,
+    err_console,
+    fmt_num,
+    json_object,
+    make_client,
+    print_json,
+)
+from modeldeck.monitoring.summaries.parts import BUCKET_MS
+
+
+def _window(since: str) -> tuple[int, int]:
+    """The last ``since``, starting on a five-minute boundary (where stored summaries start)."""
+    end = int(time.time() * 1000) + 1
+    start = end - int(duration_seconds(since) * 1000)
+    return start - start % BUCKET_MS, end
+
+
+def _time(ms: int) -> str:
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m-%d %H:%M")
+
+
+def _verdict(drifted: bool) -> str:
+    return "[red]drift[/red]" if drifted else "[green]ok[/green]"
+
+
+# -- reference data -------------------------------------------------------------------------
+
+
+@click.group()
+def reference() -> None:
+    """Reference data: the baseline that drift is measured against."""
+
+
+def _print_reference(summary: dict[str, Any]) -> None:
+    console.print(
+        f"reference of [bold]{summary.get('model_version') or 'all versions'}[/bold]: "
+        f"{summary['rows']:,} rows from {summary['source']}"
+    )
+    table = Table("column", "kind", "dtype", "role")
+    for column in summary["columns"]:
+        role = (
+            "target"
+            if column["name"] == summary.get("target_column")
+            else "prediction"
+            if column["name"] == summary.get("prediction_column")
+            else "feature"
+        )
+        table.add_row(column["name"], column["kind"], column["dtype"], role)
+    console.print(table)
+    if summary.get("estimator"):
+        console.print(
+            "performance estimation: calibrated on the reference (used for predictions that "
+            "track class probabilities)"
+        )
+
+
+@reference.command("set")
+@click.argument("name")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--version", default="", help="Model version it belongs to (default: all).")
+@click.option("--target-column", help="The label column, if the file has one.")
+@click.option("--prediction-column", help="The model's output column, if the file has one.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def reference_set(
+    ctx: click.Context,
+    name: str,
+    path: Path,
+    version: str,
+    target_column: str | None,
+    prediction_column: str | None,
+    as_json: bool,
+) -> None:
+    """Upload PATH (.parquet or .csv) as deployment NAME's reference data."""
+    with make_client(ctx) as client, console.status(f"uploading {path.name}"):
+        summary = client.set_reference(
+            name,
+            path,
+            model_version=version,
+            target_column=target_column,
+            prediction_column=prediction_column,
+        )
+    if as_json:
+        print_json(summary)
+        return
+    _print_reference(summary)
+
+
+@reference.command("from-registry")
+@click.argument("name")
+@click.option("--version", help="Model version (default: the deployed one).")
+@click.pass_context
+def reference_from_registry(ctx: click.Context, name: str, version: str | None) -> None:
+    """Take NAME's reference data from what was logged with the model's MLflow run."""
+    with make_client(ctx) as client:
+        _print_reference(client.reference_from_registry(name, version))
+
+
+@reference.command("show")
+@click.argument("name")
+@click.option("--version", help="Model version.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def reference_show(ctx: click.Context, name: str, version: str | None, as_json: bool) -> None:
+    """Describe deployment NAME's reference data."""
+    with make_client(ctx) as client:
+        summary = client.reference(name, version)
+    if as_json:
+        print_json(summary)
+        return
+    _print_reference(summary)
+
+
+# -- monitoring settings --------------------------------------------------------------------
+
+
+@click.group()
+def monitoring() -> None:
+    """How tracked metrics map onto features, predictions and labels."""
+
+
+@monitoring.command("show")
+@click.argument("name")
+@click.pass_context
+def monitoring_show(ctx: click.Context, name: str) -> None:
+    """Print deployment NAME's monitoring settings as JSON."""
+    with make_client(ctx) as client:
+        print_json(client.monitoring(name))
+
+
+@monitoring.command("set")
+@click.argument("name")
+@click.argument("settings_json", metavar="SETTINGS")
+@click.pass_context
+def monitoring_set(ctx: click.Context, name: str, settings_json: str) -> None:
+    """Replace NAME's monitoring settings with SETTINGS, a JSON object, e.g.
+    '{"label_key": "label", "overrides": {"age": {"method": "psi"}}}'."""
+    with make_client(ctx) as client:
+        print_json(client.set_monitoring(name, **json_object(settings_json, "SETTINGS")))
+
+
+# -- drift and performance ------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("name")
+@click.option("--since", default="24h", show_default=True, help="Window: the last 1h / 24h / 7d.")
+@click.option("--version", help="Only this model version.")
+@click.option("--column", "columns", multiple=True, help="Only these columns.")
+@click.option(
+    "--exact",
+    is_flag=True,
+    help="Test every tracked value, however many (slower than five-minute summaries).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option(
+    "--fail-on-drift", is_flag=True, help="Exit with status 1 when the dataset drifted (for CI)."
+)
+@click.pass_context
+def drift(
+    ctx: click.Context,
+    name: str,
+    since: str,
+    version: str | None,
+    columns: tuple[str, ...],
+    exact: bool,
+    as_json: bool,
+    fail_on_drift: bool,
+) -> None:
+    """Data drift of deployment NAME's inputs and outputs against its reference data."""
+    start, end = _window(since)
+    with make_client(ctx) as client, console.status("measuring drift"):
+        report = client.drift(
+            name,
+            start_ms=start,
+            end_ms=end,
+            model_version=version,
+            columns=list(columns) or None,
+            exact=exact,
+        )
+    if as_json:
+        print_json(report)
+    else:
+        _print_drift(report, since)
+    if fail_on_drift and report["dataset"]["drifted"]:
+        raise SystemExit(1)
+
+
+def _print_drift(report: dict[str, Any], since: str) -> None:
+    dataset = report["dataset"]
+    binned = ", on five-minute summaries" if report["mode"] == "binned" else ""
+    title = (
+        f"{report['deployment']}: drift over the last {since} "
+        f"({report['predictions']:,} predictions{binned}; reference "
+        f"{report['reference']['rows']:,} rows)"
+    )
+    table = Table("column", "kind", "method", "statistic", "threshold", "verdict", title=title)
+    rows = list(report["columns"])
+    if report.get("prediction"):
+        rows.append(
+            {**report["prediction"], "column": f"{report['prediction']['column']} (prediction)"}
+        )
+    for c in rows:
+        table.add_row(
+            c["column"],
+            c["kind"],
+            c["method"],
+            fmt_num(c["statistic"], 4),
+            fmt_num(c["threshold"], 3),
+            _verdict(c["drifted"]) if c["current_rows"] else "[dim]no data[/dim]",
+        )
+    console.print(table)
+    verdict = "[red]DRIFTED[/red]" if dataset["drifted"] else "[green]no drift[/green]"
+    console.print(
+        f"dataset: {verdict} ({len(dataset['drifted_columns'])} of {dataset['columns']} columns, "
+        f"share {dataset['drifted_share']:.2f}, threshold {dataset['threshold']:.2f})"
+    )
+    if report.get("missing_columns"):
+        err_console.print(
+            "[yellow]not in the tracked inputs:[/yellow] " + ", ".join(report["missing_columns"])
+        )
+
+
+@click.command()
+@click.argument("name")
+@click.option("--since", default="7d", show_default=True, help="Range: the last 24h / 7d ...")
+@click.option("--step", default="1d", show_default=True, help="Window size: 1h / 1d ...")
+@click.option("--version", help="Only this model version.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def performance(
+    ctx: click.Context, name: str, since: str, step: str, version: str | None, as_json: bool
+) -> None:
+    """Realised (and estimated) performance of deployment NAME per window and version."""
+    start, end = _window(since)
+    with make_client(ctx) as client:
+        report = client.performance(
+            name,
+            start_ms=start,
+            end_ms=end,
+            step_seconds=int(duration_seconds(step)),
+            model_version=version,
+        )
+    if as_json:
+        print_json(report)
+        return
+    regression = report["task"] == "regression"
+    metrics = ["mae", "rmse", "mape", "r2"] if regression else ["accuracy", "f1_macro", "roc_auc"]
+    short = {"accuracy": "acc", "f1_macro": "f1", "roc_auc": "auc"}
+    headers = [
+        "window (UTC)",
+        "ver",
+        "preds",
+        "labels",
+        "cover",
+        *(short.get(m, m) for m in metrics),
+    ]
+    if not regression:
+        headers.append("est. acc")
+    table = Table(*headers, title=f"{name}: {report['task'] or 'no labels yet'}")
+    for w in report["windows"]:
+        realised = w.get("realised") or {}
+        estimated = w.get("estimated") or {}
+        row = [
+            _time(w["start"]),
+            w["model_version"] or "all",
+            f"{w['predictions']:,}",
+            f"{w['labelled']:,}",
+            fmt_num(w["label_coverage"], 2),
+            *(fmt_num(realised.get(m), 4) for m in metrics),
+        ]
+        if not regression:
+            row.append(fmt_num(estimated.get("accuracy"), 4))
+        table.add_row(*row)
+    console.print(table)
+
+
+# -- alerts ---------------------------------------------------------------------------------
+
+
+@click.group()
+def alerts() -> None:
+    """Alert rules on technical, drift and performance metrics; their events."""
+
+
+@alerts.command("create")
+@click.argument("deployment")
+@click.argument("rule_name", metavar="NAME")
+@click.option("--metric", required=True, help="e.g. performance.accuracy (see 'alerts metrics').")
+@click.option(
+    "--when",
+    "comparison",
+    type=click.Choice(["gt", "ge", "lt", "le"]),
+    required=True,
+    help="Fire while metric <when> threshold.",
+)
+@click.option("--threshold", type=float, required=True)
+@click.option("--window", default="1h", show_default=True, help="Trailing window.")
+@click.option("--min-samples", default=1, show_default=True, type=int)
+@click.option("--cooldown", default="15m", show_default=True, help="Quiet time after firing.")
+@click.option("--webhook", help="URL that receives firing and resolved events (JSON POST).")
+@click.option("--secret", envvar="MODELDECK_WEBHOOK_SECRET", help="Key signing the webhook.")
+@click.pass_context
+def alerts_create(
+    ctx: click.Context,
+    deployment: str,
+    rule_name: str,
+    metric: str,
+    comparison: str,
+    threshold: float,
+    window: str,
+    min_samples: int,
+    cooldown: str,
+    webhook: str | None,
+    secret: str | None,
+) -> None:
+    """Create alert rule NAME on DEPLOYMENT."""
+    with make_client(ctx) as client:
+        rule = client.create_alert_rule(
+            name=rule_name,
+            deployment=deployment,
+            metric=metric,
+            comparison=comparison,
+            threshold=threshold,
+            window_seconds=int(duration_seconds(window)),
+            min_samples=min_samples,
+            cooldown_seconds=int(duration_seconds(cooldown)),
+            webhook_url=webhook,
+            webhook_secret=secret,
+        )
+    console.print(f"created alert rule {rule['name']} on {rule['deployment']}")
+
+
+@alerts.command("list")
+@click.option("--deployment", help="Only this deployment's rules.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def alerts_list(ctx: click.Context, deployment: str | None, as_json: bool) -> None:
+    """List alert rules and whether they are firing."""
+    with make_client(ctx) as client:
+        rules = client.alert_rules(deployment)
+    if as_json:
+        print_json(rules)
+        return
+    table = Table("deployment", "name", "condition", "window", "state", "last value")
+    symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+    for r in rules:
+        state = r["state"]
+        table.add_row(
+            r["deployment"],
+            r["name"],
+            f"{r['metric']} {symbols[r['comparison']]} {r['threshold']:g}",
+            f"{r['window_seconds']} s",
+            "[red]firing[/red]" if state.get("firing") else "ok",
+            fmt_num(state.get("last_value"), 4),
+        )
+    console.print(table)
+
+
+@alerts.command("delete")
+@click.argument("deployment")
+@click.argument("rule_name", metavar="NAME")
+@click.pass_context
+def alerts_delete(ctx: click.Context, deployment: str, rule_name: str) -> None:
+    """Delete alert rule NAME of DEPLOYMENT (and its events)."""
+    with make_client(ctx) as client:
+        client.delete_alert_rule(deployment, rule_name)
+    console.print(f"deleted alert rule {rule_name}")
+
+
+@alerts.command("events")
+@click.option("--deployment", help="Only this deployment's events.")
+@click.option("--since", default="7d", show_default=True)
+@click.option("--limit", default=50, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def alerts_events(
+    ctx: click.Context, deployment: str | None, since: str, limit: int, as_json: bool
+) -> None:
+    """Alert events, newest first."""
+    start, _ = _window(since)
+    with make_client(ctx) as client:
+        events = client.alert_events(deployment, start, limit)
+    if as_json:
+        print_json(events)
+        return
+    table = Table("time", "rule", "event", "message", "webhook")
+    for e in events:
+        delivery = e.get("delivery") or {}
+        table.add_row(
+            _time(e["ts"]),
+            e["rule"],
+            "[red]firing[/red]" if e["kind"] == "firing" else "[green]resolved[/green]",
+            e["message"],
+            delivery.get("status", "-"),
+        )
+    console.print(table)
+
+
+@alerts.command("evaluate")
+@click.pass_context
+def alerts_evaluate(ctx: click.Context) -> None:
+    """Evaluate every rule now (instead of waiting for the schedule)."""
+    with make_client(ctx) as client:
+        events = client.evaluate_alerts()
+    for e in events:
+        console.print(f"{e['kind']}: {e['rule']}: {e['message']}")
+    if not events:
+        console.print("no rule changed state")
+
+
+@alerts.command("metrics")
+def alerts_metrics() -> None:
+    """The metrics a rule can watch."""
+    from modeldeck.monitoring.alerts.rules import METRIC_NAMES
+
+    table = Table("metric", "meaning")
+    for name, doc in METRIC_NAMES.items():
+        table.add_row(name, doc)
+    console.print(table)
+
+
+# -- report ---------------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("name")
+@click.option("--since", default="7d", show_default=True, help="Range: the last 24h / 7d ...")
+@click.option(
+    "--step", help="Performance window size (default: 1d, or an hour when --since is shorter)."
+)
+@click.option("--version", help="Only this model version.")
+@click.option(
+    "-o",
+    "--output",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    default=Path("report.html"),
+    show_default=True,
+)
+@click.pass_context
+def report(
+    ctx: click.Context, name: str, since: str, step: str | None, version: str | None, output: Path
+) -> None:
+    """Write a self-contained HTML report of NAME's drift and performance."""
+    if step is None:
+        step = "1d" if duration_seconds(since) > 86_400 else "1h"
+    from modeldeck.client import ApiError
+    from modeldeck.monitoring.report import render_report
+
+    start, end = _window(since)
+    with make_client(ctx) as client, console.status("building the report"):
+        try:
+            drift_report: dict[str, Any] | None = client.drift(
+                name, start_ms=start, end_ms=end, model_version=version
+            )
+        except ApiError as exc:
+            if exc.status_code != 404 or "reference" not in str(exc):
+                raise
+            err_console.print(f"[yellow]no drift section:[/yellow] {exc.message}")
+            drift_report = None
+        perf = client.performance(
+            name,
+            start_ms=start,
+            end_ms=end,
+            step_seconds=int(duration_seconds(step)),
+            model_version=version,
+        )
+    output.write_text(render_report(drift_report, perf), encoding="utf-8")
+    console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
+
+
+# -- Cloudera ML compatibility --------------------------------------------------------------
+
+
+@click.group()
+def compat() -> None:
+    """Cloudera ML compatibility modules (cdsw, cml.metrics_v1, cml.models_v1, cmlapi)."""
+
+
+@compat.command("path")
+def compat_path() -> None:
+    """Print the directory to put on PYTHONPATH so that `import cdsw` finds modeldeck's."""
+    import modeldeck.compat
+
+    click.echo(modeldeck.compat.path())
+
+
+COMMANDS: list[click.Command] = [reference, monitoring, drift, performance, alerts, report, compat]
+"""The top-level commands this module adds to ``modeldeck``."""

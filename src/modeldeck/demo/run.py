@@ -1,0 +1,146 @@
+"""``make run``: the lab's model trained, registered, deployed, called, and kept serving."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from typing import Any
+
+import httpx
+import uvicorn
+from rich.console import Console
+from rich.panel import Panel
+
+from modeldeck import httpserver
+from modeldeck.api.app import create_app
+from modeldeck.config import Settings
+from modeldeck.deployments.schemas import DeploymentCreate
+from modeldeck.errors import NotFound
+from modeldeck.platform import Platform
+
+MODEL = "sklearn_model"
+DEPLOYMENT = "sklearn_model"
+REPLICAS = 2
+
+
+async def run_demo(
+    settings: Settings, console: Console, n_requests: int, exit_after_traffic: bool
+) -> None:
+    platform = Platform(settings)
+    await _ensure_model(platform, settings, console)
+    server = uvicorn.Server(
+        httpserver.config(
+            create_app(settings, platform=platform),
+            header_timeout=settings.header_timeout_seconds,
+            body_timeout=settings.body_timeout_seconds,
+            host=settings.host,
+            port=settings.port,
+            log_level="warning",
+            access_log=False,
+        )
+    )
+    serving = asyncio.create_task(server.serve())
+    while not server.started:
+        if serving.done():
+            serving.result()  # re-raises why the server could not start
+            return
+        await asyncio.sleep(0.05)
+    access_key = await _ensure_deployment(platform, console)
+    await _wait_deployed(platform, console)
+    await _send_traffic(settings, access_key, n_requests, console)
+    endpoint = f"{settings.resolved_public_url()}/deployments/{DEPLOYMENT}/predict"
+    base = settings.resolved_public_url()
+    console.print(
+        Panel(
+            f"endpoint     {endpoint}\n"
+            f"access key   [bold]{access_key}[/bold]  (shown once)\n"
+            f"API          {base}/api/v1  (OpenAPI {base}/openapi.json)\n"
+            f"dashboard    {base}/  (sign in with the API key)\n"
+            "\n[dim]Ctrl-C stops the platform; the next `make run` reuses the data directory "
+            "and prints a fresh access key.[/dim]",
+            title="modeldeck is serving",
+            border_style="green",
+        )
+    )
+    console.print("Try it:", style="bold")
+    console.print(
+        f"curl -s {endpoint} -H 'Authorization: Bearer {access_key}' "
+        "-d '{\"inputs\": [[5.1, 3.5, 1.4, 0.2]]}'",
+        soft_wrap=True,
+        highlight=False,
+    )
+    if exit_after_traffic:
+        server.should_exit = True
+    with contextlib.suppress(asyncio.CancelledError):
+        await serving
+
+
+async def _ensure_model(platform: Platform, settings: Settings, console: Console) -> None:
+    from modeldeck.demo.train import train_and_register
+
+    try:
+        await asyncio.to_thread(platform.registry.resolve, MODEL, "latest")
+        console.print(f"[dim]reusing registered model {MODEL}[/dim]")
+        return
+    except NotFound:
+        pass
+    with console.status("training 3 logistic-regression runs on Iris and registering the best"):
+        trained = await asyncio.to_thread(
+            train_and_register,
+            settings.resolved_tracking_uri(),
+            None if settings.mlflow_tracking_uri else settings.artifact_root(),
+            MODEL,
+        )
+    console.print(
+        f"registered [bold]{trained.name}[/bold] version {trained.version} "
+        f"(C={trained.params['C']}, accuracy {trained.accuracy:.3f})"
+    )
+
+
+async def _ensure_deployment(platform: Platform, console: Console) -> str:
+    try:
+        existing = await platform.deployments.get(DEPLOYMENT)
+    except NotFound:
+        created = await platform.deployments.create(
+            DeploymentCreate(name=DEPLOYMENT, model=MODEL, version="latest", replicas=REPLICAS)
+        )
+        assert created.access_key is not None
+        return created.access_key
+    if existing.desired_state != "running":
+        await platform.deployments.start(DEPLOYMENT)
+    console.print(f"[dim]reusing deployment {DEPLOYMENT}; its access key is replaced[/dim]")
+    return (await platform.deployments.rotate_key(DEPLOYMENT)).access_key
+
+
+async def _wait_deployed(platform: Platform, console: Console, timeout: float = 300) -> None:
+    with console.status(f"starting {REPLICAS} replicas of {DEPLOYMENT}") as status:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while True:
+            d = await platform.deployments.get(DEPLOYMENT)
+            status.update(
+                f"{DEPLOYMENT}: {d.status}, {d.ready_replicas}/{d.replicas} replicas ready"
+            )
+            if d.status == "deployed":
+                return
+            if d.status == "failed" or loop.time() > deadline:
+                raise RuntimeError(f"demo deployment did not come up: {d.status_message}")
+            await asyncio.sleep(0.3)
+
+
+async def _send_traffic(settings: Settings, key: str, n: int, console: Console) -> None:
+    from modeldeck.demo.train import FEATURES, iris_frame
+
+    X, _ = iris_frame()
+    rng = random.Random(7)
+    url = f"{settings.resolved_public_url()}/deployments/{DEPLOYMENT}/predict"
+    counts: dict[Any, int] = {}
+    async with httpx.AsyncClient(headers={"Authorization": f"Bearer {key}"}) as http:
+        for _ in range(n):
+            row = X.iloc[rng.randrange(len(X))]
+            r = await http.post(url, json={"inputs": [[float(row[c]) for c in FEATURES]]})
+            r.raise_for_status()
+            pred = r.json()["prediction"][0]
+            counts[pred] = counts.get(pred, 0) + 1
+    console.print(f"sent {n} predictions, classes predicted: {dict(sorted(counts.items()))}")

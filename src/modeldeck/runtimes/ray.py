@@ -1,0 +1,502 @@
+"""The ``ray`` runtime: each deployment is a Ray Serve application.
+
+A deployment named ``NAME`` runs as the Serve application ``NAME`` (route prefix ``/NAME``) of one
+Serve deployment, ``replica``, with the deployment's replica count, or, for a deployment with an
+autoscaling policy, with Serve's own autoscaler configured from it (``autoscaling_config``). Each
+Ray replica builds the same app a local replica serves (``serving.replica``: ``load_replica`` then
+``create_replica_app``), so predictions answer, validate and are tracked into the store exactly
+as on the ``local`` runtime. The gateway forwards to Serve's HTTP proxy
+(``ray_http_host:ray_http_port``) through one pseudo-replica per deployment (``RayEndpoint``);
+Serve spreads the requests over its replicas and each answer names the replica that made it
+(``X-Modeldeck-Replica``, Serve's replica rank).
+
+Ray restarts replicas that die and rolls a new version out itself (``serve.run`` of a changed
+application brings the new replicas up before the old ones stop). This runtime polls
+``serve.status()`` every ``health_interval_seconds`` (at least every second) and reports replica
+states the way the local runtime does. Each Ray replica writes its rank, process id and node to
+Ray's key-value store, so replicas on this machine get their CPU and memory sampled.
+
+Ray is imported only here, and only once a deployment asks for ``runtime: ray``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib.util
+import logging
+import os
+from dataclasses import dataclass, field
+from typing import Any
+
+import orjson
+
+from modeldeck.config import Settings
+from modeldeck.errors import ValidationFailed
+from modeldeck.replica.app import ReplicaConfig
+from modeldeck.runtimes.base import DeploymentSpec, Listener, ReplicaState, RuntimeEvent
+from modeldeck.runtimes.local import Replica, replica_config
+
+log = logging.getLogger("modeldeck.ray")
+
+CONFIG_ENV = "MODELDECK_RAY_REPLICA_CONFIG"
+SERVE_DEPLOYMENT = "replica"
+KV_PREFIX = "modeldeck/replica/"
+NAMESPACE = "modeldeck"
+
+# Serve's replica states as ours.
+REPLICA_STATES = {
+    "RUNNING": "ready",
+    "STARTING": "starting",
+    "UPDATING": "starting",
+    "PENDING_MIGRATION": "starting",
+    "RECOVERING": "restarting",
+    "STOPPING": "stopping",
+    "STOPPED": "stopped",
+}
+
+
+def ray_installed() -> bool:
+    return importlib.util.find_spec("ray") is not None
+
+
+def require_ray() -> None:
+    """422 unless Ray Serve can be imported (the ``modeldeck[ray]`` extra)."""
+    if not ray_installed():
+        raise ValidationFailed(
+            "runtime 'ray' needs Ray Serve, which is not installed on the platform: "
+            "pip install 'modeldeck[ray]'",
+            details={"field": "runtime"},
+        )
+
+
+@dataclass(eq=False)
+class RayEndpoint(Replica):
+    """What the gateway picks for a ``ray`` deployment: Serve's proxy route for it."""
+
+    base_url: str = ""
+
+    @property
+    def url(self) -> str:
+        return self.base_url
+
+
+@dataclass
+class _App:
+    spec: DeploymentSpec  # the version that takes the traffic
+    endpoint: RayEndpoint
+    status: str = "deploying"
+    message: str = ""
+    replicas: list[ReplicaState] = field(default_factory=list)
+    incoming: DeploymentSpec | None = None  # a version Serve is rolling out
+    task: asyncio.Task[None] | None = None  # the serve.run under way
+
+
+class RayRuntime:
+    name = "ray"
+
+    def __init__(self, settings: Settings, tracking_uri: str) -> None:
+        require_ray()
+        self.settings = settings
+        self.tracking_uri = tracking_uri
+        self._apps: dict[str, _App] = {}
+        self._listener: Listener | None = None
+        self._connected = False
+        self._lock = asyncio.Lock()
+        self._poller: asyncio.Task[None] | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------------
+
+    async def startup(self, listener: Listener) -> None:
+        self._listener = listener
+        self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
+
+    async def shutdown(self) -> None:
+        if self._poller:
+            self._poller.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._poller
+        for name in list(self._apps):
+            await self.stop(name)
+        if self._connected:
+            import ray
+
+            await asyncio.to_thread(ray.shutdown)
+            self._connected = False
+
+    async def _connect(self) -> None:
+        async with self._lock:
+            if not self._connected:
+                await asyncio.to_thread(self._connect_blocking)
+                self._connected = True
+
+    def _connect_blocking(self) -> None:
+        import ray
+        from ray import serve
+
+        address = self.settings.ray_address
+        if not ray.is_initialized():
+            if address:
+                ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+            else:
+                try:
+                    ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
+                except ConnectionError:  # no Ray on this machine: start one
+                    ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+        serve.start(
+            http_options={"host": self.settings.ray_http_host, "port": self.settings.ray_http_port}
+        )
+        log.info("connected to Ray (%s)", address or "this machine")
+
+    # -- operations ---------------------------------------------------------------------------
+
+    async def deploy(self, spec: DeploymentSpec) -> None:
+        app = self._apps.get(spec.name)
+        if app is None:
+            base = f"http://{self.settings.ray_http_host}:{self.settings.ray_http_port}"
+            endpoint = RayEndpoint(
+                deployment=spec.name, index=0, spec=spec, base_url=f"{base}/{spec.name}"
+            )
+            app = self._apps[spec.name] = _App(spec=spec, endpoint=endpoint)
+        else:
+            app.spec = app.endpoint.spec = spec
+            app.incoming = None
+        app.status, app.message = "deploying", "starting Ray Serve replicas"
+        self._run(app, spec)
+        await self._emit(app, status="deploying", message=app.message)
+
+    async def rollout(self, spec: DeploymentSpec) -> None:
+        """Serve rolls the new version out beside the serving one; it takes the traffic once
+        the application is running again (reported as ``rollout="completed"``)."""
+        app = self._apps.get(spec.name)
+        if app is None or not self.serving(spec.name):
+            await self.deploy(spec)
+            return
+        app.incoming = spec
+        self._run(app, spec)
+        await self._emit(app)
+
+    def _run(self, app: _App, spec: DeploymentSpec) -> None:
+        if app.task is not None:
+            app.task.cancel()
+        app.task = asyncio.get_running_loop().create_task(self._serve_run(app, spec))
+
+    async def _serve_run(self, app: _App, spec: DeploymentSpec) -> None:
+        try:
+            await self._connect()
+            await asyncio.to_thread(self._serve_run_blocking, spec)
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("%s: Ray Serve could not run version %s", spec.name, spec.model_version)
+            await self._failed(app, spec, f"{type(exc).__name__}: {exc}")
+
+    def _serve_run_blocking(self, spec: DeploymentSpec) -> None:
+        from ray import serve
+
+        serve.run(
+            _application(
+                spec,
+                replica_config(self.settings, self.tracking_uri, spec, 0),  # Ray sets the rank
+                self.settings,
+            ),
+            name=spec.name,
+            route_prefix=f"/{spec.name}",
+        )
+
+    async def _failed(self, app: _App, spec: DeploymentSpec, message: str) -> None:
+        if self._apps.get(spec.name) is not app:
+            return
+        message = message[-2000:]
+        if app.incoming is spec:
+            # A failed rollout: Serve keeps the old version's replicas. Give it the old version
+            # back too, so that it replaces one of them that dies with the version that serves.
+            app.incoming = None
+            await self._emit(app, app.status, message, rollout="failed", version=spec.model_version)
+            app.task = asyncio.get_running_loop().create_task(self._serve_run(app, app.spec))
+            return
+        if spec is not app.spec or app.status != "deploying":
+            return  # about a version that no longer matters
+        app.status, app.message = "failed", message
+        await self._emit(app, status="failed", message=message)
+
+    def serving(self, name: str) -> bool:
+        app = self._apps.get(name)
+        return (
+            app is not None
+            and app.status != "failed"
+            and any(r.status == "ready" for r in app.replicas)
+        )
+
+    def rolling_out(self, name: str) -> str | None:
+        app = self._apps.get(name)
+        return app.incoming.model_version if app and app.incoming else None
+
+    def running(self, name: str) -> bool:
+        return name in self._apps
+
+    async def stop(self, name: str) -> None:
+        app = self._apps.pop(name, None)
+        if app is None:
+            return
+        if app.task is not None:
+            app.task.cancel()
+        if self._connected:
+            from ray import serve
+
+            try:
+                await asyncio.to_thread(serve.delete, name)
+                await asyncio.to_thread(_forget, name)
+            except Exception:
+                log.exception("%s: deleting the Ray Serve application failed", name)
+
+    async def scale(
+        self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None
+    ) -> None:
+        """A fixed count, or (``autoscaling``) Serve's autoscaler between its bounds."""
+        app = self._apps.get(name)
+        if app is None:
+            return
+        app.spec.replicas, app.spec.autoscaling = replicas, autoscaling
+        if app.incoming is not None:
+            app.incoming.replicas, app.incoming.autoscaling = replicas, autoscaling
+        self._run(app, app.incoming or app.spec)  # Serve adds or removes replicas in place
+        await self._emit(app)
+
+    def replicas(self, name: str) -> list[ReplicaState]:
+        app = self._apps.get(name)
+        return list(app.replicas) if app else []
+
+    def all_replicas(self) -> list[tuple[DeploymentSpec, ReplicaState]]:
+        return [(a.spec, r) for a in self._apps.values() for r in a.replicas]
+
+    # -- routing (used by the gateway) --------------------------------------------------------
+
+    def pick(
+        self, name: str, exclude: Replica | None = None, limit: int | None = None
+    ) -> Replica | None:
+        """The deployment's Serve route while a replica is ready (and, with a ``limit`` per
+        replica, fewer than ``limit`` requests per ready replica are in flight)."""
+        app = self._apps.get(name)
+        if app is None or app.endpoint is exclude or not self.serving(name):
+            return None
+        ready = sum(r.status == "ready" for r in app.replicas)
+        if limit is not None and app.endpoint.inflight >= limit * ready:
+            return None
+        return app.endpoint
+
+    def report_failure(self, replica: Replica, error: str) -> None:
+        """The proxy did not answer: no traffic until the next poll finds replicas ready."""
+        app = self._apps.get(replica.deployment)
+        if app is not None:
+            for state in app.replicas:
+                if state.status == "ready":
+                    state.status, state.last_error = "unhealthy", error
+
+    def recycle(self, replica: Replica, reason: str) -> None:
+        """A request hung: Ray Serve's own health checks restart a stuck replica."""
+        log.warning("%s: %s (Ray Serve restarts replicas that fail its health checks)",
+                    replica.deployment, reason)  # fmt: skip
+
+    # -- polling ------------------------------------------------------------------------------
+
+    async def _poll_forever(self) -> None:
+        interval = max(self.settings.health_interval_seconds, 1.0)
+        while True:
+            await asyncio.sleep(interval)
+            if not self._connected or not self._apps:
+                continue
+            try:
+                status, ranks = await asyncio.to_thread(_serve_status)
+                await self._update(status, ranks)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # the cluster may be unreachable for a while: poll again
+                log.exception("reading Ray Serve's status failed")
+
+    async def _update(self, status: dict[str, Any], ranks: dict[str, dict[int, Any]]) -> None:
+        for name, app in list(self._apps.items()):
+            overview = status.get(name)
+            if overview is None:
+                continue
+            app_status, message, counts = overview
+            spec = app.incoming or app.spec
+            states = _replica_states(counts, ranks.get(name, {}), spec.model_version)
+            changed = [r.to_dict() for r in states] != [r.to_dict() for r in app.replicas]
+            app.replicas = states
+            if app_status == "RUNNING" and app.task is not None and app.task.done():
+                if app.incoming is not None:
+                    app.spec, app.incoming = app.incoming, None
+                    app.endpoint.spec = app.spec
+                    app.status = "deployed"
+                    await self._emit(
+                        app, status="deployed", rollout="completed", version=app.spec.model_version
+                    )
+                    continue
+                if app.status != "deployed":
+                    app.status, app.message = "deployed", ""
+                    await self._emit(app, status="deployed")
+                    continue
+            elif app_status == "DEPLOY_FAILED" and app.status == "deploying" and not app.incoming:
+                await self._failed(app, spec, message or "Ray Serve could not deploy it")
+                continue
+            if changed:
+                await self._emit(app)
+
+    async def _emit(
+        self,
+        app: _App,
+        status: str | None = None,
+        message: str = "",
+        rollout: str | None = None,
+        version: str = "",
+    ) -> None:
+        if self._listener is not None:
+            await self._listener(
+                RuntimeEvent(
+                    deployment=app.spec.name,
+                    status=status,
+                    message=message,
+                    replicas=list(app.replicas),
+                    rollout=rollout,
+                    version=version,
+                )
+            )
+
+
+def _replica_states(
+    counts: dict[str, int], ranks: dict[int, Any], version: str
+) -> list[ReplicaState]:
+    """One state per Serve replica, ready ones first, numbered by rank; pids for replicas that
+    run on this machine."""
+    import ray
+
+    here = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    statuses = [REPLICA_STATES.get(state, "starting") for state in ("RUNNING",)
+                for _ in range(counts.get(state, 0))]  # fmt: skip
+    statuses += [
+        REPLICA_STATES.get(state, "starting")
+        for state, n in sorted(counts.items())
+        if state != "RUNNING"
+        for _ in range(n)
+    ]
+    states = []
+    for index, status in enumerate(statuses):
+        info = ranks.get(index) if status == "ready" else None
+        states.append(
+            ReplicaState(
+                index=index,
+                status=status,
+                pid=info["pid"] if info and info.get("node") == here else None,
+                port=None,
+                restarts=0,
+                last_error="",
+                started_at=info.get("started_at") if info else None,
+                version=info.get("version", version) if info else version,
+            )
+        )
+    return states
+
+
+def _serve_status() -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
+    """Every application's (status, message, replica state counts), and what each replica
+    wrote about itself, by application and rank."""
+    from ray import serve
+    from ray.experimental import internal_kv
+
+    apps: dict[str, Any] = {}
+    for name, overview in serve.status().applications.items():
+        deployment = overview.deployments.get(SERVE_DEPLOYMENT)
+        counts = {str(getattr(k, "value", k)): v for k, v in (
+            deployment.replica_states.items() if deployment else ()
+        )}  # fmt: skip
+        message = overview.message or (deployment.message if deployment else "")
+        apps[name] = (str(getattr(overview.status, "value", overview.status)), message, counts)
+    ranks: dict[str, dict[int, Any]] = {}
+    for key in internal_kv._internal_kv_list(KV_PREFIX, namespace=NAMESPACE):
+        value = internal_kv._internal_kv_get(key, namespace=NAMESPACE)
+        if value:
+            info = orjson.loads(value)
+            ranks.setdefault(info["deployment"], {})[info["rank"]] = info
+    return apps, ranks
+
+
+def _forget(name: str) -> None:
+    """Remove what the replicas of ``name`` wrote about themselves."""
+    from ray.experimental import internal_kv
+
+    for key in internal_kv._internal_kv_list(f"{KV_PREFIX}{name}/", namespace=NAMESPACE):
+        internal_kv._internal_kv_del(key, namespace=NAMESPACE)
+
+
+def _application(spec: DeploymentSpec, config: ReplicaConfig, settings: Settings) -> Any:
+    """The Serve application of ``spec``: one deployment whose replicas build the replica app."""
+    from ray import serve
+
+    @serve.ingress(build_replica_app)
+    class ModeldeckReplica:
+        pass
+
+    actor_options: dict[str, Any] = {
+        "num_cpus": spec.cpu or 1,
+        "runtime_env": {"env_vars": {**spec.environment, CONFIG_ENV: config.to_json()}},
+    }
+    if spec.memory_mb:
+        actor_options["memory"] = spec.memory_mb * 1024 * 1024
+    scaling: dict[str, Any] = {"num_replicas": spec.replicas}
+    if spec.autoscaling is not None:
+        scaling = {"autoscaling_config": autoscaling_config(spec.autoscaling, spec.replicas)}
+    deployment: Any = serve.deployment(
+        ModeldeckReplica,
+        name=SERVE_DEPLOYMENT,
+        max_ongoing_requests=settings.replica_max_concurrency,
+        ray_actor_options=actor_options,
+        **scaling,
+    )
+    return deployment.bind()
+
+
+def autoscaling_config(policy: dict[str, Any], replicas: int) -> dict[str, Any]:
+    """Our autoscaling policy as Ray Serve's ``autoscaling_config``: the same bounds, target
+    (Serve's ongoing requests per replica count the ones queued at its handles, as our in-flight
+    count counts the ones queued at the gateway) and delays; it starts with ``replicas``."""
+    return {
+        "min_replicas": policy["min_replicas"],
+        "max_replicas": policy["max_replicas"],
+        "initial_replicas": replicas,
+        "target_ongoing_requests": policy["target_inflight"],
+        "upscale_delay_s": policy["scale_up_delay_seconds"],
+        "downscale_delay_s": policy["scale_down_delay_seconds"],
+    }
+
+
+def build_replica_app() -> Any:
+    """Run by each Ray replica as it starts: load the model, serve the replica app."""
+    import time
+
+    import ray
+    from ray import serve
+    from ray.experimental import internal_kv
+
+    from modeldeck.replica.app import create_replica_app, load_replica
+
+    config = ReplicaConfig.from_json(os.environ[CONFIG_ENV])
+    logging.basicConfig(level=config.log_level.upper())
+    rank = getattr(serve.get_replica_context(), "rank", 0)
+    config.replica = int(getattr(rank, "rank", rank) or 0)
+    model, writer = load_replica(config)
+    internal_kv._internal_kv_put(
+        f"{KV_PREFIX}{config.deployment}/{config.replica}",
+        orjson.dumps(
+            {
+                "deployment": config.deployment,
+                "rank": config.replica,
+                "pid": os.getpid(),
+                "node": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]
+                "version": config.model_version,
+                "started_at": time.time(),
+            }
+        ),
+        namespace=NAMESPACE,
+    )
+    return create_replica_app(config, model, writer if config.track_metrics else None)

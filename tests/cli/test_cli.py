@@ -1,0 +1,277 @@
+"""The CLI against a real running platform (SQLite), driven through click's CliRunner."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+from click.testing import CliRunner
+
+from modeldeck.cli.main import main
+from modeldeck.deployments.schemas import AUTH_DISABLED_WARNING
+from tests.conftest import Registered, RunningPlatform, start_platform
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="module")
+def cli_platform(
+    mlflow_registry: Registered, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[RunningPlatform]:
+    data_dir = tmp_path_factory.mktemp("cli")
+    running = start_platform(
+        data_dir, f"sqlite:///{data_dir / 'modeldeck.db'}", mlflow_registry.tracking_uri
+    )
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def run(cli_platform: RunningPlatform):  # type: ignore[no-untyped-def]
+    runner = CliRunner()
+
+    def invoke(*args: str, key: str | None = None) -> tuple[int, str]:
+        result = runner.invoke(
+            main,
+            ["--url", cli_platform.url, "--api-key", key or cli_platform.api_key, *args],
+            catch_exceptions=False,
+        )
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def test_models_list_and_show(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("models", "list", "--json")
+    assert code == 0
+    assert {m["name"] for m in json.loads(out)} >= {"iris", "broken"}
+    code, out = run("models", "show", "iris")
+    assert code == 0 and "champion" in out and "accuracy=" in out
+
+
+@pytest.fixture
+def staging_alias(mlflow_registry: Registered) -> Iterator[None]:
+    """Removes the alias the test sets: the registry is shared by the whole session."""
+    yield
+    import mlflow
+
+    uri = mlflow_registry.tracking_uri
+    mlflow.MlflowClient(tracking_uri=uri, registry_uri=uri).delete_registered_model_alias(
+        "iris", "staging"
+    )
+
+
+@pytest.mark.usefixtures("staging_alias")
+def test_models_alias_points_an_alias_at_a_version(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("models", "alias", "iris", "staging", "2")
+    assert code == 0, out
+    assert "iris@staging: unset -> 2" in out
+    code, out = run("models", "alias", "iris", "staging", "1")
+    assert code == 0 and "iris@staging: 2 -> 1" in out
+    code, out = run("models", "show", "iris", "--json")
+    versions = {v["version"]: v["aliases"] for v in json.loads(out)["versions"]}
+    assert "staging" in versions["1"] and "staging" not in versions["2"]
+    # An unknown version or a number as the alias is refused, and nothing moves.
+    code, out = run("models", "alias", "iris", "staging", "99")
+    assert code != 0 and "no version 99" in out
+    code, out = run("models", "alias", "iris", "7", "2")
+    assert code != 0 and "invalid alias" in out
+    code, out = run("models", "show", "iris", "--json")
+    assert "staging" in {v["version"]: v["aliases"] for v in json.loads(out)["versions"]}["1"]
+
+
+def test_deploy_list_show_predict_scale_delete(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "iris", "--name", "cli-iris", "--alias", "champion", "--json")
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["status"] == "deployed" and created["version"] == "1"
+    assert created["track_alias"] is True, "a deployment from an alias follows it"
+    key = created["access_key"]
+
+    code, out = run("deployments", "list", "--json")
+    assert [d["name"] for d in json.loads(out)] == ["cli-iris"]
+
+    code, out = run(
+        "deploy", "iris", "--name", "cli-pinned", "--alias", "champion", "--no-follow",
+        "--no-wait", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    pinned = json.loads(out)
+    assert (pinned["version_spec"], pinned["track_alias"]) == ("@champion", False)
+    code, out = run("deployments", "delete", "cli-pinned", "--yes")
+    assert code == 0, out
+    code, out = run("deployments", "show", "cli-iris")
+    assert code == 0 and "ready" in out
+
+    code, out = run(
+        "predict", "cli-iris", "--access-key", key, "-d", '{"inputs": [[5.1, 3.5, 1.4, 0.2]]}'
+    )
+    assert code == 0, out
+    assert json.loads(out)["prediction"] == [0]
+
+    code, out = run("deployments", "scale", "cli-iris", "--replicas", "2", "--json")
+    assert code == 0 and json.loads(out)["replicas"] == 2
+    code, out = run("deployments", "scale", "cli-iris", "--min", "2")  # a fixed count: no max
+    assert code == 2 and "autoscaling needs --max-replicas" in out
+
+    code, out = run(
+        "deployments", "scale", "cli-iris", "--min", "1", "--max", "3", "--target-inflight", "8",
+        "--scale-down-delay", "30", "--json",
+    )  # fmt: skip
+    assert code == 0, out
+    scaled = json.loads(out)
+    assert scaled["replicas"] == 2, "within the bounds already"
+    assert scaled["autoscaling"] == {
+        "min_replicas": 1, "max_replicas": 3, "target_inflight": 8.0,
+        "scale_up_delay_seconds": 5.0, "scale_down_delay_seconds": 30.0,
+    }  # fmt: skip
+    code, out = run("deployments", "show", "cli-iris")
+    assert code == 0 and "autoscaling: 1-3 replicas, target 8 in flight per replica" in out
+    # On an autoscaled deployment the options given change the policy; the rest keep theirs.
+    code, out = run("deployments", "scale", "cli-iris", "--min", "2", "--json")
+    assert code == 0, out
+    assert json.loads(out)["autoscaling"] == {
+        "min_replicas": 2, "max_replicas": 3, "target_inflight": 8.0,
+        "scale_up_delay_seconds": 5.0, "scale_down_delay_seconds": 30.0,
+    }  # fmt: skip
+    code, out = run("deployments", "scale", "cli-iris", "--min", "3", "--max", "2")
+    assert code == 1 and "max_replicas (2) is below min_replicas (3)" in out
+
+    code, out = run("deployments", "delete", "cli-iris", "--yes")
+    assert code == 0
+    code, out = run("deployments", "list", "--json")
+    assert json.loads(out) == []
+
+
+def test_errors_are_one_line_not_tracebacks(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "no-such-model")
+    assert code == 1
+    assert "Error: registered model 'no-such-model' not found (404 not_found)" in out
+    assert "Traceback" not in out
+    code, out = run("deployments", "list", key="mdk_wrong")
+    assert code == 1 and "invalid API key (401 unauthorized)" in out
+    code, out = run("predict", "x", "-d", "{nope")
+    assert code == 2 and "not valid JSON" in out
+
+
+def test_unreachable_platform_is_a_clear_error() -> None:
+    result = CliRunner().invoke(main, ["--url", "http://127.0.0.1:9", "deployments", "list"])
+    assert result.exit_code == 1
+    assert "cannot reach modeldeck at http://127.0.0.1:9" in result.output
+
+
+def test_settings_lists_every_variable() -> None:
+    result = CliRunner().invoke(main, ["settings", "--markdown"])
+    assert result.exit_code == 0
+    assert "`MODELDECK_STORE_URL`" in result.output and "`MLFLOW_TRACKING_URI`" in result.output
+
+
+def test_model_metrics_commands(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "iris", "--name", "cli-metrics", "--version", "2", "--json")
+    assert code == 0, out
+    key = json.loads(out)["access_key"]
+    code, out = run(
+        "predict", "cli-metrics", "--access-key", key, "-d", '{"inputs": [[6.7, 3.0, 5.2, 2.3]]}'
+    )
+    uuid = json.loads(out)["uuid"]
+
+    code, out = run("metrics", "delayed", uuid, '{"actual_result": 2}')
+    assert code == 0 and uuid in out
+    code, out = run(
+        "metrics", "aggregate", "cli-metrics", '{"accuracy": 1.0}', "--start", "0", "--end", "1"
+    )
+    assert code == 0
+    code, out = run("metrics", "model", "cli-metrics", "--since", "1h", "--json")
+    assert code == 0, out
+    records = json.loads(out)["metrics"]
+    assert [r["predictionUuid"] for r in records] == [uuid]
+    assert records[0]["metrics"]["actual_result"] == 2 and records[0]["metrics"]["output"] == 2
+    code, out = run("metrics", "model", "cli-metrics")
+    assert code == 0 and "2 records" in out and "(aggregate)" in out
+
+    code, out = run("metrics", "delayed", uuid, "{nope")
+    assert code == 2 and "not valid JSON" in out
+    code, out = run("metrics", "model", "cli-metrics", "--since", "soon")
+    assert code == 2 and "duration" in out
+    code, out = run("metrics", "delayed", "00000000-0000-4000-8000-000000000000", "{}")
+    assert code == 1 and "404" in out
+    run("deployments", "delete", "cli-metrics", "--yes")
+
+
+def test_deploy_a_file_and_a_batch_deployment(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "double.py"
+    path.write_text("def predict(args):\n    return args['x'] * 2\n")
+    code, out = run("deploy", "--file", str(path), "--json")
+    assert code == 0, out
+    created = json.loads(out)
+    assert created["name"] == "double" and created["source"] == "file"
+    code, out = run("predict", "double", "--access-key", created["access_key"], "-d", '{"x": 21}')
+    assert json.loads(out)["prediction"] == 42
+
+    code, out = run("deploy", "--batch", "--name", "nightly", "--json")
+    assert code == 0 and json.loads(out)["kind"] == "batch"
+    code, out = run("deploy")
+    assert code == 2 and "give a registered MODEL or --file" in out
+    for name in ("double", "nightly"):
+        run("deployments", "delete", name, "--yes")
+
+
+def test_technical_metrics_command(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "iris", "--name", "cli-tech", "--version", "1", "--json")
+    key = json.loads(out)["access_key"]
+    for body in ('{"inputs": [[5.1, 3.5, 1.4, 0.2]]}',) * 3 + ('{"inputs": [[1]]}',):
+        run("predict", "cli-tech", "--access-key", key, "-d", body)
+    code, out = run("metrics", "technical", "cli-tech", "--since", "10m", "--json")
+    assert code == 0, out
+    data = json.loads(out)
+    assert (data["totals"]["requests"], data["totals"]["failed"]) == (4, 1)
+    code, out = run("metrics", "technical", "cli-tech", "--since", "10m")
+    assert code == 0
+    assert "received" in out and "total" in out and "p50" in out
+    run("deployments", "delete", "cli-tech", "--yes")
+
+
+def test_keys_create_list_rotate_revoke(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("keys", "create", "ci-reader", "--scope", "read")
+    assert code == 0, out
+    key = out.strip()
+    assert key.startswith("mdk_")
+    code, out = run("keys", "list", "--json")
+    listed = {k["name"]: k for k in json.loads(out)}
+    assert listed["ci-reader"]["scope"] == "read" and key.startswith(listed["ci-reader"]["prefix"])
+    key_id = listed["ci-reader"]["id"]
+    code, out = run("keys", "list")
+    assert code == 0 and "ci-reader" in out and "read" in out and key not in out
+    assert run("deployments", "list", key=key)[0] == 0
+    code, out = run("keys", "create", "x", key=key)
+    assert code == 1 and "403" in out and "'admin'" in out
+    code, out = run("keys", "create", "x", "--scope", "root")
+    assert code == 2 and "predict:<deployment>" in out
+
+    code, out = run("keys", "rotate", key_id)
+    assert code == 0, out
+    new = out.strip()
+    assert new.startswith("mdk_") and new != key
+    code, out = run("deployments", "list", key=key)
+    assert code == 1 and "401" in out
+    assert run("deployments", "list", key=new)[0] == 0
+    assert run("keys", "revoke", key_id)[0] == 0
+    code, out = run("deployments", "list", key=new)
+    assert code == 1 and "401" in out
+
+
+def test_deployments_without_auth_are_flagged(run, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    path = tmp_path / "open_model.py"
+    path.write_text("def predict(args):\n    return 1\n")
+    code, out = run("deploy", "--file", str(path), "--no-auth", "--no-wait", "--json")
+    assert code == 0, out
+    assert json.loads(out)["warnings"] == [AUTH_DISABLED_WARNING]
+    for command in (("deployments", "list"), ("deployments", "show", "open_model")):
+        code, out = run(*command)
+        assert code == 0 and "open_model: authentication is disabled" in out, command
+    code, out = run("deployments", "show", "open_model", "--json")
+    assert json.loads(out)["warnings"] == [AUTH_DISABLED_WARNING]
+    run("deployments", "delete", "open_model", "--yes")
