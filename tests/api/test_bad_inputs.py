@@ -450,6 +450,21 @@ CASES = [
         b'{"metrics": {"accuracy": Infinity}, "start_timestamp_ms": 0, "end_timestamp_ms": 1}',
     ),
     Bad(
+        "aggregate-metric-beyond-64-bits",
+        "POST",
+        AGGREGATE,
+        422,
+        b'{"metrics": {"n": [[{"x": -1010148612555936829878042624}]]}, '
+        b'"start_timestamp_ms": 0, "end_timestamp_ms": 1}',
+    ),
+    Bad(
+        "aggregate-metric-beyond-64-bits-unsigned",
+        "POST",
+        AGGREGATE,
+        422,
+        {"metrics": {"n": 2**64 - 1}, "start_timestamp_ms": 0, "end_timestamp_ms": 1},
+    ),
+    Bad(
         "predictions-timestamp-out-of-range",
         "POST",
         PREDICTIONS,

@@ -290,7 +290,12 @@ async def list_api_keys(platform: Platform = Depends(get_platform)) -> list[ApiK
     return await asyncio.to_thread(platform.api_keys.list)
 
 
-@keys_router.post("/api-keys", status_code=201, summary="Create an API key (shown once)")
+@keys_router.post(
+    "/api-keys",
+    status_code=201,
+    responses=errors(404),  # a predict key for a deployment that does not exist
+    summary="Create an API key (shown once)",
+)
 async def create_api_key(
     body: ApiKeyCreate, platform: Platform = Depends(get_platform)
 ) -> ApiKeyCreated:

@@ -12,12 +12,15 @@ rendered. :class:`StrictJSONMiddleware` checks every JSON body under ``/api/`` w
 which refuses all of those (and nesting past 1,024 levels), and answers ``invalid_json`` (400)
 before any route runs. A body larger than ``limit`` bytes is refused with ``payload_too_large``
 (413) as soon as that is known (from ``Content-Length``, or while it streams in), so a client
-cannot make the platform hold an unbounded body in memory.
+cannot make the platform hold an unbounded body in memory. An integer outside the signed 64-bit
+range (which neither store's JSON columns can hold) is refused with a 422 naming the field.
 """
 
 from __future__ import annotations
 
+import json as _json
 import logging
+import re
 from typing import Any
 
 import orjson
@@ -30,6 +33,8 @@ from modeldeck.errors import error_body
 from .routes_control import ERROR_SCHEMA
 
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+_LONG_DIGITS = re.compile(rb"\d{19,}")
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 log = logging.getLogger("modeldeck.api")
 
 
@@ -92,6 +97,11 @@ class StrictInputMiddleware:
                 if where is not None:
                     await _nul_response(where or "body")(scope, receive, send)
                     return
+            if _LONG_DIGITS.search(body):  # only a run of 19+ digits can leave 64 bits
+                where = _wide_int_in_json(_json.loads(body), "")
+                if where is not None:
+                    await _wide_int_response(where or "body")(scope, receive, send)
+                    return
 
         async def replay() -> Message:
             return messages.pop(0) if messages else await receive()
@@ -140,6 +150,41 @@ def _nul_in_json(value: Any, path: str) -> str | None:
             if found is not None:
                 return found
     return None
+
+
+def _wide_int_in_json(value: Any, path: str) -> str | None:
+    """Where the first integer outside the signed 64-bit range is, or ``None``.
+
+    ``value`` comes from :func:`json.loads`, which keeps integers exact (orjson would have
+    turned the widest into floats).
+    """
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return path if not _INT64_MIN <= value <= _INT64_MAX else None
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _wide_int_in_json(item, f"{path}.{key}" if path else str(key))
+            if found is not None:
+                return found
+    elif isinstance(value, list):
+        for i, item in enumerate(value):
+            found = _wide_int_in_json(item, f"{path}[{i}]")
+            if found is not None:
+                return found
+    return None
+
+
+def _wide_int_response(field: str) -> JSONResponse:
+    message = "is an integer outside the signed 64-bit range, which modeldeck cannot store"
+    return JSONResponse(
+        error_body(
+            "validation_failed",
+            f"{field}: {message}; send it as a string or a float",
+            {"field": field, "errors": [{"field": field, "message": message}]},
+        ),
+        status_code=422,
+    )
 
 
 def _nul_response(field: str) -> JSONResponse:
