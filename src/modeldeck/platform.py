@@ -12,6 +12,7 @@ from modeldeck.auth.api_keys import ApiKeyService
 from modeldeck.auth.vault import KeyVault
 from modeldeck.compat.cmlapi_service import CmlService
 from modeldeck.config import Settings
+from modeldeck.datadir import DataDirLock
 from modeldeck.deployments.autoscale import Autoscaler
 from modeldeck.deployments.canary import CanaryService
 from modeldeck.deployments.service import DeploymentService
@@ -40,8 +41,11 @@ PRUNE_INTERVAL_SECONDS = 3600
 
 
 class Platform:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, lock: DataDirLock | None = None) -> None:
+        """``lock``: the data directory's, when the caller took it before doing work there
+        (the CLI does); otherwise :meth:`start` takes it. :meth:`stop` releases it."""
         self.settings = settings
+        self.lock = lock or DataDirLock(settings.data_dir)
         self.store = Store(settings.resolved_store_url())
         self.registry = Registry(settings.resolved_tracking_uri())
         self.runtime = Runtimes(settings, settings.resolved_tracking_uri())
@@ -86,13 +90,16 @@ class Platform:
         self._processes: dict[int, psutil.Process] = {}
 
     async def start(self) -> None:
+        # Before anything touches the store: a second platform on this data directory is
+        # refused here (DataDirInUse) instead of restoring the running one's deployments.
+        self.lock.acquire(self.settings.resolved_public_url())
         await asyncio.to_thread(self.store.migrate)
         await asyncio.to_thread(self.vault.load)  # made on first start; unusable: said now
         # Predictions journaled by replicas that were killed with the platform.
         await asyncio.to_thread(absorb, self.store, live=False)
         await self.runtime.startup(self.deployments.on_runtime_event)
         await self.gateway.startup()
-        await self.deployments.restore()
+        await self.deployments.restore(self.lock)
         await self.cml.restore()
         await self.canaries.resume()  # beside the restored deployments' replicas
         loop = asyncio.get_running_loop()
@@ -292,3 +299,4 @@ class Platform:
             log.exception("flushing technical metrics at shutdown failed")
         await self.runtime.shutdown()
         self.store.close()
+        self.lock.release()

@@ -32,6 +32,7 @@ from modeldeck.cli.common import (
 )
 from modeldeck.client import Client
 from modeldeck.config import ClientSettings, Settings
+from modeldeck.datadir import DataDirLock
 
 
 @click.group(cls=Group)
@@ -68,6 +69,14 @@ def _settings(**overrides: Any) -> Settings:
     return settings
 
 
+def _lock_data_dir(settings: Settings) -> DataDirLock:
+    """The data directory's lock, taken before the store is touched: a second platform on it
+    stops here with one line naming the running one (pid and URL). Held until exit."""
+    lock = DataDirLock(settings.data_dir)
+    lock.acquire(settings.resolved_public_url())
+    return lock
+
+
 def _announce_initial_key(settings: Settings) -> None:
     from modeldeck.auth.api_keys import ApiKeyService
     from modeldeck.store import Store
@@ -100,15 +109,17 @@ def server(host: str | None, port: int | None, data_dir: Path | None) -> None:
     import uvicorn
 
     from modeldeck.api.app import create_app
+    from modeldeck.platform import Platform
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
+    lock = _lock_data_dir(settings)
     _configure_logging(settings.log_level)
     _announce_initial_key(settings)
     from modeldeck import httpserver
 
     uvicorn.Server(
         httpserver.config(
-            create_app(settings),
+            create_app(settings, platform=Platform(settings, lock)),
             header_timeout=settings.header_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
             host=settings.host,
@@ -140,9 +151,10 @@ def demo(
     from modeldeck.demo.run import run_demo
 
     settings = _settings(port=port, data_dir=data_dir)
+    lock = _lock_data_dir(settings)
     _configure_logging("warning")
     _announce_initial_key(settings)
-    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic))
+    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic, lock))
 
 
 @main.command("settings")

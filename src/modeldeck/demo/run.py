@@ -15,6 +15,7 @@ from rich.panel import Panel
 from modeldeck import httpserver
 from modeldeck.api.app import create_app
 from modeldeck.config import Settings
+from modeldeck.datadir import DataDirLock
 from modeldeck.deployments.schemas import DeploymentCreate
 from modeldeck.errors import NotFound
 from modeldeck.platform import Platform
@@ -25,9 +26,13 @@ REPLICAS = 2
 
 
 async def run_demo(
-    settings: Settings, console: Console, n_requests: int, exit_after_traffic: bool
+    settings: Settings,
+    console: Console,
+    n_requests: int,
+    exit_after_traffic: bool,
+    lock: DataDirLock | None = None,
 ) -> None:
-    platform = Platform(settings)
+    platform = Platform(settings, lock)
     await _ensure_model(platform, settings, console)
     server = uvicorn.Server(
         httpserver.config(

@@ -42,6 +42,7 @@ from modeldeck.builds.schemas import BuildView, EnvironmentView, PruneResult
 from modeldeck.builds.service import BuildOutcome, BuildService
 from modeldeck.config import Settings
 from modeldeck.crn import deployment_crn
+from modeldeck.datadir import DataDirLock
 from modeldeck.deployments.schemas import (
     AccessKeyView,
     AutoscalingPolicy,
@@ -52,7 +53,13 @@ from modeldeck.deployments.schemas import (
     ReplicaView,
     RolloutView,
 )
-from modeldeck.errors import Conflict, NotFound, ServiceUnavailable, ValidationFailed
+from modeldeck.errors import (
+    ConfigurationError,
+    Conflict,
+    NotFound,
+    ServiceUnavailable,
+    ValidationFailed,
+)
 from modeldeck.gateway.routes import RouteEntry
 from modeldeck.paths import allowed_python_file
 from modeldeck.registry import Registry, parse_version_spec
@@ -151,8 +158,15 @@ class DeploymentService:
 
     # -- lifecycle ----------------------------------------------------------------------------
 
-    async def restore(self) -> None:
-        """Bring back every deployment that should be running (after a platform restart)."""
+    async def restore(self, lock: DataDirLock) -> None:
+        """Bring back every deployment that should be running (after a platform restart).
+
+        It rewrites every running deployment to ``deploying``: only the platform that holds
+        the data directory's ``lock`` may do that, never a second one started beside it."""
+        if not lock.held:
+            raise ConfigurationError(
+                "deployments are restored only by the platform holding the data directory's lock"
+            )
         await asyncio.to_thread(self.builds.fail_unfinished)
         await asyncio.to_thread(self._fail_unfinished_rollouts)
         rows = await asyncio.to_thread(self._all_rows)
