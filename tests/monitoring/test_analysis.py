@@ -347,3 +347,76 @@ def test_labels_that_cannot_be_json_path_keys_do_not_break_reports(
     window = service.performance("clf", start_ms=T0, end_ms=T0 + HOUR)["windows"][0]
     assert window["labelled"] == 20
     assert window["realised"]["accuracy"] == pytest.approx(0.5)
+
+
+def _drift_setup(service: AnalysisService, metrics: ModelMetrics, n: int) -> None:
+    """Reference: balanced output; current: ``n`` rows, ``age`` shifted, output all 1s."""
+    rng = np.random.default_rng(11)
+    reference = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, 800).round(2),
+            "income": rng.normal(50, 5, 800).round(2),
+            "plan": rng.choice(["free", "pro", "team"], 800, p=[0.6, 0.3, 0.1]),
+            "target": rng.integers(0, 2, 800),
+        }
+    )
+    service.set_reference("clf", reference, source="test", target_column="target")
+    metrics.insert_predictions(
+        [
+            PredictionRecord(
+                uuid=_uuid(i, 11),
+                deployment_id="dep-1",
+                start_ms=T0 + i,
+                end_ms=T0 + i,
+                metrics={
+                    "input": {
+                        "age": float(rng.normal(40, 10)) + 10.0,
+                        "income": float(rng.normal(50, 5)),
+                        "plan": str(rng.choice(["free", "pro", "team"], p=[0.6, 0.3, 0.1])),
+                    },
+                    "output": 1,
+                },
+            )
+            for i in range(n)
+        ]
+    )
+
+
+def test_the_drift_verdict_names_drifted_columns_and_the_prediction(
+    setup: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    """Dataset-level "no drift" (1 of 3 columns) no longer hides a drifted prediction."""
+    service, metrics = setup
+    _drift_setup(service, metrics, 400)
+    report = service.drift("clf", start_ms=T0, end_ms=T0 + HOUR)
+    assert report["dataset"]["drifted"] is False
+    assert report["prediction"]["drifted"] is True
+    assert report["verdict"] == {
+        "level": "drift",
+        "text": "1 of 3 columns drifted; prediction drifted",
+        "drifted_columns": 1,
+        "columns": 3,
+        "prediction_drifted": True,
+        "current_rows": 400,
+        "min_samples": 30,
+    }
+    # The p-value and the distance under their own names.
+    age = next(c for c in report["columns"] if c["column"] == "age")
+    assert age["method"] == "ks" and age["p_value"] == age["statistic"] < 0.05
+    assert age["distance"] is None
+
+
+def test_below_min_samples_the_verdict_is_not_enough_data(
+    setup: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    service, metrics = setup
+    _drift_setup(service, metrics, 3)
+    verdict = service.drift("clf", start_ms=T0, end_ms=T0 + HOUR)["verdict"]
+    assert verdict["level"] == "not_enough_data"
+    assert verdict["text"] == "not enough data: 3 of the 30 rows a verdict needs"
+    service.set_config("clf", MonitoringConfig(min_samples=3))
+    assert service.drift("clf", start_ms=T0, end_ms=T0 + HOUR)["verdict"]["level"] != (
+        "not_enough_data"
+    )
+    empty = service.drift("clf", start_ms=T0 + HOUR, end_ms=T0 + 2 * HOUR)["verdict"]
+    assert empty["level"] == "no_data"

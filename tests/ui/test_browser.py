@@ -251,7 +251,14 @@ def test_every_page_and_tab_loads_without_console_errors_and_charts_have_data(
     page.wait_for_selector("body[data-view=deployments][data-state=ready]")
     row = page.locator("#deployments tbody tr", has_text=NAME)
     assert "deployed" in row.inner_text()
-    page.wait_for_selector("#deployments .badge:has-text('drift')")  # verdicts fill in
+    page.wait_for_selector("#deployments .badge[data-verdict]")  # verdicts fill in
+    verdict = deployed.client.drift(NAME, start_ms=int(time.time() * 1000) - 86_400_000)["verdict"]
+    cell = row.locator(".badge[data-verdict]")
+    assert cell.get_attribute("data-verdict") == verdict["level"]
+    # Coloured by the worst: the prediction and petal_length drift, not half of the columns.
+    assert verdict["level"] == "drift" and "bad" in (cell.get_attribute("class") or "")
+    assert f"{verdict['drifted_columns']}/{verdict['columns']} columns" in cell.inner_text()
+    assert ("prediction" in cell.inner_text()) == bool(verdict["prediction_drifted"])
     assert page.locator("#timezone").inner_text() == f"Times in {TIME_ZONE}"
     assert console.take() == []
     shoot(page, screenshots / "deployments.png")
@@ -273,8 +280,17 @@ def test_every_page_and_tab_loads_without_console_errors_and_charts_have_data(
     # What the tabs show is the API's.
     open_tab(page, deployed, "drift")
     drift = deployed.client.drift(NAME)
-    verdict = page.locator("#dataset-verdict").get_attribute("data-drifted")
-    assert verdict == str(drift["dataset"]["drifted"]).lower()
+    banner = page.locator("#dataset-verdict")
+    assert banner.get_attribute("data-drifted") == str(drift["dataset"]["drifted"]).lower()
+    # The banner hides nothing: the worst verdict's colour, the drifted columns, the prediction.
+    v = drift["verdict"]
+    assert banner.get_attribute("data-verdict") == v["level"] == "drift"
+    assert "bad" in (banner.get_attribute("class") or "")
+    said = banner.inner_text()
+    assert f"{v['drifted_columns']} of {v['columns']} columns drifted" in said
+    assert "the prediction drifted" in said
+    headers = page.locator("#drift-table thead").inner_text()
+    assert "p-value" in headers and "Distance" in headers and "Statistic" not in headers
     open_tab(page, deployed, "model-metrics")
     latest = httpx.get(
         f"{deployed.platform.url}/api/v1/deployments/{NAME}/metrics/model/recent?limit=1",

@@ -200,34 +200,62 @@ def drift(
         raise SystemExit(1)
 
 
+def _p_value(value: float | None) -> str:
+    """Small p-values stay readable (4.9e-57, not 0.0000)."""
+    if value is None:
+        return "-"
+    return f"{value:.4f}" if value >= 0.001 or value == 0 else f"{value:.1e}"
+
+
+LEVEL_STYLES = {
+    "drift": "red",
+    "warn": "yellow",
+    "ok": "green",
+    "not_enough_data": "yellow",
+    "no_data": "dim",
+}
+
+
 def _print_drift(report: dict[str, Any], since: str) -> None:
-    dataset = report["dataset"]
     binned = ", on five-minute summaries" if report["mode"] == "binned" else ""
     title = (
         f"{report['deployment']}: drift over the last {since} "
         f"({report['predictions']:,} predictions{binned}; reference "
         f"{report['reference']['rows']:,} rows)"
     )
-    table = Table("column", "kind", "method", "statistic", "threshold", "verdict", title=title)
+    verdict = report["verdict"]
+    enough = verdict["level"] not in ("not_enough_data", "no_data")
+    table = Table(
+        "column", "kind", "method", "p-value", "distance", "threshold", "verdict", title=title
+    )  # fmt: skip
     rows = list(report["columns"])
     if report.get("prediction"):
         rows.append(
             {**report["prediction"], "column": f"{report['prediction']['column']} (prediction)"}
         )
     for c in rows:
+        if not c["current_rows"]:
+            said = "[dim]no data[/dim]"
+        elif not enough:
+            said = "[yellow]not enough data[/yellow]"
+        else:
+            said = _verdict(c["drifted"])
         table.add_row(
             c["column"],
             c["kind"],
             c["method"],
-            fmt_num(c["statistic"], 4),
+            _p_value(c.get("p_value")),
+            fmt_num(c.get("distance"), 4),
             fmt_num(c["threshold"], 3),
-            _verdict(c["drifted"]) if c["current_rows"] else "[dim]no data[/dim]",
+            said,
         )
     console.print(table)
-    verdict = "[red]DRIFTED[/red]" if dataset["drifted"] else "[green]no drift[/green]"
+    style = LEVEL_STYLES[verdict["level"]]
+    dataset = report["dataset"]
     console.print(
-        f"dataset: {verdict} ({len(dataset['drifted_columns'])} of {dataset['columns']} columns, "
-        f"share {dataset['drifted_share']:.2f}, threshold {dataset['threshold']:.2f})"
+        f"verdict: [{style}]{verdict['text']}[/{style}] (dataset drift when a share of "
+        f"{dataset['threshold']:.2f} of the columns drift; at least {verdict['min_samples']} "
+        "rows for a verdict)"
     )
     if report.get("missing_columns"):
         err_console.print(

@@ -115,6 +115,12 @@ class MonitoringConfig(BaseModel):
     drift_share: float = Field(
         default=0.5, gt=0, le=1, description="Share of drifted columns that is dataset drift."
     )
+    min_samples: int = Field(
+        default=30,
+        ge=1,
+        le=1_000_000,
+        description="Current rows below which a drift verdict is 'not enough data'.",
+    )
     top_k: int = Field(default=20, ge=1, le=1000, description="Categories kept per column.")
     max_rows: int = Field(
         default=50_000,
@@ -443,6 +449,7 @@ class AnalysisService:
             # Values of the wrong type (text in a numeric column...) are left out and counted.
             column["invalid_values"] = invalid[column["column"]]
         report["prediction"] = prediction
+        report["verdict"] = drift_verdict(report, config.min_samples)
         return report
 
     def _raw_columns(
@@ -1649,6 +1656,54 @@ def _score_view(row: VersionScoreRow) -> dict[str, Any]:
         "estimator": row.estimator or None,
         "metrics": row.metrics or None,
         "rows": row.rows,
+    }
+
+
+def drift_verdict(report: Mapping[str, Any], min_samples: int) -> dict[str, Any]:
+    """A drift report's summary, which hides nothing: how many columns drifted, whether the
+    prediction drifted, and one ``level`` for the worst of them.
+
+    ``level``: ``no_data`` (no predictions), ``not_enough_data`` (fewer than ``min_samples``
+    current rows: no verdict, whatever the tests say), ``drift`` (dataset drift or prediction
+    drift), ``warn`` (some columns drifted, below the dataset threshold), ``ok`` (nothing
+    drifted). ``text`` says it in one line for the CLI and the dashboard.
+    """
+    dataset = report["dataset"]
+    prediction = report.get("prediction")
+    rows = int(report.get("current_rows") or 0)
+    drifted = len(dataset["drifted_columns"])
+    columns = int(dataset["columns"])
+    prediction_drifted = None if prediction is None else bool(prediction["drifted"])
+    if not rows:
+        level, text = "no_data", "no predictions in this window"
+    elif rows < min_samples:
+        level = "not_enough_data"
+        text = f"not enough data: {rows} of the {min_samples} rows a verdict needs"
+    else:
+        if dataset["drifted"] or prediction_drifted:
+            level = "drift"
+        elif drifted:
+            level = "warn"
+        else:
+            level = "ok"
+        said = {True: "prediction drifted", False: "prediction did not drift", None: ""}
+        text = "; ".join(
+            part
+            for part in (
+                f"{drifted} of {columns} columns drifted"
+                + (" (dataset drift)" if dataset["drifted"] else ""),
+                said[prediction_drifted],
+            )
+            if part
+        )
+    return {
+        "level": level,
+        "text": text,
+        "drifted_columns": drifted,
+        "columns": columns,
+        "prediction_drifted": prediction_drifted,
+        "current_rows": rows,
+        "min_samples": min_samples,
     }
 
 

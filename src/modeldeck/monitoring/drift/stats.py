@@ -381,12 +381,21 @@ class ColumnDrift:
     details: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: a NaN statistic becomes None."""
+        """JSON-ready: a NaN statistic becomes None.
+
+        The number compared with the threshold is under its own name too: ``p_value`` for the
+        tests (``ks``, ``chisquare``, ``z``; ``distance`` is None), ``distance`` for the
+        distances (``p_value`` is None). ``statistic`` is that same number, kept for
+        compatibility."""
+        value = None if math.isnan(self.statistic) else self.statistic
+        test = METHODS[self.method].kind == "pvalue"
         return {
             "column": self.column,
             "kind": self.kind,
             "method": self.method,
-            "statistic": None if math.isnan(self.statistic) else self.statistic,
+            "statistic": value,
+            "p_value": value if test else None,
+            "distance": None if test else value,
             "threshold": self.threshold,
             "drifted": self.drifted,
             "reference_rows": self.reference_rows,

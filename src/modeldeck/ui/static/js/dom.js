@@ -132,6 +132,10 @@ function spaced(value) {
   return JSON.stringify(value);
 }
 
+/** The tone of each drift verdict level (the API's ``verdict.level``): the worst of the
+ * columns and the prediction. */
+export const VERDICT_TONES = { drift: "bad", warn: "warn", ok: "ok", not_enough_data: "info", no_data: "off" };
+
 /** A status badge: text and colour both say it. */
 export function badge(textValue, tone) {
   return h("span", { class: `badge ${tone}` }, textValue);

@@ -11,6 +11,7 @@ import {
   h,
   noAuthBadge,
   statusTone,
+  VERDICT_TONES,
 } from "../dom.js";
 import { deploymentActions, deployDialog } from "../actions.js";
 import { keepFocus, showError, table } from "../ui.js";
@@ -28,11 +29,16 @@ function versionText(d) {
 function driftCell(entry) {
   if (!entry) return h("span", { class: "muted" }, "…");
   if (entry.error) return h("span", { class: "muted", title: entry.error }, "n/a");
-  const { dataset } = entry.report;
-  if (!entry.report.current_rows) return h("span", { class: "muted" }, "no data");
-  return dataset.drifted
-    ? badge(`drift (${dataset.drifted_columns.length}/${dataset.columns})`, "bad")
-    : badge("no drift", "ok");
+  const { verdict } = entry.report;
+  if (verdict.level === "no_data") return h("span", { class: "muted" }, "no data");
+  if (verdict.level === "not_enough_data") {
+    return h("span", { class: `badge ${VERDICT_TONES.not_enough_data}`, title: verdict.text, dataset: { verdict: verdict.level } }, "not enough data");
+  }
+  const prediction = verdict.prediction_drifted ? ", prediction" : "";
+  const said = verdict.level === "ok"
+    ? "no drift"
+    : `${verdict.drifted_columns}/${verdict.columns} columns${prediction}`;
+  return h("span", { class: `badge ${VERDICT_TONES[verdict.level]}`, title: verdict.text, dataset: { verdict: verdict.level } }, said);
 }
 
 export async function deploymentsPage(root) {

@@ -2,13 +2,14 @@
 
 import { api } from "../api.js";
 import { miniDistribution, purge } from "../charts.js";
-import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime } from "../dom.js";
+import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime, VERDICT_TONES } from "../dom.js";
 import { rangePicker, remember, remembered, resolveRange, table } from "../ui.js";
 
 const P_VALUE_METHODS = new Set(["ks", "chisquare", "z"]);
 
-function verdict(column) {
+function verdict(column, enough) {
   if (column.drifted === null || column.drifted === undefined) return badge("not tested", "off");
+  if (!enough) return badge("not enough data", "info");
   return column.drifted ? badge("drift", "bad") : badge("no drift", "ok");
 }
 
@@ -54,15 +55,19 @@ export async function driftTab(root, ctx) {
 
   function renderSummary(report) {
     const ds = report.dataset;
-    const tone = !report.current_rows ? "info" : ds.drifted ? "bad" : "ok";
-    const headline = !report.current_rows
+    const v = report.verdict;
+    const tone = VERDICT_TONES[v.level];
+    const headline = v.level === "no_data"
       ? "No predictions in this window."
-      : ds.drifted
-        ? `Dataset drift detected: ${ds.drifted_columns.length} of ${ds.columns} columns drifted (${fmtPercent(ds.drifted_share, 0)}, threshold ${fmtPercent(ds.threshold, 0)}).`
-        : `No dataset drift: ${ds.drifted_columns.length} of ${ds.columns} columns drifted (${fmtPercent(ds.drifted_share, 0)}, threshold ${fmtPercent(ds.threshold, 0)}).`;
+      : v.level === "not_enough_data"
+        ? `Not enough data for a verdict: ${fmtInt(v.current_rows)} rows, ${fmtInt(v.min_samples)} needed.`
+        : `${v.level === "ok" ? "No drift" : v.level === "warn" ? "Some drift" : "Drift detected"}: ` +
+          `${v.drifted_columns} of ${v.columns} columns drifted` +
+          (ds.drifted ? ` (dataset drift, threshold ${fmtPercent(ds.threshold, 0)})` : ` (dataset drift from ${fmtPercent(ds.threshold, 0)})`) +
+          (v.prediction_drifted === null ? "." : v.prediction_drifted ? "; the prediction drifted." : "; the prediction did not drift.");
     const ref = report.reference || {};
     clear(summary,
-      h("div", { class: `banner ${tone}`, id: "dataset-verdict", dataset: { drifted: String(Boolean(ds.drifted)) } }, headline),
+      h("div", { class: `banner ${tone}`, id: "dataset-verdict", dataset: { drifted: String(Boolean(ds.drifted)), verdict: v.level } }, headline),
       h("p", { class: "muted" },
         `Reference: ${ref.source || "—"} (${fmtInt(ref.rows)} rows). `,
         `Current: ${fmtInt(report.current_rows)} rows from ${fmtInt(report.predictions)} predictions`,
@@ -86,9 +91,10 @@ export async function driftTab(root, ctx) {
         c.isPrediction ? h("strong", {}, c.column) : c.column,
         c.kind,
         c.method || "—",
-        h("span", { class: "mono" }, fmtNumber(c.statistic)),
+        h("span", { class: "mono" }, fmtNumber(c.p_value)),
+        h("span", { class: "mono" }, fmtNumber(c.distance)),
         rule(c),
-        verdict(c),
+        verdict(c, report.verdict.current_rows >= report.verdict.min_samples),
         `${fmtInt(c.reference_rows)} / ${fmtInt(c.current_rows)}`,
         extra(c),
         chart,
@@ -97,7 +103,7 @@ export async function driftTab(root, ctx) {
     clear(columns, table({
       id: "drift-table",
       columns: [
-        { label: "Column" }, { label: "Kind" }, { label: "Method" }, { label: "Statistic", num: true },
+        { label: "Column" }, { label: "Kind" }, { label: "Method" }, { label: "p-value", num: true }, { label: "Distance", num: true },
         { label: "Drifts when" }, { label: "Verdict" }, { label: "Rows (ref / current)", num: true },
         { label: "Notes" }, { label: "Distribution (reference grey, current blue)" },
       ],
