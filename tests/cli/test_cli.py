@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 from collections.abc import Iterator
+from datetime import UTC, datetime
 
 import pytest
 from click.testing import CliRunner
@@ -275,3 +278,95 @@ def test_deployments_without_auth_are_flagged(run, tmp_path) -> None:  # type: i
     code, out = run("deployments", "show", "open_model", "--json")
     assert json.loads(out)["warnings"] == [AUTH_DISABLED_WARNING]
     run("deployments", "delete", "open_model", "--yes")
+
+
+@pytest.fixture
+def run80(cli_platform: RunningPlatform):  # type: ignore[no-untyped-def]
+    """``run`` in an 80-column terminal (``COLUMNS=80``)."""
+    runner = CliRunner(env={"COLUMNS": "80"})
+
+    def invoke(*args: str) -> tuple[int, str]:
+        result = runner.invoke(
+            main,
+            ["--url", cli_platform.url, "--api-key", cli_platform.api_key, *args],
+            catch_exceptions=False,
+        )
+        return result.exit_code, result.output
+
+    return invoke
+
+
+def test_tables_fit_80_columns_and_never_cut_a_number(run80) -> None:  # type: ignore[no-untyped-def]
+    name = "a-deployment-with-a-rather-long-name-to-fold"
+    code, out = run80("deploy", "iris", "--name", name, "--version", "1", "--json")
+    assert code == 0, out
+    key = json.loads(out)["access_key"]
+    for _ in range(3):
+        run80("predict", name, "--access-key", key, "-d", '{"inputs": [[5.1, 3.5, 1.4, 0.2]]}')
+    try:
+        for command in (("models", "list"), ("deployments", "list")):
+            code, out = run80(*command)
+            assert code == 0, out
+            assert "…" not in out, out  # folded or dropped, never cut
+            assert max(len(line) for line in out.splitlines()) <= 80, out
+        assert "1/1" in out  # replicas whole
+
+        code, out = run80("metrics", "technical", name, "--since", "10m", "--step", "1m")
+        assert code == 0, out
+        assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80, out
+        code, raw = run80("metrics", "technical", name, "--since", "10m", "--step", "1m", "--json")
+        data = json.loads(raw)
+        assert data["step"] == 60_000  # --step takes a duration, as performance --step does
+        busy = [p for p in data["requests"] if p["requests"]]
+        assert busy
+        for p in busy:  # every shown time and rate whole
+            when = datetime.fromtimestamp(p["t"] / 1000, UTC).strftime("%H:%M:%S")
+            assert re.search(rf"{when} +│ +{p['rps']:.2f} ", out), out
+        # --csv prints every column and every point.
+        code, csv_out = run80(
+            "metrics", "technical", name, "--since", "10m", "--step", "60", "--csv"
+        )
+        assert code == 0, csv_out
+        lines = csv_out.splitlines()
+        assert lines[0].split(",")[:4] == ["t", "requests", "rps", "failed"]
+        assert len(lines) == len(data["requests"]) + 1
+        code, csv_out = run80("deployments", "list", "--csv")
+        assert code == 0 and f"{name},iris,1,deployed,1/1,on," in csv_out
+        code, out = run80("metrics", "technical", name, "--step", "1x")
+        assert code == 2 and "expected a duration" in out
+    finally:
+        run80("deployments", "delete", name, "--yes")
+
+
+def test_drift_says_not_enough_data_and_names_the_p_value(run, cli_platform) -> None:  # type: ignore[no-untyped-def]
+    client = cli_platform.client()
+    code, out = run("deploy", "iris", "--name", "cli-drift", "--version", "1", "--json")
+    assert code == 0, out
+    try:
+        client.reference_from_registry("cli-drift")
+        now = int(time.time() * 1000)
+        features = {
+            "sepal_length": 5.1,
+            "sepal_width": 3.5,
+            "petal_length": 1.4,
+            "petal_width": 0.2,
+        }
+        client.record_predictions(
+            "cli-drift",
+            [
+                {
+                    "metrics": {"input": features, "output": 0},
+                    "start_timestamp_ms": now - 1000 * i,
+                    "end_timestamp_ms": now - 1000 * i,
+                }
+                for i in range(3)
+            ],
+        )
+        code, out = run("drift", "cli-drift", "--since", "1h")
+        assert code == 0, out
+        assert "p-value" in out and "distance" in out and "statistic" not in out
+        assert "not enough data: 3 of the 30 rows a verdict needs" in out
+        code, out = run("drift", "cli-drift", "--since", "1h", "--json")
+        assert json.loads(out)["verdict"]["level"] == "not_enough_data"
+    finally:
+        run("deployments", "delete", "cli-drift", "--yes")

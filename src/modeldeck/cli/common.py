@@ -3,12 +3,18 @@ one-line errors, and the parsing of durations and JSON arguments."""
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import click
 from rich.console import Console
+from rich.table import Table
+from rich.text import Text
 
 from modeldeck.client import ApiError, Client
 from modeldeck.errors import ModeldeckError
@@ -16,6 +22,72 @@ from modeldeck.errors import ModeldeckError
 console = Console()
 err_console = Console(stderr=True)
 ENV_MANAGERS = ["local", "uv", "virtualenv"]
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a table that fits the terminal (:func:`fitted_table`).
+
+    ``priority``: 0 is never dropped; when the table is too wide, the highest numbers go first.
+    ``fold``: text that may wrap onto more lines (names, URLs) down to ``min_width``; other
+    cells (numbers, times, statuses) are shown whole or not at all, never cut.
+    """
+
+    header: str
+    priority: int = 0
+    fold: bool = False
+    numeric: bool = False
+    min_width: int = 12
+
+
+def fitted_table(
+    columns: Sequence[Column],
+    rows: Sequence[Sequence[str]],
+    *,
+    title: str | None = None,
+    width: int | None = None,
+) -> Table:
+    """A rich table that fits ``width`` (the terminal's; ``COLUMNS`` when set) by folding text
+    columns and then dropping whole columns by priority, never by cutting a number short. The
+    caption names the columns left out; ``--json`` (and ``--csv``) print everything."""
+    width = width or console.size.width
+    needed = [
+        max([Text.from_markup(c.header).cell_len] + [Text.from_markup(r[i]).cell_len for r in rows])
+        for i, c in enumerate(columns)
+    ]
+    least = [
+        min(n, max(c.min_width, Text.from_markup(c.header).cell_len)) if c.fold else n
+        for c, n in zip(columns, needed, strict=True)
+    ]
+    kept = list(range(len(columns)))
+
+    def too_wide() -> bool:
+        return sum(least[i] for i in kept) + 3 * len(kept) + 1 > width
+
+    while too_wide():
+        droppable = [i for i in kept if columns[i].priority > 0]
+        if not droppable:
+            break
+        kept.remove(max(droppable, key=lambda i: (columns[i].priority, i)))
+    dropped = [columns[i].header for i in range(len(columns)) if i not in kept]
+    caption = (
+        f"not shown at this width: {', '.join(dropped)} (--json shows every column)"
+        if dropped
+        else None
+    )
+    table = Table(title=title, caption=caption, caption_justify="left")
+    for i in kept:
+        column = columns[i]
+        table.add_column(
+            column.header,
+            justify="right" if column.numeric else "left",
+            no_wrap=not column.fold,
+            overflow="fold" if column.fold else "ignore",
+            min_width=least[i],
+        )
+    for row in rows:
+        table.add_row(*(row[i] for i in kept))
+    return table
 
 
 def make_client(ctx: click.Context) -> Client:
@@ -47,6 +119,31 @@ def since_ms(since: str | None, start: int | None) -> int:
     if not since:
         return 0
     return int(time.time() * 1000) - int(duration_seconds(since) * 1000)
+
+
+def step_duration_seconds(text: str) -> int:
+    """A step as a duration (``30s``, ``5m``, ``1d``) or, as before, whole seconds (``60``)."""
+    seconds = float(text) if text.isdigit() else duration_seconds(text)
+    if seconds < 1 or seconds != int(seconds):
+        raise click.BadParameter(f"expected a step of whole seconds like 30s, 5m, 1d; got {text!r}")
+    return int(seconds)
+
+
+def fmt_duration(seconds: int) -> str:
+    """60 -> 1m, 86400 -> 1d, 90 -> 90s: the largest unit that divides evenly."""
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds and seconds % size == 0:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def print_csv(header: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
+    """Every row, unformatted, as CSV on stdout (None is an empty cell)."""
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(header)
+    writer.writerows(["" if v is None else v for v in row] for row in rows)
+    click.echo(out.getvalue(), nl=False)
 
 
 def duration_seconds(text: str) -> float:

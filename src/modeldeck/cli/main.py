@@ -20,15 +20,20 @@ from modeldeck import __version__
 from modeldeck.cli import analysis, simulate
 from modeldeck.cli.common import (
     ENV_MANAGERS,
+    Column,
     Group,
     console,
     duration_seconds,
     err_console,
+    fitted_table,
+    fmt_duration,
     fmt_num,
     json_object,
     make_client,
+    print_csv,
     print_json,
     since_ms,
+    step_duration_seconds,
 )
 from modeldeck.client import Client
 from modeldeck.config import ClientSettings, Settings
@@ -182,19 +187,34 @@ def models() -> None:
 
 @models.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (every column).")
 @click.pass_context
-def models_list(ctx: click.Context, as_json: bool) -> None:
+def models_list(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
     """List registered models."""
     with make_client(ctx) as client:
         items = client.models()
     if as_json:
         print_json(items)
         return
-    table = Table("name", "latest", "aliases", "description")
-    for m in items:
-        aliases = ", ".join(f"@{a}→{v}" for a, v in sorted(m["aliases"].items()))
-        table.add_row(m["name"], m["latest_version"] or "-", aliases, m["description"])
-    console.print(table)
+    rows = [
+        [
+            m["name"],
+            m["latest_version"] or "-",
+            ", ".join(f"@{a}→{v}" for a, v in sorted(m["aliases"].items())),
+            m["description"] or "",
+        ]
+        for m in items
+    ]
+    columns = [
+        Column("name", fold=True),
+        Column("latest", numeric=True),
+        Column("aliases", priority=1, fold=True),
+        Column("description", priority=2, fold=True, min_width=20),
+    ]
+    if as_csv:
+        print_csv([c.header for c in columns], rows)
+        return
+    console.print(fitted_table(columns, rows))
 
 
 @models.command("alias")
@@ -266,21 +286,38 @@ def _wait_with_progress(
         return client.wait(name, timeout=timeout, on_progress=update, version=version)
 
 
-def _deployment_table(items: list[dict[str, Any]]) -> Table:
-    table = Table("name", "model", "version", "status", "replicas", "auth", "endpoint")
+DEPLOYMENT_COLUMNS = [
+    Column("name", fold=True),
+    Column("model", priority=2, fold=True),
+    Column("version", priority=1),
+    Column("status"),
+    Column("replicas", numeric=True),
+    Column("auth", priority=1),
+    Column("endpoint", priority=3, fold=True, min_width=24),
+]
+
+
+def _deployment_rows(items: list[dict[str, Any]], *, plain: bool = False) -> list[list[str]]:
+    rows = []
     for d in items:
         spec = d["version_spec"]
-        version = d["version"] + (f" ({spec})" if spec != d["version"] else "")
-        table.add_row(
-            d["name"],
-            d["model"],
-            version,
-            _status(d["status"]),
-            f"{d['ready_replicas']}/{d['replicas']}",
-            "on" if d["auth_enabled"] else "[red]off[/red]",
-            d["endpoint_url"],
+        version = (d["version"] or "") + (f" ({spec})" if spec != d["version"] else "")
+        rows.append(
+            [
+                d["name"],
+                d["model"] or "",
+                version,
+                d["status"] if plain else _status(d["status"]),
+                f"{d['ready_replicas']}/{d['replicas']}",
+                "on" if d["auth_enabled"] else ("off" if plain else "[red]off[/red]"),
+                d["endpoint_url"],
+            ]
         )
-    return table
+    return rows
+
+
+def _deployment_table(items: list[dict[str, Any]]) -> Table:
+    return fitted_table(DEPLOYMENT_COLUMNS, _deployment_rows(items))
 
 
 def _warn_auth_disabled(items: list[dict[str, Any]]) -> None:
@@ -506,13 +543,16 @@ def deployments() -> None:
 
 @deployments.command("list")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV (every column).")
 @click.pass_context
-def deployments_list(ctx: click.Context, as_json: bool) -> None:
+def deployments_list(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
     """List deployments."""
     with make_client(ctx) as client:
         items = client.deployments()
     if as_json:
         print_json(items)
+    elif as_csv:
+        print_csv([c.header for c in DEPLOYMENT_COLUMNS], _deployment_rows(items, plain=True))
     else:
         console.print(_deployment_table(items))
         _warn_auth_disabled(items)
@@ -934,38 +974,73 @@ def metrics_model(
     console.print(table)
 
 
+TECHNICAL_COLUMNS = [
+    Column("time"),
+    Column("rps", numeric=True),
+    Column("failed", priority=1, numeric=True),
+    Column("p50 ms", priority=2, numeric=True),
+    Column("p95 ms", priority=1, numeric=True),
+    Column("p99 ms", priority=3, numeric=True),
+    Column("mean ms", priority=4, numeric=True),
+    Column("req B", priority=6, numeric=True),
+    Column("resp B", priority=6, numeric=True),
+    Column("cpu %", priority=3, numeric=True),
+    Column("rss MB", priority=5, numeric=True),
+]
+TECHNICAL_FIELDS = [
+    "t", "requests", "rps", "failed", "latency_p50_ms", "latency_p95_ms", "latency_p99_ms",
+    "latency_mean_ms", "request_bytes_mean", "response_bytes_mean", "cpu_percent", "rss_bytes",
+]  # fmt: skip
+
+
 @metrics.command("technical")
 @click.argument("name")
 @click.option("--since", default="1h", show_default=True, help="Range: the last 30m / 1h / 7d.")
-@click.option("--step", type=int, help="Seconds per point (default: about 120 points).")
+@click.option(
+    "--step",
+    help="Time per point: 30s, 5m, 1h, 1d (or seconds, 60). Default: about 120 points.",
+)
 @click.option("--replica", type=int, help="Only this replica.")
 @click.option("--version", help="Only this model version (a canary's candidate, say).")
 @click.option("--points", default=12, show_default=True, help="Latest points to show.")
 @click.option("--json", "as_json", is_flag=True, help="Print the full series as JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print the full series as CSV.")
 @click.pass_context
 def metrics_technical(
     ctx: click.Context,
     name: str,
     since: str,
-    step: int | None,
+    step: str | None,
     replica: int | None,
     version: str | None,
     points: int,
     as_json: bool,
+    as_csv: bool,
 ) -> None:
     """Requests, failures, latency, sizes, CPU and memory of deployment NAME."""
     end = int(time.time() * 1000)
+    step_seconds = None if step is None else step_duration_seconds(step)
     with make_client(ctx) as client:
         data = client.technical_metrics(
             name,
             start_ms=end - int(duration_seconds(since) * 1000),
             end_ms=end,
-            step_seconds=step,
+            step_seconds=step_seconds,
             replica=replica,
             version=version,
         )
+    cpu = {p["t"]: p for p in data["resources"]["all"]}
     if as_json:
         print_json(data)
+        return
+    if as_csv:
+        print_csv(
+            TECHNICAL_FIELDS,
+            [
+                [{**cpu.get(p["t"], {}), **p}.get(f) for f in TECHNICAL_FIELDS]
+                for p in data["requests"]
+            ],
+        )
         return
     table = Table(
         "replica", "received", "success", "failed", title=f"{name}: requests in the last {since}"
@@ -979,46 +1054,40 @@ def metrics_technical(
         "[bold]total[/bold]", str(totals["requests"]), str(totals["ok"]), str(totals["failed"])
     )
     console.print(table)
-    cpu = {p["t"]: p for p in data["resources"]["all"]}
-    series = Table(
-        "time",
-        "rps",
-        "failed",
-        "p50 ms",
-        "p95 ms",
-        "p99 ms",
-        "mean ms",
-        "req B",
-        "resp B",
-        "cpu %",
-        "rss MB",
-        title=f"every {data['step'] // 1000} s (latest {points})",
-    )
     shown = [p for p in data["requests"] if p["requests"] or p["t"] in cpu][-points:]
+    rows = []
     for p in shown:
         res = cpu.get(p["t"], {})
-        series.add_row(
-            datetime.fromtimestamp(p["t"] / 1000, UTC).strftime("%H:%M:%S"),
-            f"{p['rps']:.2f}",
-            str(p["failed"]),
-            fmt_num(p["latency_p50_ms"]),
-            fmt_num(p["latency_p95_ms"]),
-            fmt_num(p["latency_p99_ms"]),
-            fmt_num(p["latency_mean_ms"]),
-            fmt_num(p["request_bytes_mean"], 0),
-            fmt_num(p["response_bytes_mean"], 0),
-            fmt_num(res.get("cpu_percent"), 1),
-            fmt_num(res["rss_bytes"] / 1e6 if res.get("rss_bytes") else None, 0),
+        rows.append(
+            [
+                datetime.fromtimestamp(p["t"] / 1000, UTC).strftime("%H:%M:%S"),
+                f"{p['rps']:.2f}",
+                str(p["failed"]),
+                fmt_num(p["latency_p50_ms"]),
+                fmt_num(p["latency_p95_ms"]),
+                fmt_num(p["latency_p99_ms"]),
+                fmt_num(p["latency_mean_ms"]),
+                fmt_num(p["request_bytes_mean"], 0),
+                fmt_num(p["response_bytes_mean"], 0),
+                fmt_num(res.get("cpu_percent"), 1),
+                fmt_num(res["rss_bytes"] / 1e6 if res.get("rss_bytes") else None, 0),
+            ]
         )
-    console.print(series)
+    title = f"every {fmt_duration(data['step'] // 1000)} (latest {points}, UTC)"
+    console.print(fitted_table(TECHNICAL_COLUMNS, rows, title=title))
     if data.get("events"):
-        events = Table("time", "event", "message", title="replica events")
-        for e in data["events"][-points:]:
-            events.add_row(
-                datetime.fromtimestamp(e["t"] / 1000, UTC).strftime("%H:%M:%S"),
-                e["kind"],
-                e["message"],
-            )
+        events = fitted_table(
+            [Column("time"), Column("event"), Column("message", fold=True, min_width=20)],
+            [
+                [
+                    datetime.fromtimestamp(e["t"] / 1000, UTC).strftime("%H:%M:%S"),
+                    e["kind"],
+                    e["message"],
+                ]
+                for e in data["events"][-points:]
+            ],
+            title="replica events",
+        )
         console.print(events)
 
 
