@@ -94,3 +94,79 @@ def test_the_page_says_when_authentication_is_off(
     )
     with TestClient(create_app(settings)) as c:
         assert 'data-auth-required="false"' in c.get("/").text
+
+
+# -- the API's documentation and the serving box ------------------------------------------------
+
+
+@pytest.mark.parametrize(("page", "assets"), [
+    ("/docs", ["swagger-ui.css", "swagger-ui-bundle.js", "swagger-init.js"]),
+    ("/redoc", ["redoc.standalone.js"]),
+])  # fmt: skip
+def test_swagger_ui_and_redoc_are_served_from_packaged_files(
+    client: TestClient, page: str, assets: list[str]
+) -> None:
+    r = client.get(page)
+    assert r.status_code == 200 and r.headers["content-type"].startswith("text/html")
+    assert not re.search(r"(src|href)=\"(https?:)?//", r.text)  # no other host
+    assert "<script>" not in r.text  # no inline script: the CSP allows none
+    csp = r.headers["content-security-policy"]
+    assert "script-src 'self';" in csp and "connect-src 'self'" in csp
+    referenced = re.findall(r'(?:src|href)="/docs/assets/([^"]+)"', r.text)
+    assert sorted(referenced) == sorted(assets)
+    for name in referenced:
+        asset = client.get(f"/docs/assets/{name}")
+        assert asset.status_code == 200, name
+        assert len(asset.content) > 100 or name == "swagger-init.js"
+        assert b"cdn.redoc.ly" not in asset.content  # ReDoc's logo is the platform's
+    assert client.get("/openapi.json").status_code == 200
+
+
+def test_docs_assets_serve_nothing_else(client: TestClient) -> None:
+    for name in ("core.py", "..%2F__init__.py", "favicon.png", "docs.html"):
+        r = client.get(f"/docs/assets/{name}")
+        assert r.status_code == 404, name
+        assert r.json()["error"]["code"] == "not_found"
+
+
+def test_the_api_base_url_answers_without_a_key_and_links_the_docs(client: TestClient) -> None:
+    r = client.get("/api/v1")
+    assert r.status_code == 200, r.text
+    index = r.json()
+    assert index["name"] == "modeldeck"
+    for link in ("openapi", "docs", "redoc", "dashboard"):
+        path = index[link].removeprefix("http://testserver")
+        assert client.get(path).status_code == 200, link
+
+
+def test_every_url_in_the_serving_box_answers_and_it_names_the_sign_in_key(
+    client: TestClient,
+) -> None:
+    from rich.console import Console
+
+    from modeldeck.demo.run import serving_box
+
+    settings = Settings(data_dir=Path("/nonexistent"))
+    for api_key, said in (
+        ("mdk_created_now", "sign in with mdk_created_now (the API key created above)"),
+        (None, "sign in with the API key printed at the first start (MODELDECK_API_KEY)"),
+    ):
+        console = Console(record=True, width=120)
+        console.print(serving_box(settings, "acc_key_123", api_key))
+        text = console.export_text()
+        assert said in text
+        assert "not the access key" in text
+    base = settings.resolved_public_url()
+    urls = re.findall(re.escape(base) + r"[^\s),]*", text)
+    assert {f"{base}/api/v1", f"{base}/docs", f"{base}/redoc", f"{base}/"} <= set(urls)
+    for url in urls:
+        path = url.removeprefix(base) or "/"
+        if path.endswith("/predict"):
+            continue  # the model endpoint: POST with the access key (test_demo calls it)
+        assert client.get(path).status_code == 200, url
+
+
+def test_a_missing_api_key_says_to_set_modeldeck_api_key(client: TestClient) -> None:
+    r = client.get("/api/v1/deployments")
+    assert r.status_code == 401
+    assert "set MODELDECK_API_KEY" in r.json()["error"]["message"]

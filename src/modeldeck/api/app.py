@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 
 from fastapi import FastAPI, Request, Response
 from fastapi.responses import PlainTextResponse
@@ -12,6 +13,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from modeldeck import __version__
 from modeldeck.config import Settings
 from modeldeck.platform import Platform
+from modeldeck.ui import apidocs
 from modeldeck.ui import routes as dashboard
 
 from . import (
@@ -60,6 +62,7 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     app.include_router(routes_cml.router, prefix="/api/v2")
     app.include_router(routes_dashboard.router, prefix="/api/v1")
     app.include_router(dashboard.router)
+    app.include_router(apidocs.router)
     app.include_router(routes_serving.router)
     app.add_middleware(routes_serving.ModelEndpointsMiddleware)
     # No NUL in any URL; control-plane bodies: no NUL, NaN, 1e400, deep nesting, nor more than
@@ -77,6 +80,25 @@ def create_app(settings: Settings | None = None, platform: Platform | None = Non
     async def prometheus(request: Request) -> Response:
         registry = request.app.state.platform.prometheus
         return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get(
+        "/api/v1",
+        tags=["platform"],
+        summary="Where the API, its documentation and the dashboard are",
+    )
+    async def api_index(request: Request) -> dict[str, Any]:
+        """Answers without a key: what a browser or ``curl`` finds at the API's base URL."""
+        base = str(request.base_url).rstrip("/")
+        return {
+            "name": "modeldeck",
+            "version": __version__,
+            "api": f"{base}/api/v1",
+            "openapi": f"{base}/openapi.json",
+            "docs": f"{base}/docs",
+            "redoc": f"{base}/redoc",
+            "dashboard": f"{base}/",
+            "authentication": "Authorization: Bearer <API key> (MODELDECK_API_KEY)",
+        }
 
     @app.get("/health", tags=["platform"], summary="Liveness of the platform")
     async def health(request: Request) -> dict[str, str]:

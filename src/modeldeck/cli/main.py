@@ -82,7 +82,7 @@ def _lock_data_dir(settings: Settings) -> DataDirLock:
     return lock
 
 
-def _announce_initial_key(settings: Settings) -> None:
+def _announce_initial_key(settings: Settings) -> str | None:
     from modeldeck.auth.api_keys import ApiKeyService
     from modeldeck.store import Store
 
@@ -101,6 +101,8 @@ def _announce_initial_key(settings: Settings) -> None:
                 border_style="yellow",
             )
         )
+        return created.key
+    return None
 
 
 @main.command()
@@ -158,8 +160,8 @@ def demo(
     settings = _settings(port=port, data_dir=data_dir)
     lock = _lock_data_dir(settings)
     _configure_logging("warning")
-    _announce_initial_key(settings)
-    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic, lock))
+    api_key = _announce_initial_key(settings)
+    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic, lock, api_key))
 
 
 @main.command("settings")

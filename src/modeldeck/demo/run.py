@@ -31,7 +31,9 @@ async def run_demo(
     n_requests: int,
     exit_after_traffic: bool,
     lock: DataDirLock | None = None,
+    api_key: str | None = None,
 ) -> None:
+    """``api_key``: the control-plane key created by this start (shown in the box), if any."""
     platform = Platform(settings, lock)
     await _ensure_model(platform, settings, console)
     server = uvicorn.Server(
@@ -55,19 +57,7 @@ async def run_demo(
     await _wait_deployed(platform, console)
     await _send_traffic(settings, access_key, n_requests, console)
     endpoint = f"{settings.resolved_public_url()}/deployments/{DEPLOYMENT}/predict"
-    base = settings.resolved_public_url()
-    console.print(
-        Panel(
-            f"endpoint     {endpoint}\n"
-            f"access key   [bold]{access_key}[/bold]  (shown once)\n"
-            f"API          {base}/api/v1  (OpenAPI {base}/openapi.json)\n"
-            f"dashboard    {base}/  (sign in with the API key)\n"
-            "\n[dim]Ctrl-C stops the platform; the next `make run` reuses the data directory "
-            "and prints a fresh access key.[/dim]",
-            title="modeldeck is serving",
-            border_style="green",
-        )
-    )
+    console.print(serving_box(settings, access_key, api_key))
     console.print("Try it:", style="bold")
     console.print(
         f"curl -s {endpoint} -H 'Authorization: Bearer {access_key}' "
@@ -79,6 +69,30 @@ async def run_demo(
         server.should_exit = True
     with contextlib.suppress(asyncio.CancelledError):
         await serving
+
+
+def serving_box(settings: Settings, access_key: str, api_key: str | None) -> Panel:
+    """What ``make run`` prints once serving: every URL in it answers, and it says which key
+    is for what (the access key calls the endpoint; the API key signs in and drives the CLI)."""
+    base = settings.resolved_public_url()
+    if api_key is not None:
+        sign_in = f"[bold]{api_key}[/bold] (the API key created above)"
+    elif settings.api_key is not None:
+        sign_in = "the API key in MODELDECK_API_KEY"
+    else:
+        sign_in = "the API key printed at the first start (MODELDECK_API_KEY)"
+    return Panel(
+        f"endpoint     {base}/deployments/{DEPLOYMENT}/predict\n"
+        f"access key   [bold]{access_key}[/bold]  (calls the endpoint; shown once)\n"
+        f"API          {base}/api/v1\n"
+        f"API docs     {base}/docs  (ReDoc: {base}/redoc)\n"
+        f"dashboard    {base}/\n"
+        f"sign in with {sign_in}; not the access key\n"
+        "\n[dim]Ctrl-C stops the platform; the next `make run` reuses the data directory "
+        "and prints a fresh access key.[/dim]",
+        title="modeldeck is serving",
+        border_style="green",
+    )
 
 
 async def _ensure_model(platform: Platform, settings: Settings, console: Console) -> None:
