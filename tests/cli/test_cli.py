@@ -370,3 +370,37 @@ def test_drift_says_not_enough_data_and_names_the_p_value(run, cli_platform) -> 
         assert json.loads(out)["verdict"]["level"] == "not_enough_data"
     finally:
         run("deployments", "delete", "cli-drift", "--yes")
+
+
+def test_alerts_list_takes_the_deployment_as_alerts_create_does(run) -> None:  # type: ignore[no-untyped-def]
+    code, out = run("deploy", "iris", "--name", "cli-alerts", "--version", "1", "--no-wait")
+    assert code == 0, out
+    try:
+        code, out = run(
+            "alerts", "create", "cli-alerts", "low-acc", "--metric", "performance.accuracy",
+            "--when", "lt", "--threshold", "0.8",
+        )  # fmt: skip
+        assert code == 0, out
+        code, out = run("alerts", "list", "cli-alerts", "--json")
+        assert code == 0, out
+        assert [(r["deployment"], r["name"]) for r in json.loads(out)] == [
+            ("cli-alerts", "low-acc")
+        ]
+        code, old = run("alerts", "list", "--deployment", "cli-alerts", "--json")
+        assert code == 0 and json.loads(old) == json.loads(out)  # the option still works
+        code, out = run("alerts", "events", "cli-alerts", "--json")
+        assert code == 0 and json.loads(out) == []
+        code, out = run("alerts", "list", "cli-alerts", "--deployment", "other")
+        assert code == 2 and "two deployments given" in out
+    finally:
+        run("deployments", "delete", "cli-alerts", "--yes")
+
+
+def test_a_missing_api_key_says_to_set_modeldeck_api_key(
+    cli_platform: RunningPlatform, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("MODELDECK_API_KEY", raising=False)
+    result = CliRunner().invoke(main, ["--url", cli_platform.url, "deployments", "list"])
+    assert result.exit_code == 1
+    assert "set MODELDECK_API_KEY" in result.output
+    assert "Traceback" not in result.output

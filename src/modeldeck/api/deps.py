@@ -33,7 +33,10 @@ def _check_scope(request: Request, key: str | None, needed: str | None) -> None:
     if not platform.settings.auth_enabled:
         return
     if not key:
-        raise Unauthorized("missing API key: send 'Authorization: Bearer <API key>'")
+        raise Unauthorized(
+            "missing API key: set MODELDECK_API_KEY for the CLI and the Python client "
+            "(or send 'Authorization: Bearer <API key>')"
+        )
     caller = platform.api_keys.authenticate(key)
     if caller is None:
         raise Unauthorized("invalid API key")

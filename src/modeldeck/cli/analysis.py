@@ -373,12 +373,30 @@ def alerts_create(
     console.print(f"created alert rule {rule['name']} on {rule['deployment']}")
 
 
+def _deployment_argument(command: Any) -> Any:
+    """An optional DEPLOYMENT argument, as ``alerts create`` takes it, and the ``--deployment``
+    option these commands took before (still accepted)."""
+    command = click.argument("deployment", required=False)(command)
+    return click.option(
+        "--deployment", "deployment_option", help="Same as the DEPLOYMENT argument.", hidden=True
+    )(command)
+
+
+def _one_deployment(argument: str | None, option: str | None) -> str | None:
+    if argument and option and argument != option:
+        raise click.UsageError(f"two deployments given: {argument!r} and --deployment {option!r}")
+    return argument or option
+
+
 @alerts.command("list")
-@click.option("--deployment", help="Only this deployment's rules.")
+@_deployment_argument
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
-def alerts_list(ctx: click.Context, deployment: str | None, as_json: bool) -> None:
-    """List alert rules and whether they are firing."""
+def alerts_list(
+    ctx: click.Context, deployment: str | None, deployment_option: str | None, as_json: bool
+) -> None:
+    """List alert rules and whether they are firing (of DEPLOYMENT only, when given)."""
+    deployment = _one_deployment(deployment, deployment_option)
     with make_client(ctx) as client:
         rules = client.alert_rules(deployment)
     if as_json:
@@ -411,15 +429,21 @@ def alerts_delete(ctx: click.Context, deployment: str, rule_name: str) -> None:
 
 
 @alerts.command("events")
-@click.option("--deployment", help="Only this deployment's events.")
+@_deployment_argument
 @click.option("--since", default="7d", show_default=True)
 @click.option("--limit", default=50, show_default=True)
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def alerts_events(
-    ctx: click.Context, deployment: str | None, since: str, limit: int, as_json: bool
+    ctx: click.Context,
+    deployment: str | None,
+    deployment_option: str | None,
+    since: str,
+    limit: int,
+    as_json: bool,
 ) -> None:
-    """Alert events, newest first."""
+    """Alert events, newest first (of DEPLOYMENT only, when given)."""
+    deployment = _one_deployment(deployment, deployment_option)
     start, _ = _window(since)
     with make_client(ctx) as client:
         events = client.alert_events(deployment, start, limit)
