@@ -44,6 +44,10 @@ def assert_error_shape(response: Any, status: int, code: str | None = None) -> d
     return error  # type: ignore[no-any-return]
 
 
+# The API's index: where the API, its docs and the dashboard are (nothing else), for anyone.
+PUBLIC_ROUTES = {("GET", "/api/v1")}
+
+
 def control_routes(client: TestClient) -> list[tuple[str, str]]:
     spec = client.get("/openapi.json").json()
     routes = []
@@ -51,8 +55,17 @@ def control_routes(client: TestClient) -> list[tuple[str, str]]:
         if not path.startswith(("/api/v1", "/api/v2")):
             continue
         for method in item:
-            routes.append((method.upper(), path))
+            if (method.upper(), path) not in PUBLIC_ROUTES:
+                routes.append((method.upper(), path))
     return routes
+
+
+def test_the_api_index_is_the_one_public_control_route(client: TestClient) -> None:
+    r = client.get("/api/v1")
+    assert r.status_code == 200
+    assert set(r.json()) == {
+        "name", "version", "api", "openapi", "docs", "redoc", "dashboard", "authentication"
+    }  # fmt: skip
 
 
 def _fill(path: str) -> str:

@@ -353,8 +353,13 @@ def test_empty_current_is_not_tested() -> None:
 def test_to_dict_round_trips_fields() -> None:
     result = column_drift("c", ["a", "b"] * 5, ["a"] * 10)
     data = result.to_dict()
-    assert set(data) == {f for f in ColumnDrift.__dataclass_fields__}
+    assert set(data) == set(ColumnDrift.__dataclass_fields__) | {"p_value", "distance"}
     assert data["statistic"] == result.statistic and data["details"] is result.details
+    # The z-test (two values) is a test: its number is a p-value, under that name.
+    assert result.method == "z"
+    assert (data["p_value"], data["distance"]) == (result.statistic, None)
+    psi = column_drift("c", ["a", "b"] * 5, ["a"] * 10, method="psi").to_dict()
+    assert (psi["p_value"], psi["distance"]) == (None, psi["statistic"])
 
 
 def test_errors() -> None:
