@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
@@ -48,3 +49,17 @@ def test_a_second_server_on_the_data_dir_is_refused_and_changes_nothing(
     after = {d["name"]: {k: d[k] for k in WATCHED} for d in client.deployments()}
     assert after == before  # not rewritten to "deploying / restoring after restart"
     client.delete("held")
+
+
+def test_a_platform_killed_with_sigkill_leaves_no_lock_behind(platform: RunningPlatform) -> None:
+    """The lock dies with its process: the next start on the data directory is not refused."""
+    client = platform.client()
+    client.deploy("survivor", "iris", version=1, replicas=1)
+    client.wait("survivor", timeout=120)
+    platform.stop(signal.SIGKILL)
+    assert (platform.data_dir / "modeldeck.lock").exists()  # stale, and harmless
+    platform.start()
+    assert platform.client().wait("survivor", timeout=120)["status"] == "deployed"
+    assert platform.proc is not None
+    assert f'"pid": {platform.proc.pid}' in (platform.data_dir / "modeldeck.lock").read_text()
+    platform.client().delete("survivor")
