@@ -280,6 +280,16 @@ def test_deployments_without_auth_are_flagged(run, tmp_path) -> None:  # type: i
     run("deployments", "delete", "open_model", "--yes")
 
 
+def test_a_failed_wait_still_prints_the_access_key(run) -> None:  # type: ignore[no-untyped-def]
+    """The key is shown once: when waiting for the deployment fails (here: times out at once),
+    the deployment exists and its key must still reach the user."""
+    code, out = run("deploy", "iris", "--name", "cli-impatient", "--version", "1", "--timeout", "0")
+    assert code != 0, out
+    assert re.search(r"access key of cli-impatient: [0-9a-f]{40}\b", out), out
+    code, out = run("deployments", "delete", "cli-impatient", "--yes")
+    assert code == 0, out
+
+
 @pytest.fixture
 def run80(cli_platform: RunningPlatform):  # type: ignore[no-untyped-def]
     """``run`` in an 80-column terminal (``COLUMNS=80``)."""

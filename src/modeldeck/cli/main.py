@@ -111,22 +111,40 @@ def _announce_initial_key(settings: Settings) -> str | None:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), help="Data directory [env MODELDECK_DATA_DIR]."
 )
-def server(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Run the platform: control plane, model endpoints and supervisor."""
+@click.option(
+    "--stop-all",
+    is_flag=True,
+    help="Stop the replicas a stopped platform left running (see MODELDECK_KEEP_REPLICAS_ON_EXIT), "
+    "then exit.",
+)
+def server(host: str | None, port: int | None, data_dir: Path | None, stop_all: bool) -> None:
+    """Run the platform: control plane, model endpoints and supervisor.
+
+    Local replicas outlive it (stopped, upgraded or crashed) and the next start adopts them;
+    `--stop-all` stops them."""
     import uvicorn
 
     from modeldeck.api.app import create_app
     from modeldeck.platform import Platform
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
-    lock = _lock_data_dir(settings)
+    lock = _lock_data_dir(settings)  # --stop-all too: never under a running platform
+    if stop_all:
+        from modeldeck.platform import stop_left_running
+
+        stopped = stop_left_running(settings)
+        console.print(f"stopped {stopped} replica process(es)")
+        return
     _configure_logging(settings.log_level)
     _announce_initial_key(settings)
     from modeldeck import httpserver
 
     uvicorn.Server(
         httpserver.config(
-            create_app(settings, platform=Platform(settings, lock)),
+            create_app(
+                settings,
+                platform=Platform(settings, detached=settings.keep_replicas_on_exit, lock=lock),
+            ),
             header_timeout=settings.header_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
             host=settings.host,
@@ -517,10 +535,17 @@ def deploy(
         )
         result = created
         if wait and not batch:
-            result = {
-                **_wait_with_progress(client, created["name"], timeout),
-                "access_key": created["access_key"],
-            }
+            try:
+                waited = _wait_with_progress(client, created["name"], timeout)
+            except BaseException:
+                # The deployment exists: its shown-once key must not be lost with the wait.
+                if created["access_key"]:
+                    err_console.print(
+                        f"access key of {created['name']}: [bold]{created['access_key']}[/bold] "
+                        "(shown once; the deployment exists, waiting for it failed)"
+                    )
+                raise
+            result = {**waited, "access_key": created["access_key"]}
     if as_json:
         print_json(result)
         return

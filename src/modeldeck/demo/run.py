@@ -34,7 +34,7 @@ async def run_demo(
     api_key: str | None = None,
 ) -> None:
     """``api_key``: the control-plane key created by this start (shown in the box), if any."""
-    platform = Platform(settings, lock)
+    platform = Platform(settings, lock=lock)
     await _ensure_model(platform, settings, console)
     server = uvicorn.Server(
         httpserver.config(
