@@ -52,14 +52,17 @@ def test_a_second_server_on_the_data_dir_is_refused_and_changes_nothing(
 
 
 def test_a_platform_killed_with_sigkill_leaves_no_lock_behind(platform: RunningPlatform) -> None:
-    """The lock dies with its process: the next start on the data directory is not refused."""
+    """The lock dies with its process, and the replicas that outlive it do not hold it: the
+    next start on the data directory is not refused, and adopts them."""
     client = platform.client()
     client.deploy("survivor", "iris", version=1, replicas=1)
-    client.wait("survivor", timeout=120)
-    platform.stop(signal.SIGKILL)
+    pids = [r["pid"] for r in client.wait("survivor", timeout=120)["replica_states"]]
+    platform.stop(signal.SIGKILL, keep_replicas=True)
     assert (platform.data_dir / "modeldeck.lock").exists()  # stale, and harmless
     platform.start()
-    assert platform.client().wait("survivor", timeout=120)["status"] == "deployed"
+    restored = platform.client().wait("survivor", timeout=120)
+    assert restored["status"] == "deployed"
+    assert [r["pid"] for r in restored["replica_states"]] == pids  # adopted, not restarted
     assert platform.proc is not None
     assert f'"pid": {platform.proc.pid}' in (platform.data_dir / "modeldeck.lock").read_text()
     platform.client().delete("survivor")
