@@ -37,7 +37,8 @@ def test_a_second_server_on_the_data_dir_is_refused_and_changes_nothing(
     assert before["held"]["status"] == "deployed"
     assert platform.proc is not None
 
-    for command in (("server",), ("demo", "--exit-after-traffic")):
+    # --stop-all would stop the running platform's replicas: refused the same way.
+    for command in (("server",), ("demo", "--exit-after-traffic"), ("server", "--stop-all")):
         result = second(platform, *command)
         assert result.returncode != 0, result.stdout + result.stderr
         lines = result.stderr.strip().splitlines()
@@ -45,6 +46,7 @@ def test_a_second_server_on_the_data_dir_is_refused_and_changes_nothing(
         assert f"pid {platform.proc.pid}, {platform.url}" in lines[0]
         assert str(platform.data_dir) in lines[0]
         assert "API key created" not in result.stdout  # refused before the store was touched
+        assert "stopped" not in result.stdout
 
     after = {d["name"]: {k: d[k] for k in WATCHED} for d in client.deployments()}
     assert after == before  # not rewritten to "deploying / restoring after restart"

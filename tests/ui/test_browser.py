@@ -239,6 +239,12 @@ def test_an_invalid_key_shows_a_login_error(
     assert "not accepted" in error.inner_text()
     assert page.evaluate("document.body.dataset.view") == "login"
     assert page.evaluate("sessionStorage.getItem('modeldeck.apiKey')") is None
+    # The access key `make run` prints is refused with a hint at the key that signs in.
+    sign_in(page, deployed, key=deployed.access_key)
+    page.wait_for_function(
+        "document.getElementById('login-error').textContent.includes('access key')"
+    )
+    assert "Sign in with the control-plane API key" in error.inner_text()
     page.get_by_label("API key").fill("")
     shoot(page, screenshots / "login.png")
 

@@ -33,9 +33,14 @@ export async function loginPage(root, { onSignedIn, expired = false }) {
       setApiKey(key);
       onSignedIn();
     } catch (exc) {
-      error.textContent = exc.status === 401
-        ? "That API key was not accepted. Check it and try again."
-        : exc.message;
+      // A deployment's access key (40 hex digits, what `make run` prints for the endpoint) is
+      // the usual mistake: say which key signs in.
+      const accessKey = /^[0-9a-f]{40}$/.test(key);
+      error.textContent = exc.status !== 401
+        ? exc.message
+        : accessKey
+          ? "That is a deployment's access key: it calls the model endpoint. Sign in with the control-plane API key (mdk_…, printed at the first start; MODELDECK_API_KEY)."
+          : "That API key was not accepted. Check it and try again (the control-plane API key, mdk_…).";
       error.hidden = false;
       input.select();
     } finally {
