@@ -374,7 +374,11 @@ def test_drift_says_not_enough_data_and_names_the_p_value(run, cli_platform) -> 
         )
         code, out = run("drift", "cli-drift", "--since", "1h")
         assert code == 0, out
-        assert "p-value" in out and "distance" in out and "statistic" not in out
+        assert "statistic" in out and "p-value" in out and "…" not in out
+        report = json.loads(run("drift", "cli-drift", "--since", "1h", "--json")[1])
+        ks = next(c for c in report["columns"] if c["method"] == "ks")
+        assert 0 < ks["test_statistic"] <= 1 and ks["test_statistic"] != ks["p_value"]  # D
+        assert f"{ks['test_statistic']:,.4f}" in out
         assert "not enough data: 3 of the 30 rows a verdict needs" in out
         code, out = run("drift", "cli-drift", "--since", "1h", "--json")
         assert json.loads(out)["verdict"]["level"] == "not_enough_data"

@@ -11,9 +11,11 @@ import click
 from rich.table import Table
 
 from modeldeck.cli.common import (
+    Column,
     console,
     duration_seconds,
     err_console,
+    fitted_table,
     fmt_num,
     json_object,
     make_client,
@@ -207,6 +209,15 @@ def _p_value(value: float | None) -> str:
     return f"{value:.4f}" if value >= 0.001 or value == 0 else f"{value:.1e}"
 
 
+DRIFT_COLUMNS = [
+    Column("column", fold=True),
+    Column("kind", priority=3),
+    Column("method", priority=2),
+    Column("statistic", numeric=True, priority=1),
+    Column("p-value", numeric=True),
+    Column("threshold", numeric=True, priority=2),
+    Column("verdict"),
+]
 LEVEL_STYLES = {
     "drift": "red",
     "warn": "yellow",
@@ -225,31 +236,34 @@ def _print_drift(report: dict[str, Any], since: str) -> None:
     )
     verdict = report["verdict"]
     enough = verdict["level"] not in ("not_enough_data", "no_data")
-    table = Table(
-        "column", "kind", "method", "p-value", "distance", "threshold", "verdict", title=title
-    )  # fmt: skip
-    rows = list(report["columns"])
+    rows = []
+    tested = list(report["columns"])
     if report.get("prediction"):
-        rows.append(
+        tested.append(
             {**report["prediction"], "column": f"{report['prediction']['column']} (prediction)"}
         )
-    for c in rows:
+    for c in tested:
         if not c["current_rows"]:
             said = "[dim]no data[/dim]"
         elif not enough:
             said = "[yellow]not enough data[/yellow]"
         else:
             said = _verdict(c["drifted"])
-        table.add_row(
-            c["column"],
-            c["kind"],
-            c["method"],
-            _p_value(c.get("p_value")),
-            fmt_num(c.get("distance"), 4),
-            fmt_num(c["threshold"], 3),
-            said,
+        rows.append(
+            [
+                c["column"],
+                c["kind"],
+                c["method"],
+                # A test's own statistic (D, chi-square, z) or the distance; then the p-value.
+                fmt_num(
+                    c.get("distance") if c.get("p_value") is None else c.get("test_statistic"), 4
+                ),
+                _p_value(c.get("p_value")),
+                fmt_num(c["threshold"], 3),
+                said,
+            ]
         )
-    console.print(table)
+    console.print(fitted_table(DRIFT_COLUMNS, rows, title=title))
     style = LEVEL_STYLES[verdict["level"]]
     dataset = report["dataset"]
     console.print(

@@ -18,6 +18,7 @@ from modeldeck.monitoring.drift.stats import (
     ColumnDrift,
     Kind,
     bin_counts,
+    binned_column_drift,
     binned_ks,
     binned_statistic,
     column_drift,
@@ -584,3 +585,47 @@ def test_binned_column_drift_matches_column_drift_on_categories() -> None:
         assert binned.statistic == pytest.approx(raw.statistic, abs=1e-12)
         assert binned.details["unseen_share"] == pytest.approx(raw.details["unseen_share"])
         assert binned.details["distribution"] == raw.details["distribution"]
+
+
+def test_each_test_reports_its_statistic_beside_its_p_value() -> None:
+    """KS's D, the chi-square statistic and z, under their own name (``test_statistic``),
+    equal to scipy's; the p-value stays in ``p_value``; distances have none."""
+    rng = np.random.default_rng(21)
+    ref, cur = rng.normal(0, 1, 300), rng.normal(0.4, 1, 200)
+    ks = column_drift("x", ref, cur, method="ks")
+    expected = sps.ks_2samp(ref, cur)
+    assert ks.test_statistic == pytest.approx(expected.statistic, abs=1e-12)
+    assert ks.to_dict()["p_value"] == pytest.approx(expected.pvalue, rel=1e-9)
+    assert ks.to_dict()["test_statistic"] == ks.test_statistic
+
+    colours = ["red", "green", "blue"]
+    ref_c = rng.choice(colours, 400, p=[0.5, 0.3, 0.2])
+    cur_c = rng.choice(colours, 300, p=[0.3, 0.3, 0.4])
+    chi = column_drift("c", ref_c, cur_c, method="chisquare")
+    ref_n = np.array([np.sum(ref_c == c) for c in sorted(colours)], dtype=float)
+    cur_n = np.array([np.sum(cur_c == c) for c in sorted(colours)], dtype=float)
+    scipy_chi = sps.chisquare(cur_n, ref_n * cur_n.sum() / ref_n.sum())
+    assert chi.test_statistic == pytest.approx(scipy_chi.statistic, rel=1e-9)
+    assert chi.statistic == pytest.approx(scipy_chi.pvalue, rel=1e-9)
+
+    z = column_drift("b", [0] * 50 + [1] * 50, [0] * 20 + [1] * 80, method="z")
+    assert abs(z.test_statistic) > 3 and z.drifted  # 50 % vs 80 %: far apart
+    assert 2 * sps.norm.sf(abs(z.test_statistic)) == pytest.approx(z.statistic, rel=1e-9)
+
+    psi = column_drift("x", ref, cur, method="psi").to_dict()
+    assert psi["test_statistic"] is None and psi["p_value"] is None
+
+    unseen = column_drift("c", ["a", "b"] * 20, ["a", "b", "zzz"] * 10, method="chisquare")
+    assert unseen.to_dict()["test_statistic"] is None  # infinite: not JSON
+
+
+def test_the_binned_ks_reports_its_d() -> None:
+    rng = np.random.default_rng(22)
+    reference = pd.Series(rng.normal(0, 1, 2000))
+    edges = numeric_edges(reference)
+    current = rng.normal(0.3, 1, 1500)
+    counts = bin_counts(pd.Series(current), edges)
+    part = {"counts": counts.tolist(), "below": [0, 0.0], "above": [0, 0.0], "missing": 0}
+    binned = binned_column_drift("x", reference, part, kind="numeric", edges=edges, method="ks")
+    d, p = binned_ks(bin_counts(reference, edges), counts)
+    assert (binned.test_statistic, binned.statistic) == (pytest.approx(d), pytest.approx(p))

@@ -277,6 +277,37 @@ def _hellinger_counts(ref: FloatArray, cur: FloatArray) -> float:
     return math.sqrt(1 - min(max(coefficient, 0.0), 1.0))
 
 
+def _chisquare_counts_statistic(ref: FloatArray, cur: FloatArray) -> float:
+    """The chi-square statistic of :func:`_chisquare_counts` (inf for a value the reference
+    never had)."""
+    if np.count_nonzero(ref + cur) <= 1:
+        return 0.0
+    expected = ref * (cur.sum() / ref.sum())
+    if np.any((expected == 0) & (cur > 0)):
+        return math.inf
+    return float(stats.chisquare(cur, expected).statistic)
+
+
+def _z_counts_statistic(ref: FloatArray, cur: FloatArray) -> float:
+    """The z of :func:`_z_counts` (reference share minus current share, over its error)."""
+    present = np.flatnonzero(ref + cur)
+    if present.size <= 1:
+        return 0.0
+    first = present[0]
+    n1, n2 = float(ref.sum()), float(cur.sum())
+    p1 = (n1 - ref[first]) / n1
+    p2 = (n2 - cur[first]) / n2
+    pooled = (p1 * n1 + p2 * n2) / (n1 + n2)
+    return float((p1 - p2) / math.sqrt(pooled * (1 - pooled) * (1.0 / n1 + 1.0 / n2)))
+
+
+# The test statistic behind each p-value method's p-value (KS's D is computed apart).
+_COUNT_TEST_STATISTICS: dict[str, Callable[[FloatArray, FloatArray], float]] = {
+    "chisquare": _chisquare_counts_statistic,
+    "z": _z_counts_statistic,
+}
+
+
 _COUNT_STATISTICS: dict[str, Callable[[FloatArray, FloatArray], float]] = {
     "chisquare": _chisquare_counts,
     "z": _z_counts,
@@ -347,6 +378,26 @@ _RAW_STATISTICS: dict[str, Callable[[pd.Series, pd.Series, Kind], float]] = {
 }
 
 
+def _ks_d(reference: pd.Series, current: pd.Series) -> float:
+    """Kolmogorov-Smirnov's D: the largest gap between the two empirical CDFs."""
+    a, b = np.sort(reference.to_numpy()), np.sort(current.to_numpy())
+    both = np.concatenate([a, b])
+    gaps = np.searchsorted(a, both, side="right") / len(a) - np.searchsorted(
+        b, both, side="right"
+    ) / len(b)
+    return float(np.max(np.abs(gaps)))
+
+
+def _raw_test_statistic(method: str, reference: pd.Series, current: pd.Series) -> float:
+    """The test statistic (KS's D, chi-square, z) of a p-value method; NaN for a distance
+    or an empty side."""
+    if reference.empty or current.empty or METHODS[method].kind != "pvalue":
+        return math.nan
+    if method == "ks":
+        return _ks_d(reference, current)
+    return _COUNT_TEST_STATISTICS[method](*_value_counts(reference, current))
+
+
 def statistic(method: str, reference: Values, current: Values, kind: Kind) -> float:
     """The raw number of ``method`` (a p-value or a distance); NaN if either side is empty.
 
@@ -379,6 +430,9 @@ class ColumnDrift:
     reference_rows: int
     current_rows: int
     details: dict[str, Any] = field(default_factory=dict)
+    test_statistic: float = math.nan
+    """For the tests (``ks``, ``chisquare``, ``z``): the statistic behind the p-value in
+    ``statistic`` (KS's D, the chi-square statistic, z); NaN for the distances."""
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready: a NaN statistic becomes None.
@@ -386,7 +440,8 @@ class ColumnDrift:
         The number compared with the threshold is under its own name too: ``p_value`` for the
         tests (``ks``, ``chisquare``, ``z``; ``distance`` is None), ``distance`` for the
         distances (``p_value`` is None). ``statistic`` is that same number, kept for
-        compatibility."""
+        compatibility; ``test_statistic`` is the test's own statistic (None for distances, and
+        where it is not finite: a category the reference never had)."""
         value = None if math.isnan(self.statistic) else self.statistic
         test = METHODS[self.method].kind == "pvalue"
         return {
@@ -396,6 +451,7 @@ class ColumnDrift:
             "statistic": value,
             "p_value": value if test else None,
             "distance": None if test else value,
+            "test_statistic": self.test_statistic if math.isfinite(self.test_statistic) else None,
             "threshold": self.threshold,
             "drifted": self.drifted,
             "reference_rows": self.reference_rows,
@@ -518,6 +574,7 @@ def column_drift(
         reference_rows=len(ref),
         current_rows=len(cur),
         details=details,
+        test_statistic=_raw_test_statistic(chosen.name, ref, cur),
     )
 
 
@@ -755,8 +812,10 @@ def binned_statistic(
     *,
     reference_std: float | None = None,
     tails: tuple[float, float] | None = None,
+    test_statistic: bool = False,
 ) -> float:
-    """A method's number from histograms; NaN if either side has no values.
+    """A method's number from histograms; NaN if either side has no values. With
+    ``test_statistic``, a test's own statistic instead of its p-value (NaN for distances).
 
     With ``edges`` (``len(counts) + 1`` of them, e.g. from ``numeric_edges``) the counts are a
     numeric histogram; with ``edges=None`` they are per-category counts aligned on the same
@@ -780,15 +839,18 @@ def binned_statistic(
         raise ValueError(f"{len(ref)} bins need {len(ref) + 1} edges, got {len(bounds)}")
     if ref.sum() == 0 or cur.sum() == 0:
         return math.nan
+    if test_statistic and chosen.kind != "pvalue":
+        return math.nan
     if chosen.name == "ks":
-        return binned_ks(ref, cur)[1]
+        return binned_ks(ref, cur)[0 if test_statistic else 1]
     if chosen.name == "wasserstein":
         assert bounds is not None  # numeric-only method, checked by _method
         return _binned_wasserstein(bounds, ref, cur, reference_std, tails)
     if bounds is not None:
         ref, cur = _fold_open_bins(bounds, ref), _fold_open_bins(bounds, cur)
     occupied = (ref + cur) > 0
-    return _COUNT_STATISTICS[chosen.name](ref[occupied], cur[occupied])
+    counted = _COUNT_TEST_STATISTICS if test_statistic else _COUNT_STATISTICS
+    return counted[chosen.name](ref[occupied], cur[occupied])
 
 
 def binned_column_drift(
@@ -839,17 +901,22 @@ def binned_column_drift(
         chosen = _method(
             _default_for_size(len(ref), n_values, kind) if method is None else method, kind
         )
-        value = (
-            binned_statistic(
-                chosen.name,
-                bounds,
-                ref_counts,
-                cur,
-                reference_std=float(np.std(ref.to_numpy())) if len(ref) else None,
-                tails=(float(below[1]), float(above[1])),
+        value, test_value = (
+            (
+                binned_statistic(
+                    chosen.name,
+                    bounds,
+                    ref_counts,
+                    cur,
+                    reference_std=float(np.std(ref.to_numpy())) if len(ref) else None,
+                    tails=(float(below[1]), float(above[1])),
+                ),
+                binned_statistic(chosen.name, bounds, ref_counts, cur, test_statistic=True)
+                if chosen.kind == "pvalue"
+                else math.nan,
             )
             if len(ref) and current_rows
-            else math.nan
+            else (math.nan, math.nan)
         )
     else:
         ref = ref.astype(str)
@@ -899,9 +966,11 @@ def binned_column_drift(
         chosen = _method(
             _default_for_size(len(ref), len(keys), kind) if method is None else method, kind
         )
-        value = (
-            _COUNT_STATISTICS[chosen.name](ref_arr, cur_arr)
-            if len(ref) and current_rows and chosen.name in _COUNT_STATISTICS
+        counted = len(ref) and current_rows and chosen.name in _COUNT_STATISTICS
+        value = _COUNT_STATISTICS[chosen.name](ref_arr, cur_arr) if counted else math.nan
+        test_value = (
+            _COUNT_TEST_STATISTICS[chosen.name](ref_arr, cur_arr)
+            if counted and chosen.name in _COUNT_TEST_STATISTICS
             else math.nan
         )
     limit = chosen.default_threshold if threshold is None else float(threshold)
@@ -920,6 +989,7 @@ def binned_column_drift(
         reference_rows=len(ref),
         current_rows=current_rows,
         details=details,
+        test_statistic=test_value,
     )
 
 

@@ -91,8 +91,9 @@ export async function driftTab(root, ctx) {
         c.isPrediction ? h("strong", {}, c.column) : c.column,
         c.kind,
         c.method || "—",
+        // A test's own statistic (KS's D, chi-square, z) or the distance; then the p-value.
+        h("span", { class: "mono" }, fmtNumber(c.p_value === null ? c.distance : c.test_statistic)),
         h("span", { class: "mono" }, fmtNumber(c.p_value)),
-        h("span", { class: "mono" }, fmtNumber(c.distance)),
         rule(c),
         verdict(c, report.verdict.current_rows >= report.verdict.min_samples),
         `${fmtInt(c.reference_rows)} / ${fmtInt(c.current_rows)}`,
@@ -103,7 +104,7 @@ export async function driftTab(root, ctx) {
     clear(columns, table({
       id: "drift-table",
       columns: [
-        { label: "Column" }, { label: "Kind" }, { label: "Method" }, { label: "p-value", num: true }, { label: "Distance", num: true },
+        { label: "Column" }, { label: "Kind" }, { label: "Method" }, { label: "Statistic", num: true }, { label: "p-value", num: true },
         { label: "Drifts when" }, { label: "Verdict" }, { label: "Rows (ref / current)", num: true },
         { label: "Notes" }, { label: "Distribution (reference grey, current blue)" },
       ],
