@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 import psutil
 
+from modeldeck import __version__
 from modeldeck.builds.environment import replica_environment
 from modeldeck.config import Settings
 from modeldeck.replica.app import ReplicaConfig
@@ -272,6 +273,7 @@ class LocalRuntime:
         mean a running process is what this control plane would start."""
         config = replica_config(self.settings, self.tracking_uri, spec, index)
         parts = [
+            __version__,  # an upgraded platform replaces replicas running the old code
             config.to_json(),
             spec.python or sys.executable,
             repr(sorted(spec.environment.items())),
