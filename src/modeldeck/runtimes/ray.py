@@ -362,6 +362,12 @@ class RayRuntime:
             elif app_status == "DEPLOY_FAILED" and app.status == "deploying" and not app.incoming:
                 await self._failed(app, spec, message or "Ray Serve could not deploy it")
                 continue
+            elif app.status == "deploying" and message and message != app.message:
+                # Serve's word on a slow start, such as a replica it cannot place ("Resources
+                # required for each replica: {"CPU": 64.0}, total resources available: ...").
+                app.message = message[-2000:]
+                await self._emit(app, status="deploying", message=app.message)
+                continue
             if changed:
                 await self._emit(app)
 
