@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
 from modeldeck.monitoring.analysis import AnalysisService, MonitoringConfig
@@ -96,6 +97,11 @@ def _same(a: Any, b: Any) -> None:
         assert a == b
 
 
+def _json_ready(report: dict[str, Any]) -> None:
+    """The API's serialiser (pydantic, strict about types) takes the report: no NumPy values."""
+    TypeAdapter(dict[str, Any]).dump_json(report)
+
+
 def _summaries(store: Store) -> int:
     with store.read() as session:
         return int(session.scalar(select(func.count()).select_from(AnalysisSummaryRow)) or 0)
@@ -113,6 +119,7 @@ def test_performance_from_summaries_equals_the_raw_aggregation(
 
     first = cached.performance("clf", **window)
     assert _summaries(store) > 0
+    _json_ready(first)
     _same(first, raw.performance("clf", **window))
     assert [w["predictions"] for w in first["windows"]] != []
     assert any(w["realised"] and "roc_auc" in w["realised"] for w in first["windows"])
@@ -200,6 +207,7 @@ def test_drift_from_summaries_equals_drift_from_the_records(
 
     binned = cached.drift("clf", **window)
     assert binned["mode"] == "binned" and _summaries(store) > 0
+    _json_ready(binned)
     _same(binned, raw.drift("clf", **window))
     exact = cached.drift("clf", **window, exact=True)
     assert exact["mode"] == "raw"
