@@ -67,11 +67,21 @@ def _predictions(rng: np.random.Generator, now: int) -> list[dict[str, Any]]:
     return out
 
 
-def _summary_kinds(platform: RunningPlatform) -> set[str]:
+def _summaries(platform: RunningPlatform) -> set[tuple[str, int, str]]:
+    """The stored summaries: (kind, bucket, version)."""
     store = Store(platform.env["MODELDECK_STORE_URL"])
     try:
         with store.read() as session:
-            return set(session.scalars(select(AnalysisSummaryRow.kind)))
+            return {
+                (kind, bucket, version)
+                for kind, bucket, version in session.execute(
+                    select(
+                        AnalysisSummaryRow.kind,
+                        AnalysisSummaryRow.bucket_ms,
+                        AnalysisSummaryRow.model_version,
+                    )
+                )
+            }
     finally:
         store.close()
 
@@ -125,8 +135,23 @@ def test_reports_past_the_summary_threshold_answer_through_http_and_the_cli(
             assert sum(w["labelled"] for w in windows) == len(labels)
             assert all(0 <= w["realised"]["accuracy"] <= 1 for w in windows if w["labelled"])
         # Both reports came from stored summaries.
-        kinds = _summary_kinds(platform)
+        stored = _summaries(platform)
+        kinds = {kind for kind, *_ in stored}
         assert "performance" in kinds and any(k.startswith("drift/") for k in kinds)
+
+        # A threshold applies when the report is read: changing it keeps every summary.
+        code, out = _cli(
+            platform,
+            "monitoring",
+            "set",
+            "wide",
+            '{"max_rows": 1000, "overrides": {"x": {"threshold": 5}}}',
+        )
+        assert code == 0, out
+        assert _summaries(platform) >= stored  # none dropped (the background may add some)
+        relaxed = client.drift("wide", start_ms=start, end_ms=now)
+        x = next(c for c in relaxed["columns"] if c["column"] == "x")
+        assert relaxed["mode"] == "binned" and x["threshold"] == 5 and x["drifted"] is False
 
         code, out = _cli(platform, "drift", "wide", "--since", "6h", "--json")
         assert code == 0, out

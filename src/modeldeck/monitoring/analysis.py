@@ -200,11 +200,22 @@ class AnalysisService:
                 )
         with self.store.write() as session:
             row = self._deployment_in(session, name)
+            before = MonitoringConfig.model_validate(row.monitoring or {})
             row.monitoring = config.model_dump(exclude_defaults=True)
-            # Summaries built under the old settings would never match again.
-            session.execute(
-                delete(AnalysisSummaryRow).where(AnalysisSummaryRow.deployment_id == row.id)
-            )
+            # Summaries hold what the settings make of the records, not verdicts: methods,
+            # thresholds, drift_share, top_k and max_rows apply when a report is read. Only
+            # the summaries whose inputs changed are dropped (they would never match again).
+            stale = []
+            if _performance_signature(before) != _performance_signature(config):
+                stale.append(AnalysisSummaryRow.kind.in_(("performance", "performance/h")))
+            if _drift_inputs(before) != _drift_inputs(config):
+                stale.append(AnalysisSummaryRow.kind.like("drift/%"))
+            for kinds in stale:
+                session.execute(
+                    delete(AnalysisSummaryRow).where(
+                        AnalysisSummaryRow.deployment_id == row.id, kinds
+                    )
+                )
         return config
 
     # -- reference data -----------------------------------------------------------------------
@@ -518,6 +529,7 @@ class AnalysisService:
                 reference.frame[column], override.kind or stats.column_kind(reference.frame[column])
             )
         output = self._output_plan(reference)
+        # From the reference and _drift_inputs(config) alone (set_config relies on it).
         signature = parts.signature(
             reference.row.id,
             str(reference.row.created_at),
@@ -1860,6 +1872,14 @@ def _drift_part(
             kept = kept.astype(str)
         part.output = _summarise(kept, output_plan)
     return part
+
+
+def _drift_inputs(config: MonitoringConfig) -> tuple[Any, ...]:
+    """The settings a drift summary depends on (with the reference): where the features and the
+    output are tracked, which columns are summarised and the kinds forced on them."""
+    kinds = {c: o.kind for c, o in sorted(config.overrides.items()) if o.kind is not None}
+    columns = None if config.columns is None else sorted(set(config.columns))
+    return config.input_key, config.output_key, columns, kinds
 
 
 def _performance_signature(config: MonitoringConfig) -> str:

@@ -416,3 +416,97 @@ def test_hours_a_report_reads_from_hourly_summaries() -> None:
         (T0 - BUCKET_MS, T0),
         (T0 + HOUR, T0 + HOUR + BUCKET_MS),
     ]
+
+
+def _built(store: Store) -> dict[tuple[str, int, str], tuple[str, int]]:
+    """Every stored summary: (kind, bucket, version) -> (signature, built)."""
+    with store.read() as session:
+        rows = session.execute(
+            select(
+                AnalysisSummaryRow.kind,
+                AnalysisSummaryRow.bucket_ms,
+                AnalysisSummaryRow.model_version,
+                AnalysisSummaryRow.signature,
+                AnalysisSummaryRow.built_ms,
+            )
+        ).all()
+    return {(k, b, v): (sig, built) for k, b, v, sig, built in rows}
+
+
+def _of(built: dict[tuple[str, int, str], Any], prefix: str) -> dict[tuple[str, int, str], Any]:
+    return {key: value for key, value in built.items() if key[0].startswith(prefix)}
+
+
+def test_settings_changes_drop_only_the_summaries_they_affect(
+    stores: tuple[AnalysisService, AnalysisService, Store],
+) -> None:
+    cached, raw, store = stores
+    metrics = ModelMetrics(store)
+    rng = np.random.default_rng(31)
+    reference = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, 3000),
+            "colour": rng.choice(["red", "blue", "green"], 3000),
+            "target": rng.choice(CLASSES, 3000),
+        }
+    )
+    cached.set_reference("clf", reference, source="test", target_column="target")
+    cached.set_config("clf", MonitoringConfig(max_rows=1000))
+    records = _records(2000, seed=32, shift=0.3)
+    metrics.insert_predictions(records)
+    _label(metrics, records, seed=33)
+    drift_window = {"start_ms": T0 - 1000, "end_ms": T0 + 3 * HOUR + 1}
+    perf_window = {"start_ms": T0, "end_ms": T0 + 3 * HOUR, "step_ms": HOUR}
+    drift = cached.drift("clf", **drift_window)
+    performance = cached.performance("clf", **perf_window)
+    built = _built(store)
+    assert drift["mode"] == "binned" and _of(built, "drift/") and _of(built, "performance")
+    x = next(c for c in drift["columns"] if c["column"] == "x")
+    assert x["method"] == "wasserstein" and x["drifted"]
+
+    # Methods, thresholds, the drifted share, top_k and max_rows apply when a report is read:
+    # every summary survives, and the reports apply the new settings to them.
+    loose = MonitoringConfig(
+        max_rows=1500,
+        drift_share=0.9,
+        top_k=2,
+        overrides={"x": {"threshold": 10.0}, "colour": {"method": "psi"}},
+    )
+    cached.set_config("clf", loose)
+    assert _built(store) == built
+    relaxed = cached.drift("clf", **drift_window)
+    assert _built(store) == built  # read from the summaries, none rebuilt
+    _same(relaxed, raw.drift("clf", **drift_window))
+    columns = {c["column"]: c for c in relaxed["columns"]}
+    assert columns["x"]["threshold"] == 10.0 and not columns["x"]["drifted"]
+    assert columns["x"]["statistic"] == pytest.approx(x["statistic"])
+    assert columns["colour"]["method"] == "psi" and relaxed["dataset"]["threshold"] == 0.9
+    _same(cached.performance("clf", **perf_window), performance)
+    assert _built(store) == built
+
+    # Another label key changes what performance summaries count: they go, drift's stay.
+    relabelled = loose.model_copy(update={"label_key": "truth"})
+    cached.set_config("clf", relabelled)
+    after = _built(store)
+    assert not _of(after, "performance") and _of(after, "drift/") == _of(built, "drift/")
+    unlabelled = cached.performance("clf", **perf_window)
+    _same(unlabelled, raw.performance("clf", **perf_window))
+    assert all(w["labelled"] == 0 for w in unlabelled["windows"])
+    rebuilt = _built(store)
+    assert _of(rebuilt, "performance") and all(
+        sig != built[key][0]
+        for key, (sig, _) in _of(rebuilt, "performance").items()
+        if key in built
+    )
+
+    # Forcing a column's kind changes what drift summaries hold: they go, performance's stay.
+    recast = relabelled.model_copy(
+        update={"overrides": {**relabelled.overrides, "x": {"kind": "categorical"}}}
+    )
+    cached.set_config("clf", MonitoringConfig.model_validate(recast.model_dump()))
+    after = _built(store)
+    assert not _of(after, "drift/") and _of(after, "performance") == _of(rebuilt, "performance")
+    recast_drift = cached.drift("clf", **drift_window)
+    assert _of(_built(store), "drift/")
+    _same(recast_drift, raw.drift("clf", **drift_window))
+    assert next(c for c in recast_drift["columns"] if c["column"] == "x")["kind"] == "categorical"
