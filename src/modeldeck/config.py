@@ -270,3 +270,8 @@ class ClientSettings(BaseSettings):
 
     access_key: SecretStr | None = None
     """Default deployment access key for ``modeldeck predict``."""
+
+    client_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Seconds the client and the CLI wait for each answer from the platform before giving up
+    (the CLI's ``--timeout`` overrides it). A long report over a cold week can take longer;
+    the platform keeps working on a request the client gave up on."""
