@@ -510,3 +510,72 @@ def test_settings_changes_drop_only_the_summaries_they_affect(
     assert _of(_built(store), "drift/")
     _same(recast_drift, raw.drift("clf", **drift_window))
     assert next(c for c in recast_drift["columns"] if c["column"] == "x")["kind"] == "categorical"
+
+
+def test_the_background_round_keeps_the_whole_retention_summarised_a_stretch_at_a_time(
+    stores: tuple[AnalysisService, AnalysisService, Store],
+) -> None:
+    from modeldeck.records.model_metrics import now_ms
+
+    cached, raw, store = stores
+    metrics = ModelMetrics(store)
+    rng = np.random.default_rng(41)
+    reference = pd.DataFrame(
+        {"x": rng.normal(0, 1, 2000), "colour": rng.choice(["red", "blue"], 2000)}
+    )
+    cached.set_reference("clf", reference, source="test")
+    cached.set_config("clf", MonitoringConfig(max_rows=1000))
+    now = now_ms()
+    records = [
+        PredictionRecord(
+            uuid=_uuid(i, 41 + version),
+            deployment_id="dep-1",
+            start_ms=now - i * BUCKET_MS,
+            end_ms=now - i * BUCKET_MS,
+            model_version=str(version),
+            metrics={
+                "input": {"x": float(rng.normal()), "colour": str(rng.choice(["red", "blue"]))},
+                "output": CLASSES[i % 3],
+            },
+        )
+        for i in range(1, 4 * 24 * 12)  # two every five minutes over four days
+        for version in (1, 2)
+    ]
+    metrics.insert_predictions(records)
+    _label(metrics, records, seed=42)
+    oldest = now - 84 * HOUR  # the retention: three and a half days
+    refresh = {"hours": 24, "backfill_hours": 24, "oldest_ms": oldest}
+
+    def hours_of(kind: str) -> set[int]:
+        return {b for (k, b, _), _ in _built(store).items() if k.startswith(kind)}
+
+    end = now // BUCKET_MS * BUCKET_MS
+    top = -(-(end - 24 * HOUR) // HOUR) * HOUR
+    bottom = -(-oldest // HOUR) * HOUR
+    cached.refresh_summaries("clf", **refresh)
+    # The last day, and one stretch of 24 hours below it: nothing older yet.
+    assert min(hours_of("performance/h")) == min(hours_of("drift/h")) == top - 24 * HOUR
+    cached.refresh_summaries("clf", **refresh)
+    assert min(hours_of("performance/h")) == top - 48 * HOUR
+    cached.refresh_summaries("clf", **refresh)  # down to the retention (12 hours left)
+    expected = set(range(bottom, end // HOUR * HOUR, HOUR))
+    assert hours_of("performance/h") >= expected and hours_of("drift/h") >= expected
+    assert min(hours_of("performance/h")) == bottom
+
+    # A report over the whole retention builds nothing: every summary it reads is there.
+    before = _built(store)
+    window = {"start_ms": bottom, "end_ms": end // HOUR * HOUR}
+    drift = cached.drift("clf", **window)
+    performance = cached.performance("clf", **window, step_ms=HOUR)
+    assert _built(store) == before
+    assert drift["mode"] == "binned" and drift["predictions"] == len(
+        [r for r in records if bottom <= r.end_ms < window["end_ms"]]
+    )
+    _same(performance, raw.performance("clf", **window, step_ms=HOUR))
+    _same(drift, raw.drift("clf", **window))
+
+    # The next round starts again from the top, where late labels are taken in.
+    _label(metrics, records[: 24 * 30], seed=43)  # new labels for the last 30 hours
+    cached.refresh_summaries("clf", **refresh)
+    rebuilt = {key for key, value in _built(store).items() if before.get(key) != value}
+    assert rebuilt and min(b for k, b, _ in rebuilt if k == "performance/h") >= top - 24 * HOUR
