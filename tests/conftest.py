@@ -24,6 +24,8 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from modeldeck.client import Client
+from modeldeck.config import Settings
+from modeldeck.platform import stop_left_running
 
 POSTGRES_ENV = "MODELDECK_TEST_POSTGRES_URL"
 BACKENDS = ["sqlite", "postgres"]
@@ -187,7 +189,9 @@ class RunningPlatform:
             time.sleep(0.2)
         raise RuntimeError(f"platform did not start: {self.log_path.read_text()[-3000:]}")
 
-    def stop(self, sig: int = signal.SIGTERM) -> None:
+    def stop(self, sig: int = signal.SIGTERM, *, keep_replicas: bool = False) -> None:
+        """Stop the platform; its replicas outlive it (the default settings) and are stopped
+        too unless ``keep_replicas`` (for a test of what a restart adopts)."""
         if self.proc and self.proc.poll() is None:
             self.proc.send_signal(sig)
             try:
@@ -195,6 +199,13 @@ class RunningPlatform:
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
+        if not keep_replicas:
+            self.stop_replicas()
+
+    def stop_replicas(self) -> int:
+        """What ``modeldeck server --stop-all`` does: stop every replica left running."""
+        settings = Settings(data_dir=self.data_dir, store_url=self.env["MODELDECK_STORE_URL"])
+        return stop_left_running(settings)
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path else ""

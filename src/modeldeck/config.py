@@ -115,6 +115,11 @@ class Settings(BaseSettings):
     """A deployment is marked failed when a replica exits this many times before ever becoming
     healthy."""
 
+    keep_replicas_on_exit: bool = True
+    """When `modeldeck server` exits (stopped, upgraded or crashed), its local replicas keep
+    running and the next start adopts them (no model reload, no outage of the replicas); off,
+    they stop with it. `modeldeck server --stop-all` stops the platform and every replica."""
+
     health_interval_seconds: float = 0.5
     """Interval between the supervisor's health checks of each replica."""
 

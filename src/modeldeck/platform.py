@@ -41,11 +41,15 @@ PRUNE_INTERVAL_SECONDS = 3600
 
 
 class Platform:
-    def __init__(self, settings: Settings) -> None:
+    """``detached``: local replicas outlive this process and are adopted by the next one
+    (what ``modeldeck server`` does); embedded, a platform's replicas die with it."""
+
+    def __init__(self, settings: Settings, *, detached: bool = False) -> None:
         self.settings = settings
+        self.detached = detached
         self.store = Store(settings.resolved_store_url())
         self.registry = Registry(settings.resolved_tracking_uri())
-        self.runtime = Runtimes(settings, settings.resolved_tracking_uri())
+        self.runtime = Runtimes(settings, settings.resolved_tracking_uri(), detached=detached)
         self.vault = KeyVault(settings)
         self.deployments = DeploymentService(
             settings, self.store, self.registry, self.runtime, self.vault
@@ -299,5 +303,40 @@ class Platform:
             await asyncio.to_thread(self.technical.flush, (), everything=True)
         except Exception:
             log.exception("flushing technical metrics at shutdown failed")
-        await self.runtime.shutdown()
+        await self.runtime.shutdown(detach=self.detached)
         self.store.close()
+
+
+def stop_left_running(settings: Settings) -> int:
+    """Stop every local replica process the store records as running (``modeldeck server
+    --stop-all``, once no platform runs); returns how many were stopped."""
+    from sqlalchemy import select
+
+    from modeldeck.runtimes.base import RecordedReplica
+    from modeldeck.runtimes.local import LocalRuntime
+    from modeldeck.store.schema import DeploymentRow, ReplicaRow
+
+    store = Store(settings.resolved_store_url())
+    try:
+        store.migrate()
+        with store.read() as session:
+            rows = session.execute(
+                select(ReplicaRow)
+                .join(DeploymentRow, DeploymentRow.id == ReplicaRow.deployment_id)
+                .where(DeploymentRow.runtime == "local", ReplicaRow.pid.is_not(None))
+            ).scalars()
+            recorded = [
+                RecordedReplica(
+                    index=r.index,
+                    pid=r.pid,
+                    port=r.port,
+                    process_started=r.process_started,
+                    fingerprint=r.fingerprint,
+                )
+                for r in rows
+                if r.pid is not None and r.process_started is not None
+            ]
+    finally:
+        store.close()
+    runtime = LocalRuntime(settings, settings.resolved_tracking_uri())
+    return asyncio.run(runtime.reap(recorded))

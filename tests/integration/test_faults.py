@@ -580,12 +580,16 @@ def health(running: Any) -> dict[str, Any]:
 def test_forked_replicas_and_their_fork_server_die_with_a_killed_platform(
     mlflow_registry: Registered, tmp_path: Path
 ) -> None:
-    """Replicas forked from the fork server are its children, not the platform's, and the
-    server lives as long as they do: a platform killed with SIGKILL must still leave nothing
-    behind."""
+    """With MODELDECK_KEEP_REPLICAS_ON_EXIT off, replicas die with the platform. Those forked
+    from the fork server are its children, not the platform's, and the server lives as long
+    as they do: a platform killed with SIGKILL must still leave nothing behind.
+    (tests/integration/test_survival.py: by default they outlive it and are adopted.)"""
     (tmp_path / "faulty.py").write_text(FAULTY.read_text())
     running = start_platform(
-        tmp_path, f"sqlite:///{tmp_path / 'modeldeck.db'}", mlflow_registry.tracking_uri
+        tmp_path,
+        f"sqlite:///{tmp_path / 'modeldeck.db'}",
+        mlflow_registry.tracking_uri,
+        MODELDECK_KEEP_REPLICAS_ON_EXIT="false",
     )
     try:
         # /health tells how replicas start now: as interpreters while the fork server warms.

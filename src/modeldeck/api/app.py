@@ -28,13 +28,16 @@ from .routing import StrictInputMiddleware, document_errors
 from .security import SecurityMiddleware
 
 
-def create_app(settings: Settings | None = None, platform: Platform | None = None) -> FastAPI:
-    """Wire routes, error handlers and the platform's lifespan. Does no work until started."""
+def create_app(
+    settings: Settings | None = None, platform: Platform | None = None, *, detached: bool = False
+) -> FastAPI:
+    """Wire routes, error handlers and the platform's lifespan. Does no work until started.
+    ``detached``: replicas outlive the app (see :class:`Platform`)."""
     settings = settings or Settings()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        running = platform or Platform(settings)
+        running = platform or Platform(settings, detached=detached)
         await running.start()
         app.state.platform = running
         try:

@@ -101,20 +101,35 @@ def _announce_initial_key(settings: Settings) -> None:
 @click.option(
     "--data-dir", type=click.Path(path_type=Path), help="Data directory [env MODELDECK_DATA_DIR]."
 )
-def server(host: str | None, port: int | None, data_dir: Path | None) -> None:
-    """Run the platform: control plane, model endpoints and supervisor."""
+@click.option(
+    "--stop-all",
+    is_flag=True,
+    help="Stop the replicas a stopped platform left running (see MODELDECK_KEEP_REPLICAS_ON_EXIT), "
+    "then exit.",
+)
+def server(host: str | None, port: int | None, data_dir: Path | None, stop_all: bool) -> None:
+    """Run the platform: control plane, model endpoints and supervisor.
+
+    Local replicas outlive it (stopped, upgraded or crashed) and the next start adopts them;
+    `--stop-all` stops them."""
     import uvicorn
 
     from modeldeck.api.app import create_app
 
     settings = _settings(host=host, port=port, data_dir=data_dir)
+    if stop_all:
+        from modeldeck.platform import stop_left_running
+
+        stopped = stop_left_running(settings)
+        console.print(f"stopped {stopped} replica process(es)")
+        return
     _configure_logging(settings.log_level)
     _announce_initial_key(settings)
     from modeldeck import httpserver
 
     uvicorn.Server(
         httpserver.config(
-            create_app(settings),
+            create_app(settings, detached=settings.keep_replicas_on_exit),
             header_timeout=settings.header_timeout_seconds,
             body_timeout=settings.body_timeout_seconds,
             host=settings.host,

@@ -56,7 +56,7 @@ from modeldeck.errors import Conflict, NotFound, ServiceUnavailable, ValidationF
 from modeldeck.gateway.routes import RouteEntry
 from modeldeck.paths import allowed_python_file
 from modeldeck.registry import Registry, parse_version_spec
-from modeldeck.runtimes.base import DeploymentSpec, RuntimeEvent
+from modeldeck.runtimes.base import DeploymentSpec, RecordedReplica, RuntimeEvent
 from modeldeck.runtimes.local import LocalRuntime
 from modeldeck.runtimes.ray import require_ray
 from modeldeck.store import Store
@@ -158,14 +158,20 @@ class DeploymentService:
         rows = await asyncio.to_thread(self._all_rows)
         for row in rows:
             self._set_route(row)
+            # Replicas an earlier control plane left running: adopted where they run what
+            # this one would start, else stopped.
+            recorded = _recorded_replicas(row)
             if row.desired_state == "running" and row.kind == "endpoint":
                 log.info("restoring deployment %s (%s)", row.name, row.model_uri)
                 try:
                     await self._set_status(row.name, "deploying", "restoring after restart")
-                    await self._launch(row, "restore")
+                    await self._launch(row, "restore", adopt=recorded)
                 except Exception as exc:  # one deployment never stops the platform starting
                     log.exception("could not restore deployment %s", row.name)
                     await self._fail_restore(row.name, exc)
+                    await self.runtime.reap(recorded)
+            elif recorded:
+                await self.runtime.reap(recorded)
 
     async def _fail_restore(self, name: str, exc: Exception) -> None:
         message = f"could not be restored after a restart: {exc}"
@@ -530,11 +536,16 @@ class DeploymentService:
         if superseded is not None:
             await asyncio.to_thread(self._end_rollout_entry, superseded, superseded_by)
 
-    async def _launch(self, row: DeploymentRow, reason: str) -> None:
+    async def _launch(
+        self, row: DeploymentRow, reason: str, adopt: builtins.list[RecordedReplica] | None = None
+    ) -> None:
         """Start ``row``'s replicas: at once in the platform's environment, or, with an
-        isolated one, once its build (usually a cache hit) has it ready."""
+        isolated one, once its build (usually a cache hit) has it ready. ``adopt``: replica
+        processes left running by an earlier control plane (see ``DeploymentSpec.adopt``)."""
         if row.env_manager not in ISOLATED or row.source != "registry":
-            await self.runtime.deploy(_spec(row))
+            spec = _spec(row)
+            spec.adopt = list(adopt or [])
+            await self.runtime.deploy(spec)
             return
         build = await self.builds.queue(
             row,
@@ -550,13 +561,20 @@ class DeploymentService:
             status_message=f"build {build.id}: the {row.env_manager} environment of version "
             f"{row.model_version}",
         )
-        self._background(self._deploy_when_built(row.name, row.id, build.id))
+        self._background(self._deploy_when_built(row.name, row.id, build.id, adopt or []))
 
-    async def _deploy_when_built(self, name: str, deployment_id: str, build_id: str) -> None:
+    async def _deploy_when_built(
+        self,
+        name: str,
+        deployment_id: str,
+        build_id: str,
+        adopt: builtins.list[RecordedReplica] | None = None,
+    ) -> None:
         outcome = await self.builds.run(build_id)
         async with self._lock(name):
             row = await asyncio.to_thread(self._find, name)
             if row is None or row.id != deployment_id or row.desired_state != "running":
+                await self.runtime.reap(adopt or [])
                 return  # deleted or stopped while it built
             if not await self._latest_build(row, build_id):
                 return
@@ -565,8 +583,11 @@ class DeploymentService:
                     name, status="failed", status_message=f"build {build_id} failed: "
                     f"{outcome.message}",
                 )  # fmt: skip
+                await self.runtime.reap(adopt or [])
                 return
-            await self.runtime.deploy(_spec(row, outcome))
+            spec = _spec(row, outcome)
+            spec.adopt = list(adopt or [])
+            await self.runtime.deploy(spec)
 
     async def _latest_build(self, row: DeploymentRow, build_id: str) -> bool:
         latest = await self.builds.latest(row.id)
@@ -884,6 +905,8 @@ class DeploymentService:
                 rep.restarts = state.restarts
                 rep.last_error = state.last_error
                 rep.version = state.version
+                rep.process_started = state.process_started
+                rep.fingerprint = state.fingerprint
                 rep.updated_at = utcnow()
             return row
 
@@ -1188,6 +1211,24 @@ def _trim_history(session: Session, deployment_id: str) -> None:
 
 def _select() -> Select[DeploymentRow]:
     return select(DeploymentRow).options(selectinload(DeploymentRow.replica_rows))
+
+
+def _recorded_replicas(row: DeploymentRow) -> builtins.list[RecordedReplica]:
+    """The replica processes the store says a local deployment had (Ray's are Serve's)."""
+    if row.runtime != "local":
+        return []
+    return [
+        RecordedReplica(
+            index=r.index,
+            pid=r.pid,
+            port=r.port,
+            process_started=r.process_started,
+            fingerprint=r.fingerprint,
+            restarts=r.restarts,
+        )
+        for r in row.replica_rows
+        if r.pid is not None and r.process_started is not None
+    ]
 
 
 def _spec(row: DeploymentRow, build: BuildOutcome | None = None) -> DeploymentSpec:

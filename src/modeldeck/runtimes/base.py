@@ -37,6 +37,27 @@ class DeploymentSpec:
     # The autoscaling policy (AutoscalingPolicy's fields), or None for a fixed ``replicas``.
     # The platform's autoscaler changes a local deployment's count; Ray Serve scales its own.
     autoscaling: dict[str, Any] | None = None
+    # Replica processes a previous control plane started and left running (recorded in the
+    # store): a runtime adopts the ones still alive that run exactly this spec, instead of
+    # starting new ones, and stops the rest.
+    adopt: list[RecordedReplica] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class RecordedReplica:
+    """A replica process as the store recorded it: enough to find it again after a restart.
+
+    A process is the same one when its pid *and* its start time match (a pid alone may have
+    been reused); it runs the same thing when its ``fingerprint`` (of everything it was
+    started with) matches.
+    """
+
+    index: int
+    pid: int
+    port: int | None
+    process_started: float
+    fingerprint: str
+    restarts: int = 0
 
 
 @dataclass
@@ -51,6 +72,8 @@ class ReplicaState:
     started_at: float | None
     inflight: int = 0
     version: str = ""  # the model version this replica serves
+    process_started: float | None = None  # the process's start time (its identity, with pid)
+    fingerprint: str = ""  # of what it was started with: see RecordedReplica
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -92,7 +115,7 @@ class Endpoint(Protocol):
 class Runtime(Protocol):
     async def startup(self, listener: Listener) -> None: ...
 
-    async def shutdown(self) -> None: ...
+    async def shutdown(self, *, detach: bool = False) -> None: ...
 
     async def deploy(self, spec: DeploymentSpec) -> None: ...
 

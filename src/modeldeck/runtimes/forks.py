@@ -57,12 +57,18 @@ class ForkedProcess:
         self._process.join(timeout)
         return self.returncode
 
+    def release(self) -> None:
+        """Let this process outlive ours: at exit, ``multiprocessing`` terminates the daemon
+        processes it started and joins the others, unless they are forgotten."""
+        multiprocessing.process._children.discard(self._process)  # type: ignore[attr-defined]
+
 
 class ForkServer:
     """One ``forkserver`` per runtime, warmed in the background; :meth:`start` forks a replica
     once it is warm and returns ``None`` before (the caller then starts an interpreter)."""
 
-    def __init__(self, preload: list[str]) -> None:
+    def __init__(self, preload: list[str], *, detached: bool = False) -> None:
+        self._detached = detached
         self._context: ForkServerContext = multiprocessing.get_context("forkserver")
         self._context.set_forkserver_preload(preload)
         self._preload = preload
@@ -103,8 +109,9 @@ class ForkServer:
         ``sock``, its output appended to ``log_path``; ``None`` while the server is not ready."""
         if not self.ready:
             return None
+        watch = None if self._detached else os.getpid()
         process = self._context.Process(
-            target=_run_replica, args=(argv, sock, str(log_path), os.getpid()), daemon=True
+            target=_run_replica, args=(argv, sock, str(log_path), watch), daemon=True
         )
         process.start()
         return ForkedProcess(process)
@@ -114,8 +121,14 @@ def _noop() -> None:
     pass
 
 
-def _run_replica(argv: list[str], sock: socket.socket, log_path: str, platform_pid: int) -> None:
-    """In the forked child: output to the replica's log, then the replica's own ``main``."""
+def _run_replica(
+    argv: list[str], sock: socket.socket, log_path: str, platform_pid: int | None
+) -> None:
+    """In the forked child: output to the replica's log, then the replica's own ``main``.
+    Without ``platform_pid`` (detached) it runs in a session of its own and outlives both the
+    fork server and the platform."""
+    if platform_pid is None:
+        os.setsid()
     fd = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     os.dup2(fd, 1)
     os.dup2(fd, 2)
@@ -127,4 +140,5 @@ def _run_replica(argv: list[str], sock: socket.socket, log_path: str, platform_p
 
     # The fork server is the parent, and lives as long as its children: the replica watches
     # the platform itself, and exits when it does.
-    main([*argv, "--fd", str(sock.fileno()), "--parent-pid", str(platform_pid)])
+    watch = [] if platform_pid is None else ["--parent-pid", str(platform_pid)]
+    main([*argv, "--fd", str(sock.fileno()), *watch])

@@ -17,6 +17,15 @@ new one is healthy; then the new ones take the traffic and the old ones drain (t
 requests finish, for at most ``request_timeout_seconds``) and stop. New replicas that keep failing
 to start are stopped and the serving ones carry on: the listener hears ``rollout="failed"``.
 
+Replicas can outlive the control plane (``detached``, what ``modeldeck server`` does unless
+``MODELDECK_KEEP_REPLICAS_ON_EXIT`` is off): they run in a session of their own, do not watch
+the platform's process, and are left running when it exits, for any reason. The store records
+each one's pid, process start time, port and the fingerprint of what it was started with; the
+next control plane adopts every live one whose fingerprint matches what it would start now
+(``DeploymentSpec.adopt``), health-checks it at once, and stops the others (``reap``). A
+platform embedded in another program (tests, notebooks) is not detached: its replicas die
+with it.
+
 A canary (``start_candidate``) also starts another version's replicas under their own indexes,
 but never switches to them: the gateway sends them a share of the traffic (``pick_candidate``)
 or a copy of it (shadow) until the canary is stopped (``stop_candidate``). A candidate replica
@@ -27,6 +36,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import logging
 import os
 import signal
@@ -45,7 +55,13 @@ import psutil
 from modeldeck.builds.environment import replica_environment
 from modeldeck.config import Settings
 from modeldeck.replica.app import ReplicaConfig
-from modeldeck.runtimes.base import DeploymentSpec, Listener, ReplicaState, RuntimeEvent
+from modeldeck.runtimes.base import (
+    DeploymentSpec,
+    Listener,
+    RecordedReplica,
+    ReplicaState,
+    RuntimeEvent,
+)
 from modeldeck.runtimes.forks import ForkedProcess, ForkServer
 
 log = logging.getLogger("modeldeck.supervisor")
@@ -63,7 +79,7 @@ class Replica:
     index: int
     spec: DeploymentSpec  # what this replica runs (during a rollout, old and new differ)
     status: str = "starting"
-    proc: subprocess.Popen[bytes] | ForkedProcess | None = None
+    proc: Process | None = None
     port: int | None = None
     restarts: int = 0
     crashes: int = 0  # consecutive crashes, for the back-off
@@ -76,6 +92,8 @@ class Replica:
     inflight: int = 0
     spawn_error: str = ""  # why the last start could not even create the process
     stopped_pid: int | None = None  # the process the supervisor stopped on purpose, last
+    process_started: float | None = None  # the process's start time: its identity, with pid
+    fingerprint: str = ""  # of what the process was started with
 
     @property
     def url(self) -> str:
@@ -92,6 +110,8 @@ class Replica:
             started_at=self.started_at,
             inflight=self.inflight,
             version=self.spec.model_version,
+            process_started=self.process_started if self.proc else None,
+            fingerprint=self.fingerprint if self.proc else "",
         )
 
 
@@ -134,15 +154,20 @@ class _Deployment:
 class LocalRuntime:
     name = "local"
 
-    def __init__(self, settings: Settings, tracking_uri: str) -> None:
+    def __init__(self, settings: Settings, tracking_uri: str, *, detached: bool = False) -> None:
         self.settings = settings
         self.tracking_uri = tracking_uri
+        self.detached = detached  # replicas outlive this process (see the module's docstring)
         self._deployments: dict[str, _Deployment] = {}
         self._listener: Listener | None = None
         self._task: asyncio.Task[None] | None = None
         self._http: httpx.AsyncClient | None = None
         self._drains: set[asyncio.Task[None]] = set()
-        self._forks = ForkServer(settings.replica_preload) if settings.replica_preload else None
+        self._forks = (
+            ForkServer(settings.replica_preload, detached=detached)
+            if settings.replica_preload
+            else None
+        )
         self._warming: asyncio.Future[None] | None = None
 
     @property
@@ -161,14 +186,28 @@ class LocalRuntime:
             self._warming = loop.run_in_executor(None, self._forks.warm)
         self._task = loop.create_task(self._supervise())
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, detach: bool = False) -> None:
+        """Stop supervising; stop every replica, or with ``detach`` (replicas started
+        ``detached``) leave them serving for the next control plane to adopt."""
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
         for task in list(self._drains):
             task.cancel()
-        await asyncio.gather(*(self._terminate_all(d) for d in self._deployments.values()))
+        if detach and self.detached:
+            left = [r for d in self._deployments.values() for r in d.everyone() if r.proc]
+            for replica in left:
+                if isinstance(replica.proc, ForkedProcess):
+                    replica.proc.release()
+            if left:
+                log.warning(
+                    "%d replica process(es) keep serving; the next `modeldeck server` adopts "
+                    "them, `modeldeck server --stop-all` stops them",
+                    len(left),
+                )
+        else:
+            await asyncio.gather(*(self._terminate_all(d) for d in self._deployments.values()))
         self._deployments.clear()
         if self._http:
             await self._http.aclose()
@@ -177,17 +216,73 @@ class LocalRuntime:
 
     async def deploy(self, spec: DeploymentSpec) -> None:
         """Run ``spec``, stopping whatever runs under its name first (nothing serves meanwhile:
-        for a deployment that serves, ``rollout`` is the way)."""
+        for a deployment that serves, ``rollout`` is the way). Live processes in ``spec.adopt``
+        that run exactly this spec are adopted instead of started; the others are stopped."""
         old = self._deployments.pop(spec.name, None)
         if old:
             await self._terminate_all(old)
+        recorded, spec.adopt = spec.adopt, []
         dep = _Deployment(spec=spec)
         self._deployments[spec.name] = dep
+        adopted: list[Replica] = []
         for i in range(spec.replicas):
             replica = Replica(deployment=spec.name, index=i, spec=spec)
             dep.replicas.append(replica)
-            self._spawn(replica)
-        await self._emit(dep, status="deploying", message="starting replicas")
+            found = self._adoptable(replica, recorded)
+            if found is None:
+                self._spawn(replica)
+                continue
+            record, proc = found
+            replica.proc, replica.port, replica.restarts = proc, record.port, record.restarts
+            replica.started_at = replica.process_started = record.process_started
+            replica.fingerprint = record.fingerprint
+            adopted.append(replica)
+            log.info("%s replica %d adopted (pid %d, port %s)", spec.name, i, proc.pid, record.port)
+        taken = {r.proc.pid for r in adopted if r.proc}
+        await self.reap([r for r in recorded if r.pid not in taken])
+        message = "adopting running replicas" if adopted else "starting replicas"
+        await self._emit(dep, status="deploying", message=message)
+        if adopted:  # no need to wait for the next health check
+            await asyncio.gather(*(self._check(dep, r) for r in adopted))
+            if sum(r.status == "ready" for r in dep.replicas) >= max(1, spec.replicas):
+                await self._emit(dep, status="deployed", message="")
+
+    def _adoptable(
+        self, replica: Replica, recorded: list[RecordedReplica]
+    ) -> tuple[RecordedReplica, AdoptedProcess] | None:
+        """The recorded live process that runs exactly what ``replica`` would, if any."""
+        for record in recorded:
+            if record.index != replica.index or record.port is None:
+                continue
+            if record.fingerprint != self.fingerprint(replica.spec, replica.index):
+                return None
+            proc = AdoptedProcess.find(record.pid, record.process_started)
+            return (record, proc) if proc is not None else None
+        return None
+
+    async def reap(self, recorded: list[RecordedReplica]) -> int:
+        """Stop the recorded replica processes that still run (left by an earlier control
+        plane, and not adopted); returns how many there were."""
+        procs = [
+            p
+            for p in (AdoptedProcess.find(r.pid, r.process_started) for r in recorded)
+            if p is not None
+        ]
+        for proc in procs:
+            log.info("stopping replica process %d: nothing here runs it any more", proc.pid)
+        await asyncio.gather(*(_stop_process(p, 10.0) for p in procs))
+        return len(procs)
+
+    def fingerprint(self, spec: DeploymentSpec, index: int) -> str:
+        """Of everything replica ``index`` of ``spec`` is started with: two equal fingerprints
+        mean a running process is what this control plane would start."""
+        config = replica_config(self.settings, self.tracking_uri, spec, index)
+        parts = [
+            config.to_json(),
+            spec.python or sys.executable,
+            repr(sorted(spec.environment.items())),
+        ]
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
     async def rollout(self, spec: DeploymentSpec) -> None:
         """Start ``spec``'s replicas beside the serving ones; they take the traffic once every
@@ -359,14 +454,14 @@ class LocalRuntime:
                 best = cand
         return best
 
-    def process(self, replica: Replica) -> subprocess.Popen[bytes] | ForkedProcess | None:
+    def process(self, replica: Replica) -> Process | None:
         """The process that runs ``replica`` now (the gateway keeps it across a request)."""
         return replica.proc
 
     async def crashed(
         self,
         replica: Replica,
-        proc: subprocess.Popen[bytes] | ForkedProcess | None,
+        proc: Process | None,
         within: float = 1.0,
     ) -> int | None:
         """The exit code of ``proc`` (``replica``'s process when a request was sent to it) if
@@ -633,14 +728,14 @@ class LocalRuntime:
             log.error("%s replica %d: %s", spec.name, replica.index, replica.spawn_error)
             return
         replica.proc = proc
+        replica.fingerprint = self.fingerprint(spec, replica.index)
+        replica.process_started = _create_time(proc.pid)
         log.info(
             "%s replica %d started (pid %d%s)",
             spec.name, replica.index, proc.pid, ", forked" if forked else "",
         )  # fmt: skip
 
-    def _start_process(
-        self, replica: Replica
-    ) -> tuple[subprocess.Popen[bytes] | ForkedProcess, bool]:
+    def _start_process(self, replica: Replica) -> tuple[Process, bool]:
         """A new process for ``replica`` listening on a fresh port; whether it was forked."""
         spec = replica.spec
         sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -668,24 +763,20 @@ class LocalRuntime:
         if spec.python:  # a build's isolated environment
             env = replica_environment(spec.python, Path(spec.python_path or ""), spec.environment)
             env["PYTHONUNBUFFERED"] = "1"
+        argv = [spec.python or sys.executable, "-m", "modeldeck.replica.app"]
+        argv += ["--config", config.to_json(), "--fd", str(sock.fileno())]
+        if not self.detached:
+            argv += ["--parent-pid", str(os.getpid())]
         with open(log_path, "ab") as out:
             return subprocess.Popen(
-                [
-                    spec.python or sys.executable,
-                    "-m",
-                    "modeldeck.replica.app",
-                    "--config",
-                    config.to_json(),
-                    "--fd",
-                    str(sock.fileno()),
-                    "--parent-pid",
-                    str(os.getpid()),
-                ],
+                argv,
                 pass_fds=(sock.fileno(),),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 env=env,
+                # Detached: Ctrl-C in the platform's terminal does not reach the replica.
+                start_new_session=self.detached,
             )
 
     async def _terminate_all(self, dep: _Deployment) -> None:
@@ -703,15 +794,7 @@ class LocalRuntime:
         if proc is None or proc.poll() is not None:
             return
         replica.stopped_pid = proc.pid
-        with contextlib.suppress(ProcessLookupError):
-            proc.send_signal(signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while proc.poll() is None and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        if proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
-                proc.kill()
-            await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+        await _stop_process(proc, grace)
 
     def log_path(self, name: str, index: int) -> Path:
         """The file that replica ``index`` of ``name`` writes its stdout and stderr to."""
@@ -761,6 +844,78 @@ class LocalRuntime:
             await self._listener(event)
         except Exception:
             log.exception("could not record the state of %s", event.deployment)
+
+
+async def _stop_process(proc: Process, grace: float) -> None:
+    """SIGTERM, then SIGKILL after ``grace`` seconds."""
+    if proc.poll() is not None:
+        return
+    with contextlib.suppress(ProcessLookupError):
+        proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while proc.poll() is None and time.monotonic() < deadline:
+        await asyncio.sleep(0.05)
+    if proc.poll() is None:
+        with contextlib.suppress(ProcessLookupError):
+            proc.kill()
+        await asyncio.get_running_loop().run_in_executor(None, proc.wait)
+
+
+class AdoptedProcess:
+    """A replica process an earlier control plane started: not this process's child, so
+    watched through ``psutil`` (its exit code is not ours to know: ``-1`` once it is gone).
+    Offers the part of :class:`subprocess.Popen`'s interface the supervisor uses."""
+
+    def __init__(self, process: psutil.Process) -> None:
+        self._process = process
+        self.pid: int = process.pid
+        self.returncode: int | None = None
+
+    @classmethod
+    def find(cls, pid: int, started: float) -> AdoptedProcess | None:
+        """The live process ``pid`` if it started at ``started`` (else the pid was reused)."""
+        try:
+            process = psutil.Process(pid)
+            if abs(process.create_time() - started) > 0.05:
+                return None
+            if process.status() == psutil.STATUS_ZOMBIE:
+                return None
+        except psutil.Error:
+            return None
+        return cls(process)
+
+    def poll(self) -> int | None:
+        if self.returncode is None:
+            try:
+                gone = self._process.status() == psutil.STATUS_ZOMBIE
+            except psutil.Error:
+                gone = True
+            if gone:
+                self.returncode = -1
+        return self.returncode
+
+    def send_signal(self, sig: int) -> None:
+        if self.poll() is None:
+            with contextlib.suppress(psutil.Error):
+                self._process.send_signal(sig)
+
+    def kill(self) -> None:
+        self.send_signal(signal.SIGKILL)
+
+    def wait(self, timeout: float | None = None) -> int | None:
+        with contextlib.suppress(psutil.Error):
+            self._process.wait(timeout)
+        return self.poll()
+
+
+Process = subprocess.Popen[bytes] | ForkedProcess | AdoptedProcess
+
+
+def _create_time(pid: int) -> float | None:
+    try:
+        return float(psutil.Process(pid).create_time())
+    except psutil.Error:
+        return None
 
 
 def _rss_mb(pid: int) -> float | None:

@@ -17,8 +17,8 @@ from modeldeck.runtimes.ray import RayEndpoint, RayRuntime
 
 
 class Runtimes(LocalRuntime):
-    def __init__(self, settings: Settings, tracking_uri: str) -> None:
-        super().__init__(settings, tracking_uri)
+    def __init__(self, settings: Settings, tracking_uri: str, *, detached: bool = False) -> None:
+        super().__init__(settings, tracking_uri, detached=detached)
         self._ray: RayRuntime | None = None
         self._on_ray: set[str] = set()
         self._listener_for_ray: Listener | None = None
@@ -27,10 +27,10 @@ class Runtimes(LocalRuntime):
         self._listener_for_ray = listener
         await super().startup(listener)
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, detach: bool = False) -> None:
         if self._ray is not None:
             await self._ray.shutdown()
-        await super().shutdown()
+        await super().shutdown(detach=detach)
 
     async def ray(self) -> RayRuntime:
         """The Ray runtime, created on first use (422 without the ``ray`` extra)."""

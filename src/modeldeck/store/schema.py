@@ -112,6 +112,11 @@ class ReplicaRow(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     started_at: Mapped[datetime | None] = mapped_column(UtcDateTime(), nullable=True)
     version: Mapped[str] = mapped_column(String(32), default="")  # the model version it runs
+    # The process's start time (with ``pid``, its identity: a pid may be reused) and the
+    # fingerprint of what it was started with: a restarted control plane adopts the process
+    # when both still match.
+    process_started: Mapped[float | None] = mapped_column(Float, nullable=True)
+    fingerprint: Mapped[str] = mapped_column(String(64), default="")
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime(), default=utcnow, onupdate=utcnow)
 
     deployment: Mapped[DeploymentRow] = relationship(back_populates="replica_rows")
