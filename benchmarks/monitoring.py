@@ -31,8 +31,10 @@ What it measures, per store (a throwaway SQLite file, a throwaway PostgreSQL dat
       /api/v1/deployments/bench/drift`` and ``.../performance?step=3600``): cold (the first
       call after the server started, with the summaries already stored, ``--repeat`` server
       starts) and warm (``--repeat`` calls more), with the server's resident memory after
-      them. The in-process figures beside them show what the service itself costs; the rest
-      is the server (HTTP, JSON, the summaries read back from the store after a start).
+      them. Each warm HTTP call follows the same report in process (``..._beside_http``),
+      so that both are timed under the same load: their difference is what the server adds
+      (HTTP, JSON, its own threads); the cold ones add reading the summaries back from the
+      store after a start.
       ``--skip-http`` leaves them out.
 
     Each is timed ``--repeat`` times: the median counts, the minimum is shown beside it. The
@@ -144,6 +146,8 @@ MEASUREMENTS = {
     "http_performance_cold": "performance (24 hourly windows) over HTTP, first after a start",
     "http_drift": "drift (default) over HTTP, warm",
     "http_performance": "performance (24 hourly windows) over HTTP, warm",
+    "drift_beside_http": "drift (default) in process, each run just before a warm HTTP one",
+    "performance_beside_http": "performance in process, each run just before a warm HTTP one",
 }
 TARGETED = {"drift", "performance", "http_drift_cold", "http_performance_cold", "http_drift",
             "http_performance"}  # fmt: skip
@@ -480,21 +484,35 @@ class Server:
 
 
 def bench_http(
-    err: Console, label: str, url: str, data: Data, repeat: int, tmp: Path
+    err: Console,
+    label: str,
+    url: str,
+    data: Data,
+    repeat: int,
+    tmp: Path,
+    service: AnalysisService,
 ) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Drift and performance through a real server on the store the in-process runs filled:
-    the first call after each of ``repeat`` starts (cold), then ``repeat`` calls (warm)."""
+    the first call after each of ``repeat`` starts (cold), then ``repeat`` calls (warm), each
+    warm one just after the same report in process (``service``), so that the two are timed
+    under the same load of the machine and their difference is what the server adds."""
     n = len(data.end_ms)
     window = {"start": data.start_ms, "end": data.stop_ms}
     drift_path = f"/api/v1/deployments/{NAME}/drift"
     performance_path = f"/api/v1/deployments/{NAME}/performance"
-    runs: dict[str, list[float]] = {key: [] for key in MEASUREMENTS if key.startswith("http_")}
+    keys = [k for k in MEASUREMENTS if k.startswith("http_") or k.endswith("_beside_http")]
+    runs: dict[str, list[float]] = {key: [] for key in keys}
     last: dict[str, Any] = {}
     memory: dict[str, Any] = {}
 
     def call(key: str, path: str, params: dict[str, Any]) -> None:
         started = time.perf_counter()
         last[key] = server.get(path, params)
+        runs[key].append(time.perf_counter() - started)
+
+    def in_process(key: str, report: Callable[[], Any]) -> None:
+        started = time.perf_counter()
+        report()
         runs[key].append(time.perf_counter() - started)
 
     for attempt in range(repeat):
@@ -505,7 +523,17 @@ def bench_http(
             call("http_performance_cold", performance_path, {**window, "step": 3600})
             if attempt == repeat - 1:
                 for _ in range(repeat):
+                    in_process(
+                        "drift_beside_http",
+                        lambda: service.drift(NAME, start_ms=data.start_ms, end_ms=data.stop_ms),
+                    )
                     call("http_drift", drift_path, window)
+                    in_process(
+                        "performance_beside_http",
+                        lambda: service.performance(
+                            NAME, start_ms=data.start_ms, end_ms=data.stop_ms, step_ms=HOUR_MS
+                        ),
+                    )
                     call("http_performance", performance_path, {**window, "step": 3600})
                 memory["rss_mb_after_reports"] = server.rss_mb()
         finally:
@@ -566,7 +594,7 @@ def bench_store(
         note("performance_raw", n, seconds)
         server: dict[str, Any] | None = None
         if http:
-            over_http, server = bench_http(err, label, url, data, repeat, tmp)
+            over_http, server = bench_http(err, label, url, data, repeat, tmp, service)
             results.extend(over_http)
         return {
             "setup": setup,
