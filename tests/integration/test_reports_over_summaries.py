@@ -113,7 +113,9 @@ def test_reports_past_the_summary_threshold_answer_through_http_and_the_cli(
         window = {"start": start, "end": now}
 
         with httpx.Client(
-            base_url=platform.url, headers={"Authorization": f"Bearer {platform.api_key}"}
+            base_url=platform.url,
+            headers={"Authorization": f"Bearer {platform.api_key}"},
+            timeout=120,  # the first report builds the summaries, on a machine shared with others
         ) as http:
             answer = http.get("/api/v1/deployments/wide/drift", params=window)
             assert answer.status_code == 200, answer.text
