@@ -313,7 +313,7 @@ def stop_left_running(settings: Settings) -> int:
     from sqlalchemy import select
 
     from modeldeck.runtimes.base import RecordedReplica
-    from modeldeck.runtimes.local import LocalRuntime
+    from modeldeck.runtimes.local import reap
     from modeldeck.store.schema import DeploymentRow, ReplicaRow
 
     store = Store(settings.resolved_store_url())
@@ -338,5 +338,4 @@ def stop_left_running(settings: Settings) -> int:
             ]
     finally:
         store.close()
-    runtime = LocalRuntime(settings, settings.resolved_tracking_uri())
-    return asyncio.run(runtime.reap(recorded))
+    return reap(recorded)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 
 import pytest
@@ -275,3 +276,13 @@ def test_deployments_without_auth_are_flagged(run, tmp_path) -> None:  # type: i
     code, out = run("deployments", "show", "open_model", "--json")
     assert json.loads(out)["warnings"] == [AUTH_DISABLED_WARNING]
     run("deployments", "delete", "open_model", "--yes")
+
+
+def test_a_failed_wait_still_prints_the_access_key(run) -> None:  # type: ignore[no-untyped-def]
+    """The key is shown once: when waiting for the deployment fails (here: times out at once),
+    the deployment exists and its key must still reach the user."""
+    code, out = run("deploy", "iris", "--name", "cli-impatient", "--version", "1", "--timeout", "0")
+    assert code != 0, out
+    assert re.search(r"access key of cli-impatient: [0-9a-f]{40}\b", out), out
+    code, out = run("deployments", "delete", "cli-impatient", "--yes")
+    assert code == 0, out

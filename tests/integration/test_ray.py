@@ -179,9 +179,28 @@ import json, sys, ray
 ray.init(address=sys.argv[1], log_to_driver=False)
 controller = ray.get_actor("SERVE_CONTROLLER_ACTOR", namespace="serve")
 details = ray.get(controller.get_serve_instance_details.remote())
-config = details["applications"][sys.argv[2]]["deployments"]["replica"]["deployment_config"]
+app = next(a for a in details["applications"] if a.rsplit("-", 1)[0] == sys.argv[2])
+config = details["applications"][app]["deployments"]["replica"]["deployment_config"]
 print(json.dumps(config))
 """
+
+SERVE_APPS = """
+import json, sys, ray
+from ray import serve
+ray.init(address=sys.argv[1], log_to_driver=False)
+print(json.dumps(sorted(serve.status().applications)))
+"""
+
+
+def serve_apps(ray_head: str) -> list[str]:
+    """The names of the Serve applications on the cluster."""
+    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+    done = subprocess.run(
+        [sys.executable, "-c", SERVE_APPS, ray_head],
+        env=env, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])  # type: ignore[no-any-return]
 
 
 def serve_deployment_config(ray_head: str, app: str) -> dict[str, Any]:
@@ -321,13 +340,102 @@ def test_deleting_a_ray_deployment_removes_its_serve_application(
     client.delete("iris-gone")
     with pytest.raises(ApiError):
         client.deployment("iris-gone")
-    script = (
-        "import ray; from ray import serve; "
-        f"ray.init(address={ray_head!r}, log_to_driver=False); "
-        "print(sorted(serve.status().applications))"
-    )
-    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
-    apps = subprocess.run(
-        [sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120
-    ).stdout
+    apps = [a.rsplit("-", 1)[0] for a in serve_apps(ray_head)]
     assert "iris-ray" in apps and "iris-gone" not in apps
+
+
+def ray_pids(platform: RunningPlatform, name: str) -> set[int]:
+    """The pids of the deployment's ready Ray replicas (all on this machine here)."""
+    states = platform.client().deployment(name)["replica_states"]
+    return {s["pid"] for s in states if s["status"] == "ready" and s["pid"]}
+
+
+def test_scaling_a_ray_deployment_leaves_its_serving_replicas_alone(
+    platform: RunningPlatform, deployed: dict[str, str]
+) -> None:
+    """Serve scales a deployment of an unchanged version in place: 2 -> 3 -> 2 never replaces
+    a serving replica, and no request fails meanwhile."""
+    client = platform.client()
+    name = "iris-ray"
+    wait_for(lambda: len(ray_pids(platform, name)) == 2, timeout=60)
+    before = ray_pids(platform, name)
+    with Load(platform, "ray", deployed["ray"]) as load:
+        client.scale(name, 3)
+        wait_for(lambda: len(ray_pids(platform, name)) == 3, timeout=120)
+        assert before < ray_pids(platform, name), "scaling up replaced a serving replica"
+        client.scale(name, 2)
+        wait_for(lambda: len(ray_pids(platform, name)) == 2, timeout=120)
+    assert load.statuses and set(load.statuses) == {200}, sorted(set(load.statuses))
+    assert len(ray_pids(platform, name) & before) >= 1
+
+
+def test_two_platforms_on_one_cluster_keep_to_their_own_applications(
+    platform: RunningPlatform,
+    deployed: dict[str, str],
+    ray_head: str,
+    mlflow_registry: Registered,
+    tmp_path: Path,
+) -> None:
+    """Serve's application names are global to a cluster: a second platform deploying a
+    deployment of the same name, then deleting it, must not touch the first one's."""
+    other = start_platform(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'modeldeck.db'}",
+        mlflow_registry.tracking_uri,
+        MODELDECK_RAY_ADDRESS=ray_head,
+        MODELDECK_RAY_HTTP_PORT=platform.env["MODELDECK_RAY_HTTP_PORT"],
+        RAY_USAGE_STATS_ENABLED="0",
+        RAY_AUTH_MODE="disabled",
+    )
+    try:
+        before = ray_pids(platform, "iris-ray")
+        key = other.client().deploy(
+            "iris-ray", "iris", version=1, replicas=1, runtime="ray", cpu=0.5
+        )["access_key"]
+        other.client().wait("iris-ray", timeout=240)
+        theirs = httpx.post(
+            f"{other.url}/deployments/iris-ray/predict",
+            json={"inputs": [ROW]},
+            headers={"Authorization": f"Bearer {key}"},
+            timeout=30,
+        )
+        assert theirs.status_code == 200, theirs.text
+        ours = predict(platform, "ray", deployed["ray"], {"inputs": [ROW]})
+        assert ours.status_code == 200, ours.text
+        # Each answer is recorded by its own platform's replicas, into its own store.
+        uuids = {"theirs": theirs.json()["uuid"], "ours": ours.json()["uuid"]}
+        for client, mine, not_mine in (
+            (other.client(), "theirs", "ours"),
+            (platform.client(), "ours", "theirs"),
+        ):
+            found = client.read_metrics("iris-ray", uuids=list(uuids.values()))["metrics"]
+            assert [r["predictionUuid"] for r in found] == [uuids[mine]], not_mine
+        assert len([a for a in serve_apps(ray_head) if a.startswith("iris-ray-")]) == 2
+        other.client().delete("iris-ray")
+        # The first platform's application still serves, with the same replicas.
+        assert predict(platform, "ray", deployed["ray"], {"inputs": [ROW]}).status_code == 200
+        assert ray_pids(platform, "iris-ray") == before
+        assert len([a for a in serve_apps(ray_head) if a.startswith("iris-ray-")]) == 1
+    finally:
+        other.stop()
+
+
+def test_a_control_plane_restart_leaves_ray_applications_serving(
+    platform: RunningPlatform, deployed: dict[str, str], ray_head: str
+) -> None:
+    """SIGTERM of the platform leaves Serve's applications running (they answer on Serve's
+    proxy meanwhile), and the restarted platform adopts them: same replica processes."""
+    name = "iris-ray"
+    wait_for(lambda: len(ray_pids(platform, name)) == 2, timeout=60)
+    before = ray_pids(platform, name)
+    apps = [a for a in serve_apps(ray_head) if a.startswith(f"{name}-")]
+    platform.stop(keep_replicas=True)
+    assert [a for a in serve_apps(ray_head) if a.startswith(f"{name}-")] == apps
+    proxy = f"http://127.0.0.1:{platform.env['MODELDECK_RAY_HTTP_PORT']}/{apps[0]}/predict"
+    assert httpx.post(proxy, json={"inputs": [ROW]}, timeout=30).status_code == 200
+    platform.start()
+    client = platform.client()
+    wait_for(lambda: client.deployment(name)["status"] == "deployed", timeout=120)
+    wait_for(lambda: len(ray_pids(platform, name)) == 2, timeout=60)
+    assert ray_pids(platform, name) == before, "the restart replaced Ray replicas"
+    assert predict(platform, "ray", deployed["ray"], {"inputs": [ROW]}).status_code == 200

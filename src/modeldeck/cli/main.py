@@ -487,10 +487,17 @@ def deploy(
         )
         result = created
         if wait and not batch:
-            result = {
-                **_wait_with_progress(client, created["name"], timeout),
-                "access_key": created["access_key"],
-            }
+            try:
+                waited = _wait_with_progress(client, created["name"], timeout)
+            except BaseException:
+                # The deployment exists: its shown-once key must not be lost with the wait.
+                if created["access_key"]:
+                    err_console.print(
+                        f"access key of {created['name']}: [bold]{created['access_key']}[/bold] "
+                        "(shown once; the deployment exists, waiting for it failed)"
+                    )
+                raise
+            result = {**waited, "access_key": created["access_key"]}
     if as_json:
         print_json(result)
         return

@@ -1,7 +1,14 @@
 """The ``ray`` runtime: each deployment is a Ray Serve application.
 
-A deployment named ``NAME`` runs as the Serve application ``NAME`` (route prefix ``/NAME``) of one
-Serve deployment, ``replica``, with the deployment's replica count, or, for a deployment with an
+A deployment named ``NAME`` runs as the Serve application ``NAME-<the first 8 characters of its
+id>`` (route prefix ``/`` and the same), of one Serve deployment, ``replica``: Serve's application
+names are global to a cluster, and a deployment's id is unique to the platform's store, so two
+platforms sharing a cluster never touch each other's applications. The Serve deployment carries a
+``version`` (a fingerprint of everything its replicas are started with but the count), so that
+Serve scales it in place and leaves it running when the same version is run again: after a
+restart of the control plane (which leaves Serve's applications running, unless
+``MODELDECK_KEEP_REPLICAS_ON_EXIT`` is off), restoring a deployment adopts its replicas. It runs
+with the deployment's replica count, or, for a deployment with an
 autoscaling policy, with Serve's own autoscaler configured from it (``autoscaling_config``). Each
 Ray replica builds the same app a local replica serves (``serving.replica``: ``load_replica`` then
 ``create_replica_app``), so predictions answer, validate and are tracked into the store exactly
@@ -23,9 +30,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 import importlib.util
 import logging
 import os
+import sys
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -70,6 +79,11 @@ def require_ray() -> None:
         )
 
 
+def app_name(spec: DeploymentSpec) -> str:
+    """The Serve application (and route prefix) of ``spec``'s deployment on a shared cluster."""
+    return f"{spec.name}-{spec.deployment_id[:8]}" if spec.deployment_id else spec.name
+
+
 @dataclass(eq=False)
 class RayEndpoint(Replica):
     """What the gateway picks for a ``ray`` deployment: Serve's proxy route for it."""
@@ -111,11 +125,20 @@ class RayRuntime:
         self._listener = listener
         self._poller = asyncio.get_running_loop().create_task(self._poll_forever())
 
-    async def shutdown(self) -> None:
+    async def shutdown(self, *, detach: bool = False) -> None:
+        """Stop polling and disconnect; delete the Serve applications unless ``detach`` (they
+        keep serving, and the next control plane adopts them)."""
         if self._poller:
             self._poller.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._poller
+        if detach:
+            for app in self._apps.values():
+                if app.task is not None:
+                    app.task.cancel()
+            if self._apps:
+                log.warning("%d Ray Serve application(s) keep serving", len(self._apps))
+            self._apps.clear()
         for name in list(self._apps):
             await self.stop(name)
         if self._connected:
@@ -155,7 +178,7 @@ class RayRuntime:
         if app is None:
             base = f"http://{self.settings.ray_http_host}:{self.settings.ray_http_port}"
             endpoint = RayEndpoint(
-                deployment=spec.name, index=0, spec=spec, base_url=f"{base}/{spec.name}"
+                deployment=spec.name, index=0, spec=spec, base_url=f"{base}/{app_name(spec)}"
             )
             app = self._apps[spec.name] = _App(spec=spec, endpoint=endpoint)
         else:
@@ -194,14 +217,15 @@ class RayRuntime:
     def _serve_run_blocking(self, spec: DeploymentSpec) -> None:
         from ray import serve
 
+        name = app_name(spec)
         serve.run(
             _application(
                 spec,
                 replica_config(self.settings, self.tracking_uri, spec, 0),  # Ray sets the rank
                 self.settings,
             ),
-            name=spec.name,
-            route_prefix=f"/{spec.name}",
+            name=name,
+            route_prefix=f"/{name}",
         )
 
     async def _failed(self, app: _App, spec: DeploymentSpec, message: str) -> None:
@@ -245,8 +269,8 @@ class RayRuntime:
             from ray import serve
 
             try:
-                await asyncio.to_thread(serve.delete, name)
-                await asyncio.to_thread(_forget, name)
+                await asyncio.to_thread(serve.delete, app_name(app.spec))
+                await asyncio.to_thread(_forget, app_name(app.spec))
             except Exception:
                 log.exception("%s: deleting the Ray Serve application failed", name)
 
@@ -278,7 +302,8 @@ class RayRuntime:
         """The deployment's Serve route while a replica is ready (and, with a ``limit`` per
         replica, fewer than ``limit`` requests per ready replica are in flight)."""
         app = self._apps.get(name)
-        if app is None or app.endpoint is exclude or not self.serving(name):
+        # A retry (``exclude``) goes through the proxy again: Serve picks another replica.
+        if app is None or not self.serving(name):
             return None
         ready = sum(r.status == "ready" for r in app.replicas)
         if limit is not None and app.endpoint.inflight >= limit * ready:
@@ -286,12 +311,9 @@ class RayRuntime:
         return app.endpoint
 
     def report_failure(self, replica: Replica, error: str) -> None:
-        """The proxy did not answer: no traffic until the next poll finds replicas ready."""
-        app = self._apps.get(replica.deployment)
-        if app is not None:
-            for state in app.replicas:
-                if state.status == "ready":
-                    state.status, state.last_error = "unhealthy", error
+        """The proxy did not answer. Its replicas' states are Serve's (the next poll reads
+        them): one failed connection does not take every replica out of rotation."""
+        log.warning("%s: Ray Serve's proxy did not answer (%s)", replica.deployment, error)
 
     def recycle(self, replica: Replica, reason: str) -> None:
         """A request hung: Ray Serve's own health checks restart a stuck replica."""
@@ -315,13 +337,13 @@ class RayRuntime:
                 log.exception("reading Ray Serve's status failed")
 
     async def _update(self, status: dict[str, Any], ranks: dict[str, dict[int, Any]]) -> None:
-        for name, app in list(self._apps.items()):
-            overview = status.get(name)
+        for app in list(self._apps.values()):
+            overview = status.get(app_name(app.spec))
             if overview is None:
                 continue
             app_status, message, counts = overview
             spec = app.incoming or app.spec
-            states = _replica_states(counts, ranks.get(name, {}), spec.model_version)
+            states = _replica_states(counts, ranks.get(app_name(spec), {}), spec.model_version)
             changed = [r.to_dict() for r in states] != [r.to_dict() for r in app.replicas]
             app.replicas = states
             if app_status == "RUNNING" and app.task is not None and app.task.done():
@@ -443,6 +465,14 @@ def _application(spec: DeploymentSpec, config: ReplicaConfig, settings: Settings
     }
     if spec.memory_mb:
         actor_options["memory"] = spec.memory_mb * 1024 * 1024
+    # Everything the replicas start with but their count: an unchanged version is scaled in
+    # place, and run again (a restored deployment) it is left running.
+    version = hashlib.sha256(
+        orjson.dumps(
+            [actor_options, settings.replica_max_concurrency, sys.executable],
+            option=orjson.OPT_SORT_KEYS,
+        )
+    ).hexdigest()[:16]
     scaling: dict[str, Any] = {"num_replicas": spec.replicas}
     if spec.autoscaling is not None:
         scaling = {"autoscaling_config": autoscaling_config(spec.autoscaling, spec.replicas)}
@@ -453,6 +483,11 @@ def _application(spec: DeploymentSpec, config: ReplicaConfig, settings: Settings
         ray_actor_options=actor_options,
         **scaling,
     )
+    # Serve gives a deployment run from Python a random code version unless it has one, and
+    # replaces every replica when the version changes. Its public ``version`` option is gone
+    # ("Serve manages deployment versions internally": the declarative config API hashes the
+    # import path); the internal one is what keeps an unchanged deployment's replicas.
+    deployment = deployment.options(version=version, _internal=True)
     return deployment.bind()
 
 
@@ -485,11 +520,12 @@ def build_replica_app() -> Any:
     rank = getattr(serve.get_replica_context(), "rank", 0)
     config.replica = int(getattr(rank, "rank", rank) or 0)
     model, writer = load_replica(config)
+    app = serve.get_replica_context().replica_id.deployment_id.app_name
     internal_kv._internal_kv_put(
-        f"{KV_PREFIX}{config.deployment}/{config.replica}",
+        f"{KV_PREFIX}{app}/{config.replica}",
         orjson.dumps(
             {
-                "deployment": config.deployment,
+                "deployment": app,
                 "rank": config.replica,
                 "pid": os.getpid(),
                 "node": ray.util.get_node_ip_address(),  # type: ignore[no-untyped-call]

@@ -29,7 +29,7 @@ class Runtimes(LocalRuntime):
 
     async def shutdown(self, *, detach: bool = False) -> None:
         if self._ray is not None:
-            await self._ray.shutdown()
+            await self._ray.shutdown(detach=detach)
         await super().shutdown(detach=detach)
 
     async def ray(self) -> RayRuntime:
