@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import psutil
@@ -225,8 +226,16 @@ class Platform:
         while True:
             await asyncio.sleep(self.settings.summary_interval_seconds)
             for deployment in await self.deployments.list():
+                oldest = now_ms() - int(self.settings.prediction_retention_days * 86_400_000)
                 try:
-                    await asyncio.to_thread(self.analysis.refresh_summaries, deployment.name)
+                    await asyncio.to_thread(
+                        functools.partial(
+                            self.analysis.refresh_summaries,
+                            deployment.name,
+                            backfill_hours=self.settings.summary_backfill_hours,
+                            oldest_ms=oldest,
+                        )
+                    )
                 except NotFound:
                     continue  # deleted meanwhile
                 except Exception:  # a cache: reports build what is missing themselves

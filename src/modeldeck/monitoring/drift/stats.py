@@ -102,8 +102,8 @@ class Method:
     def drifted(self, statistic: float, threshold: float) -> bool:
         """A p-value drifts below the threshold, a distance at or above it; NaN never drifts."""
         if self.kind == "pvalue":
-            return statistic < threshold
-        return statistic >= threshold
+            return bool(statistic < threshold)
+        return bool(statistic >= threshold)
 
 
 METHODS: dict[str, Method] = {
@@ -386,9 +386,9 @@ class ColumnDrift:
             "column": self.column,
             "kind": self.kind,
             "method": self.method,
-            "statistic": None if math.isnan(self.statistic) else self.statistic,
-            "threshold": self.threshold,
-            "drifted": self.drifted,
+            "statistic": None if math.isnan(self.statistic) else float(self.statistic),
+            "threshold": float(self.threshold),
+            "drifted": bool(self.drifted),
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "details": self.details,
@@ -720,8 +720,8 @@ def _binned_wasserstein(
     crossing = np.divide(left**2 + right**2, 2 * total, out=np.zeros_like(total), where=total > 0)
     area = float((np.where(same_sign, total / 2, crossing) * width).sum())
     if tails is not None:
-        area += (tails[0] + tails[1]) / cur.sum()
-    return area / max(reference_std, 0.001)
+        area += float(tails[0] + tails[1]) / float(cur.sum())
+    return float(area / max(reference_std, 0.001))
 
 
 def _fold_open_bins(edges: FloatArray, counts: FloatArray) -> FloatArray:
