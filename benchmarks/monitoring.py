@@ -26,9 +26,21 @@ What it measures, per store (a throwaway SQLite file, a throwaway PostgreSQL dat
       held in a DataFrame; building it and reading it from a store are not timed), run once
       per process and compared with every store. Its import time is reported beside it.
 
+    * over HTTP: the same drift (default) and performance reports asked of a real
+      ``modeldeck server`` on the same store, as the CLI and users ask them (``GET
+      /api/v1/deployments/bench/drift`` and ``.../performance?step=3600``): cold (the first
+      call after the server started, with the summaries already stored, ``--repeat`` server
+      starts) and warm (``--repeat`` calls more), with the server's resident memory after
+      them. Each warm HTTP call follows the same report in process (``..._beside_http``),
+      so that both are timed under the same load: their difference is what the server adds
+      (HTTP, JSON, its own threads); the cold ones add reading the summaries back from the
+      store after a start.
+      ``--skip-http`` leaves them out.
+
     Each is timed ``--repeat`` times: the median counts, the minimum is shown beside it. The
     process's GC is tuned as the platform's is (``tune_gc``) once the data is set up.
-    Targets: drift (default) < 2 s and >= 5x faster than Evidently; performance < 2 s. A miss
+    Targets: drift (default) < 2 s and >= 5x faster than Evidently; performance < 2 s (in
+    process and over HTTP, warm and cold). A miss
     is reported as FAIL; the exit code is non-zero only when the benchmark cannot run.
 
     In the same run, modeldeck's exact per-column verdicts are cross-checked against
@@ -43,6 +55,9 @@ How to run
         make bench-monitoring        # creates .venv-bench with '.[postgres,bench]' and runs it
         .venv-bench/bin/python benchmarks/monitoring.py --predictions 100000 --skip-postgres
 
+    ``--skip-evidently`` runs without it (and without the comparisons), in the platform's own
+    environment: ``.venv/bin/python benchmarks/monitoring.py --skip-evidently``.
+
     ``--postgres-url`` is an admin URL: a database ``modeldeck_bench_<random>`` is created next
     to it and dropped at the end. Results are printed as tables and written as JSON (default
     ``benchmarks/results/monitoring.json``). Progress goes to stderr.
@@ -56,6 +71,9 @@ import json
 import math
 import os
 import platform
+import secrets
+import signal
+import socket
 import sqlite3
 import statistics
 import subprocess
@@ -69,6 +87,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import numpy.typing as npt
 import pandas as pd
@@ -123,7 +142,15 @@ MEASUREMENTS = {
     "drift_exact": "drift (exact: every record)",
     "performance_raw": "performance (24 hourly windows, raw records)",
     "evidently": "Evidently DataDriftPreset",
+    "http_drift_cold": "drift (default) over HTTP, first call after a server start",
+    "http_performance_cold": "performance (24 hourly windows) over HTTP, first after a start",
+    "http_drift": "drift (default) over HTTP, warm",
+    "http_performance": "performance (24 hourly windows) over HTTP, warm",
+    "drift_beside_http": "drift (default) in process, each run just before a warm HTTP one",
+    "performance_beside_http": "performance in process, each run just before a warm HTTP one",
 }
+TARGETED = {"drift", "performance", "http_drift_cold", "http_performance_cold", "http_drift",
+            "http_performance"}  # fmt: skip
 PACKAGES = ("modeldeck", "evidently", "pandas", "numpy", "scipy", "scikit-learn", "sqlalchemy",
             "psycopg", "orjson", "plotly")  # fmt: skip
 DEFAULT_PG = "postgresql+psycopg://postgres@127.0.0.1:5432/test"
@@ -260,15 +287,16 @@ def _records(data: Data, deployment_id: str, lo: int, hi: int) -> list[Predictio
 
 
 def _add_deployment(store: Store) -> str:
-    """A deployment of a file model: no MLflow lookup for reference data or an estimator."""
+    """A batch deployment (predictions recorded, no endpoint): no MLflow lookup for reference
+    data or an estimator, and no replica for the HTTP measurements' server to start."""
     with store.write() as session:
         session.add(
             DeploymentRow(
                 id=f"id-{NAME}", name=NAME, crn=f"crn:{NAME}", model_name="bench_model",
                 model_version="1", version_spec="1", model_uri="file:bench_model.py",
-                runtime="local", replicas=1, environment={}, auth_enabled=True,
-                desired_state="running", status="deployed", status_message="", source="file",
-                file_path="bench_model.py", function_name="predict",
+                runtime="none", replicas=0, environment={}, auth_enabled=True,
+                desired_state="stopped", status="active", status_message="", source="file",
+                file_path="bench_model.py", function_name="predict", kind="batch",
             )
         )  # fmt: skip
     return f"id-{NAME}"
@@ -386,8 +414,141 @@ def same_performance(summarised: dict[str, Any], raw: dict[str, Any]) -> None:
                 raise BenchError(f"performance from summaries differs: {metric} {mine} != {value}")
 
 
+# --- over HTTP ----------------------------------------------------------------------------------
+
+
+class Server:
+    """A real ``modeldeck server`` process on ``store_url`` (no background summarising, so
+    that nothing but the measured calls runs in it)."""
+
+    def __init__(self, store_url: str, tmp: Path, label: str) -> None:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = int(s.getsockname()[1])
+        self.url = f"http://127.0.0.1:{port}"
+        self.api_key = "mdk_bench_" + secrets.token_hex(8)
+        data_dir = tmp / f"server-{label}"
+        data_dir.mkdir(exist_ok=True)
+        env = {
+            **os.environ,
+            "MODELDECK_DATA_DIR": str(data_dir),
+            "MODELDECK_STORE_URL": store_url,
+            "MLFLOW_TRACKING_URI": f"sqlite:///{data_dir / 'mlflow.db'}",
+            "MODELDECK_API_KEY": self.api_key,
+            "MODELDECK_PORT": str(port),
+            "MODELDECK_LOG_LEVEL": "warning",
+            "MODELDECK_SUMMARY_INTERVAL_SECONDS": "0",
+        }
+        self.log = data_dir / "server.log"
+        with open(self.log, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "modeldeck.cli.main", "server"],
+                env=env, stdout=log, stderr=subprocess.STDOUT,
+            )  # fmt: skip
+        self.http = httpx.Client(
+            base_url=self.url, headers={"Authorization": f"Bearer {self.api_key}"}, timeout=600
+        )
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise BenchError(f"the server exited: {self.log.read_text()[-2000:]}")
+            try:
+                if self.http.get("/health", timeout=2).status_code == 200:
+                    return
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        self.stop()
+        raise BenchError(f"the server did not start: {self.log.read_text()[-2000:]}")
+
+    def get(self, path: str, params: dict[str, Any]) -> dict[str, Any]:
+        answer = self.http.get(path, params=params)
+        if answer.status_code != 200:
+            raise BenchError(f"GET {path}: {answer.status_code} {answer.text[:500]}")
+        return answer.json()  # type: ignore[no-any-return]
+
+    def rss_mb(self) -> float:
+        import psutil
+
+        return round(psutil.Process(self.proc.pid).memory_info().rss / 1e6, 1)
+
+    def stop(self) -> None:
+        self.http.close()
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(60)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+
+def bench_http(
+    err: Console,
+    label: str,
+    url: str,
+    data: Data,
+    repeat: int,
+    tmp: Path,
+    service: AnalysisService,
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """Drift and performance through a real server on the store the in-process runs filled:
+    the first call after each of ``repeat`` starts (cold), then ``repeat`` calls (warm), each
+    warm one just after the same report in process (``service``), so that the two are timed
+    under the same load of the machine and their difference is what the server adds."""
+    n = len(data.end_ms)
+    window = {"start": data.start_ms, "end": data.stop_ms}
+    drift_path = f"/api/v1/deployments/{NAME}/drift"
+    performance_path = f"/api/v1/deployments/{NAME}/performance"
+    keys = [k for k in MEASUREMENTS if k.startswith("http_") or k.endswith("_beside_http")]
+    runs: dict[str, list[float]] = {key: [] for key in keys}
+    last: dict[str, Any] = {}
+    memory: dict[str, Any] = {}
+
+    def call(key: str, path: str, params: dict[str, Any]) -> None:
+        started = time.perf_counter()
+        last[key] = server.get(path, params)
+        runs[key].append(time.perf_counter() - started)
+
+    def in_process(key: str, report: Callable[[], Any]) -> None:
+        started = time.perf_counter()
+        report()
+        runs[key].append(time.perf_counter() - started)
+
+    for attempt in range(repeat):
+        server = Server(url, tmp, label)
+        try:
+            memory["rss_mb_after_start"] = server.rss_mb()
+            call("http_drift_cold", drift_path, window)
+            call("http_performance_cold", performance_path, {**window, "step": 3600})
+            if attempt == repeat - 1:
+                for _ in range(repeat):
+                    in_process(
+                        "drift_beside_http",
+                        lambda: service.drift(NAME, start_ms=data.start_ms, end_ms=data.stop_ms),
+                    )
+                    call("http_drift", drift_path, window)
+                    in_process(
+                        "performance_beside_http",
+                        lambda: service.performance(
+                            NAME, start_ms=data.start_ms, end_ms=data.stop_ms, step_ms=HOUR_MS
+                        ),
+                    )
+                    call("http_performance", performance_path, {**window, "step": 3600})
+                memory["rss_mb_after_reports"] = server.rss_mb()
+        finally:
+            server.stop()
+    check_drift(last["http_drift"], n, exact=False)
+    check_performance(last["http_performance"], n)
+    results = [summary(key, label, n, seconds) for key, seconds in runs.items()]
+    for r in results:
+        runs_text = ", ".join(f"{s:.2f}" for s in r["runs_s"])
+        progress(err, f"{label}: {r['measurement']}: runs {runs_text} s")
+    return results, {"store": label, **memory}
+
+
 def bench_store(
-    err: Console, label: str, url: str, data: Data, repeat: int, tmp: Path
+    err: Console, label: str, url: str, data: Data, repeat: int, tmp: Path, *, http: bool = True
 ) -> dict[str, Any]:
     n = len(data.end_ms)
     store = Store(url)
@@ -431,9 +592,14 @@ def bench_store(
         )
         same_performance(perf, raw)
         note("performance_raw", n, seconds)
+        server: dict[str, Any] | None = None
+        if http:
+            over_http, server = bench_http(err, label, url, data, repeat, tmp, service)
+            results.extend(over_http)
         return {
             "setup": setup,
             "results": results,
+            "server": server,
             "reports": {"binned": binned, "full": full, "performance": perf},
         }
     finally:
@@ -582,22 +748,23 @@ def binned_check(binned: dict[str, Any], full: dict[str, Any]) -> dict[str, Any]
 # --- output ------------------------------------------------------------------------------------
 
 
-def verdicts(result: dict[str, Any], evidently_s: float) -> dict[str, Any] | None:
-    """The target of one measurement, or None when it has none."""
+def verdicts(result: dict[str, Any], evidently_s: float | None) -> dict[str, Any] | None:
+    """The target of one measurement, or None when it has none (without Evidently, the
+    speed-up is not judged)."""
     seconds = result["median_s"]
-    speedup = evidently_s / seconds if seconds > 0 else math.inf
-    if result["key"] == "drift":
+    if result["key"] == "drift" and evidently_s is not None:
+        speedup = evidently_s / seconds if seconds > 0 else math.inf
         met = seconds < DRIFT_SECONDS and speedup >= SPEEDUP
         return {
             "median_s": seconds, "threshold_s": DRIFT_SECONDS, "speedup": round(speedup, 2),
             "min_speedup": SPEEDUP, "met": met,
         }  # fmt: skip
-    if result["key"] == "performance":
+    if result["key"] in TARGETED:
         return {"median_s": seconds, "threshold_s": DRIFT_SECONDS, "met": seconds < DRIFT_SECONDS}
     return None
 
 
-def results_table(results: list[dict[str, Any]], evidently_s: float, n: int) -> Table:
+def results_table(results: list[dict[str, Any]], evidently_s: float | None, n: int) -> Table:
     table = Table(title=f"modeldeck monitoring: {n:,} stored predictions ({os.cpu_count()} CPUs)")
     for column in ("store", "measurement", "rows", "median s", "min s", "vs Evidently", "target"):
         table.add_column(column, justify="left" if column in ("store", "measurement") else "right")
@@ -646,7 +813,9 @@ def cross_table(check: dict[str, Any], evidently_rows: int, n: int) -> Table:
     return table
 
 
-def _relative(result: dict[str, Any], evidently_s: float) -> str:
+def _relative(result: dict[str, Any], evidently_s: float | None) -> str:
+    if evidently_s is None:
+        return "-"
     if result["key"] == "evidently":
         return "1x"
     speedup = evidently_s / result["median_s"] if result["median_s"] > 0 else math.inf
@@ -690,6 +859,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--postgres-url", default=DEFAULT_PG, help=f"admin URL ({DEFAULT_PG})")
     parser.add_argument("--skip-postgres", action="store_true", help="only benchmark SQLite")
     parser.add_argument(
+        "--skip-evidently", action="store_true",
+        help="no Evidently timing or cross-check (runs in the platform's own environment)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--skip-http", action="store_true", help="no measurements through a real server"
+    )
+    parser.add_argument(
         "--output", type=Path, default=DEFAULT_OUTPUT,
         help="JSON results file (default benchmarks/results/monitoring.json)",
     )  # fmt: skip
@@ -704,10 +880,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     n = args.predictions
-    if importlib.util.find_spec("evidently") is None:  # say so now, not after the stores
+    if not args.skip_evidently and importlib.util.find_spec("evidently") is None:
         raise BenchError(
             f"Evidently is not installed for {sys.executable}; it is a benchmark-only "
-            "dependency: run 'make bench-monitoring', or .venv-bench/bin/python"
+            "dependency: run 'make bench-monitoring', or .venv-bench/bin/python (or pass "
+            "--skip-evidently)"
         )
     load_before = os.getloadavg()
     progress(err, f"making {n:,} predictions and {REFERENCE_ROWS:,} reference rows")
@@ -723,21 +900,32 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     stores: list[dict[str, Any]] = []
     with tempfile.TemporaryDirectory(prefix="modeldeck-bench-") as tmp:
         url = f"sqlite:///{Path(tmp) / 'modeldeck.db'}"
-        stores.append(bench_store(err, "sqlite", url, data, args.repeat, Path(tmp)))
+        http = not args.skip_http
+        stores.append(bench_store(err, "sqlite", url, data, args.repeat, Path(tmp), http=http))
         if not args.skip_postgres:
             with postgres_database(err, args.postgres_url) as (pg_url, server):
                 machine["postgres_server"] = server
-                stores.append(bench_store(err, "postgres", pg_url, data, args.repeat, Path(tmp)))
-    evidently_timing, evidently_columns = bench_evidently(
-        err, data, args.evidently_rows, args.repeat, args.seed
-    )
+                stores.append(
+                    bench_store(err, "postgres", pg_url, data, args.repeat, Path(tmp), http=http)
+                )
+    evidently_timing: dict[str, Any] | None = None
+    evidently_columns: dict[str, dict[str, Any]] = {}
+    if not args.skip_evidently:
+        evidently_timing, evidently_columns = bench_evidently(
+            err, data, args.evidently_rows, args.repeat, args.seed
+        )
     machine["load_average_at_end"] = os.getloadavg()
 
-    results = [r for s in stores for r in s["results"]] + [evidently_timing]
-    evidently_s = evidently_timing["median_s"]
-    checks = {
+    results = [r for s in stores for r in s["results"]]
+    evidently_s = None
+    if evidently_timing is not None:
+        results.append(evidently_timing)
+        evidently_s = evidently_timing["median_s"]
+    checks: dict[str, dict[str, Any]] = {
         s["results"][0]["store"]: {
-            "evidently": cross_check(s["reports"]["full"], evidently_columns),
+            "evidently": cross_check(s["reports"]["full"], evidently_columns)
+            if evidently_timing is not None
+            else None,
             "binned_vs_exact": binned_check(s["reports"]["binned"], s["reports"]["full"]),
         }
         for s in stores
@@ -746,18 +934,32 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     out.print(results_table(results, evidently_s, n))
     out.print(setup_table(setup))
     first = next(iter(checks.values()))
-    out.print(cross_table(first["evidently"], args.evidently_rows, n))
+    if first["evidently"] is not None:
+        out.print(cross_table(first["evidently"], args.evidently_rows, n))
     for label, check in checks.items():
         binned = check["binned_vs_exact"]
         ev = check["evidently"]
-        out.print(
-            f"{label}: all rows vs Evidently: {ev['same_verdict']}/{ev['compared']} verdicts, "
+        versus = (
+            f"all rows vs Evidently: {ev['same_verdict']}/{ev['compared']} verdicts, "
             f"{ev['same_method']}/{ev['compared']} methods, max |diff| "
-            f"{_number(ev['max_abs_statistic_difference'])}; binned vs exact: "
+            f"{_number(ev['max_abs_statistic_difference'])}; "
+            if ev is not None
+            else ""
+        )
+        out.print(
+            f"{label}: {versus}binned vs exact: "
             f"{binned['same_verdict']}/{binned['columns']} verdicts, max |diff| "
             f"{_number(binned['max_abs_statistic_difference'])}",
             highlight=False,
         )
+    for s in stores:
+        if s["server"] is not None:
+            memory = s["server"]
+            out.print(
+                f"{memory['store']}: server resident memory {memory['rss_mb_after_start']:,} MB "
+                f"after its start, {memory['rss_mb_after_reports']:,} MB after the reports",
+                highlight=False,
+            )
     report = {
         "timestamp": datetime.now(UTC).isoformat(timespec="seconds"),
         "machine": machine,
@@ -776,6 +978,7 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
         },
         "setup": setup,
         "results": results,
+        "server_memory": [s["server"] for s in stores if s["server"] is not None],
         "evidently": evidently_timing,
         "cross_check": checks,
         "drift_report_exact": {

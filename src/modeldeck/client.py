@@ -30,7 +30,8 @@ class ApiError(ModeldeckError):
 class Client:
     """A synchronous client for one modeldeck platform.
 
-    ``url`` and ``api_key`` default to ``MODELDECK_URL`` and ``MODELDECK_API_KEY``. ``http`` is
+    ``url`` and ``api_key`` default to ``MODELDECK_URL`` and ``MODELDECK_API_KEY``, ``timeout``
+    (seconds to wait for each answer) to ``MODELDECK_CLIENT_TIMEOUT_SECONDS`` (60). ``http`` is
     an HTTP client to send the requests with (the metrics SDK passes the process's shared one,
     :func:`modeldeck.httpclient.shared`); by default the client has one of its own, which
     :meth:`close` closes.
@@ -41,13 +42,17 @@ class Client:
         url: str | None = None,
         api_key: str | None = None,
         *,
-        timeout: float = 60.0,
+        timeout: float | None = None,
         http: httpx.Client | None = None,
     ) -> None:
         defaults = ClientSettings()
         self.url = (url or defaults.url).rstrip("/")
         key = api_key or (defaults.api_key.get_secret_value() if defaults.api_key else None)
         self._headers = {"Authorization": f"Bearer {key}"} if key else {}
+        if timeout is None:
+            timeout = defaults.client_timeout_seconds
+        elif not timeout > 0:
+            raise ValueError(f"timeout must be a positive number of seconds, got {timeout!r}")
         self._timeout = timeout
         self._owns_http = http is None
         self._http = http if http is not None else httpx.Client(timeout=timeout)
@@ -641,6 +646,17 @@ class Client:
             response = self._http.request(
                 method, self.url + path, headers=headers, timeout=self._timeout, **kwargs
             )
+        except (httpx.ReadTimeout, httpx.WriteTimeout) as exc:
+            # Connected and sent: the platform is working on it (and goes on doing so).
+            raise ApiError(
+                504,
+                "timeout",
+                f"timed out after {self._timeout:g} s waiting for an answer from modeldeck at "
+                f"{self.url} ({method} {path}); the platform may still be working on it. Wait "
+                "longer with --timeout SECONDS (CLI), MODELDECK_CLIENT_TIMEOUT_SECONDS or "
+                "Client(timeout=...)",
+                {"timeout_seconds": self._timeout},
+            ) from exc
         except httpx.TransportError as exc:
             raise ApiError(
                 503, "unreachable", f"cannot reach modeldeck at {self.url}: {exc}"

@@ -148,9 +148,18 @@ class Settings(BaseSettings):
     """How often the platform evaluates alert rules."""
 
     summary_interval_seconds: float = Field(default=60.0, ge=0)
-    """How often the platform brings the five-minute drift and performance summaries of each
-    deployment's last 24 hours up to date, so reports find them ready (0: only when a report
-    asks)."""
+    """How often the platform brings the five-minute and hourly drift and performance summaries
+    of each deployment's last 24 hours up to date, and ``summary_backfill_hours`` older hours
+    of them, so reports find them ready (0: only when a report asks)."""
+
+    summary_backfill_hours: int = Field(default=24, ge=0, le=24 * 366)
+    """Older hours of summaries each deployment gets brought up to date per round of
+    ``summary_interval_seconds``, beyond the last 24 hours: each round takes the stretch below
+    the previous one, down to ``prediction_retention_days``, then starts again from the top (so
+    late labels for an old hour are taken in). With the defaults a week of history is current
+    after seven rounds (about seven minutes plus the builds' time) and 30 days after thirty, and
+    a report over any window up to the retention builds nothing while the user waits. 0: only
+    the last 24 hours."""
 
     alias_poll_seconds: float = Field(default=30.0, ge=0)
     """How often the platform checks the registry alias of each running deployment that follows
@@ -275,3 +284,8 @@ class ClientSettings(BaseSettings):
 
     access_key: SecretStr | None = None
     """Default deployment access key for ``modeldeck predict``."""
+
+    client_timeout_seconds: float = Field(default=60.0, gt=0)
+    """Seconds the client and the CLI wait for each answer from the platform before giving up
+    (the CLI's ``--timeout`` overrides it). A long report over a cold week can take longer;
+    the platform keeps working on a request the client gave up on."""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 
 import psutil
@@ -235,8 +236,16 @@ class Platform:
         while True:
             await asyncio.sleep(self.settings.summary_interval_seconds)
             for deployment in await self.deployments.list():
+                oldest = now_ms() - int(self.settings.prediction_retention_days * 86_400_000)
                 try:
-                    await asyncio.to_thread(self.analysis.refresh_summaries, deployment.name)
+                    await asyncio.to_thread(
+                        functools.partial(
+                            self.analysis.refresh_summaries,
+                            deployment.name,
+                            backfill_hours=self.settings.summary_backfill_hours,
+                            oldest_ms=oldest,
+                        )
+                    )
                 except NotFound:
                     continue  # deleted meanwhile
                 except Exception:  # a cache: reports build what is missing themselves
@@ -315,7 +324,7 @@ def stop_left_running(settings: Settings) -> int:
     from sqlalchemy import select
 
     from modeldeck.runtimes.base import RecordedReplica
-    from modeldeck.runtimes.local import LocalRuntime
+    from modeldeck.runtimes.local import reap
     from modeldeck.store.schema import DeploymentRow, ReplicaRow
 
     store = Store(settings.resolved_store_url())
@@ -340,5 +349,4 @@ def stop_left_running(settings: Settings) -> int:
             ]
     finally:
         store.close()
-    runtime = LocalRuntime(settings, settings.resolved_tracking_uri())
-    return asyncio.run(runtime.reap(recorded))
+    return reap(recorded)

@@ -344,6 +344,24 @@ def test_deleting_a_ray_deployment_removes_its_serve_application(
     assert "iris-ray" in apps and "iris-gone" not in apps
 
 
+def test_a_replica_ray_cannot_place_is_shown_with_serves_reason(
+    platform: RunningPlatform,
+) -> None:
+    """The head has 4 CPUs: a replica asking for 64 is never scheduled, and the deployment
+    says why instead of 'starting Ray Serve replicas' for ever."""
+    client = platform.client()
+    client.deploy("iris-huge", "iris", version=1, runtime="ray", cpu=64)
+    try:
+        d = wait_for(
+            lambda: d if "64" in (d := client.deployment("iris-huge"))["status_message"] else None,
+            timeout=120,
+        )
+        assert d["status"] == "deploying" and d["ready_replicas"] == 0
+        assert "resources" in d["status_message"].lower(), d["status_message"]
+    finally:
+        client.delete("iris-huge")
+
+
 def ray_pids(platform: RunningPlatform, name: str) -> set[int]:
     """The pids of the deployment's ready Ray replicas (all on this machine here)."""
     states = platform.client().deployment(name)["replica_states"]

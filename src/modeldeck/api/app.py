@@ -25,7 +25,7 @@ from . import (
     routes_metrics,
     routes_serving,
 )
-from .errors import install_error_handlers
+from .errors import UnhandledErrorMiddleware, install_error_handlers
 from .routing import StrictInputMiddleware, document_errors
 from .security import SecurityMiddleware
 
@@ -71,6 +71,8 @@ def create_app(
     # No NUL in any URL; control-plane bodies: no NUL, NaN, 1e400, deep nesting, nor more than
     # max_api_body_bytes.
     app.add_middleware(StrictInputMiddleware, limit=settings.max_api_body_bytes)
+    # A bug's 500 in the JSON error shape, the connection kept (inside the security headers).
+    app.add_middleware(UnhandledErrorMiddleware)
     # Added last, so outermost: its headers reach every answer, the model endpoints' too.
     app.add_middleware(SecurityMiddleware, public_url=settings.resolved_public_url())
 

@@ -1,4 +1,9 @@
-"""The one error handler: every failure on every route renders ``errors.error_body``."""
+"""The one error handler: every failure on every route renders ``errors.error_body``.
+
+An exception no handler expects (a bug) is answered by :class:`UnhandledErrorMiddleware` with a
+500 ``internal_error`` in the same shape, and the connection stays open for the client's next
+request.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,7 @@ from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect, Request
 from starlette.responses import JSONResponse, Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from modeldeck.errors import ModeldeckError, error_body
 from modeldeck.store.db import describe_error
@@ -125,6 +131,41 @@ async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     return JSONResponse(
         error_body("internal_error", f"internal error: {type(exc).__name__}"), status_code=500
     )
+
+
+class UnhandledErrorMiddleware:
+    """Answers an exception that no handler took with the JSON 500, and ends there.
+
+    Starlette's ``ServerErrorMiddleware`` answers the same 500 but then re-raises the exception
+    for the server to log, and uvicorn closes the connection of an application that raised:
+    a client keeping its connection alive found its next request failing with "connection
+    reset". Caught here first, the error is logged once (by the handler), answered, and the
+    connection is kept. An exception after the answer began (a stream cut short) cannot be
+    answered any more: it is re-raised, and closing the connection is what tells the client
+    that the answer is incomplete.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def watch(message: Message) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watch)
+        except Exception as exc:
+            if started:
+                raise
+            response = await _unexpected(Request(scope), exc)
+            await response(scope, receive, send)
 
 
 def install_error_handlers(app: FastAPI) -> None:

@@ -13,7 +13,12 @@ from modeldeck.platform import Platform
 from modeldeck.records.model_metrics import MAX_TIMESTAMP_MS
 
 from .deps import get_platform, read_body, require_api_key
+from .responses import ReportResponse
 from .routes_control import errors
+
+# Reports are rendered by ReportResponse (NumPy values cannot make them fail); the schema
+# stays a JSON object.
+REPORT: dict[str, Any] = {"response_model": dict[str, Any], "response_class": ReportResponse}
 
 router = APIRouter(
     dependencies=[Depends(require_api_key)],
@@ -56,6 +61,7 @@ async def set_monitoring(
     "/deployments/{name}/reference",
     responses=errors(400, 404, 413),
     summary="Upload reference data (the body is a CSV or Parquet file)",
+    **REPORT,
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -77,7 +83,7 @@ async def upload_reference(
         default=None, description="The model's output column, if any."
     ),
     platform: Platform = Depends(get_platform),
-) -> dict[str, Any]:
+) -> ReportResponse:
     body = await read_body(request, platform.settings.max_upload_bytes)
 
     def run() -> dict[str, Any]:
@@ -91,13 +97,14 @@ async def upload_reference(
             prediction_column=prediction_column,
         )
 
-    return await asyncio.to_thread(run)
+    return ReportResponse(await asyncio.to_thread(run))
 
 
 @router.post(
     "/deployments/{name}/reference/from-registry",
     responses=errors(404),
     summary="Take reference data from what was logged with the MLflow run or model",
+    **REPORT,
 )
 async def reference_from_registry(
     name: str,
@@ -105,12 +112,17 @@ async def reference_from_registry(
         default=None, description="Model version (default: the deployed one)."
     ),
     platform: Platform = Depends(get_platform),
-) -> dict[str, Any]:
-    return await asyncio.to_thread(platform.analysis.reference_from_registry, name, version)
+) -> ReportResponse:
+    return ReportResponse(
+        await asyncio.to_thread(platform.analysis.reference_from_registry, name, version)
+    )
 
 
 @router.get(
-    "/deployments/{name}/reference", responses=errors(404), summary="Reference data summary"
+    "/deployments/{name}/reference",
+    responses=errors(404),
+    summary="Reference data summary",
+    **REPORT,
 )
 async def get_reference(
     name: str,
@@ -127,7 +139,7 @@ async def get_reference(
         default=None, ge=0, le=2**32 - 1, description="Seed of the sample: same seed, same rows."
     ),
     platform: Platform = Depends(get_platform),
-) -> dict[str, Any]:
+) -> ReportResponse:
     def run() -> dict[str, Any]:
         reference = platform.analysis.reference(name, version)
         summary = reference.summary()
@@ -142,7 +154,7 @@ async def get_reference(
             summary["sample" if sample else "head"] = records
         return summary
 
-    return await asyncio.to_thread(run)
+    return ReportResponse(await asyncio.to_thread(run))
 
 
 @router.delete(
@@ -163,6 +175,7 @@ async def delete_reference(
     "/deployments/{name}/drift",
     responses=errors(404),
     summary="Data drift per column, dataset drift and prediction drift over a window",
+    **REPORT,
 )
 async def drift(
     name: str,
@@ -177,18 +190,20 @@ async def drift(
         "five-minute summaries (`mode: binned`).",
     ),
     platform: Platform = Depends(get_platform),
-) -> dict[str, Any]:
-    return await asyncio.to_thread(
+) -> ReportResponse:
+    report = await asyncio.to_thread(
         lambda: platform.analysis.drift(
             name, start_ms=start, end_ms=end, model_version=version, columns=column, exact=exact
         )
     )
+    return ReportResponse(report)
 
 
 @router.get(
     "/deployments/{name}/performance",
     responses=errors(404),
     summary="Realised and estimated performance per window and model version",
+    **REPORT,
 )
 async def performance(
     name: str,
@@ -202,8 +217,8 @@ async def performance(
     ),
     version: str | None = VERSION,
     platform: Platform = Depends(get_platform),
-) -> dict[str, Any]:
-    return await asyncio.to_thread(
+) -> ReportResponse:
+    report = await asyncio.to_thread(
         lambda: platform.analysis.performance(
             name,
             start_ms=start,
@@ -212,3 +227,4 @@ async def performance(
             model_version=version,
         )
     )
+    return ReportResponse(report)

@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import click
+from pydantic import ValidationError
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -92,7 +93,12 @@ def fitted_table(
 
 def make_client(ctx: click.Context) -> Client:
     obj = ctx.ensure_object(dict)
-    return Client(obj.get("url"), obj.get("api_key"))
+    try:
+        return Client(obj.get("url"), obj.get("api_key"), timeout=obj.get("timeout"))
+    except ValidationError as exc:  # a MODELDECK_* variable the client cannot use
+        first = exc.errors()[0]
+        name = "MODELDECK_" + "_".join(str(p) for p in first["loc"]).upper()
+        raise click.ClickException(f"{name}: {first['msg']}") from None
 
 
 def print_json(value: Any) -> None:

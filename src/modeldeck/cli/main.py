@@ -46,10 +46,16 @@ from modeldeck.datadir import DataDirLock
 @click.option(
     "--api-key", envvar="MODELDECK_API_KEY", help="Control-plane API key [env MODELDECK_API_KEY]."
 )
+@click.option(
+    "--timeout",
+    type=click.FloatRange(min=0, min_open=True),
+    help="Seconds to wait for each answer from the platform (default 60) "
+    "[env MODELDECK_CLIENT_TIMEOUT_SECONDS].",
+)
 @click.pass_context
-def main(ctx: click.Context, url: str | None, api_key: str | None) -> None:
+def main(ctx: click.Context, url: str | None, api_key: str | None, timeout: float | None) -> None:
     """Deploy registered MLflow models as REST endpoints and watch them in production."""
-    ctx.ensure_object(dict).update(url=url, api_key=api_key)
+    ctx.ensure_object(dict).update(url=url, api_key=api_key, timeout=timeout)
 
 
 # -- server ---------------------------------------------------------------------------------

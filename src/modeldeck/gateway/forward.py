@@ -213,6 +213,15 @@ class Gateway:
             try:
                 async with self._client.post(replica.url + "/predict", data=body) as response:
                     content = await response.read()
+                    if response.status >= 500 and "json" not in response.content_type:
+                        # Not a replica's answer (those are JSON) but its host's: Ray Serve's
+                        # proxy says "Internal Server Error" in plain text when the replica
+                        # died with the request in it.
+                        raise ModelCrashed(
+                            f"deployment {route.name!r} failed while handling this request "
+                            f"({response.status}: {content[:200].decode('utf-8', 'replace')})",
+                            details={"deployment": route.name, "status": response.status},
+                        )
                     headers = {k: v for k in FORWARDED_HEADERS if (v := response.headers.get(k))}
                     version = replica.spec.model_version
                     headers["x-modeldeck-version"] = version

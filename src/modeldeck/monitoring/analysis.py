@@ -190,6 +190,7 @@ class AnalysisService:
         self._fetch_failed: dict[tuple[str, str], float] = {}
         self._parts = _PartCache(PART_CACHE_BYTES)
         self._scoring = threading.Lock()
+        self._backfill: dict[str, int] = {}  # deployment id: the oldest hour summarised lately
 
     # -- configuration ------------------------------------------------------------------------
 
@@ -206,11 +207,22 @@ class AnalysisService:
                 )
         with self.store.write() as session:
             row = self._deployment_in(session, name)
+            before = MonitoringConfig.model_validate(row.monitoring or {})
             row.monitoring = config.model_dump(exclude_defaults=True)
-            # Summaries built under the old settings would never match again.
-            session.execute(
-                delete(AnalysisSummaryRow).where(AnalysisSummaryRow.deployment_id == row.id)
-            )
+            # Summaries hold what the settings make of the records, not verdicts: methods,
+            # thresholds, drift_share, top_k and max_rows apply when a report is read. Only
+            # the summaries whose inputs changed are dropped (they would never match again).
+            stale = []
+            if _performance_signature(before) != _performance_signature(config):
+                stale.append(AnalysisSummaryRow.kind.in_(("performance", "performance/h")))
+            if _drift_inputs(before) != _drift_inputs(config):
+                stale.append(AnalysisSummaryRow.kind.like("drift/%"))
+            for kinds in stale:
+                session.execute(
+                    delete(AnalysisSummaryRow).where(
+                        AnalysisSummaryRow.deployment_id == row.id, kinds
+                    )
+                )
         return config
 
     # -- reference data -----------------------------------------------------------------------
@@ -525,6 +537,7 @@ class AnalysisService:
                 reference.frame[column], override.kind or stats.column_kind(reference.frame[column])
             )
         output = self._output_plan(reference)
+        # From the reference and _drift_inputs(config) alone (set_config relies on it).
         signature = parts.signature(
             reference.row.id,
             str(reference.row.created_at),
@@ -1128,26 +1141,64 @@ class AnalysisService:
                     out[bucket] = (count + int(n), max(last, int(top)))
         return out
 
-    def refresh_summaries(self, name: str, *, hours: int = 24) -> None:
+    def refresh_summaries(
+        self,
+        name: str,
+        *,
+        hours: int = 24,
+        backfill_hours: int = 0,
+        oldest_ms: int | None = None,
+    ) -> None:
         """Build the summaries of the last ``hours`` that are missing or stale, and score each
         version seen in them that has no score on its reference yet.
+
+        With ``backfill_hours``, also those of that many whole hours further back: each call
+        takes the stretch below the one the previous call took, down to ``oldest_ms`` (the
+        retention), then starts again below the last ``hours`` (so that late labels for an old
+        hour are taken in on the next round). The work per call stays bounded while the
+        summaries of the whole retention become, and stay, current.
 
         The platform calls this in the background, so that reports find them ready.
         """
         end = now_ms() // parts.BUCKET_MS * parts.BUCKET_MS
         start = end - hours * 3_600_000
-        report = self.performance(name, start_ms=start, end_ms=end)
         deployment = self._deployment(name)
+        windows = [(start, end)]
+        if backfill_hours > 0 and oldest_ms is not None:
+            older = self._backfill_stretch(deployment.id, start, oldest_ms, backfill_hours)
+            if older is not None:
+                windows.append(older)
+        report = self.performance(name, start_ms=start, end_ms=end)
+        for lo, hi in windows[1:]:
+            self.performance(name, start_ms=lo, end_ms=hi)
         config = MonitoringConfig.model_validate(deployment.monitoring or {})
         try:
             reference = self.reference(name)
         except NotFound:
             return  # no reference data: no drift to summarise, no version to score
         plan = self._drift_plan(reference, config)
-        self._merged_drift_part(deployment, config, plan, start, end, None)
+        for lo, hi in windows:
+            self._merged_drift_part(deployment, config, plan, lo, hi, None)
         # Each version that served lately gets its own estimator (scored once).
         versions = {deployment.model_version, *(w["model_version"] for w in report["windows"])}
         self.score_versions(name, versions)
+
+    def _backfill_stretch(
+        self, deployment_id: str, recent_ms: int, oldest_ms: int, hours: int
+    ) -> tuple[int, int] | None:
+        """The next ``hours`` whole hours to summarise below ``recent_ms``, going down to
+        ``oldest_ms`` and then from the top again; None when there is nothing older."""
+        hour = parts.HOUR_MS
+        top = -(-recent_ms // hour) * hour  # the hour the recent window is whole from
+        bottom = -(-oldest_ms // hour) * hour
+        if top <= bottom:
+            return None
+        cursor = self._backfill.get(deployment_id, top)
+        if cursor <= bottom or cursor > top:
+            cursor = top  # a round is over (or the retention moved): start again
+        low = max(cursor - hours * hour, bottom)
+        self._backfill[deployment_id] = low
+        return low, cursor
 
     # -- performance --------------------------------------------------------------------------
 
@@ -1915,6 +1966,14 @@ def _drift_part(
             kept = kept.astype(str)
         part.output = _summarise(kept, output_plan)
     return part
+
+
+def _drift_inputs(config: MonitoringConfig) -> tuple[Any, ...]:
+    """The settings a drift summary depends on (with the reference): where the features and the
+    output are tracked, which columns are summarised and the kinds forced on them."""
+    kinds = {c: o.kind for c, o in sorted(config.overrides.items()) if o.kind is not None}
+    columns = None if config.columns is None else sorted(set(config.columns))
+    return config.input_key, config.output_key, columns, kinds
 
 
 def _performance_signature(config: MonitoringConfig) -> str:

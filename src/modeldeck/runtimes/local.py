@@ -52,6 +52,7 @@ from typing import Any
 import httpx
 import psutil
 
+from modeldeck import __version__
 from modeldeck.builds.environment import replica_environment
 from modeldeck.config import Settings
 from modeldeck.replica.app import ReplicaConfig
@@ -263,21 +264,16 @@ class LocalRuntime:
     async def reap(self, recorded: list[RecordedReplica]) -> int:
         """Stop the recorded replica processes that still run (left by an earlier control
         plane, and not adopted); returns how many there were."""
-        procs = [
-            p
-            for p in (AdoptedProcess.find(r.pid, r.process_started) for r in recorded)
-            if p is not None
-        ]
-        for proc in procs:
-            log.info("stopping replica process %d: nothing here runs it any more", proc.pid)
-        await asyncio.gather(*(_stop_process(p, 10.0) for p in procs))
-        return len(procs)
+        if not recorded:
+            return 0
+        return await asyncio.to_thread(reap, recorded)
 
     def fingerprint(self, spec: DeploymentSpec, index: int) -> str:
         """Of everything replica ``index`` of ``spec`` is started with: two equal fingerprints
         mean a running process is what this control plane would start."""
         config = replica_config(self.settings, self.tracking_uri, spec, index)
         parts = [
+            __version__,  # an upgraded platform replaces replicas running the old code
             config.to_json(),
             spec.python or sys.executable,
             repr(sorted(spec.environment.items())),
@@ -909,6 +905,26 @@ class AdoptedProcess:
 
 
 Process = subprocess.Popen[bytes] | ForkedProcess | AdoptedProcess
+
+
+def reap(recorded: list[RecordedReplica], grace: float = 10.0) -> int:
+    """Stop the recorded replica processes that still run: SIGTERM, SIGKILL after ``grace``
+    seconds. Blocking; returns how many there were."""
+    procs = []
+    for record in recorded:
+        found = AdoptedProcess.find(record.pid, record.process_started)
+        if found is not None:
+            log.info("stopping replica process %d: nothing here runs it any more", found.pid)
+            procs.append(found._process)
+    for process in procs:
+        with contextlib.suppress(psutil.Error):
+            process.terminate()
+    _, alive = psutil.wait_procs(procs, timeout=grace)
+    for process in alive:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(alive, timeout=grace)
+    return len(procs)
 
 
 def _create_time(pid: int) -> float | None:

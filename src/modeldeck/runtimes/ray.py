@@ -302,7 +302,8 @@ class RayRuntime:
         """The deployment's Serve route while a replica is ready (and, with a ``limit`` per
         replica, fewer than ``limit`` requests per ready replica are in flight)."""
         app = self._apps.get(name)
-        if app is None or app.endpoint is exclude or not self.serving(name):
+        # A retry (``exclude``) goes through the proxy again: Serve picks another replica.
+        if app is None or not self.serving(name):
             return None
         ready = sum(r.status == "ready" for r in app.replicas)
         if limit is not None and app.endpoint.inflight >= limit * ready:
@@ -310,12 +311,9 @@ class RayRuntime:
         return app.endpoint
 
     def report_failure(self, replica: Replica, error: str) -> None:
-        """The proxy did not answer: no traffic until the next poll finds replicas ready."""
-        app = self._apps.get(replica.deployment)
-        if app is not None:
-            for state in app.replicas:
-                if state.status == "ready":
-                    state.status, state.last_error = "unhealthy", error
+        """The proxy did not answer. Its replicas' states are Serve's (the next poll reads
+        them): one failed connection does not take every replica out of rotation."""
+        log.warning("%s: Ray Serve's proxy did not answer (%s)", replica.deployment, error)
 
     def recycle(self, replica: Replica, reason: str) -> None:
         """A request hung: Ray Serve's own health checks restart a stuck replica."""
@@ -363,6 +361,12 @@ class RayRuntime:
                     continue
             elif app_status == "DEPLOY_FAILED" and app.status == "deploying" and not app.incoming:
                 await self._failed(app, spec, message or "Ray Serve could not deploy it")
+                continue
+            elif app.status == "deploying" and message and message != app.message:
+                # Serve's word on a slow start, such as a replica it cannot place ("Resources
+                # required for each replica: {"CPU": 64.0}, total resources available: ...").
+                app.message = message[-2000:]
+                await self._emit(app, status="deploying", message=app.message)
                 continue
             if changed:
                 await self._emit(app)

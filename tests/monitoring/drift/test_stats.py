@@ -629,3 +629,58 @@ def test_the_binned_ks_reports_its_d() -> None:
     binned = binned_column_drift("x", reference, part, kind="numeric", edges=edges, method="ks")
     d, p = binned_ks(bin_counts(reference, edges), counts)
     assert (binned.test_statistic, binned.statistic) == (pytest.approx(d), pytest.approx(p))
+
+
+def _plain_json(value: Any) -> None:
+    """Serialisable by pydantic's strict JSON encoder, which refuses NumPy scalars (the API's
+    response path), and built of plain Python types only."""
+    from pydantic import TypeAdapter
+
+    TypeAdapter(Any).dump_json(value)
+    if isinstance(value, dict):
+        for item in value.values():
+            _plain_json(item)
+    elif isinstance(value, list):
+        for item in value:
+            _plain_json(item)
+    else:
+        assert value is None or type(value) in (bool, int, float, str), (value, type(value))
+
+
+@pytest.mark.parametrize("name", list(METHODS))
+def test_every_method_answers_plain_python_numbers_raw_and_binned(name: str) -> None:
+    from modeldeck.monitoring.drift.stats import binned_column_drift
+    from modeldeck.monitoring.summaries.parts import ColumnPlan, summarise_numeric
+
+    rng = np.random.default_rng(7)
+    reference = rng.normal(0, 1, 3000)  # over 1,000 rows: wasserstein is the default
+    current = rng.normal(0.5, 1.2, 2000)
+    method = METHODS[name]
+    for kind in method.supports:
+        ref: Any = reference
+        cur: Any = current
+        if kind == "categorical":
+            ref = pd.Series(np.round(reference).astype(int).astype(str))
+            cur = pd.Series(np.round(current).astype(int).astype(str))
+        raw = column_drift("c", ref, cur, kind=kind, method=name)
+        assert type(raw.statistic) is float and type(raw.drifted) is bool, name
+        _plain_json(raw.to_dict())
+    if "numeric" not in method.supports:
+        return
+    edges = numeric_edges(reference)
+    part = summarise_numeric(current, ColumnPlan("numeric", tuple(edges)), 0, 0)
+    binned = binned_column_drift(
+        "c", reference, part, kind="numeric", edges=edges, method=None if name == "ks" else name
+    )
+    assert type(binned.statistic) is float and type(binned.drifted) is bool, name
+    assert binned.method == ("wasserstein" if name == "ks" else name)
+    _plain_json(binned.to_dict())
+    value = binned_statistic(
+        name,
+        edges,
+        bin_counts(reference, edges),
+        bin_counts(current, edges),
+        reference_std=float(np.std(reference)),
+        tails=(1.5, 2.5),
+    )
+    assert type(value) is float and type(method.drifted(value, 0.1)) is bool

@@ -4,12 +4,14 @@ labels."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
 from modeldeck.monitoring.analysis import AnalysisService, MonitoringConfig
@@ -96,6 +98,11 @@ def _same(a: Any, b: Any) -> None:
         assert a == b
 
 
+def _json_ready(report: dict[str, Any]) -> None:
+    """The API's serialiser (pydantic, strict about types) takes the report: no NumPy values."""
+    TypeAdapter(dict[str, Any]).dump_json(report)
+
+
 def _summaries(store: Store) -> int:
     with store.read() as session:
         return int(session.scalar(select(func.count()).select_from(AnalysisSummaryRow)) or 0)
@@ -113,6 +120,7 @@ def test_performance_from_summaries_equals_the_raw_aggregation(
 
     first = cached.performance("clf", **window)
     assert _summaries(store) > 0
+    _json_ready(first)
     _same(first, raw.performance("clf", **window))
     assert [w["predictions"] for w in first["windows"]] != []
     assert any(w["realised"] and "roc_auc" in w["realised"] for w in first["windows"])
@@ -200,6 +208,7 @@ def test_drift_from_summaries_equals_drift_from_the_records(
 
     binned = cached.drift("clf", **window)
     assert binned["mode"] == "binned" and _summaries(store) > 0
+    _json_ready(binned)
     _same(binned, raw.drift("clf", **window))
     exact = cached.drift("clf", **window, exact=True)
     assert exact["mode"] == "raw"
@@ -408,3 +417,170 @@ def test_hours_a_report_reads_from_hourly_summaries() -> None:
         (T0 - BUCKET_MS, T0),
         (T0 + HOUR, T0 + HOUR + BUCKET_MS),
     ]
+
+
+def _built(store: Store) -> dict[tuple[str, int, str], tuple[str, int]]:
+    """Every stored summary: (kind, bucket, version) -> (signature, built)."""
+    with store.read() as session:
+        rows = session.execute(
+            select(
+                AnalysisSummaryRow.kind,
+                AnalysisSummaryRow.bucket_ms,
+                AnalysisSummaryRow.model_version,
+                AnalysisSummaryRow.signature,
+                AnalysisSummaryRow.built_ms,
+            )
+        ).all()
+    return {(k, b, v): (sig, built) for k, b, v, sig, built in rows}
+
+
+def _of(built: dict[tuple[str, int, str], Any], prefix: str) -> dict[tuple[str, int, str], Any]:
+    return {key: value for key, value in built.items() if key[0].startswith(prefix)}
+
+
+def test_settings_changes_drop_only_the_summaries_they_affect(
+    stores: tuple[AnalysisService, AnalysisService, Store],
+) -> None:
+    cached, raw, store = stores
+    metrics = ModelMetrics(store)
+    rng = np.random.default_rng(31)
+    reference = pd.DataFrame(
+        {
+            "x": rng.normal(0, 1, 3000),
+            "colour": rng.choice(["red", "blue", "green"], 3000),
+            "target": rng.choice(CLASSES, 3000),
+        }
+    )
+    cached.set_reference("clf", reference, source="test", target_column="target")
+    cached.set_config("clf", MonitoringConfig(max_rows=1000))
+    records = _records(2000, seed=32, shift=0.3)
+    metrics.insert_predictions(records)
+    _label(metrics, records, seed=33)
+    drift_window = {"start_ms": T0 - 1000, "end_ms": T0 + 3 * HOUR + 1}
+    perf_window = {"start_ms": T0, "end_ms": T0 + 3 * HOUR, "step_ms": HOUR}
+    drift = cached.drift("clf", **drift_window)
+    performance = cached.performance("clf", **perf_window)
+    built = _built(store)
+    assert drift["mode"] == "binned" and _of(built, "drift/") and _of(built, "performance")
+    x = next(c for c in drift["columns"] if c["column"] == "x")
+    assert x["method"] == "wasserstein" and x["drifted"]
+
+    # Methods, thresholds, the drifted share, top_k and max_rows apply when a report is read:
+    # every summary survives, and the reports apply the new settings to them.
+    loose = MonitoringConfig(
+        max_rows=1500,
+        drift_share=0.9,
+        top_k=2,
+        overrides={"x": {"threshold": 10.0}, "colour": {"method": "psi"}},
+    )
+    cached.set_config("clf", loose)
+    assert _built(store) == built
+    relaxed = cached.drift("clf", **drift_window)
+    assert _built(store) == built  # read from the summaries, none rebuilt
+    _same(relaxed, raw.drift("clf", **drift_window))
+    columns = {c["column"]: c for c in relaxed["columns"]}
+    assert columns["x"]["threshold"] == 10.0 and not columns["x"]["drifted"]
+    assert columns["x"]["statistic"] == pytest.approx(x["statistic"])
+    assert columns["colour"]["method"] == "psi" and relaxed["dataset"]["threshold"] == 0.9
+    _same(cached.performance("clf", **perf_window), performance)
+    assert _built(store) == built
+
+    # Another label key changes what performance summaries count: they go, drift's stay.
+    relabelled = loose.model_copy(update={"label_key": "truth"})
+    cached.set_config("clf", relabelled)
+    after = _built(store)
+    assert not _of(after, "performance") and _of(after, "drift/") == _of(built, "drift/")
+    unlabelled = cached.performance("clf", **perf_window)
+    _same(unlabelled, raw.performance("clf", **perf_window))
+    assert all(w["labelled"] == 0 for w in unlabelled["windows"])
+    rebuilt = _built(store)
+    assert _of(rebuilt, "performance") and all(
+        sig != built[key][0]
+        for key, (sig, _) in _of(rebuilt, "performance").items()
+        if key in built
+    )
+
+    # Forcing a column's kind changes what drift summaries hold: they go, performance's stay.
+    recast = relabelled.model_copy(
+        update={"overrides": {**relabelled.overrides, "x": {"kind": "categorical"}}}
+    )
+    cached.set_config("clf", MonitoringConfig.model_validate(recast.model_dump()))
+    after = _built(store)
+    assert not _of(after, "drift/") and _of(after, "performance") == _of(rebuilt, "performance")
+    recast_drift = cached.drift("clf", **drift_window)
+    assert _of(_built(store), "drift/")
+    _same(recast_drift, raw.drift("clf", **drift_window))
+    assert next(c for c in recast_drift["columns"] if c["column"] == "x")["kind"] == "categorical"
+
+
+def test_the_background_round_keeps_the_whole_retention_summarised_a_stretch_at_a_time(
+    stores: tuple[AnalysisService, AnalysisService, Store],
+) -> None:
+    from modeldeck.records.model_metrics import now_ms
+
+    cached, raw, store = stores
+    metrics = ModelMetrics(store)
+    rng = np.random.default_rng(41)
+    reference = pd.DataFrame(
+        {"x": rng.normal(0, 1, 2000), "colour": rng.choice(["red", "blue"], 2000)}
+    )
+    cached.set_reference("clf", reference, source="test")
+    cached.set_config("clf", MonitoringConfig(max_rows=1000))
+    # The expected hours are computed from ``now``, the service computes them again at each
+    # call: keep the test clear of an hour's end (where both would disagree).
+    while HOUR - now_ms() % HOUR < 60_000:
+        time.sleep(1)
+    now = now_ms()
+    records = [
+        PredictionRecord(
+            uuid=_uuid(i, 41 + version),
+            deployment_id="dep-1",
+            start_ms=now - i * BUCKET_MS,
+            end_ms=now - i * BUCKET_MS,
+            model_version=str(version),
+            metrics={
+                "input": {"x": float(rng.normal()), "colour": str(rng.choice(["red", "blue"]))},
+                "output": CLASSES[i % 3],
+            },
+        )
+        for i in range(1, 4 * 24 * 12)  # two every five minutes over four days
+        for version in (1, 2)
+    ]
+    metrics.insert_predictions(records)
+    _label(metrics, records, seed=42)
+    oldest = now - 84 * HOUR  # the retention: three and a half days
+    refresh = {"hours": 24, "backfill_hours": 24, "oldest_ms": oldest}
+
+    def hours_of(kind: str) -> set[int]:
+        return {b for (k, b, _), _ in _built(store).items() if k.startswith(kind)}
+
+    end = now // BUCKET_MS * BUCKET_MS
+    top = -(-(end - 24 * HOUR) // HOUR) * HOUR
+    bottom = -(-oldest // HOUR) * HOUR
+    cached.refresh_summaries("clf", **refresh)
+    # The last day, and one stretch of 24 hours below it: nothing older yet.
+    assert min(hours_of("performance/h")) == min(hours_of("drift/h")) == top - 24 * HOUR
+    cached.refresh_summaries("clf", **refresh)
+    assert min(hours_of("performance/h")) == top - 48 * HOUR
+    cached.refresh_summaries("clf", **refresh)  # down to the retention (12 hours left)
+    expected = set(range(bottom, end // HOUR * HOUR, HOUR))
+    assert hours_of("performance/h") >= expected and hours_of("drift/h") >= expected
+    assert min(hours_of("performance/h")) == bottom
+
+    # A report over the whole retention builds nothing: every summary it reads is there.
+    before = _built(store)
+    window = {"start_ms": bottom, "end_ms": end // HOUR * HOUR}
+    drift = cached.drift("clf", **window)
+    performance = cached.performance("clf", **window, step_ms=HOUR)
+    assert _built(store) == before
+    assert drift["mode"] == "binned" and drift["predictions"] == len(
+        [r for r in records if bottom <= r.end_ms < window["end_ms"]]
+    )
+    _same(performance, raw.performance("clf", **window, step_ms=HOUR))
+    _same(drift, raw.drift("clf", **window))
+
+    # The next round starts again from the top, where late labels are taken in.
+    _label(metrics, records[: 24 * 30], seed=43)  # new labels for the last 30 hours
+    cached.refresh_summaries("clf", **refresh)
+    rebuilt = {key for key, value in _built(store).items() if before.get(key) != value}
+    assert rebuilt and min(b for k, b, _ in rebuilt if k == "performance/h") >= top - 24 * HOUR

@@ -102,8 +102,8 @@ class Method:
     def drifted(self, statistic: float, threshold: float) -> bool:
         """A p-value drifts below the threshold, a distance at or above it; NaN never drifts."""
         if self.kind == "pvalue":
-            return statistic < threshold
-        return statistic >= threshold
+            return bool(statistic < threshold)
+        return bool(statistic >= threshold)
 
 
 METHODS: dict[str, Method] = {
@@ -442,7 +442,7 @@ class ColumnDrift:
         distances (``p_value`` is None). ``statistic`` is that same number, kept for
         compatibility; ``test_statistic`` is the test's own statistic (None for distances, and
         where it is not finite: a category the reference never had)."""
-        value = None if math.isnan(self.statistic) else self.statistic
+        value = None if math.isnan(self.statistic) else float(self.statistic)
         test = METHODS[self.method].kind == "pvalue"
         return {
             "column": self.column,
@@ -451,9 +451,11 @@ class ColumnDrift:
             "statistic": value,
             "p_value": value if test else None,
             "distance": None if test else value,
-            "test_statistic": self.test_statistic if math.isfinite(self.test_statistic) else None,
-            "threshold": self.threshold,
-            "drifted": self.drifted,
+            "test_statistic": (
+                float(self.test_statistic) if math.isfinite(self.test_statistic) else None
+            ),
+            "threshold": float(self.threshold),
+            "drifted": bool(self.drifted),
             "reference_rows": self.reference_rows,
             "current_rows": self.current_rows,
             "details": self.details,
@@ -786,8 +788,8 @@ def _binned_wasserstein(
     crossing = np.divide(left**2 + right**2, 2 * total, out=np.zeros_like(total), where=total > 0)
     area = float((np.where(same_sign, total / 2, crossing) * width).sum())
     if tails is not None:
-        area += (tails[0] + tails[1]) / cur.sum()
-    return area / max(reference_std, 0.001)
+        area += float(tails[0] + tails[1]) / float(cur.sum())
+    return float(area / max(reference_std, 0.001))
 
 
 def _fold_open_bins(edges: FloatArray, counts: FloatArray) -> FloatArray:
