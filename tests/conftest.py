@@ -15,7 +15,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -206,10 +205,7 @@ class RunningPlatform:
     def stop_replicas(self) -> int:
         """What ``modeldeck server --stop-all`` does: stop every replica left running."""
         settings = Settings(data_dir=self.data_dir, store_url=self.env["MODELDECK_STORE_URL"])
-        # In a thread of its own: its asyncio.run fails where an event loop already runs in
-        # this one (Playwright's sync API keeps one running while browser tests tear down).
-        with ThreadPoolExecutor(1) as pool:
-            return pool.submit(stop_left_running, settings).result()
+        return stop_left_running(settings)
 
     def logs(self) -> str:
         return self.log_path.read_text() if self.log_path else ""
