@@ -6,6 +6,7 @@ PostgreSQL runs when ``MODELDECK_TEST_POSTGRES_URL`` is set (``.ci/run`` sets it
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import signal
@@ -20,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import psutil
 import pytest
 from sqlalchemy.engine import make_url
 
@@ -38,6 +40,30 @@ def _postgres_base_url() -> str | None:
             pytest.fail(f"{POSTGRES_ENV} is not set: CI requires PostgreSQL", pytrace=False)
         pytest.skip(f"{POSTGRES_ENV} is not set (PostgreSQL tests run in CI)")
     return url
+
+
+@pytest.fixture(scope="session", autouse=True)
+def no_replica_left_behind(tmp_path_factory: pytest.TempPathFactory) -> Iterator[None]:
+    """Replicas outlive the platforms that start them (the default settings). Each test stops
+    what it started; should a teardown fail, this stops, at the end of the session, every
+    process still running with a data directory of this session's (so that a failed test
+    cannot leave replicas running on the machine)."""
+    yield
+    base = str(tmp_path_factory.getbasetemp())
+    me = os.getpid()
+    left = []
+    for process in psutil.process_iter(["pid"]):
+        if process.pid == me:
+            continue
+        try:
+            if process.environ().get("MODELDECK_DATA_DIR", "").startswith(base):
+                left.append(process)
+        except psutil.Error:
+            continue
+    for process in left:
+        with contextlib.suppress(psutil.Error):
+            process.kill()
+    psutil.wait_procs(left, timeout=10)
 
 
 @pytest.fixture(scope="session")
