@@ -322,31 +322,20 @@ def stop_left_running(settings: Settings) -> int:
     """Stop every local replica process the store records as running (``modeldeck server
     --stop-all``, once no platform runs); returns how many were stopped."""
     from sqlalchemy import select
+    from sqlalchemy.orm import selectinload
 
-    from modeldeck.runtimes.base import RecordedReplica
+    from modeldeck.deployments.service import recorded_replicas
     from modeldeck.runtimes.local import reap
-    from modeldeck.store.schema import DeploymentRow, ReplicaRow
+    from modeldeck.store.schema import DeploymentRow
 
     store = Store(settings.resolved_store_url())
     try:
         store.migrate()
         with store.read() as session:
-            rows = session.execute(
-                select(ReplicaRow)
-                .join(DeploymentRow, DeploymentRow.id == ReplicaRow.deployment_id)
-                .where(DeploymentRow.runtime == "local", ReplicaRow.pid.is_not(None))
-            ).scalars()
-            recorded = [
-                RecordedReplica(
-                    index=r.index,
-                    pid=r.pid,
-                    port=r.port,
-                    process_started=r.process_started,
-                    fingerprint=r.fingerprint,
-                )
-                for r in rows
-                if r.pid is not None and r.process_started is not None
-            ]
+            rows = session.scalars(
+                select(DeploymentRow).options(selectinload(DeploymentRow.replica_rows))
+            )
+            recorded = [r for row in rows for r in recorded_replicas(row)]
     finally:
         store.close()
     return reap(recorded)

@@ -134,22 +134,12 @@ def _nul_in_url(scope: Scope) -> str | None:
 
 def _nul_in_json(value: Any, path: str) -> str | None:
     """Where the first NUL of a parsed JSON value is (``a.b[2]``), or ``None``."""
-    if isinstance(value, str):
-        return path if "\x00" in value else None
-    if isinstance(value, dict):
-        for key, item in value.items():
-            field = f"{path}.{key}" if path else str(key)
-            if "\x00" in key:
-                return field.replace("\x00", "\\u0000")
-            found = _nul_in_json(item, field)
-            if found is not None:
-                return found
-    elif isinstance(value, list):
-        for i, item in enumerate(value):
-            found = _nul_in_json(item, f"{path}[{i}]")
-            if found is not None:
-                return found
-    return None
+
+    def has_nul(item: Any, key: str | None) -> bool:
+        return "\x00" in (key if key is not None else item if isinstance(item, str) else "")
+
+    found = _find_in_json(value, path, has_nul)
+    return None if found is None else found.replace("\x00", "\\u0000")
 
 
 def _wide_int_in_json(value: Any, path: str) -> str | None:
@@ -158,18 +148,34 @@ def _wide_int_in_json(value: Any, path: str) -> str | None:
     ``value`` comes from :func:`json.loads`, which keeps integers exact (orjson would have
     turned the widest into floats).
     """
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return path if not _INT64_MIN <= value <= _INT64_MAX else None
+
+    def wide(item: Any, key: str | None) -> bool:
+        return (
+            key is None
+            and isinstance(item, int)
+            and not isinstance(item, bool)
+            and not _INT64_MIN <= item <= _INT64_MAX
+        )
+
+    return _find_in_json(value, path, wide)
+
+
+def _find_in_json(value: Any, path: str, bad: Any) -> str | None:
+    """The path (``a.b[2]``) of the first value, or object key, of a parsed JSON value for
+    which ``bad(value, None)`` (or ``bad(None, key)`` for a key) is true; ``None`` if none."""
+    if bad(value, None):
+        return path
     if isinstance(value, dict):
         for key, item in value.items():
-            found = _wide_int_in_json(item, f"{path}.{key}" if path else str(key))
+            field = f"{path}.{key}" if path else str(key)
+            if bad(None, key):
+                return field
+            found = _find_in_json(item, field, bad)
             if found is not None:
                 return found
     elif isinstance(value, list):
         for i, item in enumerate(value):
-            found = _wide_int_in_json(item, f"{path}[{i}]")
+            found = _find_in_json(item, f"{path}[{i}]", bad)
             if found is not None:
                 return found
     return None

@@ -174,7 +174,7 @@ class DeploymentService:
             self._set_route(row)
             # Replicas an earlier control plane left running: adopted where they run what
             # this one would start, else stopped.
-            recorded = _recorded_replicas(row)
+            recorded = recorded_replicas(row)
             if row.desired_state == "running" and row.kind == "endpoint":
                 log.info("restoring deployment %s (%s)", row.name, row.model_uri)
                 try:
@@ -1227,7 +1227,7 @@ def _select() -> Select[DeploymentRow]:
     return select(DeploymentRow).options(selectinload(DeploymentRow.replica_rows))
 
 
-def _recorded_replicas(row: DeploymentRow) -> builtins.list[RecordedReplica]:
+def recorded_replicas(row: DeploymentRow) -> builtins.list[RecordedReplica]:
     """The replica processes the store says a local deployment had (Ray's are Serve's)."""
     if row.runtime != "local":
         return []
