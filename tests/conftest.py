@@ -267,6 +267,27 @@ def start_platform(
     return platform
 
 
+@contextlib.contextmanager
+def platform_on(
+    request: pytest.FixtureRequest, backend: str, data_dir: Path, tracking_uri: str
+) -> Iterator[RunningPlatform]:
+    """A real ``modeldeck server`` process on ``backend`` (``sqlite``, or a throwaway
+    PostgreSQL database), stopped with its replicas afterwards."""
+    pg: tuple[str, str] | None = None
+    if backend == "sqlite":
+        url = f"sqlite:///{data_dir / 'modeldeck.db'}"
+    else:
+        pg = new_postgres_database(request.getfixturevalue("postgres_admin"))
+        url = pg[0]
+    running = start_platform(data_dir, url, tracking_uri)
+    try:
+        yield running
+    finally:
+        running.stop()
+        if pg:
+            drop_postgres_database(request.getfixturevalue("postgres_admin"), pg[1])
+
+
 @pytest.fixture(scope="module", params=BACKENDS)
 def platform(
     request: pytest.FixtureRequest,
@@ -275,17 +296,5 @@ def platform(
 ) -> Iterator[RunningPlatform]:
     """A real ``modeldeck server`` process on each backend, shared by a test module."""
     data_dir = tmp_path_factory.mktemp(f"platform-{request.param}")
-    pg: tuple[str, str] | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'modeldeck.db'}"
-    else:
-        base = request.getfixturevalue("postgres_admin")
-        pg = new_postgres_database(base)
-        url = pg[0]
-    running = start_platform(data_dir, url, mlflow_registry.tracking_uri)
-    try:
+    with platform_on(request, request.param, data_dir, mlflow_registry.tracking_uri) as running:
         yield running
-    finally:
-        running.stop()
-        if pg:
-            drop_postgres_database(request.getfixturevalue("postgres_admin"), pg[1])

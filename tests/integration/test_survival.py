@@ -25,8 +25,7 @@ from tests.conftest import (
     BACKENDS,
     Registered,
     RunningPlatform,
-    drop_postgres_database,
-    new_postgres_database,
+    platform_on,
     start_platform,
 )
 from tests.fixtures import wait_for
@@ -40,20 +39,10 @@ ROW = [5.1, 3.5, 1.4, 0.2]
 def running(
     request: pytest.FixtureRequest, mlflow_registry: Registered, tmp_path_factory: Any
 ) -> Iterator[RunningPlatform]:
+    """A platform of its own per test: each test stops and restarts it."""
     data_dir = tmp_path_factory.mktemp(f"survival-{request.param}")
-    pg: tuple[str, str] | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'modeldeck.db'}"
-    else:
-        pg = new_postgres_database(request.getfixturevalue("postgres_admin"))
-        url = pg[0]
-    platform = start_platform(data_dir, url, mlflow_registry.tracking_uri)
-    try:
+    with platform_on(request, request.param, data_dir, mlflow_registry.tracking_uri) as platform:
         yield platform
-    finally:
-        platform.stop()
-        if pg:
-            drop_postgres_database(request.getfixturevalue("postgres_admin"), pg[1])
 
 
 def predict(platform: RunningPlatform, key: str) -> httpx.Response:
