@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -13,6 +13,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modeldeck.errors import BadRequest, ModeldeckError
+from modeldeck.gateway.forward import Answer
+from modeldeck.gateway.routes import RouteEntry
 from modeldeck.platform import Platform
 from modeldeck.replica.codecs import FORMS, dumps, loads
 
@@ -64,25 +66,50 @@ async def predict(name: str, request: Request) -> Response:
 
 async def predict_response(platform: Platform, request: Request, name: str) -> Response:
     """Answer one prediction request, counted in technical monitoring whatever its outcome."""
-    started = time.perf_counter()
     route = platform.gateway.route(name)  # unknown names are not counted: no deployment
+    return await serve_prediction(platform, request, route)
+
+
+class Dialect(Protocol):
+    """How a protocol other than modeldeck's own (the Open Inference Protocol) speaks to the
+    model endpoint: its body translated to the replicas' form, their answer and errors back."""
+
+    def request(self, body: bytes) -> bytes: ...
+
+    def answer(self, answer: Answer) -> Response: ...
+
+    def error(self, exc: ModeldeckError) -> JSONResponse: ...
+
+
+async def serve_prediction(
+    platform: Platform, request: Request, route: RouteEntry, dialect: Dialect | None = None
+) -> Response:
+    """Authorize, read, forward and count one prediction of ``route``'s deployment: the one
+    path of every model endpoint (the replica records the prediction before it answers)."""
+    started = time.perf_counter()
     body = b""
     try:
         await authorize_predict(platform, route, bearer_token(request))
         body = await read_body(request, platform.settings.max_request_bytes)
-        answer = await platform.gateway.forward(route, body)
+        forwarded = body if dialect is None else dialect.request(body)
+        answer = await platform.gateway.forward(route, forwarded)
     except ModeldeckError as exc:
-        response = error_response(exc)
+        failed = error_response(exc) if dialect is None else dialect.error(exc)
         platform.observe_request(
             route, None, exc.status_code, time.perf_counter() - started,
-            _request_size(request, body), len(response.body),
+            _request_size(request, body), len(failed.body),
         )  # fmt: skip
-        return response
+        return failed
+    response: Response
+    if dialect is None:
+        response = Response(answer.body, answer.status, answer.headers)
+    else:
+        response = dialect.answer(answer)
     platform.observe_request(
         route, answer.replica, answer.status, time.perf_counter() - started,
-        len(body), len(answer.body), version=answer.version,
+        len(body), len(response.body), version=answer.version,
     )  # fmt: skip
-    return Response(answer.body, answer.status, answer.headers)
+    return response
 
 
 def _request_size(request: Request, body: bytes) -> int:
