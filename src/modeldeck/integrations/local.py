@@ -30,7 +30,9 @@ def serve_locally(
     if "data_dir" in options:
         overrides["data_dir"] = Path(options.pop("data_dir"))
     settings = Settings(**overrides)
-    asyncio.run(_serve(settings, name, model, version, alias, options))
+    # Ctrl-C: uvicorn stops the platform (and the replicas) first, then re-raises it.
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(_serve(settings, name, model, version, alias, options))
 
 
 async def _serve(
