@@ -45,6 +45,20 @@ OIP_ERROR = {
     },
 }
 MODEL_ERRORS: dict[int | str, dict[str, Any]] = {code: OIP_ERROR for code in (401, 403, 404)}
+READY_ANSWERS: dict[int | str, dict[str, Any]] = {
+    **MODEL_ERRORS,
+    503: {
+        "description": "The deployment has no ready replica",
+        "content": {
+            "application/json": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"name": {"type": "string"}, "ready": {"type": "boolean"}},
+                }
+            }
+        },
+    },
+}
 INFER_ERRORS: dict[int | str, dict[str, Any]] = {
     code: OIP_ERROR for code in (400, 401, 403, 404, 413, 422, 429, 500, 502, 503, 504)
 }
@@ -183,7 +197,7 @@ async def version_metadata(name: str, version: str, request: Request) -> Respons
     return await _metadata(request, name, version)
 
 
-@router.get("/models/{name}/ready", summary="Model readiness", responses=MODEL_ERRORS)
+@router.get("/models/{name}/ready", summary="Model readiness", responses=READY_ANSWERS)
 async def model_ready(name: str, request: Request) -> Response:
     return await _model_ready(request, name, None)
 
@@ -191,7 +205,7 @@ async def model_ready(name: str, request: Request) -> Response:
 @router.get(
     "/models/{name}/versions/{version}/ready",
     summary="Model version readiness",
-    responses=MODEL_ERRORS,
+    responses=READY_ANSWERS,
 )
 async def version_ready(name: str, version: str, request: Request) -> Response:
     return await _model_ready(request, name, version)
