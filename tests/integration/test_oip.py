@@ -216,18 +216,27 @@ def test_kserve_client_with_pandas_content_type(platform: RunningPlatform, iris:
         request_id="kserve-1",
         parameters={"content_type": "pd"},
     )
+    # The same rows as one [2, 4] tensor, without a content type: rows in signature order.
+    as_rows = InferRequest(
+        model_name=NAME,
+        infer_inputs=[
+            InferInput(name="input-0", shape=[2, 4], datatype="FP64", data=data.ravel().tolist())
+        ],
+    )
     headers: dict[str, str] = {}
 
-    async def call() -> Any:
+    async def call() -> tuple[Any, Any]:
         client = InferenceRESTClient(RESTConfig(protocol="v2"))
         try:
-            return await client.infer(
+            first = await client.infer(
                 platform.url, request, NAME, headers=auth(iris), response_headers=headers
             )
+            return first, await client.infer(platform.url, as_rows, NAME, headers=auth(iris))
         finally:
             await client.close()
 
-    response = asyncio.run(call())
+    response, by_rows = asyncio.run(call())
+    assert list(by_rows.outputs[0].data) == list(response.outputs[0].data)
     assert response.id == "kserve-1"
     [output] = response.outputs
     assert output.name == "predict" and output.datatype == "INT64"
