@@ -41,6 +41,7 @@ def records(n: int) -> list[dict[str, float]]:
     return [{f: float(X.iloc[i][f]) for f in FEATURES} for i in range(n)]
 
 
+@pytest.mark.slow  # eight `mlflow` processes and a rollout: about a minute per store
 def test_the_cli_creates_lists_gets_predicts_updates_and_deletes(
     platform: RunningPlatform, mlflow_registry: Registered, tmp_path: Path
 ) -> None:
