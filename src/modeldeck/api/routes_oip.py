@@ -176,8 +176,10 @@ async def _model_ready(request: Request, name: str, version: str | None) -> Resp
     return JSONResponse({"name": route.name, "ready": serving}, 200 if serving else 503)
 
 
-async def _infer(request: Request, name: str, version: str | None) -> Response:
-    platform: Platform = request.app.state.platform
+async def infer_response(
+    platform: Platform, request: Request, name: str, version: str | None
+) -> Response:
+    """Answer one ``infer`` call (``ModelEndpointsMiddleware`` calls it ahead of the router)."""
     try:
         route = _route(platform, name, version)  # unknown names are not counted
     except ModeldeckError as exc:
@@ -218,7 +220,7 @@ async def version_ready(name: str, version: str, request: Request) -> Response:
     openapi_extra={"requestBody": INFER_BODY},
 )
 async def infer(name: str, request: Request) -> Response:
-    return await _infer(request, name, None)
+    return await infer_response(request.app.state.platform, request, name, None)
 
 
 @router.post(
@@ -228,4 +230,4 @@ async def infer(name: str, request: Request) -> Response:
     openapi_extra={"requestBody": INFER_BODY},
 )
 async def version_infer(name: str, version: str, request: Request) -> Response:
-    return await _infer(request, name, version)
+    return await infer_response(request.app.state.platform, request, name, version)

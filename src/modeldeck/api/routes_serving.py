@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
 import orjson
@@ -199,19 +200,28 @@ async def cml_response(platform: Platform, request: Request) -> Response:
     return response
 
 
+# The Open Inference Protocol's infer: platform, request, deployment name, version or None.
+InferHandler = Callable[[Platform, Request, str, str | None], Awaitable[Response]]
+
+
 class ModelEndpointsMiddleware:
     """Answers the model endpoints ahead of FastAPI's router.
 
     The hot path needs no dependency injection or schema validation, and skipping them halves
     the platform's CPU per prediction. The FastAPI routes above stay for the OpenAPI document
-    and call the same functions.
+    and call the same functions. ``infer``: the Open Inference Protocol's
+    ``POST /v2/models/{name}[/versions/{v}]/infer`` (``routes_oip.infer_response``), answered
+    here likewise.
     """
 
     PREFIX = "/deployments/"
     SUFFIX = "/predict"
+    OIP_PREFIX = "/v2/models/"
+    OIP_SUFFIX = "/infer"
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, infer: InferHandler | None = None) -> None:
         self.app = app
+        self.infer = infer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -229,6 +239,21 @@ class ModelEndpointsMiddleware:
                         response = error_response(exc)
                     except ClientDisconnect:
                         log.debug("client went away while sending a request to %s", name)
+                        return
+            elif (
+                self.infer is not None
+                and path.startswith(self.OIP_PREFIX)
+                and path.endswith(self.OIP_SUFFIX)
+            ):
+                parts = path[len(self.OIP_PREFIX) : -len(self.OIP_SUFFIX)].split("/")
+                if len(parts) == 1 or (len(parts) == 3 and parts[1] == "versions"):
+                    version = parts[2] if len(parts) == 3 else None
+                    try:
+                        response = await self.infer(
+                            scope["app"].state.platform, Request(scope, receive), parts[0], version
+                        )
+                    except ClientDisconnect:
+                        log.debug("client went away while sending a request to %s", path)
                         return
             elif path == "/model":
                 try:
