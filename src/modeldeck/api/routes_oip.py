@@ -154,24 +154,28 @@ async def ready() -> dict[str, bool]:
     return {"ready": True}
 
 
-async def _metadata(request: Request, name: str, version: str | None) -> Response:
+async def _authorized(request: Request, name: str, version: str | None) -> RouteEntry:
+    """The route, once the request's key opens it (the predict route's rule)."""
     platform: Platform = request.app.state.platform
+    route = _route(platform, name, version)
+    await authorize_predict(platform, route, bearer_token(request))
+    return route
+
+
+async def _metadata(request: Request, name: str, version: str | None) -> Response:
     try:
-        route = _route(platform, name, version)
-        await authorize_predict(platform, route, bearer_token(request))
+        route = await _authorized(request, name, version)
     except ModeldeckError as exc:
         return _error(exc)
     return JSONResponse(oip.model_metadata(route.name, route.version, route.signature))
 
 
 async def _model_ready(request: Request, name: str, version: str | None) -> Response:
-    platform: Platform = request.app.state.platform
     try:
-        route = _route(platform, name, version)
-        await authorize_predict(platform, route, bearer_token(request))
+        route = await _authorized(request, name, version)
     except ModeldeckError as exc:
         return _error(exc)
-    serving = platform.runtime.serving(route.name)
+    serving = request.app.state.platform.runtime.serving(route.name)
     # OIP: 200 means ready; not ready is answered 503, as KServe does.
     return JSONResponse({"name": route.name, "ready": serving}, 200 if serving else 503)
 

@@ -13,10 +13,7 @@ import contextlib
 from pathlib import Path
 from typing import Any
 
-import uvicorn
-
-from modeldeck import httpserver
-from modeldeck.api.app import create_app
+from modeldeck.api.embedded import serve_in_background
 from modeldeck.config import Settings
 from modeldeck.deployments.schemas import DeploymentCreate, RedeployRequest
 from modeldeck.errors import NotFound
@@ -44,23 +41,10 @@ async def _serve(
     options: dict[str, Any],
 ) -> None:
     platform = Platform(settings)
-    server = uvicorn.Server(
-        httpserver.config(
-            create_app(settings, platform=platform),
-            header_timeout=settings.header_timeout_seconds,
-            body_timeout=settings.body_timeout_seconds,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()  # re-raises why the server could not start
-            return
-        await asyncio.sleep(0.05)
+    started = await serve_in_background(settings, platform)
+    if started is None:
+        return
+    server, serving = started
     try:
         access_key = await _deploy(platform, name, model, version, alias, options)
         await _wait(platform, name)
