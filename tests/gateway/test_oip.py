@@ -90,6 +90,15 @@ def test_binary_sizes_must_add_up() -> None:
         oip.parse_infer(*binary([("x", "FP64", [1], nan)]))
 
 
+def test_requested_outputs_in_binary_are_read() -> None:
+    request = {
+        "inputs": [{"name": "x", "datatype": "FP64", "shape": [1], "data": [1.0]}],
+        "outputs": [{"name": "predict", "parameters": {"binary_data": True}}, {"name": "other"}],
+    }
+    parsed = oip.parse_infer(orjson.dumps(request), None)
+    assert parsed.in_binary("predict") and not parsed.in_binary("other")
+
+
 def test_nested_json_data_is_row_major() -> None:
     request = {"inputs": [{"name": "x", "datatype": "INT32", "shape": [2, 3],
                            "data": [[1, 2, 3], [4, 5, 6]]}]}  # fmt: skip
@@ -134,6 +143,33 @@ def test_outputs_are_named_and_typed() -> None:
     assert oip.outputs({"anything": "else"}, []) == [
         {"name": "predict", "datatype": "BYTES", "shape": [1], "data": ['{"anything":"else"}']}
     ]
+
+
+def test_outputs_in_binary_when_asked_read_back_by_tritonclient() -> None:
+    from tritonclient.http import InferResult
+
+    answer = {
+        "id": "1",
+        "outputs": oip.outputs(
+            [{"label": "a", "n": 1, "p": 0.5, "ok": True}, {"label": "bc", "n": 2, "p": 0.25,
+              "ok": False}], [],
+        ),
+    }  # fmt: skip
+    everything = oip.InferRequest(None, [], {"binary_data_output": True})
+    body, length = oip.render(orjson.loads(orjson.dumps(answer)), everything)
+    assert length is not None
+    result = InferResult.from_response_body(body, header_length=length)
+    assert result.as_numpy("label").tolist() == [b"a", b"bc"]
+    assert result.as_numpy("n").tolist() == [1, 2]
+    assert result.as_numpy("p").tolist() == [0.5, 0.25]
+    assert result.as_numpy("ok").tolist() == [True, False]
+    only_n = oip.InferRequest(None, [], {}, binary_outputs={"n"})
+    body, length = oip.render(orjson.loads(orjson.dumps(answer)), only_n)
+    header = orjson.loads(body[:length])
+    assert [("data" in o, o.get("parameters")) for o in header["outputs"]] == [
+        (True, None), (False, {"binary_data_size": 16}), (True, None), (True, None)
+    ]  # fmt: skip
+    assert oip.render(answer, oip.InferRequest(None, [], {}))[1] is None  # JSON by default
 
 
 def test_metadata_from_column_and_tensor_signatures() -> None:

@@ -153,8 +153,8 @@ def test_model_readiness_needs_the_access_key(
 def test_tritonclient_infers_binary_columns_recorded_and_counted(
     platform: RunningPlatform, iris: str, triton_client: triton.InferenceServerClient
 ) -> None:
-    """tritonclient's defaults: binary tensors in, a column per input; the answer is the
-    predict path's, and the prediction is stored under the UUID the answer carries."""
+    """tritonclient's defaults: binary tensors in and out, a column per input; the answer is
+    the predict path's, and the prediction is stored under the UUID the answer carries."""
     data = rows(5)
     inputs = []
     for j, feature in enumerate(FEATURES):
@@ -168,6 +168,8 @@ def test_tritonclient_infers_binary_columns_recorded_and_counted(
     assert labels is not None and labels.dtype == np.int64
     assert labels.tolist() == predict_path(platform, iris, data)
     response = result.get_response()
+    # No outputs named: tritonclient asked for them in binary, and got them so.
+    assert response["outputs"][0]["parameters"] == {"binary_data_size": 5 * 8}
     assert response["id"] == "req-1"
     assert response["model_name"] == NAME
     uuid = response["parameters"]["prediction_id"]

@@ -21,7 +21,6 @@ from modeldeck.gateway import oip
 from modeldeck.gateway.forward import Answer
 from modeldeck.gateway.routes import RouteEntry
 from modeldeck.platform import Platform
-from modeldeck.replica.codecs import dumps
 
 from .deps import authorize_predict, bearer_token
 from .routes_serving import serve_prediction
@@ -116,9 +115,13 @@ class OipDialect:
         body = oip.infer_response(
             payload, self.parsed, self.route.name, version, self.route.signature
         )
+        content, header_length = oip.render(body, self.parsed)
         headers = dict(answer.headers)
         headers.pop("content-type", None)
-        return Response(dumps(body), 200, headers, media_type="application/json")
+        if header_length is None:
+            return Response(content, 200, headers, media_type="application/json")
+        headers["Inference-Header-Content-Length"] = str(header_length)
+        return Response(content, 200, headers, media_type="application/octet-stream")
 
     def error(self, exc: ModeldeckError) -> JSONResponse:
         return _error(exc)

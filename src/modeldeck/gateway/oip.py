@@ -17,8 +17,8 @@ How tensors map to the model's input (docs/open-inference-protocol.md has the ta
 
 Both JSON ``data`` (flat or nested, row-major) and the binary tensor extension
 (``Inference-Header-Content-Length``, ``parameters.binary_data_size``; what ``tritonclient``
-sends by default) are read. Answers are JSON (``binary_data_output`` is not honoured: clients read
-JSON outputs whatever they asked).
+sends by default) are read. Outputs are answered in binary when the request asks
+(``parameters.binary_data_output``, or ``binary_data`` on a requested output), else in JSON.
 """
 
 from __future__ import annotations
@@ -88,6 +88,11 @@ class InferRequest:
     id: str | None
     inputs: list[Tensor]
     parameters: dict[str, Any]
+    binary_outputs: set[str] = field(default_factory=set)
+    """Outputs asked for in binary (``binary_data`` on a requested output)."""
+
+    def in_binary(self, output: str) -> bool:
+        return self.parameters.get("binary_data_output") is True or output in self.binary_outputs
 
 
 # -- requests -------------------------------------------------------------------------------
@@ -136,7 +141,21 @@ def parse_infer(body: bytes, header_length: str | None) -> InferRequest:
             f"the body holds {len(binary) - offset} bytes of binary data that no input claims",
             details={"field": "binary_data_size"},
         )
-    return InferRequest(request_id, tensors, parameters)
+    return InferRequest(request_id, tensors, parameters, _binary_outputs(payload.get("outputs")))
+
+
+def _binary_outputs(requested: Any) -> set[str]:
+    """The names of the requested outputs marked ``binary_data`` (the rest of ``outputs`` is
+    not used: every output is answered)."""
+    if not isinstance(requested, list):
+        return set()
+    return {
+        str(o.get("name"))
+        for o in requested
+        if isinstance(o, dict)
+        and isinstance(o.get("parameters"), dict)
+        and o["parameters"].get("binary_data") is True
+    }
 
 
 def _object(value: Any, field_name: str) -> dict[str, Any]:
@@ -383,6 +402,30 @@ def _output(name: str, values: list[Any], shape: list[int]) -> dict[str, Any]:
         datatype = "BYTES"
         values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
     return {"name": name, "datatype": datatype, "shape": shape, "data": values}
+
+
+def render(answer: dict[str, Any], request: InferRequest) -> tuple[bytes, int | None]:
+    """The answer's bytes and, when outputs go in binary, the length of its JSON header (for
+    ``Inference-Header-Content-Length``): those outputs' ``data`` moves behind the JSON."""
+    blobs = []
+    for output in answer["outputs"]:
+        if request.in_binary(output["name"]):
+            blob = _to_binary(output["datatype"], output.pop("data"))
+            output["parameters"] = {"binary_data_size": len(blob)}
+            blobs.append(blob)
+    header = dumps(answer)
+    if not blobs:
+        return header, None
+    return header + b"".join(blobs), len(header)
+
+
+def _to_binary(datatype: str, values: list[Any]) -> bytes:
+    if datatype == "BYTES":
+        encoded = [str(v).encode("utf-8") for v in values]
+        return b"".join(struct.pack("<I", len(b)) + b for b in encoded)
+    import numpy as np
+
+    return bytes(np.asarray(values, dtype=DATATYPES[datatype][0]).tobytes())
 
 
 def error_body(exc: ModeldeckError) -> dict[str, Any]:
