@@ -140,6 +140,7 @@ def test_outputs_are_named_and_typed() -> None:
         ("label", "BYTES", ["a", "b"]),
         ("p", "FP64", [0.9, 0.7]),
     ]
+    assert oip.outputs([2**64], [])[0]["datatype"] == "FP64"  # past INT64: a number still
     assert oip.outputs({"anything": "else"}, []) == [
         {"name": "predict", "datatype": "BYTES", "shape": [1], "data": ['{"anything":"else"}']}
     ]

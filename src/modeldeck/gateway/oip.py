@@ -70,6 +70,7 @@ FROM_MLFLOW = {
     "int32": "INT32", "int16": "INT16", "int8": "INT8", "uint64": "UINT64", "uint32": "UINT32",
     "uint16": "UINT16", "uint8": "UINT8", "bool": "BOOL", "str": "BYTES", "object": "BYTES",
 }  # fmt: skip
+_INT64 = (-(2**63), 2**63 - 1)
 DEFAULT_OUTPUT = "predict"  # MLServer's name for a model's one unnamed output
 PROTOCOL_HEADER = "inference-header-content-length"
 
@@ -394,7 +395,8 @@ def _nested(values: list[Any]) -> bool:
 def _output(name: str, values: list[Any], shape: list[int]) -> dict[str, Any]:
     if all(isinstance(v, bool) for v in values):
         datatype = "BOOL"
-    elif all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+    elif all(isinstance(v, int) and not isinstance(v, bool) and _INT64[0] <= v <= _INT64[1]
+             for v in values):  # fmt: skip
         datatype = "INT64"
     elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         datatype = "FP64"
