@@ -395,8 +395,7 @@ def _nested(values: list[Any]) -> bool:
 def _output(name: str, values: list[Any], shape: list[int]) -> dict[str, Any]:
     if all(isinstance(v, bool) for v in values):
         datatype = "BOOL"
-    elif all(isinstance(v, int) and not isinstance(v, bool) and _INT64[0] <= v <= _INT64[1]
-             for v in values):  # fmt: skip
+    elif all(_is_int64(v) for v in values):
         datatype = "INT64"
     elif all(isinstance(v, int | float) and not isinstance(v, bool) for v in values):
         datatype = "FP64"
@@ -404,6 +403,11 @@ def _output(name: str, values: list[Any], shape: list[int]) -> dict[str, Any]:
         datatype = "BYTES"
         values = [v if isinstance(v, str) else orjson.dumps(v).decode() for v in values]
     return {"name": name, "datatype": datatype, "shape": shape, "data": values}
+
+
+def _is_int64(value: Any) -> bool:
+    low, high = _INT64
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= high
 
 
 def render(answer: dict[str, Any], request: InferRequest) -> tuple[bytes, int | None]:
