@@ -146,6 +146,8 @@ class DeploymentService:
             version=row.model_version,
             source=row.source,
             deployment_id=row.id,
+            model_name=row.model_name,
+            signature=row.signature,
         )
         if row.access_key_hash:
             self._by_key[row.access_key_hash] = row.name
