@@ -307,6 +307,26 @@ def test_dataset_verdict_badge(drifted: bool, badge: str) -> None:
     assert f"{2 if drifted else 0} of 2 columns drifted" in page
 
 
+def test_drift_under_the_dataset_threshold_is_never_all_clear() -> None:
+    """One drifted column of two, under a dataset threshold of 100 %: amber, not green."""
+    columns = [numeric_column("a", drifted=True), categorical_column("b", drifted=False)]
+    report = drift_report(columns)
+    report["dataset"] = {**report["dataset"], "drifted": False, "threshold": 1.0}
+    page = render(report, None)
+    assert '<span class="badge warn">Drift in 1 column(s)</span>' in page
+    assert "No dataset drift" not in page
+
+
+def test_a_young_deployments_single_window_gets_a_readable_time_axis() -> None:
+    """One window: the x-axis spans the window, not Plotly's millisecond around a point."""
+    performance = classification_report()
+    performance["windows"] = performance["windows"][:1]
+    page = render(None, performance)
+    # Half an hour-long window either side of the point at its start.
+    assert '"range":["2024-04-30 23:30:00","2024-05-01 00:30:00"]' in page
+    assert page.count("lines+markers") >= 2  # label coverage too: one point must show
+
+
 def test_no_tested_columns_is_neither_drift_nor_no_drift() -> None:
     page = render(drift_report([]), None)
     assert "badge none" in page

@@ -59,10 +59,12 @@ dl.meta dd { margin: 0; }
   color: #fff; font-weight: 600; }
 .badge.ok { background: var(--ok); }
 .badge.bad { background: var(--bad); }
+.badge.warn { background: #b45309; }
 .badge.none { background: var(--muted); }
 .verdict { margin: 8px 0 16px; }
 .verdict span.summary { margin-left: 12px; color: var(--muted); }
-table { width: 100%; border-collapse: collapse; background: #fff; margin: 8px 0 16px; }
+.table { overflow-x: auto; margin: 8px 0 16px; }
+table { width: 100%; border-collapse: collapse; background: #fff; }
 th, td { padding: 5px 8px; border-bottom: 1px solid var(--line);
   text-align: left; vertical-align: top; }
 th { background: #f1f5f9; font-weight: 600; }
@@ -273,7 +275,9 @@ def _performance_figure(task: str | None, windows: Sequence[Mapping[str, Any]]) 
             )
         if not regression:
             coverage = [_float(w.get("label_coverage")) for w in rows]
-            trace = _line(f"label coverage · {label}", x, coverage, colour, "dot", "lines")
+            # With markers: a window of its own (a young deployment) is a point, not a
+            # line too short to see.
+            trace = _line(f"label coverage · {label}", x, coverage, colour, "dot", "lines+markers")
             trace.update(opacity=0.5, line_width=1.5)
             figure.add_trace(trace, secondary_y=True)
     title = "MAE and RMSE" if regression else "Accuracy and label coverage"
@@ -281,7 +285,7 @@ def _performance_figure(task: str | None, windows: Sequence[Mapping[str, Any]]) 
     layout["margin"] = {"l": 56, "r": 56, "t": 72, "b": 40}
     layout["legend"].update(y=1.08)
     figure.update_layout(layout)
-    figure.update_xaxes(type="date", gridcolor="#e2e8f0")
+    figure.update_xaxes(type="date", gridcolor="#e2e8f0", range=_time_range(windows))
     if regression:
         figure.update_yaxes(rangemode="tozero", gridcolor="#e2e8f0", title_text="error")
     else:
@@ -293,6 +297,18 @@ def _performance_figure(task: str | None, windows: Sequence[Mapping[str, Any]]) 
             title_text="label coverage", showgrid=False, secondary_y=True, **percent
         )
     return figure
+
+
+def _time_range(windows: Sequence[Mapping[str, Any]]) -> list[str] | None:
+    """The x-axis from half a window before the first window's start to half one after the
+    last's (points sit at window starts). Plotly's own range around a single point is a
+    millisecond wide (ticks reading 03:54:59.999 to 03:55:00.001)."""
+    starts = [_int(w.get("start")) for w in windows if w.get("start") is not None]
+    if not starts:
+        return None
+    widths = [_int(w.get("end")) - _int(w.get("start")) for w in windows if w.get("end")]
+    half = max(max(widths, default=0), 60_000) // 2
+    return [_chart_time(min(starts) - half), _chart_time(max(starts) + half)]
 
 
 def _line(name: str, x: list[str], y: list[float | None], colour: str, dash: str, mode: str) -> Any:
@@ -359,7 +375,9 @@ def _drift_section(drift: Mapping[str, Any] | None, reason: str | None, charts: 
         parts.append(f'<p class="note">No drift report: {_e(reason or "not provided")}.</p>')
         parts.append("</section>")
         return "\n".join(parts)
-    parts.append(_dataset_verdict(drift.get("dataset")))
+    prediction = drift.get("prediction")
+    prediction_drifted = isinstance(prediction, Mapping) and bool(prediction.get("drifted"))
+    parts.append(_dataset_verdict(drift.get("dataset"), prediction_drifted))
     missing = [str(c) for c in drift.get("missing_columns") or []]
     if missing:
         parts.append(
@@ -376,7 +394,6 @@ def _drift_section(drift: Mapping[str, Any] | None, reason: str | None, charts: 
     else:
         parts.append('<p class="note">No columns were tested.</p>')
     parts.append("<h3>Prediction drift</h3>")
-    prediction = drift.get("prediction")
     if isinstance(prediction, Mapping):
         parts.append(_drift_table([prediction], prediction=True))
         figure = _distribution_figure(prediction)
@@ -391,7 +408,9 @@ def _drift_section(drift: Mapping[str, Any] | None, reason: str | None, charts: 
     return "\n".join(parts)
 
 
-def _dataset_verdict(dataset: Any) -> str:
+def _dataset_verdict(dataset: Any, prediction_drifted: bool = False) -> str:
+    """The dataset's verdict as a badge: red when the dataset drifted; amber when it did not
+    but columns or the prediction did (a green "no drift" would hide them); green else."""
     if not isinstance(dataset, Mapping) or not _int(dataset.get("columns")):
         badge = '<span class="badge none">Dataset drift not tested</span>'
         return (
@@ -406,16 +425,22 @@ def _dataset_verdict(dataset: Any) -> str:
     )
     if names:
         summary += f": {_e(', '.join(names))}"
-    badge = (
-        '<span class="badge bad">Dataset drift detected</span>'
-        if drifted
-        else '<span class="badge ok">No dataset drift</span>'
-    )
+    if prediction_drifted:
+        summary += "; the prediction drifted"
+    if drifted:
+        badge = '<span class="badge bad">Dataset drift detected</span>'
+    elif names or prediction_drifted:  # under the dataset's threshold: never shown as clear
+        what = f"{len(names)} column(s)" if names else "the prediction"
+        badge = f'<span class="badge warn">Drift in {what}</span>'
+    else:
+        badge = '<span class="badge ok">No dataset drift</span>'
+    
     return f'<p class="verdict">{badge}<span class="summary">{summary}</span></p>'
 
 
 def _drift_table(columns: Sequence[Mapping[str, Any]], *, prediction: bool = False) -> str:
-    head = ["Column", "Kind", "Method", "Statistic", "Threshold", "Reference rows", "Current rows"]
+    head = ["Column", "Kind", "Method", "Drift score", "Threshold", "Reference rows"]
+    head += ["Current rows"]
     head += ["Verdict", "Notes"]
     rows = []
     for column in columns:
@@ -441,7 +466,10 @@ def _drift_table(columns: Sequence[Mapping[str, Any]], *, prediction: bool = Fal
             f'<tr class="{css}">{"".join(cells)}</tr>' if css else f"<tr>{''.join(cells)}</tr>"
         )
     header = "".join(f"<th>{h}</th>" for h in head)
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (
+        f'<div class="table"><table><thead><tr>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _threshold(column: Mapping[str, Any]) -> str:
@@ -531,7 +559,10 @@ def _performance_table(task: str | None, windows: Sequence[Mapping[str, Any]]) -
         cells += [f'<td class="num">{_number(_metric(w, p, k))}</td>' for _, p, k in metrics]
         rows.append(f"<tr>{''.join(cells)}</tr>")
     header = "".join(f"<th>{_e(h)}</th>" for h in head)
-    return f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>"
+    return (
+        f'<div class="table"><table><thead><tr>{header}</tr></thead>'
+        f"<tbody>{''.join(rows)}</tbody></table></div>"
+    )
 
 
 def _metric(window: Mapping[str, Any], part: str, key: str) -> float | None:
