@@ -152,6 +152,15 @@ class Settings(BaseSettings):
     of each deployment's last 24 hours up to date, and ``summary_backfill_hours`` older hours
     of them, so reports find them ready (0: only when a report asks)."""
 
+    quality_gauges_interval_seconds: float = Field(default=60.0, ge=0)
+    """How often the platform recomputes the drift, performance and label-lag gauges that
+    ``/metrics`` serves (0: never; the gauges are then absent). A scrape reads the last
+    computed values, so they are at most this old plus one computation."""
+
+    quality_gauges_window_seconds: int = Field(default=3600, ge=300, le=7 * 86_400)
+    """The trailing window those gauges are computed over (five minutes to seven days; the
+    reports behind them read the platform's five-minute and hourly summaries)."""
+
     summary_backfill_hours: int = Field(default=24, ge=0, le=24 * 366)
     """Older hours of summaries each deployment gets brought up to date per round of
     ``summary_interval_seconds``, beyond the last 24 hours: each round takes the stretch below
