@@ -20,6 +20,7 @@ from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import NotFound
 from modeldeck.gateway.forward import Gateway
 from modeldeck.gateway.routes import RouteEntry
+from modeldeck.monitoring.alerts.deliver import Smtp
 from modeldeck.monitoring.alerts.service import AlertService
 from modeldeck.monitoring.analysis import AnalysisService
 from modeldeck.monitoring.gauges import QualityGauges
@@ -81,6 +82,19 @@ class Platform:
             self.analysis,
             self.technical,
             webhook_attempts=settings.webhook_attempts,
+            smtp=Smtp(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                starttls=settings.smtp_starttls,
+                ssl=settings.smtp_ssl,
+                username=settings.smtp_username,
+                password=settings.smtp_password.get_secret_value()
+                if settings.smtp_password
+                else None,
+                sender=settings.smtp_from,
+                ca_file=settings.smtp_ca_file,
+                timeout_s=settings.smtp_timeout_seconds,
+            ),
         )
         self.prometheus = CollectorRegistry()
         self.request_metrics = RequestMetrics(self.prometheus)
