@@ -155,7 +155,8 @@ class Settings(BaseSettings):
     quality_gauges_interval_seconds: float = Field(default=60.0, ge=0)
     """How often the platform recomputes the drift, performance and label-lag gauges that
     ``/metrics`` serves (0: never; the gauges are then absent). A scrape reads the last
-    computed values, so they are at most this old plus one computation."""
+    computed values, so they are at most this old plus one computation. Each refresh runs the
+    drift and performance reports over the window, which store the summaries they miss."""
 
     quality_gauges_window_seconds: int = Field(default=3600, ge=300, le=7 * 86_400)
     """The trailing window those gauges are computed over (five minutes to seven days; the
