@@ -153,7 +153,9 @@ def _register_broken_model(tracking_uri: str, artifacts: str, name: str) -> None
     experiment = mlflow.create_experiment("broken", artifact_location=f"{artifacts}/broken")
     with mlflow.start_run(experiment_id=experiment):
         info = mlflow.pyfunc.log_model(
-            name="model", python_model=str(Path(__file__).parent / "models" / "broken_model.py")
+            name="model",
+            python_model=str(Path(__file__).parent / "models" / "broken_model.py"),
+            pip_requirements=["mlflow"],  # not inferred: inference would import the model
         )
     mlflow.register_model(info.model_uri, name)
 

@@ -100,6 +100,7 @@ def _train(tracking_uri: str, artifacts: str) -> Versions:
             name="model",
             signature=infer_signature(X_train, shifted.predict(X_train)),
             input_example=X_train.head(3),
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
         )
         with tempfile.TemporaryDirectory() as tmp:
             path = Path(tmp) / "reference_data.parquet"

@@ -40,7 +40,13 @@ def _log(estimator: Any, signature: ModelSignature, registry: Registered) -> Any
         name, artifact_location=(registry.root / "artifacts" / name).as_uri()
     )
     with mlflow.start_run(experiment_id=experiment):
-        return mlflow.sklearn.log_model(estimator, name="model", signature=signature)
+        return mlflow.sklearn.log_model(
+            estimator,
+            name="model",
+            signature=signature,
+            # Not inferred (a subprocess importing the model, seconds per test).
+            pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
+        )
 
 
 def test_fast_path_follows_the_estimators_feature_order(

@@ -23,6 +23,7 @@ from . import (
     routes_control,
     routes_dashboard,
     routes_metrics,
+    routes_oip,
     routes_serving,
 )
 from .errors import UnhandledErrorMiddleware, install_error_handlers
@@ -67,7 +68,8 @@ def create_app(
     app.include_router(dashboard.router)
     app.include_router(apidocs.router)
     app.include_router(routes_serving.router)
-    app.add_middleware(routes_serving.ModelEndpointsMiddleware)
+    app.include_router(routes_oip.router)
+    app.add_middleware(routes_serving.ModelEndpointsMiddleware, infer=routes_oip.infer_response)
     # No NUL in any URL; control-plane bodies: no NUL, NaN, 1e400, deep nesting, nor more than
     # max_api_body_bytes.
     app.add_middleware(StrictInputMiddleware, limit=settings.max_api_body_bytes)

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, Protocol
 
 import orjson
 from fastapi import APIRouter, Depends, Query, Request, Response
@@ -13,6 +14,8 @@ from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from modeldeck.errors import BadRequest, ModeldeckError
+from modeldeck.gateway.forward import Answer
+from modeldeck.gateway.routes import RouteEntry
 from modeldeck.platform import Platform
 from modeldeck.replica.codecs import FORMS, dumps, loads
 
@@ -64,25 +67,50 @@ async def predict(name: str, request: Request) -> Response:
 
 async def predict_response(platform: Platform, request: Request, name: str) -> Response:
     """Answer one prediction request, counted in technical monitoring whatever its outcome."""
-    started = time.perf_counter()
     route = platform.gateway.route(name)  # unknown names are not counted: no deployment
+    return await serve_prediction(platform, request, route)
+
+
+class Dialect(Protocol):
+    """How a protocol other than modeldeck's own (the Open Inference Protocol) speaks to the
+    model endpoint: its body translated to the replicas' form, their answer and errors back."""
+
+    def request(self, body: bytes) -> bytes: ...
+
+    def answer(self, answer: Answer) -> Response: ...
+
+    def error(self, exc: ModeldeckError) -> JSONResponse: ...
+
+
+async def serve_prediction(
+    platform: Platform, request: Request, route: RouteEntry, dialect: Dialect | None = None
+) -> Response:
+    """Authorize, read, forward and count one prediction of ``route``'s deployment: the one
+    path of every model endpoint (the replica records the prediction before it answers)."""
+    started = time.perf_counter()
     body = b""
     try:
         await authorize_predict(platform, route, bearer_token(request))
         body = await read_body(request, platform.settings.max_request_bytes)
-        answer = await platform.gateway.forward(route, body)
+        forwarded = body if dialect is None else dialect.request(body)
+        answer = await platform.gateway.forward(route, forwarded)
     except ModeldeckError as exc:
-        response = error_response(exc)
+        failed = error_response(exc) if dialect is None else dialect.error(exc)
         platform.observe_request(
             route, None, exc.status_code, time.perf_counter() - started,
-            _request_size(request, body), len(response.body),
+            _request_size(request, body), len(failed.body),
         )  # fmt: skip
-        return response
+        return failed
+    response: Response
+    if dialect is None:
+        response = Response(answer.body, answer.status, answer.headers)
+    else:
+        response = dialect.answer(answer)
     platform.observe_request(
         route, answer.replica, answer.status, time.perf_counter() - started,
-        len(body), len(answer.body), version=answer.version,
+        len(body), len(response.body), version=answer.version,
     )  # fmt: skip
-    return Response(answer.body, answer.status, answer.headers)
+    return response
 
 
 def _request_size(request: Request, body: bytes) -> int:
@@ -172,19 +200,28 @@ async def cml_response(platform: Platform, request: Request) -> Response:
     return response
 
 
+# The Open Inference Protocol's infer: platform, request, deployment name, version or None.
+InferHandler = Callable[[Platform, Request, str, str | None], Awaitable[Response]]
+
+
 class ModelEndpointsMiddleware:
     """Answers the model endpoints ahead of FastAPI's router.
 
     The hot path needs no dependency injection or schema validation, and skipping them halves
     the platform's CPU per prediction. The FastAPI routes above stay for the OpenAPI document
-    and call the same functions.
+    and call the same functions. ``infer``: the Open Inference Protocol's
+    ``POST /v2/models/{name}[/versions/{v}]/infer`` (``routes_oip.infer_response``), answered
+    here likewise.
     """
 
     PREFIX = "/deployments/"
     SUFFIX = "/predict"
+    OIP_PREFIX = "/v2/models/"
+    OIP_SUFFIX = "/infer"
 
-    def __init__(self, app: ASGIApp) -> None:
+    def __init__(self, app: ASGIApp, infer: InferHandler | None = None) -> None:
         self.app = app
+        self.infer = infer
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
@@ -202,6 +239,21 @@ class ModelEndpointsMiddleware:
                         response = error_response(exc)
                     except ClientDisconnect:
                         log.debug("client went away while sending a request to %s", name)
+                        return
+            elif (
+                self.infer is not None
+                and path.startswith(self.OIP_PREFIX)
+                and path.endswith(self.OIP_SUFFIX)
+            ):
+                parts = path[len(self.OIP_PREFIX) : -len(self.OIP_SUFFIX)].split("/")
+                if len(parts) == 1 or (len(parts) == 3 and parts[1] == "versions"):
+                    version = parts[2] if len(parts) == 3 else None
+                    try:
+                        response = await self.infer(
+                            scope["app"].state.platform, Request(scope, receive), parts[0], version
+                        )
+                    except ClientDisconnect:
+                        log.debug("client went away while sending a request to %s", path)
                         return
             elif path == "/model":
                 try:

@@ -8,12 +8,10 @@ import random
 from typing import Any
 
 import httpx
-import uvicorn
 from rich.console import Console
 from rich.panel import Panel
 
-from modeldeck import httpserver
-from modeldeck.api.app import create_app
+from modeldeck.api.embedded import serve_in_background
 from modeldeck.config import Settings
 from modeldeck.datadir import DataDirLock
 from modeldeck.deployments.schemas import DeploymentCreate
@@ -36,23 +34,10 @@ async def run_demo(
     """``api_key``: the control-plane key created by this start (shown in the box), if any."""
     platform = Platform(settings, lock=lock)
     await _ensure_model(platform, settings, console)
-    server = uvicorn.Server(
-        httpserver.config(
-            create_app(settings, platform=platform),
-            header_timeout=settings.header_timeout_seconds,
-            body_timeout=settings.body_timeout_seconds,
-            host=settings.host,
-            port=settings.port,
-            log_level="warning",
-            access_log=False,
-        )
-    )
-    serving = asyncio.create_task(server.serve())
-    while not server.started:
-        if serving.done():
-            serving.result()  # re-raises why the server could not start
-            return
-        await asyncio.sleep(0.05)
+    started = await serve_in_background(settings, platform)
+    if started is None:
+        return
+    server, serving = started
     access_key = await _ensure_deployment(platform, console)
     await _wait_deployed(platform, console)
     await _send_traffic(settings, access_key, n_requests, console)

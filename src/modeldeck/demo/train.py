@@ -73,6 +73,11 @@ def train_and_register(
                 name="model",
                 signature=infer_signature(X_train, model.predict(X_train)),
                 input_example=X_train.head(3),
+                # MLflow's own requirements for the flavour in its default (skops) format:
+                # scikit-learn and skops, pinned, plus mlflow. Inference would import the
+                # model in a subprocess to find them (half this function's time) and add
+                # whatever the training process had imported (pytest, rich...).
+                pip_requirements=mlflow.sklearn.get_default_pip_requirements(include_skops=True),
             )
             # The training data, kept with the run: modeldeck measures drift against it.
             reference = X_train.assign(target=y_train.to_numpy())

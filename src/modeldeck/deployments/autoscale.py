@@ -37,8 +37,7 @@ from modeldeck.monitoring.prometheus import AutoscaleView
 if TYPE_CHECKING:
     from modeldeck.deployments.service import DeploymentService
     from modeldeck.monitoring.technical import ReplicaEvents
-    from modeldeck.runtimes.base import DeploymentSpec
-    from modeldeck.runtimes.local import LocalRuntime
+    from modeldeck.runtimes.base import DeploymentSpec, Runtime
 
 log = logging.getLogger("modeldeck.autoscaler")
 
@@ -152,7 +151,7 @@ class Autoscaler:
     def __init__(
         self,
         deployments: DeploymentService,
-        runtime: LocalRuntime,
+        runtime: Runtime,
         gateway: InflightSource,
         events: ReplicaEvents,
         interval_seconds: float = 1.0,

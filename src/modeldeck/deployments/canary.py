@@ -67,7 +67,7 @@ from modeldeck.monitoring.alerts.rules import PERFORMANCE_METRICS
 from modeldeck.monitoring.analysis import AnalysisService
 from modeldeck.monitoring.technical import BUCKET_MS, latency_bucket, percentile
 from modeldeck.registry import Registry
-from modeldeck.runtimes.local import LocalRuntime
+from modeldeck.runtimes.base import Runtime
 from modeldeck.store import Store
 from modeldeck.store.schema import (
     LATENCY_BOUNDS_MS,
@@ -405,7 +405,7 @@ class CanaryService:
         store: Store,
         registry: Registry,
         deployments: DeploymentService,
-        runtime: LocalRuntime,
+        runtime: Runtime,
         analysis: AnalysisService,
     ) -> None:
         self.settings = settings

@@ -63,8 +63,7 @@ from modeldeck.errors import (
 from modeldeck.gateway.routes import RouteEntry
 from modeldeck.paths import allowed_python_file
 from modeldeck.registry import Registry, parse_version_spec
-from modeldeck.runtimes.base import DeploymentSpec, RecordedReplica, RuntimeEvent
-from modeldeck.runtimes.local import LocalRuntime
+from modeldeck.runtimes.base import DeploymentSpec, RecordedReplica, Runtime, RuntimeEvent
 from modeldeck.runtimes.ray import require_ray
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentHistoryRow, DeploymentRow, ReplicaRow, utcnow
@@ -100,7 +99,7 @@ class DeploymentService:
         settings: Settings,
         store: Store,
         registry: Registry,
-        runtime: LocalRuntime,
+        runtime: Runtime,
         vault: KeyVault | None = None,
     ) -> None:
         self.settings = settings
@@ -147,6 +146,8 @@ class DeploymentService:
             version=row.model_version,
             source=row.source,
             deployment_id=row.id,
+            model_name=row.model_name,
+            signature=row.signature,
         )
         if row.access_key_hash:
             self._by_key[row.access_key_hash] = row.name

@@ -56,7 +56,8 @@ from modeldeck.errors import (
     Unauthorized,
 )
 from modeldeck.gateway.routes import CanaryRouting, RouteEntry, Routes
-from modeldeck.runtimes.local import LocalRuntime, Replica
+from modeldeck.runtimes.base import Dispatch
+from modeldeck.runtimes.local import Replica
 
 FORWARDED_HEADERS = ("content-type", "x-prediction-id", "x-modeldeck-replica")
 SHADOW_CONCURRENCY = 8  # shadow copies in flight at a time, per platform
@@ -111,7 +112,7 @@ class Gateway:
         self,
         settings: Settings,
         deployments: Routes,
-        runtime: LocalRuntime,
+        runtime: Dispatch,
         canaries: CanaryRouting | None = None,
         observer: Observer | None = None,
         linker: Linker | None = None,

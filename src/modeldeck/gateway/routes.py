@@ -7,7 +7,7 @@ through :class:`Routes` and never owns a deployment's life.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -21,6 +21,10 @@ class RouteEntry:
     version: str
     source: str = "registry"
     deployment_id: str = ""
+    model_name: str = ""
+    # The version's MLflow signature (``{"inputs": [...], "outputs": [...]}``), for the Open
+    # Inference Protocol's metadata and typed tensors; ``None`` when it has none.
+    signature: dict[str, Any] | None = None
 
 
 class Routes(Protocol):

@@ -1,10 +1,14 @@
-"""What every runtime (``local`` processes, later Ray Serve) offers the deployments service."""
+"""What every runtime (``local`` processes, Ray Serve) offers the deployments service and the
+gateway: the ``Runtime`` and ``Dispatch`` protocols and the records they pass."""
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
+
+if TYPE_CHECKING:
+    from modeldeck.runtimes.local import Process, Replica
 
 
 @dataclass
@@ -113,6 +117,13 @@ class Endpoint(Protocol):
 
 
 class Runtime(Protocol):
+    """What the deployments service, the canary and the autoscaler ask of a runtime.
+
+    ``LocalRuntime`` (processes on this machine) and ``RayRuntime`` implement the lifecycle;
+    ``Runtimes`` (``router.py``) composes the two behind this one interface. Canary candidates
+    are local processes only.
+    """
+
     async def startup(self, listener: Listener) -> None: ...
 
     async def shutdown(self, *, detach: bool = False) -> None: ...
@@ -123,6 +134,10 @@ class Runtime(Protocol):
 
     def serving(self, name: str) -> bool: ...
 
+    def rolling_out(self, name: str) -> str | None: ...
+
+    def running(self, name: str) -> bool: ...
+
     async def stop(self, name: str) -> None: ...
 
     async def scale(
@@ -130,3 +145,39 @@ class Runtime(Protocol):
     ) -> None: ...
 
     def replicas(self, name: str) -> list[ReplicaState]: ...
+
+    def all_replicas(self) -> list[tuple[DeploymentSpec, ReplicaState]]: ...
+
+    def autoscaled(self) -> list[DeploymentSpec]: ...
+
+    async def reap(self, recorded: list[RecordedReplica]) -> int: ...
+
+    async def start_candidate(self, spec: DeploymentSpec) -> None: ...
+
+    async def stop_candidate(self, name: str) -> None: ...
+
+    def candidate(self, name: str) -> tuple[str, bool, str] | None: ...
+
+
+class Dispatch(Protocol):
+    """What the gateway asks of the runtimes on each request: a replica to send it to, and
+    what became of it. Endpoints are ``Replica`` records (a Ray deployment's is its route on
+    Serve's proxy, a ``RayEndpoint``)."""
+
+    def serving(self, name: str) -> bool: ...
+
+    def pick(
+        self, name: str, exclude: Replica | None = None, limit: int | None = None
+    ) -> Replica | None: ...
+
+    def pick_candidate(self, name: str, limit: int | None = None) -> Replica | None: ...
+
+    def process(self, replica: Replica) -> Process | None: ...
+
+    async def crashed(
+        self, replica: Replica, proc: Process | None, within: float = 1.0
+    ) -> int | None: ...
+
+    def report_failure(self, replica: Replica, error: str) -> None: ...
+
+    def recycle(self, replica: Replica, reason: str) -> None: ...
