@@ -4,7 +4,8 @@ Prometheus scrapes often and must get its answer fast, while a drift or performa
 reads a window of predictions. So the platform refreshes a snapshot in the background
 (:meth:`QualityGauges.refresh`, every ``MODELDECK_QUALITY_GAUGES_INTERVAL_SECONDS``) over a
 bounded trailing window (``MODELDECK_QUALITY_GAUGES_WINDOW_SECONDS``), built from the same
-reports as the API's (which read the five-minute and hourly summaries the platform keeps), and
+reports as the API's, read from the five-minute and hourly summaries the platform keeps (drift
+in its binned form, whatever the window's size), and
 the scrape-time collector (:class:`~modeldeck.monitoring.prometheus.QualityCollector`) only
 reads that snapshot: a scrape never computes anything. Each view says when it was computed.
 """
@@ -92,7 +93,8 @@ class QualityGauges:
             "label_lag_seconds": self._label_lag(deployment_id, start, end),
         }
         try:
-            drift = self.analysis.drift(name, start_ms=start, end_ms=end)
+            # From the summaries the platform keeps: a few parts, not the window's rows.
+            drift = self.analysis.drift(name, start_ms=start, end_ms=end, binned=True)
         except NotFound:  # no reference data: no drift
             drift = None
         if drift is not None and drift["current_rows"]:
