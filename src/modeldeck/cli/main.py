@@ -17,7 +17,7 @@ from rich.panel import Panel
 from rich.table import Table
 
 from modeldeck import __version__
-from modeldeck.cli import analysis, simulate
+from modeldeck.cli import analysis, exports, simulate
 from modeldeck.cli.common import (
     ENV_MANAGERS,
     Column,
@@ -1362,8 +1362,9 @@ def envs_prune(ctx: click.Context) -> None:
 
 
 # The analysis commands (reference, monitoring, drift, performance, alerts, report) and
-# ``simulate`` live in their own modules; importing them registers them on ``main``.
-for command in (*analysis.COMMANDS, *simulate.COMMANDS):
+# ``simulate``, ``grafana`` and ``prometheus`` live in their own modules; importing them
+# registers them on ``main``.
+for command in (*analysis.COMMANDS, *simulate.COMMANDS, *exports.COMMANDS):
     main.add_command(command)
 
 __all__ = ["ClientSettings", "main"]
