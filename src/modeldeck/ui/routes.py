@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import functools
 import gzip
-import importlib.util
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -17,6 +16,7 @@ from fastapi.responses import FileResponse, HTMLResponse, Response
 from modeldeck.errors import NotFound
 
 STATIC = Path(__file__).resolve().parent / "static"
+PLOTLY_JS = STATIC / "vendor" / "plotly-basic.min.js"
 MEDIA_TYPES = {
     ".css": "text/css; charset=utf-8",
     ".html": "text/html; charset=utf-8",
@@ -40,14 +40,8 @@ router = APIRouter(include_in_schema=False)
 
 @functools.cache
 def plotly_js() -> tuple[bytes, bytes]:
-    """Plotly.js as the ``plotly`` package ships it, plain and gzipped (read once)."""
-    spec = importlib.util.find_spec("plotly")  # located, not imported
-    if spec is None or not spec.submodule_search_locations:
-        raise NotFound("plotly is not installed: the dashboard's charts need it")
-    path = Path(next(iter(spec.submodule_search_locations))) / "package_data" / "plotly.min.js"
-    if not path.is_file():
-        raise NotFound(f"the plotly package ships no {path.name}")
-    data = path.read_bytes()
+    """The vendored Plotly.js basic bundle (``static/vendor``), plain and gzipped (read once)."""
+    data = PLOTLY_JS.read_bytes()
     return data, gzip.compress(data, compresslevel=6)
 
 
