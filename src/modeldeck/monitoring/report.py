@@ -434,7 +434,7 @@ def _dataset_verdict(dataset: Any, prediction_drifted: bool = False) -> str:
         badge = f'<span class="badge warn">Drift in {what}</span>'
     else:
         badge = '<span class="badge ok">No dataset drift</span>'
-    
+
     return f'<p class="verdict">{badge}<span class="summary">{summary}</span></p>'
 
 
