@@ -271,17 +271,21 @@ def start_platform(
 
 @contextlib.contextmanager
 def platform_on(
-    request: pytest.FixtureRequest, backend: str, data_dir: Path, tracking_uri: str
+    request: pytest.FixtureRequest,
+    backend: str,
+    data_dir: Path,
+    tracking_uri: str,
+    **extra_env: str,
 ) -> Iterator[RunningPlatform]:
     """A real ``modeldeck server`` process on ``backend`` (``sqlite``, or a throwaway
-    PostgreSQL database), stopped with its replicas afterwards."""
+    PostgreSQL database), stopped with its replicas afterwards; ``extra_env``: settings."""
     pg: tuple[str, str] | None = None
     if backend == "sqlite":
         url = f"sqlite:///{data_dir / 'modeldeck.db'}"
     else:
         pg = new_postgres_database(request.getfixturevalue("postgres_admin"))
         url = pg[0]
-    running = start_platform(data_dir, url, tracking_uri)
+    running = start_platform(data_dir, url, tracking_uri, **extra_env)
     try:
         yield running
     finally:

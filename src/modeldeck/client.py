@@ -615,6 +615,12 @@ class Client:
         params = {"deployment": deployment} if deployment else {}
         return self._request("GET", "/api/v1/alerts/rules", params=params)  # type: ignore[no-any-return]
 
+    def test_alert_rule(self, deployment: str, name: str) -> list[dict[str, Any]]:
+        """Send a test event to each channel of a rule; each channel's delivery."""
+        return self._request(  # type: ignore[no-any-return]
+            "POST", f"/api/v1/alerts/rules/{deployment}/{name}/test"
+        )
+
     def delete_alert_rule(self, deployment: str, name: str) -> None:
         self._request("DELETE", f"/api/v1/alerts/rules/{deployment}/{name}")
 

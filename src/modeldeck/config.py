@@ -152,6 +152,16 @@ class Settings(BaseSettings):
     of each deployment's last 24 hours up to date, and ``summary_backfill_hours`` older hours
     of them, so reports find them ready (0: only when a report asks)."""
 
+    quality_gauges_interval_seconds: float = Field(default=60.0, ge=0)
+    """How often the platform recomputes the drift, performance and label-lag gauges that
+    ``/metrics`` serves (0: never; the gauges are then absent). A scrape reads the last
+    computed values, so they are at most this old plus one computation. Each refresh runs the
+    drift and performance reports over the window, which store the summaries they miss."""
+
+    quality_gauges_window_seconds: int = Field(default=3600, ge=300, le=7 * 86_400)
+    """The trailing window those gauges are computed over (five minutes to seven days; the
+    reports behind them read the platform's five-minute and hourly summaries)."""
+
     summary_backfill_hours: int = Field(default=24, ge=0, le=24 * 366)
     """Older hours of summaries each deployment gets brought up to date per round of
     ``summary_interval_seconds``, beyond the last 24 hours: each round takes the stretch below
@@ -188,8 +198,38 @@ class Settings(BaseSettings):
     Modules that are not installed are skipped. Empty: every replica is a new interpreter."""
 
     webhook_attempts: int = 5
-    """Delivery attempts of an alert's webhook before it is recorded as failed (exponential
-    back-off between them)."""
+    """Delivery attempts of each of an alert's channels (webhook, Slack, Teams, PagerDuty,
+    e-mail) before it is recorded as failed (exponential back-off between them)."""
+
+    smtp_host: str | None = None
+    """SMTP server that sends alert e-mails (alert rules' ``email`` channels). Unset: a rule with
+    an ``email`` channel is refused (422)."""
+
+    smtp_port: int = Field(default=587, ge=1, le=65535)
+    """Port of the SMTP server: 587 for STARTTLS (submission), 465 with ``smtp_ssl``, 25 plain."""
+
+    smtp_starttls: bool = True
+    """Upgrade the connection with STARTTLS before authenticating and sending; a server that
+    does not offer it fails the delivery rather than send in the clear."""
+
+    smtp_ssl: bool = False
+    """Connect over TLS from the start (SMTPS, usually port 465) instead of STARTTLS."""
+
+    smtp_username: str | None = None
+    """User name for SMTP authentication (AUTH); unset: no authentication."""
+
+    smtp_password: SecretStr | None = None
+    """Password for SMTP authentication; never logged."""
+
+    smtp_from: str = "modeldeck@localhost"
+    """The ``From`` address of alert e-mails."""
+
+    smtp_ca_file: Path | None = None
+    """CA certificates (PEM) that the SMTP server's certificate is verified against. Default: the
+    system's trusted CAs."""
+
+    smtp_timeout_seconds: float = Field(default=10.0, gt=0)
+    """Time a connection to the SMTP server, and each command on it, may take."""
 
     build_cache_dir: Path | None = None
     """Where builds keep isolated model environments and downloaded models (deployments with

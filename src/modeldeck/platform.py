@@ -20,11 +20,14 @@ from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import NotFound
 from modeldeck.gateway.forward import Gateway
 from modeldeck.gateway.routes import RouteEntry
+from modeldeck.monitoring.alerts.deliver import Smtp
 from modeldeck.monitoring.alerts.service import AlertService
 from modeldeck.monitoring.analysis import AnalysisService
+from modeldeck.monitoring.gauges import QualityGauges
 from modeldeck.monitoring.prometheus import (
     AutoscaleCollector,
     PlatformCollector,
+    QualityCollector,
     ReplicaView,
     RequestMetrics,
 )
@@ -79,6 +82,19 @@ class Platform:
             self.analysis,
             self.technical,
             webhook_attempts=settings.webhook_attempts,
+            smtp=Smtp(
+                host=settings.smtp_host,
+                port=settings.smtp_port,
+                starttls=settings.smtp_starttls,
+                ssl=settings.smtp_ssl,
+                username=settings.smtp_username,
+                password=settings.smtp_password.get_secret_value()
+                if settings.smtp_password
+                else None,
+                sender=settings.smtp_from,
+                ca_file=settings.smtp_ca_file,
+                timeout_s=settings.smtp_timeout_seconds,
+            ),
         )
         self.prometheus = CollectorRegistry()
         self.request_metrics = RequestMetrics(self.prometheus)
@@ -88,6 +104,11 @@ class Platform:
             settings.autoscale_interval_seconds,
         )  # fmt: skip
         self.prometheus.register(AutoscaleCollector(self.autoscaler.views))
+        self.quality = QualityGauges(
+            self.store, self.analysis, settings.quality_gauges_window_seconds
+        )
+        self.prometheus.register(QualityCollector(self.quality.views))
+        self._gauging: asyncio.Task[None] | None = None
         self._autoscaling: asyncio.Task[None] | None = None
         self._housekeeping: asyncio.Task[None] | None = None
         self._monitor: asyncio.Task[None] | None = None
@@ -116,6 +137,8 @@ class Platform:
         self._alerting = loop.create_task(self._alert_forever())
         if self.settings.summary_interval_seconds > 0:
             self._summarising = loop.create_task(self._summarise_forever())
+        if self.settings.quality_gauges_interval_seconds > 0:
+            self._gauging = loop.create_task(self._gauge_forever())
         if self.settings.alias_poll_seconds > 0:
             self._following = loop.create_task(self._follow_aliases_forever())
         self._canarying = loop.create_task(self._evaluate_canaries_forever())
@@ -251,6 +274,15 @@ class Platform:
                 except Exception:  # a cache: reports build what is missing themselves
                     log.exception("summarising %s failed", deployment.name)
 
+    async def _gauge_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.settings.quality_gauges_interval_seconds)
+            deployments = [(d.name, d.id) for d in await self.deployments.list()]
+            try:
+                await asyncio.to_thread(self.quality.refresh, deployments)
+            except Exception:  # never let the gauges take the platform down
+                log.exception("refreshing the monitoring gauges failed")
+
     async def _follow_aliases_forever(self) -> None:
         while True:
             await asyncio.sleep(self.settings.alias_poll_seconds)
@@ -297,7 +329,7 @@ class Platform:
             self._autoscaling.cancel()
         tasks = (
             self._housekeeping, self._monitor, self._alerting, self._summarising, self._following,
-            self._canarying,
+            self._canarying, self._gauging,
         )  # fmt: skip
         for task in tasks:
             if task:

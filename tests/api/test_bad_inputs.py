@@ -790,6 +790,7 @@ def surface(
         url,
         mlflow_registry.tracking_uri,
         MODELDECK_SUMMARY_INTERVAL_SECONDS="0",  # no background writes of drift summaries
+        MODELDECK_QUALITY_GAUGES_INTERVAL_SECONDS="0",  # nor through the /metrics gauges' reports
         MODELDECK_ALERT_INTERVAL_SECONDS="3600",
     )
     engine = create_engine(url)

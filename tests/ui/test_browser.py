@@ -385,6 +385,33 @@ def test_redeploy_asks_which_version_first(
     assert deployed.client.deployment(NAME)["version"] == v1
 
 
+def test_send_test_from_the_alerts_tab_reaches_the_channel(page: Page, deployed: Deployed) -> None:
+    from tests.monitoring.alerts.receivers import http_receiver
+
+    with http_receiver() as receiver:
+        deployed.client.create_alert_rule(
+            name="to-slack", deployment=NAME, metric="technical.requests", comparison="gt",
+            threshold=1e12, channels=[{"type": "slack", "url": f"{receiver.url}/slack/x"}],
+        )  # fmt: skip
+        try:
+            console = Console(page)
+            sign_in(page, deployed)
+            page.wait_for_selector("body[data-view=deployments][data-state=ready]")
+            open_tab(page, deployed, "alerts")
+            row = page.locator("#alert-rules-table tbody tr", has_text="to-slack")
+            assert "slack" in row.inner_text()
+            row.get_by_role("button", name="Send test").click()
+            page.locator(".toast", has_text="Test of to-slack: slack: delivered").wait_for()
+            (posted,) = receiver.at("/slack/x")
+            assert posted.body["text"].startswith(f"Test: {NAME}/to-slack")
+            # Rules without a channel offer no test.
+            other = page.locator("#alert-rules-table tbody tr", has_text="p95-latency")
+            assert other.get_by_role("button", name="Send test").count() == 0
+            assert console.take() == []
+        finally:
+            deployed.client.delete_alert_rule(NAME, "to-slack")
+
+
 def test_stop_and_start_from_the_page(page: Page, deployed: Deployed) -> None:
     console = Console(page)
     sign_in(page, deployed)

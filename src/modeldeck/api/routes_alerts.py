@@ -68,6 +68,17 @@ async def delete_rule(
     await asyncio.to_thread(platform.alerts.delete, deployment, name)
 
 
+@router.post(
+    "/rules/{deployment}/{name}/test",
+    responses=errors(404),
+    summary="Send a test event to each channel of an alert rule (nothing is stored)",
+)
+async def test_rule(
+    deployment: str, name: str, platform: Platform = Depends(get_platform)
+) -> list[dict[str, Any]]:
+    return await platform.alerts.test(deployment, name)
+
+
 @router.get("/events", responses=errors(404), summary="Alert events, newest first")
 async def list_events(
     deployment: str | None = Query(default=None, description="Only this deployment's events."),

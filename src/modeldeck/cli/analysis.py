@@ -356,6 +356,26 @@ def alerts() -> None:
 @click.option("--cooldown", default="15m", show_default=True, help="Quiet time after firing.")
 @click.option("--webhook", help="URL that receives firing and resolved events (JSON POST).")
 @click.option("--secret", envvar="MODELDECK_WEBHOOK_SECRET", help="Key signing the webhook.")
+@click.option("--slack", "slack_url", help="Slack incoming-webhook URL.")
+@click.option("--teams", "teams_url", help="Microsoft Teams (or Workflows) webhook URL.")
+@click.option(
+    "--email",
+    "emails",
+    multiple=True,
+    help="E-mail recipient (repeatable; needs MODELDECK_SMTP_HOST).",
+)
+@click.option(
+    "--pagerduty",
+    "routing_key",
+    envvar="MODELDECK_PAGERDUTY_ROUTING_KEY",
+    help="PagerDuty Events API v2 integration (routing) key.",
+)
+@click.option(
+    "--pagerduty-severity",
+    type=click.Choice(["critical", "error", "warning", "info"]),
+    default="error",
+    show_default=True,
+)
 @click.pass_context
 def alerts_create(
     ctx: click.Context,
@@ -369,8 +389,24 @@ def alerts_create(
     cooldown: str,
     webhook: str | None,
     secret: str | None,
+    slack_url: str | None,
+    teams_url: str | None,
+    emails: tuple[str, ...],
+    routing_key: str | None,
+    pagerduty_severity: str,
 ) -> None:
-    """Create alert rule NAME on DEPLOYMENT."""
+    """Create alert rule NAME on DEPLOYMENT, sending its events to the channels given."""
+    channels: list[dict[str, Any]] = []
+    if slack_url:
+        channels.append({"type": "slack", "url": slack_url})
+    if teams_url:
+        channels.append({"type": "teams", "url": teams_url})
+    if emails:
+        channels.append({"type": "email", "to": list(emails)})
+    if routing_key:
+        channels.append(
+            {"type": "pagerduty", "routing_key": routing_key, "severity": pagerduty_severity}
+        )
     with make_client(ctx) as client:
         rule = client.create_alert_rule(
             name=rule_name,
@@ -383,8 +419,36 @@ def alerts_create(
             cooldown_seconds=int(duration_seconds(cooldown)),
             webhook_url=webhook,
             webhook_secret=secret,
+            channels=channels,
         )
     console.print(f"created alert rule {rule['name']} on {rule['deployment']}")
+
+
+@alerts.command("test")
+@click.argument("deployment")
+@click.argument("rule_name", metavar="NAME")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.pass_context
+def alerts_test(ctx: click.Context, deployment: str, rule_name: str, as_json: bool) -> None:
+    """Send a test event to each channel of alert rule NAME now (exit 1 if one fails)."""
+    with make_client(ctx) as client:
+        results = client.test_alert_rule(deployment, rule_name)
+    if as_json:
+        print_json(results)
+    else:
+        table = Table("channel", "target", "result", "attempts", "error")
+        for r in results:
+            ok = r["status"] == "delivered"
+            table.add_row(
+                r["channel"],
+                r["target"],
+                "[green]delivered[/green]" if ok else "[red]failed[/red]",
+                str(r["attempts"]),
+                r["error"] or "",
+            )
+        console.print(table)
+    if any(r["status"] != "delivered" for r in results):
+        raise SystemExit(1)
 
 
 def _deployment_argument(command: Any) -> Any:

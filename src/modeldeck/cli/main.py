@@ -8,7 +8,17 @@ from __future__ import annotations
 import click
 
 from modeldeck import __version__
-from modeldeck.cli import analysis, builds, deployments, keys, metrics, models, server, simulate
+from modeldeck.cli import (
+    analysis,
+    builds,
+    deployments,
+    exports,
+    keys,
+    metrics,
+    models,
+    server,
+    simulate,
+)
 from modeldeck.cli.common import Group
 from modeldeck.config import ClientSettings
 
@@ -31,7 +41,7 @@ def main(ctx: click.Context, url: str | None, api_key: str | None, timeout: floa
     ctx.ensure_object(dict).update(url=url, api_key=api_key, timeout=timeout)
 
 
-for module in (server, models, deployments, metrics, keys, builds, analysis, simulate):
+for module in (server, models, deployments, metrics, keys, builds, analysis, simulate, exports):
     for command in module.COMMANDS:
         main.add_command(command)
 

@@ -382,12 +382,14 @@ class AnalysisService:
         model_version: str | None = None,
         columns: Sequence[str] | None = None,
         exact: bool = False,
+        binned: bool = False,
     ) -> dict[str, Any]:
         """Data drift of each monitored column, dataset drift, and prediction drift.
 
         Windows of up to ``max_rows`` predictions (or any window, with ``exact``) are tested on
-        the tracked values themselves; larger ones on hourly and five-minute summaries
-        (``mode: binned``).
+        the tracked values themselves; larger ones (or any window, with ``binned``: what
+        background work asks, to read summaries rather than rows) on hourly and five-minute
+        summaries (``mode: binned``).
         """
         absorb(self.store)  # predictions replicas journaled and not committed yet
         start_ms, end_ms = _window(start_ms, end_ms)
@@ -406,7 +408,12 @@ class AnalysisService:
         total = self._count(
             deployment.id, start_ms, end_ms, model_version, limit=config.max_rows + 1
         )
-        binned = not exact and total > config.max_rows and set(features) <= set(plan.columns)
+        binned = (
+            not exact
+            and (binned or total > config.max_rows)
+            and total > 0
+            and set(features) <= set(plan.columns)
+        )
         if binned:
             part, total = self._merged_drift_part(
                 deployment, config, plan, start_ms, end_ms, model_version

@@ -3,8 +3,10 @@
 Request metrics are observed by the gateway as requests pass. Replica CPU and memory, replica
 states and deployment facts are produced at scrape time by a collector, from the supervisor's
 state and the store, so nothing is kept in sync by hand; so are the autoscaler's wanted and set
-replica counts (``AutoscaleCollector``). Labels are bounded: deployment, model
-version, replica index, status code; never a request or prediction id.
+replica counts (``AutoscaleCollector``), and drift, performance and label lag
+(``QualityCollector``, from a snapshot kept by background work). Labels are bounded: deployment,
+model version, replica index, status code, monitoring metric name; never a request or
+prediction id.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from modeldeck.monitoring.gauges import QualityView
 from modeldeck.store.schema import LATENCY_BOUNDS_MS
 
 SIZE_BUCKETS = (100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 1_000_000, 5_242_880)
@@ -174,3 +177,85 @@ class AutoscaleCollector(Collector):
         yield wanted
         yield replicas
         yield inflight
+
+
+class QualityCollector(Collector):
+    """Drift, performance and label lag of each deployment, from the snapshot the platform
+    refreshes in the background (:class:`~modeldeck.monitoring.gauges.QualityGauges`): a
+    scrape reads it and computes nothing."""
+
+    def __init__(self, views: Callable[[], list[QualityView]]) -> None:
+        self._views = views
+
+    def collect(self) -> Iterator[Metric]:
+        def gauge(name: str, doc: str, *extra: str) -> GaugeMetricFamily:
+            return GaugeMetricFamily(name, doc, labels=["deployment", *extra])
+
+        window = gauge(
+            "modeldeck_monitoring_window_seconds",
+            "The trailing window the drift, performance and label gauges are computed over.",
+        )
+        updated = gauge(
+            "modeldeck_monitoring_updated_timestamp_seconds",
+            "When the drift, performance and label gauges were last computed (Unix seconds).",
+        )
+        predictions = gauge(
+            "modeldeck_monitoring_predictions",
+            "Predictions recorded in the monitoring window.",
+        )
+        labelled = gauge(
+            "modeldeck_monitoring_labelled_predictions",
+            "Predictions in the monitoring window that have their ground truth.",
+        )
+        share = gauge(
+            "modeldeck_drift_columns_drifted_ratio",
+            "Share of the monitored input columns that drifted from the reference data.",
+        )
+        dataset = gauge(
+            "modeldeck_drift_dataset_drifted",
+            "1 if the inputs drifted as a whole (share of drifted columns over the threshold).",
+        )
+        prediction = gauge(
+            "modeldeck_drift_prediction_drifted",
+            "1 if the model's output drifted from the reference data's target.",
+        )
+        realised = gauge(
+            "modeldeck_model_performance",
+            "Realised performance against ground truth (accuracy, f1_macro, rmse...).",
+            "metric",
+        )
+        estimated = gauge(
+            "modeldeck_model_estimated_performance",
+            "Performance estimated from the model's confidence, before labels arrive.",
+            "metric",
+        )
+        coverage = gauge(
+            "modeldeck_label_coverage_ratio",
+            "Share of the window's predictions that have their ground truth.",
+        )
+        lag = gauge(
+            "modeldeck_label_lag_seconds",
+            "Mean time from a prediction to its ground truth, over the window's labels.",
+        )
+        for view in self._views():
+            name = [view.deployment]
+            window.add_metric(name, view.window_ms / 1000)
+            updated.add_metric(name, view.computed_at_ms / 1000)
+            predictions.add_metric(name, view.predictions)
+            labelled.add_metric(name, view.labelled)
+            if view.drifted_share is not None:
+                share.add_metric(name, view.drifted_share)
+            if view.dataset_drifted is not None:
+                dataset.add_metric(name, float(view.dataset_drifted))
+            if view.prediction_drifted is not None:
+                prediction.add_metric(name, float(view.prediction_drifted))
+            for metric, value in sorted(view.performance.items()):
+                realised.add_metric([view.deployment, metric], value)
+            for metric, value in sorted(view.estimated.items()):
+                estimated.add_metric([view.deployment, metric], value)
+            if view.label_coverage is not None:
+                coverage.add_metric(name, view.label_coverage)
+            if view.label_lag_seconds is not None:
+                lag.add_metric(name, view.label_lag_seconds)
+        yield from (window, updated, predictions, labelled, share, dataset, prediction)
+        yield from (realised, estimated, coverage, lag)

@@ -10,7 +10,8 @@ threshold. Metric names form a small namespace, documented in :data:`METRIC_NAME
 - ``estimated.<metric>``: quality estimated without labels (classification only).
 
 This module is pure: it validates rules and runs the firing/resolving state machine
-(:func:`evaluate`); fetching values, storing state and sending webhooks happen elsewhere.
+(:func:`evaluate`); fetching values, storing state and sending events (webhook, Slack, Teams,
+e-mail, PagerDuty: :mod:`~modeldeck.monitoring.alerts.channels`) happen elsewhere.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Annotated, Literal
 
 from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
 
+from modeldeck.monitoring.alerts.channels import Channel, WebhookChannel
 from modeldeck.validation import DEPLOYMENT_NAME_PATTERN, Text
 
 Comparison = Literal["gt", "ge", "lt", "le"]
@@ -33,6 +35,7 @@ RULE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
 MIN_WINDOW_SECONDS = 60
 MAX_WINDOW_SECONDS = 30 * 86_400
 COLUMN_PREFIX = "drift.column."
+MAX_CHANNELS = 10
 
 TECHNICAL_METRICS: dict[str, str] = {
     "requests": "Requests received.",
@@ -156,6 +159,12 @@ class AlertRuleSpec(BaseModel):
     webhook_secret: Annotated[str, Text(1024, opaque=True)] | None = Field(
         default=None, repr=False, description="Key signing the webhook requests."
     )
+    channels: list[Channel] = Field(
+        default_factory=list,
+        max_length=MAX_CHANNELS,
+        description="Where events go besides webhook_url: webhook, slack, teams, email, "
+        "pagerduty (see docs/alerts.md).",
+    )
     enabled: bool = True
     description: Annotated[str, Text(4096, multiline=True)] = ""
 
@@ -168,6 +177,13 @@ class AlertRuleSpec(BaseModel):
     @property
     def metric_ref(self) -> MetricRef:
         return parse_metric(self.metric)
+
+    def destinations(self) -> list[Channel]:
+        """Every channel of the rule: ``webhook_url`` (as a webhook channel), then ``channels``."""
+        legacy: list[Channel] = []
+        if self.webhook_url is not None:
+            legacy.append(WebhookChannel(url=self.webhook_url, secret=self.webhook_secret))
+        return [*legacy, *self.channels]
 
 
 @dataclass

@@ -1,11 +1,12 @@
-"""Alert rules in the store, evaluated on a schedule; events stored and delivered by webhook.
+"""Alert rules in the store, evaluated on a schedule; events stored and sent to their channels.
 
 Each evaluation computes every enabled rule's metric over its trailing window (technical
 metrics from the request rollups, drift and performance from
 :class:`~modeldeck.monitoring.analysis.AnalysisService`), runs the firing/resolving state
 machine (:func:`modeldeck.monitoring.alerts.rules.evaluate`), stores a ``firing`` or
-``resolved`` event when the state changes and then POSTs it to the rule's webhook, recording
-how the delivery went.
+``resolved`` event when the state changes and then sends it to each of the rule's channels
+(webhook, Slack, Teams, e-mail, PagerDuty), recording how each delivery went. :meth:`test`
+sends a test event to a rule's channels and stores nothing.
 """
 
 from __future__ import annotations
@@ -19,10 +20,12 @@ from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
 import httpx
+from pydantic import TypeAdapter
 from sqlalchemy import select
 
-from modeldeck.errors import Conflict, ModeldeckError, NotFound
-from modeldeck.monitoring.alerts import webhook
+from modeldeck.errors import Conflict, ModeldeckError, NotFound, ValidationFailed
+from modeldeck.monitoring.alerts import channels as channel_forms
+from modeldeck.monitoring.alerts.deliver import ChannelDelivery, Retries, Smtp, channel_view, send
 from modeldeck.monitoring.alerts.rules import AlertRuleSpec, MetricRef, RuleState, evaluate
 from modeldeck.monitoring.technical import BUCKET_MS, TechnicalMetrics
 from modeldeck.records.model_metrics import now_ms
@@ -35,11 +38,13 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 MAX_EVENTS = 1000
+CHANNEL: TypeAdapter[channel_forms.Channel] = TypeAdapter(channel_forms.Channel)
 
 
 def rule_view(row: AlertRuleRow) -> dict[str, Any]:
     spec = dict(row.spec)
     spec["webhook_secret"] = "***" if spec.get("webhook_secret") else None
+    spec["channels"] = [channel_forms.mask(c) for c in spec.get("channels") or []]
     return {
         "id": row.id,
         **spec,
@@ -74,17 +79,42 @@ class AlertService:
         *,
         webhook_attempts: int = 5,
         webhook_backoff_s: float = 1.0,
+        smtp: Smtp | None = None,
     ) -> None:
         self.store = store
         self.analysis = analysis
         self.technical = technical
-        self.webhook_attempts = webhook_attempts
-        self.webhook_backoff_s = webhook_backoff_s
+        self.retries = Retries(attempts=webhook_attempts, backoff_s=webhook_backoff_s)
+        self.smtp = smtp or Smtp()
         self._evaluating = asyncio.Lock()
+
+    def _checked(self, spec: AlertRuleSpec, stored: dict[str, Any] | None) -> AlertRuleSpec:
+        """``spec`` with the secrets it shows masked taken from ``stored`` (the rule it
+        replaces); refused (422, nothing stored) if a channel cannot work."""
+        old = (stored or {}).get("channels") or []
+        restored = [channel_forms.unmask(c.model_dump(mode="json"), old) for c in spec.channels]
+        for i, channel in enumerate(restored):
+            masked = channel_forms.masked_fields(channel)
+            if masked:
+                field = f"channels.{i}.{masked[0]}"
+                raise ValidationFailed(
+                    f"{field}: give the {channel['type']} channel's {masked[0]} itself "
+                    "(the masked value matches no stored channel)",
+                    details={"field": field},
+                )
+            if channel["type"] == "email" and not self.smtp.host:
+                field = f"channels.{i}"
+                raise ValidationFailed(
+                    f"{field}: an email channel needs the platform's SMTP server "
+                    "(MODELDECK_SMTP_HOST is not set)",
+                    details={"field": field},
+                )
+        return spec.model_copy(update={"channels": [CHANNEL.validate_python(c) for c in restored]})
 
     # -- rules --------------------------------------------------------------------------------
 
     def create(self, spec: AlertRuleSpec) -> dict[str, Any]:
+        spec = self._checked(spec, None)
         with self.store.write() as session:
             deployment = _deployment(session, spec.deployment)
             exists = session.scalars(
@@ -114,6 +144,7 @@ class AlertService:
             row = _rule(session, deployment, name)
             if spec.webhook_secret == "***":  # what a GET shows: keep the stored secret
                 spec = spec.model_copy(update={"webhook_secret": row.spec.get("webhook_secret")})
+            spec = self._checked(spec, row.spec)
             row.spec = spec.model_dump(mode="json")
             row.name = spec.name
             session.flush()
@@ -208,7 +239,7 @@ class AlertService:
                     samples=transition.samples,
                     message=transition.message,
                     ts_ms=now,
-                    delivery={"status": "pending"} if spec.webhook_url else None,
+                    delivery={"status": "pending"} if spec.destinations() else None,
                 )
                 session.add(event)
                 session.flush()
@@ -223,11 +254,9 @@ class AlertService:
             produced.append(({**view, "deployment": spec.deployment}, spec))
         return produced
 
-    async def _deliver(
+    async def _send_all(
         self, client: httpx.AsyncClient, event: dict[str, Any], spec: AlertRuleSpec
-    ) -> None:
-        if spec.webhook_url is None:
-            return
+    ) -> builtins.list[ChannelDelivery]:
         payload = {
             "type": f"alert.{event['kind']}",
             **event,
@@ -235,20 +264,30 @@ class AlertService:
             "comparison": spec.comparison,
             "window_seconds": spec.window_seconds,
         }
-        result = await webhook.deliver(
-            client,
-            str(spec.webhook_url),
-            payload,
-            secret=spec.webhook_secret,
-            attempts=self.webhook_attempts,
-            backoff_s=self.webhook_backoff_s,
+        return builtins.list(
+            await asyncio.gather(
+                *(
+                    send(client, channel, payload, smtp=self.smtp, retries=self.retries)
+                    for channel in spec.destinations()
+                )
+            )
         )
+
+    async def _deliver(
+        self, client: httpx.AsyncClient, event: dict[str, Any], spec: AlertRuleSpec
+    ) -> None:
+        results = await self._send_all(client, event, spec)
+        if not results:
+            return
+        # The first failed channel (else the first) speaks for the event; each has its line.
+        lead = next((r for r in results if r.status == "failed"), results[0])
         delivery = {
-            "status": result.status,
-            "attempts": result.attempts,
-            "status_code": result.status_code,
-            "error": result.error,
-            "delivery_id": result.delivery_id,
+            "status": lead.status,
+            "attempts": lead.attempts,
+            "status_code": lead.status_code,
+            "error": lead.error,
+            "delivery_id": lead.delivery_id,
+            "channels": [channel_view(r) for r in results],
         }
         event["delivery"] = delivery
 
@@ -259,6 +298,34 @@ class AlertService:
                     row.delivery = delivery
 
         await asyncio.to_thread(save)
+
+    async def test(self, deployment: str, name: str) -> builtins.list[dict[str, Any]]:
+        """Send a test event to each channel of rule ``name`` now; store nothing. Returns
+        each channel's delivery."""
+        with self.store.read() as session:
+            row = _rule(session, deployment, name)
+            spec = AlertRuleSpec.model_validate(row.spec)
+        if not spec.destinations():
+            raise ValidationFailed(
+                f"alert rule {name!r} has no channel to test: give it webhook_url or channels",
+                details={"field": "channels"},
+            )
+        now = now_ms()
+        event = {
+            "id": None,
+            "rule_id": row.id,
+            "rule": spec.name,
+            "deployment": spec.deployment,
+            "kind": "test",
+            "metric": spec.metric,
+            "value": (row.state or {}).get("last_value"),
+            "samples": (row.state or {}).get("last_samples", 0),
+            "message": f"A test of alert rule {spec.name!r}: its channels are reachable.",
+            "ts": now,
+        }
+        async with httpx.AsyncClient() as client:
+            results = await self._send_all(client, event, spec)
+        return [channel_view(r) for r in results]
 
     def measure(self, spec: AlertRuleSpec, now: int) -> tuple[float | None, int]:
         """The rule's metric over its trailing window, and how many samples it rests on."""

@@ -26,17 +26,14 @@ compare its hex digest to the header after ``sha256=`` with ``hmac.compare_diges
 refuse timestamps more than a few minutes from your clock.
 
 Connection errors, timeouts, 429 and 5xx responses are retried with exponential back-off and
-a little jitter; any other non-2xx response fails at once. :func:`deliver` never raises: it
-returns a :class:`Delivery` saying what happened.
+a little jitter (:mod:`modeldeck.monitoring.alerts.retry`); any other non-2xx response fails at
+once. :func:`deliver` never raises: it returns a :class:`Delivery` saying what happened.
 """
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
-import logging
-import random
 import time
 import uuid
 from collections.abc import Mapping
@@ -46,16 +43,16 @@ from typing import Any, Literal
 import httpx
 import orjson
 
+from modeldeck.monitoring.alerts import retry
+from modeldeck.monitoring.alerts.retry import Outcome
+
 SIGNATURE_HEADER = "X-Modeldeck-Signature"
 EVENT_HEADER = "X-Modeldeck-Event"
 DELIVERY_HEADER = "X-Modeldeck-Delivery"
 TIMESTAMP_HEADER = "X-Modeldeck-Timestamp"
 USER_AGENT = "modeldeck-webhook"
 DEFAULT_EVENT_TYPE = "alert"
-JITTER = 0.1  # each back-off grows by up to this fraction, so retries of many hooks spread out
 MAX_ERROR_BODY = 200  # characters of a refusing receiver's body kept in the error
-
-log = logging.getLogger("modeldeck.alerts")
 
 
 def sign(secret: str, timestamp: int, body: bytes) -> str:
@@ -105,13 +102,7 @@ def _retryable(status_code: int) -> bool:
     return status_code == 429 or status_code >= 500
 
 
-def _backoff(attempt: int, backoff_s: float, max_backoff_s: float) -> float:
-    """Seconds to wait after failed attempt number ``attempt`` (1-based)."""
-    delay = min(max_backoff_s, backoff_s * 2.0 ** (attempt - 1))
-    return delay * (1 + random.uniform(0, JITTER))
-
-
-def _describe(exc: Exception) -> str:
+def describe(exc: Exception) -> str:
     message = str(exc)
     return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
 
@@ -122,6 +113,24 @@ def _refusal(response: httpx.Response) -> str:
         text = text[:MAX_ERROR_BODY] + "..."
     reason = f"HTTP {response.status_code} {response.reason_phrase}".rstrip()
     return f"{reason}: {text}" if text else reason
+
+
+async def post(
+    client: httpx.AsyncClient, url: str, body: bytes, headers: Mapping[str, str], timeout_s: float
+) -> Outcome:
+    """One POST of ``body``: connection errors, timeouts, 429 and 5xx may pass on a retry;
+    other answers, an invalid URL or an unsupported scheme will not."""
+    try:
+        response = await client.post(url, content=body, headers=headers, timeout=timeout_s)
+    except Exception as exc:
+        retry = isinstance(exc, httpx.TransportError) and not isinstance(
+            exc, httpx.UnsupportedProtocol
+        )
+        return Outcome(False, retry, None, describe(exc))
+    if response.is_success:
+        return Outcome(True, status_code=response.status_code)
+    code = response.status_code
+    return Outcome(False, _retryable(code), code, _refusal(response))
 
 
 async def deliver(
@@ -154,31 +163,20 @@ async def deliver(
         EVENT_HEADER: str(event.get("type", DEFAULT_EVENT_TYPE)),
         DELIVERY_HEADER: delivery_id,
     }
-    status_code: int | None = None
-    error = ""
-    attempt = 0
-    for attempt in range(1, max(attempts, 1) + 1):
+
+    async def attempt() -> Outcome:
         timestamp = int(time.time())
         headers[TIMESTAMP_HEADER] = str(timestamp)
-        if secret is not None:
+        if secret is not None:  # each attempt signed afresh
             headers[SIGNATURE_HEADER] = sign(secret, timestamp, body)
-        try:
-            response = await client.post(url, content=body, headers=headers, timeout=timeout_s)
-        except Exception as exc:
-            # Connection refused, timeouts and broken responses may pass; an invalid URL or
-            # an unsupported scheme will not.
-            status_code, error = None, _describe(exc)
-            retry = isinstance(exc, httpx.TransportError) and not isinstance(
-                exc, httpx.UnsupportedProtocol
-            )
-        else:
-            status_code = response.status_code
-            if response.is_success:
-                return Delivery(url, "delivered", attempt, status_code, "", delivery_id)
-            error, retry = _refusal(response), _retryable(status_code)
-        if not retry or attempt >= attempts:
-            break
-        log.info("webhook %s attempt %d failed (%s); retrying", url, attempt, error)
-        await asyncio.sleep(_backoff(attempt, backoff_s, max_backoff_s))
-    log.warning("webhook %s failed after %d attempt(s): %s", url, attempt, error)
-    return Delivery(url, "failed", attempt, status_code, error, delivery_id)
+        return await post(client, url, body, headers, timeout_s)
+
+    outcome, tried = await retry.attempts(
+        attempt,
+        target=f"webhook {url}",
+        attempts=attempts,
+        backoff_s=backoff_s,
+        max_backoff_s=max_backoff_s,
+    )
+    status: Literal["delivered", "failed"] = "delivered" if outcome.ok else "failed"
+    return Delivery(url, status, tried, outcome.status_code, outcome.error, delivery_id)

@@ -8,12 +8,39 @@ const SYMBOLS = { gt: ">", ge: "≥", lt: "<", le: "≤" };
 
 function delivery(event) {
   const d = event.delivery;
-  if (!d) return h("span", { class: "muted" }, "no webhook");
+  if (!d) return h("span", { class: "muted" }, "no channel");
   const ok = d.status === "delivered";
   const textValue = [d.status, d.status_code ? `HTTP ${d.status_code}` : null, d.attempts ? `${d.attempts} attempt(s)` : null]
     .filter(Boolean).join(", ");
   const tone = ok ? "ok" : d.status === "pending" ? "warn" : "bad";
-  return h("span", { title: d.error || "" }, badge(textValue || "unknown", tone));
+  const each = (d.channels || []).map((c) => `${c.channel}: ${c.status}${c.error ? ` (${c.error})` : ""}`);
+  return h("span", { title: each.join("\n") || d.error || "" }, badge(textValue || "unknown", tone));
+}
+
+/** The rule's channels as "webhook, slack, email"; the legacy webhook_url counts as a webhook. */
+function channelNames(rule) {
+  const names = (rule.channels || []).map((c) => c.type);
+  if (rule.webhook_url) names.unshift("webhook");
+  return names;
+}
+
+/** "Send test": a test event to each of the rule's channels; the result as a toast. */
+function testButton(rule, ctx) {
+  const button = h("button", { type: "button", class: "button small", "data-test-rule": rule.name }, "Send test");
+  button.addEventListener("click", async () => {
+    button.disabled = true;
+    try {
+      const results = await api(`/alerts/rules/${encodeURIComponent(ctx.name)}/${encodeURIComponent(rule.name)}/test`, { method: "POST" });
+      const failed = results.filter((r) => r.status !== "delivered");
+      const said = results.map((r) => `${r.channel}: ${r.status}${r.error ? ` (${r.error})` : ""}`).join("; ");
+      toast(`Test of ${rule.name}: ${said}`, failed.length ? "bad" : "");
+    } catch (exc) {
+      if (exc.status !== 401) showError(exc);
+    } finally {
+      button.disabled = false;
+    }
+  });
+  return button;
 }
 
 export async function alertsTab(root, ctx) {
@@ -30,7 +57,7 @@ export async function alertsTab(root, ctx) {
       id: "alert-rules-table",
       columns: [
         { label: "Rule" }, { label: "Metric" }, { label: "Fires when" }, { label: "State" },
-        { label: "Last value", num: true }, { label: "Samples", num: true }, { label: "Last evaluated" }, { label: "Webhook" },
+        { label: "Last value", num: true }, { label: "Samples", num: true }, { label: "Last evaluated" }, { label: "Channels" },
       ],
       rows: ruleList.map((r) => {
         const s = r.state || {};
@@ -44,7 +71,9 @@ export async function alertsTab(root, ctx) {
           fmtNumber(s.last_value),
           s.last_samples === undefined ? "—" : fmtInt(s.last_samples),
           s.last_evaluated_ms ? localTime(s.last_evaluated_ms) : "never",
-          r.webhook_url ? h("code", {}, r.webhook_url) : h("span", { class: "muted" }, "none"),
+          channelNames(r).length
+            ? h("span", { class: "channels" }, h("code", {}, channelNames(r).join(", ")), " ", testButton(r, ctx))
+            : h("span", { class: "muted" }, "none"),
         ];
       }),
       empty: h("span", {}, "No alert rules for this deployment. Create one with ",
@@ -54,7 +83,7 @@ export async function alertsTab(root, ctx) {
       id: "alert-events-table",
       columns: [
         { label: "Time" }, { label: "Rule" }, { label: "Event" }, { label: "Value", num: true },
-        { label: "Samples", num: true }, { label: "Message" }, { label: "Webhook delivery" },
+        { label: "Samples", num: true }, { label: "Message" }, { label: "Delivery" },
       ],
       rows: eventList.map((e) => [
         timeText(e.ts), e.rule, badge(e.kind, e.kind === "firing" ? "bad" : "ok"), fmtNumber(e.value),
@@ -81,7 +110,7 @@ export async function alertsTab(root, ctx) {
     h("section", { class: "panel", "aria-labelledby": "rules-title" },
       h("div", { class: "page-head" }, h("h2", { id: "rules-title" }, "Alert rules"),
         h("div", { class: "actions" }, evaluate)),
-      h("p", { class: "muted" }, "Rules are evaluated on the platform's schedule; each change of state is an event below, sent to the rule's webhook."),
+      h("p", { class: "muted" }, "Rules are evaluated on the platform's schedule; each change of state is an event below, sent to the rule's channels (webhook, Slack, Teams, e-mail, PagerDuty). “Send test” checks a rule's channels now."),
       rules),
     h("section", { class: "panel", "aria-labelledby": "events-title" },
       h("h2", { id: "events-title" }, "Event history"),
