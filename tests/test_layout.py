@@ -41,3 +41,15 @@ def test_a_replica_importing_the_control_plane_breaks_the_contracts(tmp_path: Pa
     assert result.returncode != 0, result.stdout
     assert "A replica imports nothing of the control plane BROKEN" in result.stdout
     assert "modeldeck.replica.batcher -> modeldeck.platform" in result.stdout
+
+
+def test_a_command_module_importing_cli_main_breaks_the_contracts(tmp_path: Path) -> None:
+    copy = tmp_path / "src"
+    shutil.copytree(
+        ROOT / "src" / "modeldeck", copy / "modeldeck", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    keys = copy / "modeldeck" / "cli" / "keys.py"
+    keys.write_text(keys.read_text() + "\nimport modeldeck.cli.main  # the wrong way\n")
+    result = lint_imports(copy)
+    assert result.returncode != 0, result.stdout
+    assert "modeldeck.cli.keys -> modeldeck.cli.main" in result.stdout

@@ -1,5 +1,6 @@
 """What every ``modeldeck`` command shares: the consoles, the client from the root options,
-one-line errors, and the parsing of durations and JSON arguments."""
+one-line errors, the parsing of durations and JSON arguments, and the platform's settings for
+the commands that work on this machine's store."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ from rich.table import Table
 from rich.text import Text
 
 from modeldeck.client import ApiError, Client
+from modeldeck.config import Settings
 from modeldeck.errors import ModeldeckError
 
 console = Console()
@@ -99,6 +101,17 @@ def make_client(ctx: click.Context) -> Client:
         first = exc.errors()[0]
         name = "MODELDECK_" + "_".join(str(p) for p in first["loc"]).upper()
         raise click.ClickException(f"{name}: {first['msg']}") from None
+
+
+def platform_settings(**overrides: Any) -> Settings:
+    """The platform's settings (``MODELDECK_*``) with the options given, its data directory
+    checked to be writable."""
+    values = {k: v for k, v in overrides.items() if v is not None}
+    settings = Settings(**values)
+    from modeldeck.store.db import ensure_writable_dir
+
+    ensure_writable_dir(settings.data_dir)  # a clear one-line error, not a traceback
+    return settings
 
 
 def print_json(value: Any) -> None:
