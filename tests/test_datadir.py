@@ -102,3 +102,49 @@ def test_deployments_are_not_restored_without_the_lock(tmp_path: Path) -> None:
     with pytest.raises(ConfigurationError, match="lock"):
         asyncio.run(platform.deployments.restore(DataDirLock(tmp_path)))
     assert not (tmp_path / "modeldeck.db").exists()
+
+
+# -- the port: a second platform on another data directory -------------------------------------
+
+
+def test_a_taken_port_is_one_error_naming_it(tmp_path: Path) -> None:
+    from modeldeck.httpserver import PortInUse, listen
+
+    taken = listen("127.0.0.1", 0)
+    port = taken.getsockname()[1]
+    try:
+        with pytest.raises(PortInUse) as refused:
+            listen("127.0.0.1", port)
+        assert f"port {port} on 127.0.0.1 is in use" in refused.value.message
+        assert "--port" in refused.value.message and "MODELDECK_PORT" in refused.value.message
+    finally:
+        taken.close()
+    listen("127.0.0.1", port).close()  # free again once closed
+
+
+def test_a_server_on_a_taken_port_stops_before_touching_anything(tmp_path: Path) -> None:
+    """``modeldeck server`` on a port another program holds: one line naming the port, a
+    failed exit, and no store, no key and no secret made (it used to start the whole platform,
+    print a new API key, then fail with uvicorn's raw ``[Errno 98]``)."""
+    from modeldeck.httpserver import listen
+
+    taken = listen("127.0.0.1", 0)
+    port = taken.getsockname()[1]
+    data = tmp_path / "data"
+    try:
+        result = subprocess.run(
+            [sys.executable, "-m", "modeldeck.cli.main", "server", "--port", str(port)],
+            env={**os.environ, "MODELDECK_DATA_DIR": str(data), "MODELDECK_HOST": "127.0.0.1"},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    finally:
+        taken.close()
+    assert result.returncode != 0, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and f"port {port} on 127.0.0.1 is in use" in lines[0], result.stderr
+    assert "Traceback" not in result.stdout + result.stderr
+    assert "API key created" not in result.stdout
+    assert not (data / "modeldeck.db").exists()
+    assert not (data / "secret.key").exists()

@@ -20,13 +20,45 @@ error shape (``{"error": {"code": "bad_request", ...}}``) rather than plain text
 from __future__ import annotations
 
 import asyncio
+import errno
+import socket
 from typing import Any
 
 import orjson
 import uvicorn
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
-from modeldeck.errors import error_body
+from modeldeck.errors import ConfigurationError, error_body
+
+
+class PortInUse(ConfigurationError):
+    """Another process listens on the address the platform was to listen on."""
+
+    code = "port_in_use"
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """The platform's listening socket, bound before anything else starts: a port that is
+    taken is a one-line error before the store is touched or a key made, not uvicorn's
+    ``[Errno 98]`` after the whole platform started. Pass it to ``uvicorn.Server.run(sockets=)``."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn's own bind
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(
+                f"port {port} on {host} is in use by another program (another modeldeck?): "
+                "stop it, or choose another port with --port or MODELDECK_PORT"
+            ) from None
+        raise ConfigurationError(f"cannot listen on {host}:{port}: {exc.strerror}") from None
+    sock.listen(2048)  # uvicorn's default backlog
+    # Not inheritable (Python's default): a replica that outlives the platform must never
+    # hold the port the next platform listens on.
+    return sock
+
 
 STATUS_LINES = {400: b"HTTP/1.1 400 Bad Request\r\n", 408: b"HTTP/1.1 408 Request Timeout\r\n"}
 

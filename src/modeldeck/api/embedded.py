@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import uvicorn
 
@@ -15,10 +16,13 @@ from .app import create_app
 
 
 async def serve_in_background(
-    settings: Settings, platform: Platform
+    settings: Settings, platform: Platform, sock: socket.socket | None = None
 ) -> tuple[uvicorn.Server, asyncio.Task[None]] | None:
-    """The server and its task once it listens on ``settings.host:port``; ``None`` when it
-    ended before that without an error (an error is raised: why it could not start)."""
+    """The server and its task once it listens on ``settings.host:port`` (or on ``sock``,
+    bound earlier by :func:`httpserver.listen`); ``None`` when it ended before that without an
+    error (an error is raised: why it could not start)."""
+    if sock is None:
+        sock = httpserver.listen(settings.host, settings.port)  # a taken port: PortInUse, now
     server = uvicorn.Server(
         httpserver.config(
             create_app(settings, platform=platform),
@@ -30,7 +34,7 @@ async def serve_in_background(
             access_log=False,
         )
     )
-    serving = asyncio.create_task(server.serve())
+    serving = asyncio.create_task(server.serve(sockets=[sock]))
     while not server.started:
         if serving.done():
             serving.result()  # re-raises why the server could not start

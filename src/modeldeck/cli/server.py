@@ -88,10 +88,12 @@ def server(host: str | None, port: int | None, data_dir: Path | None, stop_all: 
         stopped = stop_left_running(settings)
         console.print(f"stopped {stopped} replica process(es)")
         return
-    _configure_logging(settings.log_level)
-    _announce_initial_key(settings)
     from modeldeck import httpserver
 
+    # Bound before the store is touched or a key made: a taken port is one line, nothing done.
+    sock = httpserver.listen(settings.host, settings.port)
+    _configure_logging(settings.log_level)
+    _announce_initial_key(settings)
     uvicorn.Server(
         httpserver.config(
             create_app(
@@ -106,7 +108,7 @@ def server(host: str | None, port: int | None, data_dir: Path | None, stop_all: 
             access_log=False,
             timeout_graceful_shutdown=15,
         )
-    ).run()
+    ).run(sockets=[sock])
 
 
 @click.command()
@@ -129,10 +131,13 @@ def demo(
     from modeldeck.demo.run import run_demo
 
     settings = platform_settings(port=port, data_dir=data_dir)
+    from modeldeck import httpserver
+
     lock = _lock_data_dir(settings)
+    sock = httpserver.listen(settings.host, settings.port)  # before the model is trained
     _configure_logging("warning")
     api_key = _announce_initial_key(settings)
-    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic, lock, api_key))
+    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic, lock, api_key, sock))
 
 
 @click.command("settings")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+import socket
 from typing import Any
 
 import httpx
@@ -30,11 +31,13 @@ async def run_demo(
     exit_after_traffic: bool,
     lock: DataDirLock | None = None,
     api_key: str | None = None,
+    sock: socket.socket | None = None,
 ) -> None:
-    """``api_key``: the control-plane key created by this start (shown in the box), if any."""
+    """``api_key``: the control-plane key created by this start (shown in the box), if any;
+    ``sock``: the listening socket, bound by the caller (else bound here)."""
     platform = Platform(settings, lock=lock)
     await _ensure_model(platform, settings, console)
-    started = await serve_in_background(settings, platform)
+    started = await serve_in_background(settings, platform, sock)
     if started is None:
         return
     server, serving = started
