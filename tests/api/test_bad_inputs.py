@@ -27,9 +27,7 @@ from tests.conftest import (
     BACKENDS,
     Registered,
     RunningPlatform,
-    drop_postgres_database,
-    new_postgres_database,
-    start_platform,
+    platform_on,
 )
 
 pytestmark = pytest.mark.integration
@@ -779,34 +777,26 @@ def surface(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[Surface]:
     data_dir: Path = tmp_path_factory.mktemp(f"bad-inputs-{request.param}")
-    pg: tuple[str, str] | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'modeldeck.db'}"
-    else:
-        pg = new_postgres_database(request.getfixturevalue("postgres_admin"))
-        url = pg[0]
-    running = start_platform(
+    with platform_on(
+        request,
+        request.param,
         data_dir,
-        url,
         mlflow_registry.tracking_uri,
         MODELDECK_SUMMARY_INTERVAL_SECONDS="0",  # no background writes of drift summaries
         MODELDECK_QUALITY_GAUGES_INTERVAL_SECONDS="0",  # nor through the /metrics gauges' reports
         MODELDECK_ALERT_INTERVAL_SECONDS="3600",
-    )
-    engine = create_engine(url)
-    try:
-        client = running.client()
-        key = client.deploy(DEPLOYMENT, "iris", version=1)["access_key"]
-        client.wait(DEPLOYMENT, timeout=120)
-        answer = client.predict(DEPLOYMENT, {"inputs": [ROW]}, access_key=key)
-        client.create_alert_rule(**{**RULE, "name": "r1"})
-        wait_recorded(engine, answer["uuid"])
-        yield Surface(running, engine, key, answer["uuid"], dump(engine))
-    finally:
-        engine.dispose()
-        running.stop()
-        if pg:
-            drop_postgres_database(request.getfixturevalue("postgres_admin"), pg[1])
+    ) as running:
+        engine = create_engine(running.env["MODELDECK_STORE_URL"])
+        try:
+            client = running.client()
+            key = client.deploy(DEPLOYMENT, "iris", version=1)["access_key"]
+            client.wait(DEPLOYMENT, timeout=120)
+            answer = client.predict(DEPLOYMENT, {"inputs": [ROW]}, access_key=key)
+            client.create_alert_rule(**{**RULE, "name": "r1"})
+            wait_recorded(engine, answer["uuid"])
+            yield Surface(running, engine, key, answer["uuid"], dump(engine))
+        finally:
+            engine.dispose()
 
 
 def wait_recorded(engine: Engine, uuid: str, timeout: float = 20.0) -> None:

@@ -31,9 +31,7 @@ from modeldeck.client import ApiError, Client
 from tests.conftest import (
     POSTGRES_ENV,
     RunningPlatform,
-    drop_postgres_database,
-    new_postgres_database,
-    start_platform,
+    platform_on,
 )
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]  # make test-slow
@@ -118,20 +116,11 @@ def platform(
     request: pytest.FixtureRequest, models: Models, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[RunningPlatform]:
     data_dir = tmp_path_factory.mktemp(f"builds-{request.param}")
-    pg: tuple[str, str] | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'modeldeck.db'}"
-    else:
-        pg = new_postgres_database(request.getfixturevalue("postgres_admin"))
-        url = pg[0]
     uv_cache = os.environ.get("UV_CACHE_DIR") or str(Path.home() / ".cache" / "modeldeck-test-uv")
-    running = start_platform(data_dir, url, models.tracking_uri, UV_CACHE_DIR=uv_cache)
-    try:
+    with platform_on(
+        request, request.param, data_dir, models.tracking_uri, UV_CACHE_DIR=uv_cache
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        if pg:
-            drop_postgres_database(request.getfixturevalue("postgres_admin"), pg[1])
 
 
 def predict(platform: RunningPlatform, name: str, key: str, rows: list[list[float]]) -> Any:

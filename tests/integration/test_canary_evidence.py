@@ -36,9 +36,7 @@ import pytest
 from tests.conftest import (
     BACKENDS,
     RunningPlatform,
-    drop_postgres_database,
-    new_postgres_database,
-    start_platform,
+    platform_on,
 )
 from tests.fixtures import wait_for
 
@@ -117,21 +115,14 @@ def platform(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[RunningPlatform]:
     data_dir = tmp_path_factory.mktemp(f"evidence-{request.param}")
-    pg: tuple[str, str] | None = None
-    if request.param == "sqlite":
-        url = f"sqlite:///{data_dir / 'modeldeck.db'}"
-    else:
-        pg = new_postgres_database(request.getfixturevalue("postgres_admin"))
-        url = pg[0]
-    running = start_platform(
-        data_dir, url, versions.tracking_uri, MODELDECK_CANARY_INTERVAL_SECONDS="0.5"
-    )
-    try:
+    with platform_on(
+        request,
+        request.param,
+        data_dir,
+        versions.tracking_uri,
+        MODELDECK_CANARY_INTERVAL_SECONDS="0.5",
+    ) as running:
         yield running
-    finally:
-        running.stop()
-        if pg:
-            drop_postgres_database(request.getfixturevalue("postgres_admin"), pg[1])
 
 
 class Load:
