@@ -73,7 +73,7 @@ export async function overviewTab(root, ctx) {
       ? h("p", {}, "A batch deployment: jobs record their predictions under this name; it has no endpoint.")
       : [
         details([["URL", h("code", { id: "endpoint-url" }, d.endpoint_url)],
-          ["Access key", d.auth_enabled ? h("span", {}, h("code", {}, `${d.access_key_prefix || ""}…`), " (shown once when created; replace it with ", h("code", {}, `modeldeck deployments rotate-key ${d.name}`), ")")
+          ["Access key", d.auth_enabled ? h("span", {}, h("code", {}, `${d.access_key_prefix || ""}…`), " (shown once when created; replace it with Rotate key… above or ", h("code", {}, `modeldeck deployments rotate-key ${d.name}`), ")")
             : badge("authentication disabled: anyone who can reach the platform can call it", "bad")]]),
         h("h3", { style: "margin-top:1rem" }, "Example request"),
         codeBlock("example-curl", curl, "example curl request"),
