@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from modeldeck.errors import NotFound
+from modeldeck.monitoring.analysis import MAX_WINDOWS
 from modeldeck.monitoring.report import DAY_MS, HOUR_MS, PLOTLY_JS, build_report, render_report
 
 HOUR = 3_600_000
@@ -511,6 +512,10 @@ def test_build_report_reads_both_reports_over_the_cli_s_default_window() -> None
     analysis = FakeAnalysis(reference=True)
     build_report(analysis, "iris", start_ms=end - DAY_MS, end_ms=end)  # type: ignore[arg-type]
     assert analysis.asked[1][1]["step_ms"] == HOUR_MS  # a day or less: hourly windows
+    analysis = FakeAnalysis(reference=True)
+    build_report(analysis, "iris", start_ms=0, end_ms=end)  # type: ignore[arg-type]
+    step = analysis.asked[1][1]["step_ms"]  # decades: whole days, few enough windows
+    assert step % DAY_MS == 0 and end / step <= MAX_WINDOWS < end / (step - DAY_MS)
 
 
 def test_build_report_without_reference_data_says_why_and_keeps_performance() -> None:

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modeldeck.errors import NotFound
+from modeldeck.monitoring.analysis import MAX_WINDOWS
 from modeldeck.monitoring.jsonable import plain
 from modeldeck.records.model_metrics import now_ms
 
@@ -106,14 +107,17 @@ def build_report(
 ) -> str:
     """The HTML report of deployment ``name`` over ``[start_ms, end_ms]`` (default: the last
     seven days), performance in windows of ``step_ms`` (default: a day, or an hour for a range of
-    a day or less), as ``modeldeck report`` writes it.
+    a day or less, and coarser where that would make more windows than a performance report
+    takes), as ``modeldeck report`` writes it.
 
     Without reference data the drift section says why instead of failing the report; an
     unknown deployment raises :class:`NotFound`.
     """
     end = now_ms() if end_ms is None else end_ms
     start = end - DEFAULT_SPAN_MS if start_ms is None else start_ms
-    step = step_ms or (DAY_MS if end - start > DAY_MS else HOUR_MS)
+    if step_ms is None:  # as the CLI's, made coarser where a long range needs it
+        step_ms = DAY_MS if end - start > DAY_MS else HOUR_MS
+        step_ms *= max(1, math.ceil((end - start) / step_ms / MAX_WINDOWS))
     analysis.config(name)  # NotFound for an unknown deployment, before anything else
     drift: dict[str, Any] | None = None
     drift_reason = None
@@ -123,7 +127,7 @@ def build_report(
         drift_reason = exc.message
     performance = plain(
         analysis.performance(
-            name, start_ms=start, end_ms=end, step_ms=step, model_version=model_version
+            name, start_ms=start, end_ms=end, step_ms=step_ms, model_version=model_version
         )
     )
     return render_report(drift, performance, drift_reason=drift_reason)
