@@ -155,6 +155,7 @@ def test_alert_rules_are_created_and_deleted_from_the_alerts_tab(
     expect(page.locator("#alert-rules-table tbody tr", has_text="acc-low")).to_contain_text(
         "< 0.8 over 2h (≥ 25 samples)"
     )
+    shoot(page, screenshots / "alerts-with-rule.png")
     (rule,) = platform.client.alert_rules(NAME)
     assert rule["metric"] == "performance.accuracy" and rule["comparison"] == "lt"
     assert rule["threshold"] == 0.8 and rule["window_seconds"] == 7200
@@ -175,7 +176,9 @@ def test_alert_rules_are_created_and_deleted_from_the_alerts_tab(
 
 
 def test_predictions_download_as_csv_and_the_report_as_html(
-    page: Page, platform: Platform, tmp_path: Path
+    page: Page,
+    platform: Platform,
+    screenshots: Path,  # noqa: F811
 ) -> None:
     console = Console(page)
     open_tab(page, platform, "model-metrics")
@@ -188,6 +191,7 @@ def test_predictions_download_as_csv_and_the_report_as_html(
     assert {r["model_version"] for r in rows} == {platform.v1}
     assert float(rows[0]["input.petal_length"]) == 1.4
     expect(page.locator(".toast", has_text=f"({RECORDED} rows)")).to_be_visible()
+    shoot(page, screenshots / "model-metrics-download.png")
 
     open_tab(page, platform, "drift")
     with page.expect_download() as caught:
@@ -201,7 +205,9 @@ def test_predictions_download_as_csv_and_the_report_as_html(
 
 
 def test_rotating_the_key_shows_the_new_one_once_and_refuses_the_old(
-    page: Page, platform: Platform
+    page: Page,
+    platform: Platform,
+    screenshots: Path,  # noqa: F811
 ) -> None:
     console = Console(page)
     old = platform.access_key
@@ -214,6 +220,7 @@ def test_rotating_the_key_shows_the_new_one_once_and_refuses_the_old(
     shown = page.locator("#new-access-key")
     expect(shown).to_have_text(re.compile(r"^\s*[0-9a-f]{40}\s*$"))
     new = shown.inner_text().strip()
+    shoot(page, screenshots / "new-access-key.png")
     page.get_by_role("dialog").get_by_role("button", name="Done").click()
     expect(shown).to_have_count(0)  # shown once: the dialog is gone, and so is the key
     assert new != old
