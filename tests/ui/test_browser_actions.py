@@ -223,6 +223,9 @@ def test_rotating_the_key_shows_the_new_one_once_and_refuses_the_old(
     shoot(page, screenshots / "new-access-key.png")
     page.get_by_role("dialog").get_by_role("button", name="Done").click()
     expect(shown).to_have_count(0)  # shown once: the dialog is gone, and so is the key
+    # The overview shows the new key's prefix (never the key).
+    expect(page.locator("#tab-overview")).to_contain_text(f"{new[:8]}…")
+    assert new not in page.locator("#main").inner_text()
     assert new != old
     platform.access_key = new
     assert platform.predict_status(old) == 401
@@ -246,6 +249,7 @@ def test_rollback_returns_to_the_version_served_before(page: Page, platform: Pla
     expect(page.locator("#deployment-head .subtitle").first).to_contain_text(
         f"iris v{platform.v1} ·", timeout=45_000
     )
+    expect(page.locator("#tab-overview")).to_contain_text(f"models:/iris/{platform.v1}")
     # Nothing before v1: the API's 409 shows in the error toast, and nothing changes.
     head_button(page, f"Roll back {NAME}").click()
     page.get_by_role("dialog").get_by_role("button", name="Roll back").click()
