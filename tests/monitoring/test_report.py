@@ -11,9 +11,12 @@ from datetime import UTC, datetime
 from html.parser import HTMLParser
 from typing import Any
 
+import numpy as np
 import pytest
 
-from modeldeck.monitoring.report import PLOTLY_JS, render_report
+from modeldeck.errors import NotFound
+from modeldeck.monitoring.analysis import MAX_WINDOWS
+from modeldeck.monitoring.report import DAY_MS, HOUR_MS, PLOTLY_JS, build_report, render_report
 
 HOUR = 3_600_000
 START = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp() * 1000)
@@ -470,3 +473,54 @@ def test_the_html_is_well_formed(drift: Any, performance: Any) -> None:
     assert checker.seen.count("body") == 1
     body = checker.seen[checker.seen.index("body") :]
     assert body.count("script") == charts(page)  # one per chart; the bundle is in the head
+
+
+class FakeAnalysis:
+    """What build_report asks of the analysis service, with NumPy values in its reports."""
+
+    def __init__(self, *, reference: bool) -> None:
+        self.reference = reference
+        self.asked: list[tuple[str, dict[str, Any]]] = []
+
+    def config(self, name: str) -> None:
+        if name != "iris":
+            raise NotFound(f"deployment {name!r} not found")
+
+    def drift(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        self.asked.append(("drift", kwargs))
+        if not self.reference:
+            raise NotFound(f"deployment {name!r} has no reference data")
+        report = drift_report()
+        report["dataset"]["drifted"] = np.bool_(report["dataset"]["drifted"])
+        return report
+
+    def performance(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        self.asked.append(("performance", kwargs))
+        report = classification_report()
+        report["windows"][0]["label_coverage"] = np.float64(report["windows"][0]["label_coverage"])
+        return report
+
+
+def test_build_report_reads_both_reports_over_the_cli_s_default_window() -> None:
+    analysis = FakeAnalysis(reference=True)
+    end = START + 10 * DAY_MS
+    page = build_report(analysis, "iris", end_ms=end)  # type: ignore[arg-type]
+    (_, drift), (_, performance) = analysis.asked
+    assert drift == {"start_ms": end - 7 * DAY_MS, "end_ms": end, "model_version": None}
+    assert performance["step_ms"] == DAY_MS  # a week: daily windows
+    assert "No drift report" not in page and charts(page) > 1
+    analysis = FakeAnalysis(reference=True)
+    build_report(analysis, "iris", start_ms=end - DAY_MS, end_ms=end)  # type: ignore[arg-type]
+    assert analysis.asked[1][1]["step_ms"] == HOUR_MS  # a day or less: hourly windows
+    analysis = FakeAnalysis(reference=True)
+    build_report(analysis, "iris", start_ms=0, end_ms=end)  # type: ignore[arg-type]
+    step = analysis.asked[1][1]["step_ms"]  # decades: whole days, few enough windows
+    assert step % DAY_MS == 0 and end / step <= MAX_WINDOWS < end / (step - DAY_MS)
+
+
+def test_build_report_without_reference_data_says_why_and_keeps_performance() -> None:
+    page = build_report(FakeAnalysis(reference=False), "iris")  # type: ignore[arg-type]
+    assert "No drift report: deployment &#x27;iris&#x27; has no reference data." in page
+    assert "<h2>Performance</h2>" in page
+    with pytest.raises(NotFound):
+        build_report(FakeAnalysis(reference=True), "nope")  # type: ignore[arg-type]

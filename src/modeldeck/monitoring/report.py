@@ -16,6 +16,9 @@ The page works offline: plotly.js (the dashboard's vendored basic bundle, about 
 and bar traces are all the report draws) is embedded once in the ``<head>`` (only when there is
 a chart), the figures reference it, and nothing is loaded from a CDN. Every string taken from the
 reports is escaped, in the HTML and in the chart texts alike. Plotly is imported on first call.
+
+:func:`build_report` reads both reports of a deployment from the analysis service and renders
+them: what ``GET /api/v1/deployments/{name}/report`` answers (the dashboard's download).
 """
 
 from __future__ import annotations
@@ -27,9 +30,21 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["render_report"]
+from modeldeck.errors import NotFound
+from modeldeck.monitoring.analysis import MAX_WINDOWS
+from modeldeck.monitoring.jsonable import plain
+from modeldeck.records.model_metrics import now_ms
+
+if TYPE_CHECKING:
+    from modeldeck.monitoring.analysis import AnalysisService
+
+__all__ = ["build_report", "render_report"]
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
+DEFAULT_SPAN_MS = 7 * DAY_MS  # as `modeldeck report --since 7d`
 
 REFERENCE_COLOUR = "#94a3b8"
 CURRENT_COLOUR = "#2563eb"
@@ -79,6 +94,43 @@ tr.untested td.status { color: var(--muted); }
 .warning { color: #92400e; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 """
+
+
+def build_report(
+    analysis: AnalysisService,
+    name: str,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    step_ms: int | None = None,
+    model_version: str | None = None,
+) -> str:
+    """The HTML report of deployment ``name`` over ``[start_ms, end_ms]`` (default: the last
+    seven days), performance in windows of ``step_ms`` (default: a day, or an hour for a range of
+    a day or less, and coarser where that would make more windows than a performance report
+    takes), as ``modeldeck report`` writes it.
+
+    Without reference data the drift section says why instead of failing the report; an
+    unknown deployment raises :class:`NotFound`.
+    """
+    end = now_ms() if end_ms is None else end_ms
+    start = end - DEFAULT_SPAN_MS if start_ms is None else start_ms
+    if step_ms is None:  # as the CLI's, made coarser where a long range needs it
+        step_ms = DAY_MS if end - start > DAY_MS else HOUR_MS
+        step_ms *= max(1, math.ceil((end - start) / step_ms / MAX_WINDOWS))
+    analysis.config(name)  # NotFound for an unknown deployment, before anything else
+    drift: dict[str, Any] | None = None
+    drift_reason = None
+    try:
+        drift = plain(analysis.drift(name, start_ms=start, end_ms=end, model_version=model_version))
+    except NotFound as exc:  # no reference data: a report without its drift section
+        drift_reason = exc.message
+    performance = plain(
+        analysis.performance(
+            name, start_ms=start, end_ms=end, step_ms=step_ms, model_version=model_version
+        )
+    )
+    return render_report(drift, performance, drift_reason=drift_reason)
 
 
 def render_report(

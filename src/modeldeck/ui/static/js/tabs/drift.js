@@ -1,5 +1,6 @@
 // Drift: the dataset verdict, then every feature (and the prediction) against the reference.
 
+import { downloadButton } from "../actions.js";
 import { api } from "../api.js";
 import { miniDistribution, purge } from "../charts.js";
 import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime, VERDICT_TONES } from "../dom.js";
@@ -127,7 +128,17 @@ export async function driftTab(root, ctx) {
         },
       }),
       h("div", { class: "spacer" }),
-      shown),
+      shown,
+      downloadButton({
+        id: "download-report",
+        label: "Download report",
+        path: `/deployments/${enc}/report`,
+        query: () => {
+          const { start, end } = resolveRange(range);
+          return { start: Math.floor(start), end: Math.ceil(end) };
+        },
+        saved: "Saved the drift and performance report of this window (HTML).",
+      })),
     summary,
     h("section", { class: "panel", "aria-labelledby": "drift-title" },
       h("h2", { id: "drift-title" }, "Per column"),
