@@ -16,6 +16,7 @@ class SumModel:
         self.input_columns = (
             [ColumnSpec(c, "double") for c in columns] if columns is not None else None
         )
+        self.input_tensor = None
         self.calls: list[int] = []
 
     def load(self) -> None:

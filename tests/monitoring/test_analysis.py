@@ -420,3 +420,16 @@ def test_below_min_samples_the_verdict_is_not_enough_data(
     )
     empty = service.drift("clf", start_ms=T0 + HOUR, end_ms=T0 + 2 * HOUR)["verdict"]
     assert empty["level"] == "no_data"
+
+
+def test_the_label_column_of_a_tensor_models_reference() -> None:
+    """A tensor signature names no columns: the label is the column of a usual label name, not
+    'none' (every column was taken for a feature the model does not take)."""
+    from modeldeck.monitoring.analysis import _guess_target
+
+    frame = pd.DataFrame({"a": [1.0], "b": [2.0], "target": [0]})
+    tensor = {"inputs": [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 2]}}]}
+    assert _guess_target(frame, tensor) == "target"
+    columns = {"inputs": [{"name": "a", "type": "double"}, {"name": "b", "type": "double"}]}
+    assert _guess_target(frame, columns) == "target"
+    assert _guess_target(frame.rename(columns={"target": "y"}), None) == "y"

@@ -1870,9 +1870,14 @@ def _infer_task(labels: set[str]) -> str:
 
 
 def _guess_target(frame: pd.DataFrame, signature: Mapping[str, Any] | None) -> str | None:
-    """The label column of logged training data: the one column the model does not take."""
+    """The label column of logged training data: the one column the model does not take; for
+    a signature without column names (none, or tensors) a column of a usual label name."""
     inputs = (signature or {}).get("inputs") or []
-    names = {c.get("name") for c in inputs if isinstance(c, dict)}
+    names = {
+        c.get("name")
+        for c in inputs
+        if isinstance(c, dict) and c.get("name") and c.get("type") != "tensor"
+    }
     if not names:
         for candidate in ("target", "label", "y", "actual_result"):
             if candidate in frame.columns:

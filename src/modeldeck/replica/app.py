@@ -83,11 +83,16 @@ def _error(exc: ModeldeckError) -> Response:
 
 
 def to_jsonable(output: Any) -> Any:
-    """A model's output as plain JSON values."""
+    """A model's output as plain JSON values: one value per row (a DataFrame of one column, or
+    an array of one column as CatBoost's classifiers answer, become a list of values), a record
+    per row for a DataFrame of several columns."""
     if hasattr(output, "to_dict") and hasattr(output, "columns"):
         if len(output.columns) == 1:
             return output.iloc[:, 0].tolist()
         return output.to_dict(orient="records")
+    shape = getattr(output, "shape", None)
+    if isinstance(shape, tuple) and len(shape) == 2 and shape[1] == 1:
+        return output[:, 0].tolist()
     if hasattr(output, "tolist"):
         return output.tolist()
     return output
@@ -191,6 +196,8 @@ def create_replica_app(
         body = await request.body()
         try:
             frame = codecs.conform(codecs.parse(codecs.loads(body)), model.input_columns)
+            if model.input_tensor is not None:
+                frame = codecs.conform_tensor(frame, model.input_tensor)
         except ModeldeckError as exc:
             return _error(exc)
         try:

@@ -45,6 +45,28 @@ class ColumnSpec:
     required: bool = True
 
 
+@dataclass(frozen=True)
+class TensorInput:
+    """A signature of one tensor input: its NumPy dtype and shape (``-1`` for any size).
+
+    Every row of a request is one element of the batch dimension, flattened: a row of
+    ``prod(shape[1:])`` numbers (or, for a string tensor, texts).
+    """
+
+    dtype: str
+    shape: tuple[int, ...]
+
+    @property
+    def width(self) -> int | None:
+        """Values per row; ``None`` when a dimension past the first is of any size."""
+        width = 1
+        for dim in self.shape[1:]:
+            if dim < 0:
+                return None
+            width *= dim
+        return width
+
+
 @dataclass
 class Frame:
     columns: list[str] | None
@@ -142,6 +164,55 @@ def signature_columns(signature: dict[str, Any] | None) -> list[ColumnSpec] | No
             return None
         specs.append(ColumnSpec(col.get("name", str(i)), col["type"], col.get("required", True)))
     return specs
+
+
+def signature_tensor(signature: dict[str, Any] | None) -> TensorInput | None:
+    """The tensor of a signature of exactly one tensor input; ``None`` for anything else
+    (no signature, columns, several named tensors: those go to the pyfunc as they come)."""
+    if not signature or not signature.get("inputs"):
+        return None
+    inputs = signature["inputs"]
+    if isinstance(inputs, str):
+        inputs = orjson.loads(inputs)
+    if len(inputs) != 1 or inputs[0].get("type") != "tensor":
+        return None
+    spec = inputs[0].get("tensor-spec") or {}
+    shape = tuple(int(d) for d in spec.get("shape") or (-1,))
+    return TensorInput(str(spec.get("dtype", "float64")), shape)
+
+
+def conform_tensor(frame: Frame, tensor: TensorInput) -> Frame:
+    """Check each row against a tensor input: as many values as one element holds, each a
+    number (a text for a string tensor). 422 naming the row and position at fault."""
+    width = tensor.width
+    texts = tensor.dtype in ("str", "object", "bytes")
+    check: Callable[[Any], bool] = _is_text if texts else _is_number
+    expected = "a text" if texts else "a number"
+    for i, row in enumerate(frame.rows):
+        if width is not None and len(row) != width:
+            raise ValidationFailed(
+                f"row {i} has {len(row)} values; the model takes a tensor of shape "
+                f"{list(tensor.shape)}, {width} values per row",
+                details={"field": f"row {i}", "expected_shape": list(tensor.shape)},
+            )
+        for j, value in enumerate(row):
+            if not check(value):
+                raise ValidationFailed(
+                    f"row {i} value {j} is {_describe(value)}; the model's {tensor.dtype} "
+                    f"tensor takes {expected}",
+                    details={"field": f"row {i}", "position": j, "expected_type": tensor.dtype},
+                )
+    return frame
+
+
+def tensor_array(rows: list[list[Any]], tensor: TensorInput) -> Any:
+    """Rows to one NumPy array of the tensor's dtype and shape (once per batch)."""
+    import numpy as np
+
+    array = np.asarray(rows, dtype=tensor.dtype)
+    if len(tensor.shape) > 2:
+        array = array.reshape((len(rows), *tensor.shape[1:]))
+    return array
 
 
 def parse(payload: Any) -> Frame:
@@ -319,6 +390,10 @@ def _is_number(v: Any) -> bool:
     return (isinstance(v, int | float) and not isinstance(v, bool)) and not (
         isinstance(v, float) and math.isinf(v)
     )
+
+
+def _is_text(v: Any) -> bool:
+    return isinstance(v, str)
 
 
 def _is_int(v: Any) -> bool:

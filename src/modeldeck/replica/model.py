@@ -11,7 +11,14 @@ import logging
 import warnings
 from typing import Any, Protocol
 
-from modeldeck.replica.codecs import ColumnSpec, dataframe, signature_columns
+from modeldeck.replica.codecs import (
+    ColumnSpec,
+    TensorInput,
+    dataframe,
+    signature_columns,
+    signature_tensor,
+    tensor_array,
+)
 
 log = logging.getLogger("modeldeck.replica")
 
@@ -71,6 +78,7 @@ class Scored:
 class ModelRuntime(Protocol):
     ready: bool
     input_columns: list[ColumnSpec] | None
+    input_tensor: TensorInput | None
 
     def load(self) -> None: ...
 
@@ -87,7 +95,10 @@ class MlflowModel:
     scikit-learn models with an all-numeric signature take a fast path: the estimator the pyfunc
     wraps is called with a NumPy array in the estimator's own feature order, as the pyfunc would
     call it with a DataFrame, skipping DataFrame construction and schema enforcement (which the
-    replica has already done while decoding). Everything else goes through ``pyfunc.predict``.
+    replica has already done while decoding). Everything else goes through ``pyfunc.predict``:
+    with a DataFrame in the signature's dtypes, or, for a signature of one tensor (PyTorch,
+    Keras...), with a NumPy array of the tensor's dtype and shape (MLflow refuses a float64
+    array for a float32 tensor, and JSON numbers decode as float64).
     """
 
     def __init__(self, model_uri: str, tracking_uri: str | None = None) -> None:
@@ -95,6 +106,7 @@ class MlflowModel:
         self.tracking_uri = tracking_uri
         self.ready = False
         self.input_columns: list[ColumnSpec] | None = None
+        self.input_tensor: TensorInput | None = None
         self.fast_path = False
         self._pyfunc: Any = None
         self._estimator_fn: Any = None
@@ -114,7 +126,9 @@ class MlflowModel:
         self._pyfunc = mlflow.pyfunc.load_model(self.model_uri)
         signature = self._pyfunc.metadata.signature
         if signature is not None and signature.inputs is not None:
-            self.input_columns = signature_columns({"inputs": signature.inputs.to_dict()})
+            inputs = {"inputs": signature.inputs.to_dict()}
+            self.input_columns = signature_columns(inputs)
+            self.input_tensor = signature_tensor(inputs)
         self._choose_fast_path()
         self.ready = True
 
@@ -160,6 +174,8 @@ class MlflowModel:
 
             array = np.asarray(rows, dtype=np.float64)
             return array[:, self._order] if self._order is not None else array
+        if self.input_tensor is not None:
+            return tensor_array(rows, self.input_tensor)
         return dataframe(columns, rows, self.input_columns)
 
     def predict(self, data: Any) -> Any:

@@ -1,0 +1,166 @@
+"""Every flavour end to end on one real platform (SQLite): XGBoost, LightGBM and CatBoost
+(native MLflow flavours, CatBoost with a text category), PyTorch with a tensor signature, a
+custom ``mlflow.pyfunc.PythonModel`` answering several columns, and a regression.
+
+For each: deploy, predict in each accepted body form (the same answer, the one the model gives
+in the training process), the record holds the input and output, and drift and performance
+answer over simulated traffic with labels.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+
+from modeldeck.simulate import simulate
+from tests.conftest import Registered, RunningPlatform, start_platform
+from tests.flavours import TRAINERS, Flavour, register_flavours
+
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
+
+TRAFFIC = 60
+
+
+@pytest.fixture(scope="module")
+def flavours(mlflow_registry: Registered) -> dict[str, Flavour]:
+    return register_flavours(
+        mlflow_registry.tracking_uri, (mlflow_registry.root / "artifacts" / "flavours").as_uri()
+    )
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    flavours: dict[str, Flavour],
+    mlflow_registry: Registered,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[tuple[RunningPlatform, dict[str, str]]]:
+    data_dir = tmp_path_factory.mktemp("flavours")
+    running = start_platform(
+        data_dir, f"sqlite:///{data_dir / 'modeldeck.db'}", mlflow_registry.tracking_uri
+    )
+    try:
+        client = running.client()
+        keys = {}
+        for flavour, model in flavours.items():
+            created = client.deploy(flavour, model.name, version=model.version, replicas=1)
+            keys[flavour] = created["access_key"]
+        for flavour in flavours:
+            client.wait(flavour, timeout=180)
+        yield running, keys
+    finally:
+        running.stop()
+
+
+def _bodies(model: Flavour) -> dict[str, Any]:
+    """The same rows in every accepted form (a tensor model's rows are positional)."""
+    records = [dict(zip(model.columns, row, strict=True)) for row in model.rows]
+    columns = {c: [row[i] for row in model.rows] for i, c in enumerate(model.columns)}
+    return {
+        "dataframe_split": {"dataframe_split": {"columns": model.columns, "data": model.rows}},
+        "dataframe_records": {"dataframe_records": records},
+        "instances (rows)": {"instances": model.rows},
+        "instances (records)": {"instances": records},
+        "inputs (rows)": {"inputs": model.rows},
+        "inputs (columns)": {"inputs": columns},
+    }
+
+
+def _post(platform: RunningPlatform, name: str, key: str, body: Any) -> httpx.Response:
+    return httpx.post(
+        f"{platform.url}/deployments/{name}/predict",
+        json=body,
+        headers={"Authorization": f"Bearer {key}"},
+        timeout=60,
+    )
+
+
+def _label_of(output: Any) -> Any:
+    """The class in a prediction: the custom model answers ``{"label", "score", "band"}``."""
+    return output["label"] if isinstance(output, dict) else output
+
+
+@pytest.mark.parametrize("flavour", list(TRAINERS))
+def test_predict_record_drift_and_performance(
+    flavour: str,
+    flavours: dict[str, Flavour],
+    deployed: tuple[RunningPlatform, dict[str, str]],
+) -> None:
+    platform, keys = deployed
+    model = flavours[flavour]
+    key = keys[flavour]
+    uuids: dict[str, str] = {}
+    for form, body in _bodies(model).items():
+        r = _post(platform, flavour, key, body)
+        assert r.status_code == 200, (form, r.text)
+        prediction = r.json()["prediction"]
+        assert len(prediction) == len(model.rows), (form, prediction)
+        if model.task == "regression":
+            assert prediction == pytest.approx(model.expected, rel=1e-6), form
+        else:
+            assert [_label_of(p) for p in prediction] == model.expected, form
+        if flavour == "custom":
+            assert [set(p) for p in prediction] == [{"label", "score", "band"}] * 3
+        uuids[form] = r.json()["uuid"]
+        assert r.headers["X-Prediction-Id"] == uuids[form]
+
+    # A row of the wrong shape or type is a 422 naming it, never a 500 from inside the model.
+    bad_row = [*model.rows[0][:-1], "not a number" if not model.tensor else None]
+    if flavour == "catboost":
+        bad_row = [*model.rows[0][:-1], 3]  # the category must be a text
+    r = _post(platform, flavour, key, {"inputs": [bad_row]})
+    assert r.status_code == 422, r.text
+    r = _post(platform, flavour, key, {"inputs": [model.rows[0][:-1]]})
+    assert r.status_code == 422, r.text
+
+    with platform.client() as client:
+        stored = {
+            rec["predictionUuid"]: rec["metrics"]
+            for rec in client.read_metrics(flavour, uuids=list(uuids.values()))["metrics"]
+        }
+        assert set(stored) == set(uuids.values())
+        split = stored[uuids["dataframe_split"]]
+        assert split["input"] == [dict(zip(model.columns, r, strict=True)) for r in model.rows]
+        assert [_label_of(o) for o in split["output"]] == pytest.approx(model.expected)
+        positional = stored[uuids["inputs (rows)"]]
+        assert positional["output"] == split["output"]
+
+        begin = int(time.time() * 1000)
+        result = simulate(
+            client,
+            flavour,
+            requests=TRAFFIC,
+            seed=11,
+            concurrency=4,
+            source="reference",
+            labels="reference",
+            label_delay=0.0,
+            access_key=key,
+        )
+        assert (result.ok, result.failed, result.labels_sent) == (TRAFFIC, 0, TRAFFIC), (
+            result.errors
+        )
+        end = int(time.time() * 1000) + 1
+        drift = client.drift(flavour, start_ms=begin, end_ms=end)
+        assert drift["current_rows"] == TRAFFIC
+        assert {c["column"] for c in drift["columns"]} == set(model.columns)
+        assert drift["reference"]["target_column"] == "target"
+        assert drift["verdict"]["level"] in ("ok", "warn", "drift")
+        # Prediction drift needs one value per prediction (not the custom model's records).
+        assert (drift["prediction"] is not None) is (flavour != "custom")
+        perf = client.performance(flavour, start_ms=begin, end_ms=end)
+        assert perf["task"] == model.task
+        assert sum(w["labelled"] for w in perf["windows"]) == TRAFFIC
+        realised = [w["realised"] for w in perf["windows"] if w["realised"]]
+        assert sum(r["count"] for r in realised) == TRAFFIC
+        if flavour == "custom":
+            # Its output is a record of three columns: realised performance compares records
+            # with labels (docs/deployments.md, "Models of every flavour").
+            return
+        if model.task == "regression":
+            assert all(r["r2"] > 0.8 for r in realised), realised
+        else:
+            assert all(r["accuracy"] > 0.8 for r in realised), realised
