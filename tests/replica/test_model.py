@@ -77,3 +77,48 @@ def test_non_numeric_signatures_use_pyfunc(mlflow_registry: Registered) -> None:
     model.load()
     assert not model.fast_path
     assert list(model.predict(model.make_input(["a"], [["q"], ["r"]]))) == ["x", "x"]
+
+
+def test_pipelines_that_select_columns_by_name_use_pyfunc(mlflow_registry: Registered) -> None:
+    """A ``ColumnTransformer`` picking columns by name raises on an array: the fast path would
+    have failed every request of this common pipeline with a 500."""
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = iris_frame()
+    estimator = make_pipeline(
+        ColumnTransformer([("scaled", StandardScaler(), ["petal_length", "petal_width"])]),
+        LogisticRegression(max_iter=500),
+    ).fit(X, y)
+    signature = ModelSignature(
+        inputs=Schema([ColSpec("double", f) for f in FEATURES]),
+        outputs=Schema([ColSpec("long")]),
+    )
+    info = _log(estimator, signature, mlflow_registry)
+    model = MlflowModel(info.model_uri, mlflow_registry.tracking_uri)
+    model.load()
+    assert not model.fast_path
+    got = model.predict(model.make_input(FEATURES, _rows(X)))
+    assert np.array_equal(np.ravel(got), estimator.predict(X))
+
+
+def test_which_estimators_take_arrays() -> None:
+    from sklearn.compose import ColumnTransformer
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
+
+    from modeldeck.replica.model import takes_arrays
+
+    by_position = ColumnTransformer([("s", StandardScaler(), [0, 1]), ("d", "drop", [2, 3])])
+    assert takes_arrays(make_pipeline(StandardScaler(), LogisticRegression()))
+    assert takes_arrays(make_pipeline(by_position, LogisticRegression()))
+    assert takes_arrays(make_pipeline(FunctionTransformer(), LogisticRegression()))
+    by_name = ColumnTransformer([("s", StandardScaler(), ["a"])])
+    assert not takes_arrays(make_pipeline(by_name, LogisticRegression()))
+    assert not takes_arrays(make_pipeline(FunctionTransformer(np.log1p), LogisticRegression()))
+
+    class Own(LogisticRegression):
+        pass
+
+    assert not takes_arrays(make_pipeline(StandardScaler(), Own()))

@@ -141,7 +141,7 @@ class MlflowModel:
             return
         estimator = self._pyfunc.get_raw_model()
         fn = getattr(estimator, conf.get("predict_fn", "predict"), None)
-        if fn is None:
+        if fn is None or not takes_arrays(estimator):
             return
         names = [s.name for s in specs]
         fitted = getattr(estimator, "feature_names_in_", None)
@@ -201,6 +201,57 @@ class MlflowModel:
         self._proba_fn = None
         self._argmax_classes = None
         self.ready = False
+
+
+def takes_arrays(estimator: Any) -> bool:
+    """Whether ``estimator`` answers a NumPy array as it answers the DataFrame it was fitted on.
+
+    Not when any estimator inside it is code of its own (not scikit-learn's), a
+    ``FunctionTransformer`` with a function (which may read columns by name), or a
+    ``ColumnTransformer`` that picks columns by name or by a callable: given an array, those
+    raise, and every request would fail. Such models go through the pyfunc.
+    """
+    stack, seen = [estimator], set()
+    while stack:
+        current = stack.pop()
+        if id(current) in seen:
+            continue
+        seen.add(id(current))
+        kind = type(current)
+        if not kind.__module__.startswith("sklearn."):
+            return False
+        if kind.__name__ == "FunctionTransformer" and (
+            getattr(current, "func", None) is not None
+            or getattr(current, "inverse_func", None) is not None
+        ):
+            return False
+        if kind.__name__ == "ColumnTransformer" and not all(
+            _positional(columns) for _, _, columns in getattr(current, "transformers", [])
+        ):
+            return False
+        for value in current.get_params(deep=False).values():
+            for item in value if isinstance(value, list | tuple) else [value]:
+                for part in item if isinstance(item, tuple) else [item]:
+                    if hasattr(part, "get_params") and not isinstance(part, type):
+                        stack.append(part)
+    return True
+
+
+def _positional(columns: Any) -> bool:
+    """A ``ColumnTransformer`` selection that works on an array: positions, a slice of
+    positions or a boolean mask."""
+    if isinstance(columns, slice):
+        return all(v is None or isinstance(v, int) for v in (columns.start, columns.stop))
+    if isinstance(columns, bool | str) or callable(columns):
+        return False
+    if isinstance(columns, int):
+        return True
+    dtype = getattr(columns, "dtype", None)
+    if dtype is not None:
+        return dtype.kind in "iub"
+    return isinstance(columns, list | tuple) and all(
+        isinstance(c, int) and not isinstance(c, str) for c in columns
+    )
 
 
 def predicts_argmax(estimator: Any) -> bool:
