@@ -8,9 +8,12 @@ RUN_STAMP := $(VENV)/.installed-run-stamp
 # Benchmark-only: Evidently (extra 'bench') needs plotly<6, so it gets a venv of its own.
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
+# Benchmark-only: MLServer with its MLflow runtime and the flavours' libraries, apart from .venv.
+MLSERVER_VENV ?= .venv-mlserver
+MLSERVER_STAMP := $(MLSERVER_VENV)/.installed-stamp
 export PATH := $(abspath $(BIN)):$(PATH)
 
-.PHONY: install run test test-slow test-ray lint bench bench-monitoring bench-dashboard screenshots clean
+.PHONY: install run test test-slow test-ray lint bench bench-flavours bench-monitoring bench-dashboard screenshots clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -41,7 +44,7 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ray and not slow" $(PYTEST_ARGS)
 
-## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, canary rollouts and their evidence, the API fuzz, platform restarts and kills; about 13 minutes)
+## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, canary rollouts and their evidence, the API fuzz, platform restarts and kills, every model flavour, the wheel in a fresh venv; about 17 minutes)
 test-slow: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "slow and not ray" $(PYTEST_ARGS)
 
@@ -62,6 +65,20 @@ bench: install
 	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
 	$(BIN)/python benchmarks/serve.py $(BENCH_ARGS)
 	$(BIN)/python benchmarks/ingest.py $(INGEST_ARGS)
+
+# uvloop 0.22 removed the implicit event loop MLServer 1.7's parallel workers ask for.
+$(MLSERVER_STAMP):
+	test -x $(MLSERVER_VENV)/bin/python || $(PYTHON) -m venv $(MLSERVER_VENV)
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(MLSERVER_VENV)/bin/python -m pip install --quiet mlserver mlserver-mlflow \
+		"mlflow==$$($(BIN)/python -c 'import mlflow; print(mlflow.__version__)')" \
+		torch==2.13.0 xgboost-cpu lightgbm catboost "uvloop<0.22"
+	touch $(MLSERVER_STAMP)
+
+## bench-flavours: every flavour at c=1 and c=64 against `mlflow models serve` and MLServer (in .venv-mlserver)
+bench-flavours: install $(MLSERVER_STAMP)
+	command -v wrk >/dev/null || (apt-get update -qq && apt-get install -y -qq wrk)
+	$(BIN)/python benchmarks/serve.py --flavours --mlserver-python $(MLSERVER_VENV)/bin/python $(BENCH_ARGS)
 
 $(BENCH_STAMP): pyproject.toml
 	test -x $(BENCH_VENV)/bin/python || $(PYTHON) -m venv $(BENCH_VENV)

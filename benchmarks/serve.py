@@ -427,21 +427,23 @@ def bench_mlflow(
     body: dict[str, Any],
     concurrencies: list[int],
     duration_s: int,
+    model_uri: str = f"models:/{MODEL_NAME}/1",
+    name: str = "mlflow",
 ) -> tuple[dict[int, RunResult], float]:
     """Serve with ``mlflow models serve``, measure, stop. Returns results and startup seconds."""
     port = free_port()
     command = [
-        str(bin_dir / "mlflow"), "models", "serve", "-m", f"models:/{MODEL_NAME}/1",
+        str(bin_dir / "mlflow"), "models", "serve", "-m", model_uri,
         "--workers", str(MLFLOW_WORKERS), "--port", str(port), "--host", "127.0.0.1",
         "--env-manager", "local",
     ]  # fmt: skip
-    log_path = work_dir / "mlflow-serve.log"
+    log_path = work_dir / f"{name}-serve.log"
     env = base_env(bin_dir, tracking_uri)
     with server_process(console, "mlflow models serve", command, env, log_path) as proc:
         base = f"http://127.0.0.1:{port}"
         startup = wait_http_ok(f"{base}/ping", proc, log_path, "mlflow models serve", 180)
         progress(console, f"mlflow models serve ready after {startup:.1f}s")
-        target = Target("mlflow", f"{base}/invocations", {"Content-Type": "application/json"})
+        target = Target(name, f"{base}/invocations", {"Content-Type": "application/json"})
         answer = check_prediction(target, body)
         progress(console, f"mlflow sanity check: {escape(str(answer))}")
         results = measure(console, wrk, target, body, work_dir, concurrencies, duration_s)
@@ -461,13 +463,20 @@ def wait_fork_server(base: str, timeout_s: float) -> str:
 
 
 def deploy(
-    base: str, api_key: str, replicas: int, timeout_s: float, name: str, track_metrics: bool
+    base: str,
+    api_key: str,
+    replicas: int,
+    timeout_s: float,
+    name: str,
+    track_metrics: bool,
+    model: str = MODEL_NAME,
 ) -> tuple[str, float]:
-    """Create a deployment and wait until it is deployed; returns its access key and seconds."""
+    """Create a deployment of version 1 of ``model`` and wait until it is deployed; returns
+    its access key and seconds."""
     headers = {"Authorization": f"Bearer {api_key}"}
     spec = {
         "name": name,
-        "model": MODEL_NAME,
+        "model": model,
         "version": "1",
         "replicas": replicas,
         "track_metrics": track_metrics,
@@ -504,10 +513,13 @@ def bench_modeldeck(
     deployments: tuple[tuple[str, bool], ...] = ((DEPLOYMENT_NAME, True), (UNTRACKED_NAME, False)),
     extra_env: dict[str, str] | None = None,
     rounds: int = 1,
+    models: dict[str, str] | None = None,
+    bodies: dict[str, dict[str, Any]] | None = None,
 ) -> tuple[dict[str, list[dict[int, RunResult]]], dict[str, Any]]:
     """Serve with ``modeldeck server`` and one deployment per (name, model metrics on/off);
     measure each in turn (``rounds`` times, taking turns), stop. Returns every round's runs
-    per deployment, and startup times."""
+    per deployment, and startup times. ``models`` and ``bodies``: a deployment's registered
+    model and request body where they are not ``MODEL_NAME`` and ``body``."""
     port = free_port()
     api_key = secrets.token_urlsafe(24)
     env = {
@@ -537,7 +549,13 @@ def bench_modeldeck(
         targets: list[Target] = []
         for name, track in deployments:
             access_key, deploy_times[name] = deploy(
-                base, api_key, replicas, timeout_s=300, name=name, track_metrics=track
+                base,
+                api_key,
+                replicas,
+                timeout_s=300,
+                name=name,
+                track_metrics=track,
+                model=(models or {}).get(name, MODEL_NAME),
             )
             progress(console, f"deployment {name!r} deployed after {deploy_times[name]:.1f}s")
             target = Target(
@@ -545,7 +563,7 @@ def bench_modeldeck(
                 f"{base}/deployments/{name}/predict",
                 {"Content-Type": "application/json", "Authorization": f"Bearer {access_key}"},
             )
-            answer = check_prediction(target, body)
+            answer = check_prediction(target, (bodies or {}).get(name, body))
             progress(console, f"{target.name} sanity check: {escape(str(answer))}")
             targets.append(target)
         # Rounds take turns between the deployments, so that a machine that slows down or
@@ -564,7 +582,7 @@ def bench_modeldeck(
                         console,
                         wrk,
                         target,
-                        body,
+                        (bodies or {}).get(target.name, body),
                         work_dir,
                         concurrencies,
                         duration_s,
@@ -776,7 +794,20 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         help="A/A check of the benchmark itself: the 'metrics on' deployment has them off too, "
         "so its 'cost' shows what taking turns on this machine adds by itself",
     )  # fmt: skip
+    parser.add_argument(
+        "--flavours", action="store_true",
+        help="every flavour (XGBoost, LightGBM, CatBoost, PyTorch, a custom pyfunc, a "
+        "regression) at c=1 and c=64 against `mlflow models serve` and MLServer "
+        "(benchmarks/flavours.py); --concurrency defaults to 1,64 there",
+    )  # fmt: skip
+    parser.add_argument(
+        "--mlserver-python", type=Path, default=None,
+        help="--flavours: the Python of a venv with mlserver and mlserver-mlflow "
+        "(`make bench-flavours` makes .venv-mlserver); MLServer is left out without it",
+    )  # fmt: skip
     args = parser.parse_args(argv)
+    if args.flavours and args.concurrency == "1,8,64":
+        args.concurrency = "1,64"
     try:
         args.concurrency = sorted({int(c) for c in args.concurrency.split(",") if c.strip()})
     except ValueError:
@@ -793,6 +824,10 @@ def run(args: argparse.Namespace, out: Console, err: Console) -> None:
     wrk = shutil.which("wrk")
     if wrk is None:
         raise BenchError("wrk is not installed: run `apt-get install wrk` (or `make bench`)")
+    if args.flavours:
+        import flavours
+
+        return flavours.run(args, out, err, wrk)
     bin_dir = Path(sys.executable).parent  # the venv's bin (do not resolve the symlink)
     body = request_body()
     with tempfile.TemporaryDirectory(prefix="modeldeck-bench-") as tmp:
