@@ -359,6 +359,7 @@ def performance(
         f"in windows of {fmt_duration(report['step'] // 1000)}"
     )
     table = Table(*headers, title=title)
+    table.columns[0].no_wrap = True  # a window's start stays on one line, seconds included
     for w in report["windows"]:
         realised = w.get("realised") or {}
         estimated = w.get("estimated") or {}
