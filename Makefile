@@ -3,6 +3,8 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+# `make run` needs the package and what it runs on, not the dev tools (playwright, mypy, ...).
+RUN_STAMP := $(VENV)/.installed-run-stamp
 # Benchmark-only: Evidently (extra 'bench') needs plotly<6, so it gets a venv of its own.
 BENCH_VENV ?= .venv-bench
 BENCH_STAMP := $(BENCH_VENV)/.installed-stamp
@@ -14,12 +16,19 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
-	touch $(STAMP)
+	touch $(STAMP) $(RUN_STAMP)
+
+$(RUN_STAMP): pyproject.toml
+	@test -x $(BIN)/python || { echo "creating the virtual environment $(VENV)"; $(PYTHON) -m venv $(VENV); }
+	@echo "installing modeldeck and what it runs on into $(VENV) (once; a minute or two on a fresh machine)"
+	@$(BIN)/python -m pip install --quiet --upgrade pip
+	@$(BIN)/python -m pip install --progress-bar on -e .
+	@touch $(RUN_STAMP)
 
 install: $(STAMP)
 
-## run: set up, then run the platform on embedded defaults with the demo model and its story (Ctrl-C stops)
-run: install
+## run: set up what running needs, then run the platform on embedded defaults with the demo model and its story (Ctrl-C stops)
+run: $(RUN_STAMP)
 	$(BIN)/modeldeck demo --story
 
 ## test: lint (ruff), types (mypy) and the suite but its slow suites (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
@@ -32,7 +41,7 @@ test: install
 	$(BIN)/lint-imports
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "not ray and not slow" $(PYTEST_ARGS)
 
-## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, canary rollouts and their evidence, the API fuzz; about 10 minutes)
+## test-slow: the suites marked slow, a minute or more each (builds with real uv, the demo, the CI pipeline, Cloudera-style builds, drift alerts end to end, canary rollouts and their evidence, the API fuzz, platform restarts and kills; about 13 minutes)
 test-slow: install
 	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile -m "slow and not ray" $(PYTEST_ARGS)
 

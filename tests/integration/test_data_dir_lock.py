@@ -10,7 +10,8 @@ import pytest
 
 from tests.conftest import RunningPlatform, free_port
 
-pytestmark = pytest.mark.integration
+# make test-slow: each test starts, kills or restarts real platform processes.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 WATCHED = ("status", "status_message", "ready_replicas", "updated_at", "version")
 

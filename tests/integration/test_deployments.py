@@ -273,6 +273,7 @@ def test_a_model_that_cannot_load_ends_failed(platform: RunningPlatform) -> None
     client.delete("broken")
 
 
+@pytest.mark.slow  # make test-slow
 def test_platform_restart_brings_deployments_back(
     platform: RunningPlatform, pair: tuple[str, str]
 ) -> None:

@@ -39,7 +39,8 @@ from tests.conftest import (
 )
 from tests.fixtures import wait_for
 
-pytestmark = pytest.mark.integration
+# make test-slow: each test starts, kills or restarts real platform processes.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 FAULTY = Path(__file__).parent.parent / "models" / "faulty.py"
 REQUEST_TIMEOUT = 2.0

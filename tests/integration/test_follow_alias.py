@@ -43,6 +43,7 @@ def platform(
         running.stop()
 
 
+@pytest.mark.slow  # make test-slow
 def test_an_alias_move_rolls_out_under_load_and_a_rollback_holds(
     platform: RunningPlatform, champion: Any
 ) -> None:

@@ -30,7 +30,8 @@ from tests.conftest import (
 )
 from tests.fixtures import wait_for
 
-pytestmark = pytest.mark.integration
+# make test-slow: each test starts, kills or restarts real platform processes.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROW = [5.1, 3.5, 1.4, 0.2]
 

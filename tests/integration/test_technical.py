@@ -166,6 +166,7 @@ def test_prometheus_metrics_parse_with_the_right_types_and_labels(
     assert all("uuid" not in s.labels for f in families.values() for s in f.samples)
 
 
+@pytest.mark.slow  # make test-slow
 def test_cpu_and_memory_series_exist_per_replica_and_move_under_load(
     platform: RunningPlatform, flaky: tuple[str, str]
 ) -> None:

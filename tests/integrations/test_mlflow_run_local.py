@@ -16,7 +16,8 @@ import pytest
 
 from tests.conftest import Registered, free_port
 
-pytestmark = pytest.mark.integration
+# make test-slow: each test starts, kills or restarts real platform processes.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
 

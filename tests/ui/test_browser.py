@@ -109,7 +109,7 @@ def deployed(
         client.reference_from_registry(NAME)
         _backfill(client)
         result = simulate(
-            client, NAME, requests=160, rate=8, seed=11, concurrency=4, source="reference",
+            client, NAME, requests=160, rate=32, seed=11, concurrency=4, source="reference",
             labels="reference", drifts=[FeatureDrift("petal_length", shift=2.0)],
             drift_start=0.5, access_key=key,
         )  # fmt: skip
