@@ -257,6 +257,10 @@ class Settings(BaseSettings):
     ray_http_port: int = 8100
     """Port of Ray Serve's HTTP proxy."""
 
+    ray_reconnect_seconds: int = Field(default=15, ge=1, le=3600)
+    """How long Ray's driver (a process of the platform's own) waits for a lost cluster before
+    it gives up; its ``ray`` deployments are then ``unavailable`` until the cluster is back."""
+
     log_level: str = "info"
     """Log level of the platform and its replicas."""
 

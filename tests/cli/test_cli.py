@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import io
 import json
 import re
 import time
@@ -193,6 +195,12 @@ def test_model_metrics_commands(run, tmp_path) -> None:  # type: ignore[no-untyp
     assert records[0]["metrics"]["actual_result"] == 2 and records[0]["metrics"]["output"] == 2
     code, out = run("metrics", "model", "cli-metrics")
     assert code == 0 and "2 records" in out and "(aggregate)" in out
+    code, out = run("metrics", "model", "cli-metrics", "--since", "1h", "--csv")
+    assert code == 0, out
+    (row,) = csv.DictReader(io.StringIO(out))  # the prediction; the aggregate is no prediction
+    assert list(row)[:4] == ["prediction_uuid", "start_ms", "end_ms", "model_version"]
+    assert row["prediction_uuid"] == uuid and row["output"] == "2"
+    assert row["actual_result"] == "2"
 
     code, out = run("metrics", "delayed", uuid, "{nope")
     assert code == 2 and "not valid JSON" in out

@@ -31,24 +31,35 @@ FEATURES = ["sepal_length", "sepal_width", "petal_length", "petal_width"]
 RUNTIMES = ["local", "ray"]
 
 
-@pytest.fixture(scope="module")
-def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A Ray head on 127.0.0.1 with 4 logical CPUs (one per replica); its address."""
-    ray = str(Path(sys.executable).parent / "ray")
-    port = free_port()
-    # Token authentication turns itself on when ~/.ray/auth_token exists; this head is local.
-    env = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+RAY = str(Path(sys.executable).parent / "ray")
+# Token authentication turns itself on when ~/.ray/auth_token exists; this head is local.
+RAY_ENV = {**os.environ, "RAY_USAGE_STATS_ENABLED": "0", "RAY_AUTH_MODE": "disabled"}
+
+
+def start_head(port: int) -> None:
+    """A Ray head on 127.0.0.1:``port`` with 4 logical CPUs (one per replica)."""
     subprocess.run(
         [
-            ray, "start", "--head", "--port", str(port),
+            RAY, "start", "--head", "--port", str(port),
             "--num-cpus", "4", "--include-dashboard", "false", "--disable-usage-stats",
         ],
-        check=True, env=env, capture_output=True, timeout=120,
+        check=True, env=RAY_ENV, capture_output=True, timeout=120,
     )  # fmt: skip
+
+
+def stop_ray() -> None:
+    subprocess.run([RAY, "stop", "--force"], env=RAY_ENV, capture_output=True, timeout=120)
+
+
+@pytest.fixture(scope="module")
+def ray_head(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A Ray head on this machine; its address."""
+    port = free_port()
+    start_head(port)
     try:
         yield f"127.0.0.1:{port}"
     finally:
-        subprocess.run([ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        stop_ray()
 
 
 @pytest.fixture(scope="module")
@@ -457,3 +468,30 @@ def test_a_control_plane_restart_leaves_ray_applications_serving(
     wait_for(lambda: len(ray_pids(platform, name)) == 2, timeout=60)
     assert ray_pids(platform, name) == before, "the restart replaced Ray replicas"
     assert predict(platform, "ray", deployed["ray"], {"inputs": [ROW]}).status_code == 200
+
+
+def test_a_ray_outage_leaves_the_platform_and_local_deployments_serving(
+    platform: RunningPlatform, deployed: dict[str, str], ray_head: str
+) -> None:
+    """``ray stop`` with the platform up (its Ray driver used to take the platform's process
+    down about a minute later): the platform and its local deployment serve on, the Ray
+    deployment is ``unavailable`` with the reason, and it serves again once a cluster is back
+    at the address (its Serve application run again there)."""
+    client = platform.client()
+    wait_for(lambda: client.deployment("iris-ray")["status"] == "deployed", timeout=120)
+    stop_ray()
+    wait_for(lambda: client.deployment("iris-ray")["status"] == "unavailable", timeout=180)
+    lost = client.deployment("iris-ray")
+    assert "Ray" in lost["status_message"] and lost["ready_replicas"] == 0, lost
+    assert predict(platform, "ray", deployed["ray"], {"inputs": [ROW]}).status_code == 503
+    for _ in range(5):
+        assert predict(platform, "local", deployed["local"], {"inputs": [ROW]}).status_code == 200
+    assert client.deployment("iris-local")["status"] == "deployed"
+
+    start_head(int(ray_head.rsplit(":", 1)[1]))
+    wait_for(lambda: client.deployment("iris-ray")["status"] == "deployed", timeout=300)
+    wait_for(
+        lambda: predict(platform, "ray", deployed["ray"], {"inputs": [ROW]}).status_code == 200,
+        timeout=60,
+    )
+    assert platform.proc.poll() is None, "the platform exited"

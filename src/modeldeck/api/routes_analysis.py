@@ -1,14 +1,16 @@
-"""``/api/v1``: monitoring settings, reference data, drift and performance reports."""
+"""``/api/v1``: monitoring settings, reference data, drift and performance reports (as JSON,
+and together as one HTML page)."""
 
 from __future__ import annotations
 
 import asyncio
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Query, Request, Response
 
 from modeldeck.monitoring.analysis import MonitoringConfig
 from modeldeck.monitoring.reference import read_table
+from modeldeck.monitoring.report import build_report
 from modeldeck.platform import Platform
 from modeldeck.records.model_metrics import MAX_TIMESTAMP_MS
 
@@ -263,3 +265,47 @@ async def performance(
         )
     )
     return ReportResponse(report)
+
+
+@router.get(
+    "/deployments/{name}/report",
+    responses={
+        **errors(404),
+        200: {"description": "A self-contained HTML page", "content": {"text/html": {}}},
+    },
+    response_class=Response,
+    summary="The drift and performance report as one HTML page (what `modeldeck report` writes)",
+)
+async def report(
+    name: str,
+    start: int | None = Query(
+        default=None,
+        ge=0,
+        le=MAX_TIMESTAMP_MS,
+        description="Start of the window, ms since the epoch (default: the window fitted to "
+        "the data, as `GET .../window` gives it).",
+    ),
+    end: int | None = END,
+    step: int | None = Query(
+        default=None,
+        ge=1,
+        le=MAX_TIMESTAMP_MS // 1000,
+        description="Seconds per performance window (default: a readable step giving the "
+        "window 12 to 60 windows).",
+    ),
+    version: str | None = VERSION,
+    platform: Platform = Depends(get_platform),
+) -> Response:
+    """Without reference data, the drift section says so and the rest is there. Charts are
+    drawn by the plotly.js embedded in the page: it opens offline, as a saved file."""
+    page = await asyncio.to_thread(
+        lambda: build_report(
+            platform.analysis, name, start_ms=start, end_ms=end,
+            step_ms=step * 1000 if step else None, model_version=version,
+        )
+    )  # fmt: skip
+    return Response(
+        page,
+        media_type="text/html; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}-report.html"'},
+    )

@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from modeldeck.platform import Platform
+from modeldeck.records.export import MAX_EXPORT_ROWS, export_csv
 from modeldeck.records.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS, now_ms
 from modeldeck.records.sdk_backends import find_target
 from modeldeck.validation import INT32_MAX, ModelVersion, Text
@@ -201,6 +202,51 @@ async def read_model_metrics(
             cursor=cursor,
         )
         return MetricsPage(**page.to_dict())
+
+    return await asyncio.to_thread(run)
+
+
+@router.get(
+    "/deployments/{name}/metrics/model/csv",
+    responses={
+        **errors(404),
+        200: {"description": "The predictions as CSV", "content": {"text/csv": {}}},
+    },
+    response_class=Response,
+    summary="Download the predictions of a range as CSV, one column per tracked key",
+)
+async def export_model_metrics(
+    name: str,
+    start: int = Query(
+        default=0, ge=0, le=MAX_TIMESTAMP_MS, description="Start of the range, ms since the epoch."
+    ),
+    end: int | None = Query(
+        default=None, ge=0, le=MAX_TIMESTAMP_MS, description="End of the range (default: now)."
+    ),
+    version: str | None = Query(default=None, description="Only this model version."),
+    limit: int = Query(default=MAX_EXPORT_ROWS, ge=1, le=MAX_EXPORT_ROWS),
+    platform: Platform = Depends(get_platform),
+) -> Response:
+    """Oldest first, with their delayed metrics merged in (as the read-back has them); tracked
+    objects spread over one column per field. `X-Modeldeck-Rows` counts the rows;
+    `X-Modeldeck-Truncated: true` says the range holds more than `limit`."""
+
+    def run() -> Response:
+        target = find_target(platform.store, name)
+        records = platform.model_metrics.iter_records(
+            target, start_ms=start, end_ms=end, model_version=version,
+            include_aggregates=False, limit=min(limit + 1, MAX_PAGE),
+        )  # fmt: skip
+        export = export_csv(records, limit)
+        return Response(
+            export.text,
+            media_type="text/csv; charset=utf-8",
+            headers={
+                "Content-Disposition": f'attachment; filename="{target.name}-predictions.csv"',
+                "X-Modeldeck-Rows": str(export.rows),
+                "X-Modeldeck-Truncated": str(export.truncated).lower(),
+            },
+        )
 
     return await asyncio.to_thread(run)
 

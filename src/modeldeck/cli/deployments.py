@@ -97,7 +97,9 @@ def _warn_auth_disabled(items: list[dict[str, Any]]) -> None:
 
 
 def _status(status: str) -> str:
-    colour = {"deployed": "green", "failed": "red", "stopped": "dim"}.get(status, "yellow")
+    colour = {"deployed": "green", "failed": "red", "unavailable": "red", "stopped": "dim"}.get(
+        status, "yellow"
+    )
     return f"[{colour}]{status}[/{colour}]"
 
 

@@ -40,6 +40,12 @@ def metrics() -> None:
 @click.option("--version", help="Only this model version.")
 @click.option("--limit", default=20, show_default=True, help="Rows to show (table only).")
 @click.option("--json", "as_json", is_flag=True, help="Print every record as JSON.")
+@click.option(
+    "--csv",
+    "as_csv",
+    is_flag=True,
+    help="Print the predictions as CSV, a column per tracked field (the dashboard's download).",
+)
 @click.pass_context
 def metrics_model(
     ctx: click.Context,
@@ -51,6 +57,7 @@ def metrics_model(
     version: str | None,
     limit: int,
     as_json: bool,
+    as_csv: bool,
 ) -> None:
     """Read deployment NAME's model-metrics records (newest last)."""
     with make_client(ctx) as client:
@@ -63,6 +70,11 @@ def metrics_model(
         )["metrics"]
     if as_json:
         print_json({"metrics": records})
+        return
+    if as_csv:
+        from modeldeck.records.export import records_csv
+
+        click.echo(records_csv(records), nl=False)
         return
     table = Table(
         "end time", "prediction uuid", "version", "metrics", title=f"{len(records)} records"

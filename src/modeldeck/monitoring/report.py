@@ -16,6 +16,9 @@ The page works offline: plotly.js (the dashboard's vendored basic bundle, about 
 and bar traces are all the report draws) is embedded once in the ``<head>`` (only when there is
 a chart), the figures reference it, and nothing is loaded from a CDN. Every string taken from the
 reports is escaped, in the HTML and in the chart texts alike. Plotly is imported on first call.
+
+:func:`build_report` reads both reports of a deployment from the analysis service and renders
+them: what ``GET /api/v1/deployments/{name}/report`` answers (the dashboard's download).
 """
 
 from __future__ import annotations
@@ -27,9 +30,19 @@ import math
 from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["render_report"]
+from modeldeck.errors import NotFound
+from modeldeck.monitoring.jsonable import plain
+from modeldeck.records.model_metrics import now_ms
+
+if TYPE_CHECKING:
+    from modeldeck.monitoring.analysis import AnalysisService
+
+__all__ = ["build_report", "render_report"]
+
+HOUR_MS = 3_600_000
+DAY_MS = 24 * HOUR_MS
 
 REFERENCE_COLOUR = "#94a3b8"
 CURRENT_COLOUR = "#2563eb"
@@ -79,6 +92,56 @@ tr.untested td.status { color: var(--muted); }
 .warning { color: #92400e; }
 footer { margin-top: 40px; color: var(--muted); font-size: 12px; }
 """
+
+
+def build_report(
+    analysis: AnalysisService,
+    name: str,
+    *,
+    start_ms: int | None = None,
+    end_ms: int | None = None,
+    step_ms: int | None = None,
+    model_version: str | None = None,
+) -> str:
+    """The HTML report of deployment ``name`` over ``[start_ms, end_ms]``, performance in
+    windows of ``step_ms``, as ``modeldeck report`` writes it. Without a start (and an end) the
+    range is the one fitted to the data, as ``modeldeck report`` and the dashboard's Auto range
+    get it (:meth:`AnalysisService.window`: from the first prediction to now, rounded up to a
+    preset); without a step, the readable step that gives that range 12 to 60 windows (whole
+    days for a range of years).
+
+    Without reference data the drift section says why instead of failing the report; an
+    unknown deployment raises :class:`NotFound`.
+    """
+    analysis.config(name)  # NotFound for an unknown deployment, before anything else
+    if start_ms is None or step_ms is None:
+        end = now_ms() + 1 if end_ms is None else end_ms
+        fitted = analysis.window(
+            name,
+            span_ms=None if start_ms is None else max(1, end - start_ms),
+            step_ms=step_ms,
+        )
+        step_ms = fitted.step
+        if start_ms is None and end_ms is None:
+            start, end = fitted.start, fitted.end
+        elif start_ms is None:
+            start = (end - fitted.span) // step_ms * step_ms
+        else:
+            start = start_ms
+    else:
+        start, end = start_ms, now_ms() if end_ms is None else end_ms
+    drift: dict[str, Any] | None = None
+    drift_reason = None
+    try:
+        drift = plain(analysis.drift(name, start_ms=start, end_ms=end, model_version=model_version))
+    except NotFound as exc:  # no reference data: a report without its drift section
+        drift_reason = exc.message
+    performance = plain(
+        analysis.performance(
+            name, start_ms=start, end_ms=end, step_ms=step_ms, model_version=model_version
+        )
+    )
+    return render_report(drift, performance, drift_reason=drift_reason)
 
 
 def render_report(

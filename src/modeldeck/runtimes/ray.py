@@ -23,7 +23,15 @@ application brings the new replicas up before the old ones stop). This runtime p
 states the way the local runtime does. Each Ray replica writes its rank, process id and node to
 Ray's key-value store, so replicas on this machine get their CPU and memory sampled.
 
-Ray is imported only here, and only once a deployment asks for ``runtime: ray``.
+Ray's driver runs in a process of its own (``RayDriver``), never in the platform's: a Ray driver
+exits its process when it loses the cluster for ``ray_reconnect_seconds``, and in the platform's
+process that took the control plane and every local deployment down with the cluster. When the
+driver process is lost, the ``ray`` deployments are ``unavailable`` (with the reason) while the
+others serve on; the next poll starts a new driver, which connects again, adopts the Serve
+applications still running and runs again the ones the cluster lost.
+
+Ray is imported only in that process and in Ray's replicas, and only once a deployment asks for
+``runtime: ray``.
 """
 
 from __future__ import annotations
@@ -33,9 +41,14 @@ import contextlib
 import hashlib
 import importlib.util
 import logging
+import multiprocessing
 import os
+import signal
 import sys
+import threading
+import time
 from dataclasses import dataclass, field
+from multiprocessing.managers import BaseManager
 from typing import Any
 
 import orjson
@@ -106,6 +119,123 @@ class _App:
     task: asyncio.Task[None] | None = None  # the serve.run under way
 
 
+class RayUnreachable(Exception):
+    """Ray's driver process is gone or cannot connect: the cluster is unreachable."""
+
+
+class RayCallFailed(Exception):
+    """A call to Ray failed in the driver process (its type and words, as text: Ray's own
+    exceptions do not always survive pickling)."""
+
+
+class _Driver:
+    """What runs in the driver process: every call to Ray, one connection for all of them."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+
+    def connect(self) -> None:
+        with self._lock:
+            _guard(_connect_blocking, self.settings)
+
+    def run(self, spec: DeploymentSpec, config: ReplicaConfig) -> None:
+        _guard(_serve_run_blocking, spec, config, self.settings)
+
+    def status(self) -> tuple[dict[str, Any], dict[str, dict[int, Any]], str]:
+        result: tuple[dict[str, Any], dict[str, dict[int, Any]], str] = _guard(_serve_status)
+        return result
+
+    def delete(self, name: str) -> None:
+        _guard(_serve_delete, name)
+
+    def disconnect(self) -> None:
+        import ray
+
+        _guard(ray.shutdown)
+
+
+def _guard(call: Any, *args: Any) -> Any:
+    try:
+        return call(*args)
+    except Exception as exc:
+        raise RayCallFailed(f"{type(exc).__name__}: {exc}") from None
+
+
+class _DriverManager(BaseManager):
+    pass
+
+
+_DriverManager.register("Driver", _Driver)
+
+
+def _driver_process_init(parent: int, reconnect_seconds: int) -> None:
+    """In the driver process, before Ray is imported: Ray reads its settings from the
+    environment; Ctrl-C is the platform's to handle; the process ends with the platform."""
+    os.environ["RAY_gcs_rpc_server_reconnect_timeout_s"] = str(reconnect_seconds)  # noqa: SIM112
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1)
+        os._exit(0)  # the platform is gone (even by SIGKILL): so is its driver
+
+    threading.Thread(target=watch, name="parent-watch", daemon=True).start()
+
+
+class RayDriver:
+    """Ray's driver in a process of its own, started on first use and again after it is lost.
+
+    Calls are blocking (run them in a thread); they may run concurrently, each thread on its own
+    connection to the driver process. A lost process (the cluster went away for longer than
+    ``ray_reconnect_seconds``) or a failed connection raises ``RayUnreachable``; a call Ray
+    refuses raises ``RayCallFailed``."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self._lock = threading.Lock()
+        self._manager: _DriverManager | None = None
+        self._driver: Any = None
+
+    def call(self, method: str, *args: Any) -> Any:
+        driver = self._ensure()
+        try:
+            return getattr(driver, method)(*args)
+        except (EOFError, OSError) as exc:  # the process died under the call
+            self.discard()
+            raise RayUnreachable(
+                f"lost Ray's driver process ({type(exc).__name__}: {exc}): the cluster was "
+                f"unreachable for {self.settings.ray_reconnect_seconds} s"
+            ) from None
+
+    def connect(self) -> None:
+        try:
+            self.call("connect")
+        except RayCallFailed as exc:
+            self.discard()  # a half-made connection is not tried again
+            address = self.settings.ray_address or "this machine"
+            raise RayUnreachable(f"cannot connect to Ray ({address}): {exc}") from None
+
+    def _ensure(self) -> Any:
+        with self._lock:
+            if self._driver is None:
+                manager = _DriverManager(ctx=multiprocessing.get_context("spawn"))
+                manager.start(
+                    _driver_process_init, (os.getpid(), self.settings.ray_reconnect_seconds)
+                )
+                self._manager = manager
+                self._driver = manager.Driver(self.settings)  # type: ignore[attr-defined]
+            return self._driver
+
+    def discard(self) -> None:
+        """Stop the driver process, if any; the next call starts a new one."""
+        with self._lock:
+            manager, self._manager, self._driver = self._manager, None, None
+        if manager is not None:
+            with contextlib.suppress(Exception):
+                manager.shutdown()
+
+
 class RayRuntime:
     name = "ray"
 
@@ -118,6 +248,8 @@ class RayRuntime:
         self._connected = False
         self._lock = asyncio.Lock()
         self._poller: asyncio.Task[None] | None = None
+        self._driver = RayDriver(settings)
+        self._lost = ""  # why the cluster is unreachable, while it is
 
     # -- lifecycle ----------------------------------------------------------------------------
 
@@ -142,34 +274,16 @@ class RayRuntime:
         for name in list(self._apps):
             await self.stop(name)
         if self._connected:
-            import ray
-
-            await asyncio.to_thread(ray.shutdown)
+            with contextlib.suppress(RayUnreachable, RayCallFailed):
+                await asyncio.to_thread(self._driver.call, "disconnect")
             self._connected = False
+        await asyncio.to_thread(self._driver.discard)
 
     async def _connect(self) -> None:
         async with self._lock:
             if not self._connected:
-                await asyncio.to_thread(self._connect_blocking)
+                await asyncio.to_thread(self._driver.connect)
                 self._connected = True
-
-    def _connect_blocking(self) -> None:
-        import ray
-        from ray import serve
-
-        address = self.settings.ray_address
-        if not ray.is_initialized():
-            if address:
-                ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
-            else:
-                try:
-                    ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
-                except ConnectionError:  # no Ray on this machine: start one
-                    ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
-        serve.start(
-            http_options={"host": self.settings.ray_http_host, "port": self.settings.ray_http_port}
-        )
-        log.info("connected to Ray (%s)", address or "this machine")
 
     # -- operations ---------------------------------------------------------------------------
 
@@ -205,28 +319,19 @@ class RayRuntime:
         app.task = asyncio.get_running_loop().create_task(self._serve_run(app, spec))
 
     async def _serve_run(self, app: _App, spec: DeploymentSpec) -> None:
+        config = replica_config(self.settings, self.tracking_uri, spec, 0)  # Ray sets the rank
         try:
             await self._connect()
-            await asyncio.to_thread(self._serve_run_blocking, spec)
+            await asyncio.to_thread(self._driver.call, "run", spec, config)
         except asyncio.CancelledError:
             raise
+        except RayUnreachable as exc:
+            await self._unreachable(str(exc))
         except Exception as exc:
-            log.exception("%s: Ray Serve could not run version %s", spec.name, spec.model_version)
-            await self._failed(app, spec, f"{type(exc).__name__}: {exc}")
-
-    def _serve_run_blocking(self, spec: DeploymentSpec) -> None:
-        from ray import serve
-
-        name = app_name(spec)
-        serve.run(
-            _application(
-                spec,
-                replica_config(self.settings, self.tracking_uri, spec, 0),  # Ray sets the rank
-                self.settings,
-            ),
-            name=name,
-            route_prefix=f"/{name}",
-        )
+            log.error("%s: Ray Serve could not run version %s: %s",
+                      spec.name, spec.model_version, exc)  # fmt: skip
+            message = str(exc) if isinstance(exc, RayCallFailed) else f"{type(exc).__name__}: {exc}"
+            await self._failed(app, spec, message)
 
     async def _failed(self, app: _App, spec: DeploymentSpec, message: str) -> None:
         if self._apps.get(spec.name) is not app:
@@ -266,13 +371,13 @@ class RayRuntime:
         if app.task is not None:
             app.task.cancel()
         if self._connected:
-            from ray import serve
-
             try:
-                await asyncio.to_thread(serve.delete, app_name(app.spec))
-                await asyncio.to_thread(_forget, app_name(app.spec))
-            except Exception:
-                log.exception("%s: deleting the Ray Serve application failed", name)
+                await asyncio.to_thread(self._driver.call, "delete", app_name(app.spec))
+            except Exception as exc:
+                log.error("%s: deleting the Ray Serve application failed: %s", name, exc)
+        else:
+            log.warning("%s: Ray is unreachable; its Serve application %s is left on the cluster",
+                        name, app_name(app.spec))  # fmt: skip
 
     async def scale(
         self, name: str, replicas: int, autoscaling: dict[str, Any] | None = None
@@ -326,27 +431,64 @@ class RayRuntime:
         interval = max(self.settings.health_interval_seconds, 1.0)
         while True:
             await asyncio.sleep(interval)
-            if not self._connected or not self._apps:
+            if not self._apps or (not self._connected and not self._lost):
                 continue
             try:
-                status, ranks = await asyncio.to_thread(_serve_status)
-                await self._update(status, ranks)
+                if self._lost:
+                    await self._reconnect()
+                status, ranks, here = await asyncio.to_thread(self._driver.call, "status")
+                await self._update(status, ranks, here)
             except asyncio.CancelledError:
                 raise
-            except Exception:  # the cluster may be unreachable for a while: poll again
-                log.exception("reading Ray Serve's status failed")
+            except RayUnreachable as exc:
+                await self._unreachable(str(exc))
+            except Exception as exc:  # Ray refused the call: poll again
+                log.error("reading Ray Serve's status failed: %s", exc)
 
-    async def _update(self, status: dict[str, Any], ranks: dict[str, dict[int, Any]]) -> None:
+    async def _unreachable(self, reason: str) -> None:
+        """The cluster is gone (for now): every ``ray`` deployment is ``unavailable``."""
+        self._connected = False
+        if not self._lost:
+            log.error("Ray is unreachable; ray deployments are unavailable: %s", reason)
+        self._lost = reason
+        for app in self._apps.values():
+            if app.task is not None:
+                app.task.cancel()
+                app.task = None
+            if app.status != "unavailable" or app.replicas:
+                app.status, app.message, app.replicas = "unavailable", reason[-2000:], []
+                await self._emit(app, status="unavailable", message=app.message)
+
+    async def _reconnect(self) -> None:
+        """Connect again after an outage; adopt the Serve applications that kept running (the
+        next status reads them) and run again the ones the cluster lost."""
+        await self._connect()
+        status, _, _ = await asyncio.to_thread(self._driver.call, "status")
+        log.info("Ray is reachable again")
+        self._lost = ""
+        for app in self._apps.values():
+            spec = app.incoming or app.spec
+            app.status, app.message = "deploying", "Ray is reachable again"
+            if app_name(spec) not in status or app.incoming is not None:
+                app.message = "Ray is reachable again; starting Ray Serve replicas"
+                self._run(app, spec)
+            await self._emit(app, status="deploying", message=app.message)
+
+    async def _update(
+        self, status: dict[str, Any], ranks: dict[str, dict[int, Any]], here: str
+    ) -> None:
         for app in list(self._apps.values()):
             overview = status.get(app_name(app.spec))
             if overview is None:
                 continue
             app_status, message, counts = overview
             spec = app.incoming or app.spec
-            states = _replica_states(counts, ranks.get(app_name(spec), {}), spec.model_version)
+            states = _replica_states(
+                counts, ranks.get(app_name(spec), {}), spec.model_version, here
+            )
             changed = [r.to_dict() for r in states] != [r.to_dict() for r in app.replicas]
             app.replicas = states
-            if app_status == "RUNNING" and app.task is not None and app.task.done():
+            if app_status == "RUNNING" and (app.task is None or app.task.done()):
                 if app.incoming is not None:
                     app.spec, app.incoming = app.incoming, None
                     app.endpoint.spec = app.spec
@@ -393,13 +535,10 @@ class RayRuntime:
 
 
 def _replica_states(
-    counts: dict[str, int], ranks: dict[int, Any], version: str
+    counts: dict[str, int], ranks: dict[int, Any], version: str, here: str
 ) -> list[ReplicaState]:
     """One state per Serve replica, ready ones first, numbered by rank; pids for replicas that
-    run on this machine."""
-    import ray
-
-    here = ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
+    run on this machine (the node at ``here``)."""
     statuses = [REPLICA_STATES.get(state, "starting") for state in ("RUNNING",)
                 for _ in range(counts.get(state, 0))]  # fmt: skip
     statuses += [
@@ -426,9 +565,42 @@ def _replica_states(
     return states
 
 
-def _serve_status() -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
-    """Every application's (status, message, replica state counts), and what each replica
-    wrote about itself, by application and rank."""
+def _connect_blocking(settings: Settings) -> None:
+    """In the driver process: connect to the cluster (or start one here) and Serve."""
+    import ray
+    from ray import serve
+
+    address = settings.ray_address
+    if not ray.is_initialized():
+        if address:
+            ray.init(address=address, namespace=NAMESPACE, log_to_driver=False)
+        else:
+            try:
+                ray.init(address="auto", namespace=NAMESPACE, log_to_driver=False)
+            except ConnectionError:  # no Ray on this machine: start one
+                ray.init(namespace=NAMESPACE, include_dashboard=False, log_to_driver=False)
+    serve.start(http_options={"host": settings.ray_http_host, "port": settings.ray_http_port})
+    log.info("connected to Ray (%s)", address or "this machine")
+
+
+def _serve_run_blocking(spec: DeploymentSpec, config: ReplicaConfig, settings: Settings) -> None:
+    from ray import serve
+
+    name = app_name(spec)
+    serve.run(_application(spec, config, settings), name=name, route_prefix=f"/{name}")
+
+
+def _serve_delete(name: str) -> None:
+    from ray import serve
+
+    serve.delete(name)
+    _forget(name)
+
+
+def _serve_status() -> tuple[dict[str, Any], dict[str, dict[int, Any]], str]:
+    """Every application's (status, message, replica state counts), what each replica wrote
+    about itself by application and rank, and the address of this machine's node."""
+    import ray
     from ray import serve
     from ray.experimental import internal_kv
 
@@ -446,7 +618,7 @@ def _serve_status() -> tuple[dict[str, Any], dict[str, dict[int, Any]]]:
         if value:
             info = orjson.loads(value)
             ranks.setdefault(info["deployment"], {})[info["rank"]] = info
-    return apps, ranks
+    return apps, ranks, ray.util.get_node_ip_address()  # type: ignore[no-untyped-call]
 
 
 def _forget(name: str) -> None:

@@ -36,19 +36,15 @@ export function onUnauthorized(handler) {
   unauthorized = handler;
 }
 
-/**
- * Call `/api/v1{path}`. `query` values that are null, undefined or "" are left out.
- * `key` signs this one call with another key (the login form's). Errors throw ApiError with
- * the API's error code and message.
- */
-export async function api(path, { method = "GET", query, body, key } = {}) {
+/** The fetch of `/api/v1{path}`; throws ApiError for an error answer (the one JSON shape). */
+async function request(path, { method = "GET", query, body, key, accept = "application/json" } = {}) {
   const url = new URL(`/api/v1${path}`, window.location.origin);
   for (const [name, value] of Object.entries(query || {})) {
     if (value === null || value === undefined || value === "") continue;
     if (Array.isArray(value)) value.forEach((v) => url.searchParams.append(name, v));
     else url.searchParams.set(name, String(value));
   }
-  const headers = { Accept: "application/json" };
+  const headers = { Accept: accept };
   const token = key ?? apiKey();
   if (token) headers.Authorization = `Bearer ${token}`;
   if (body !== undefined) headers["Content-Type"] = "application/json";
@@ -63,14 +59,13 @@ export async function api(path, { method = "GET", query, body, key } = {}) {
   } catch (exc) {
     throw new ApiError(0, "network", `The platform cannot be reached (${exc.message}).`);
   }
-  if (response.status === 204) return null;
-  let payload = null;
-  try {
-    payload = await response.json();
-  } catch {
-    payload = null;
-  }
   if (!response.ok) {
+    let payload = null;
+    try {
+      payload = await response.json();
+    } catch {
+      payload = null;
+    }
     const error = payload && payload.error ? payload.error : {};
     const failure = new ApiError(
       response.status,
@@ -81,5 +76,41 @@ export async function api(path, { method = "GET", query, body, key } = {}) {
     if (response.status === 401 && key === undefined) unauthorized(failure);
     throw failure;
   }
-  return payload;
+  return response;
+}
+
+/**
+ * Call `/api/v1{path}`. `query` values that are null, undefined or "" are left out.
+ * `key` signs this one call with another key (the login form's). Errors throw ApiError with
+ * the API's error code and message.
+ */
+export async function api(path, options = {}) {
+  const response = await request(path, options);
+  if (response.status === 204) return null;
+  try {
+    return await response.json();
+  } catch {
+    return null;
+  }
+}
+
+/**
+ * Download `/api/v1{path}` as a file: fetched with the tab's key (a plain link would not send
+ * it), then saved through an object URL under the name the platform gives (or `filename`).
+ * Resolves with the answer's headers; errors throw ApiError as `api()` does.
+ */
+export async function download(path, { query, filename, accept = "*/*" } = {}) {
+  const response = await request(path, { query, accept });
+  const blob = await response.blob();
+  const given = /filename="([^"]+)"/.exec(response.headers.get("Content-Disposition") || "");
+  const url = URL.createObjectURL(blob);
+  const link = document.createElement("a");
+  link.href = url;
+  link.download = given ? given[1] : filename || "download";
+  link.hidden = true;
+  document.body.append(link);
+  link.click();
+  link.remove();
+  setTimeout(() => URL.revokeObjectURL(url), 60_000);
+  return response.headers;
 }

@@ -149,7 +149,7 @@ export function noAuthBadge(d) {
 
 export function statusTone(status) {
   if (["deployed", "ready", "active", "ok"].includes(status)) return "ok";
-  if (["failed", "unhealthy", "firing", "crashed"].includes(status)) return "bad";
+  if (["failed", "unhealthy", "unavailable", "firing", "crashed"].includes(status)) return "bad";
   if (["stopped", "stopping"].includes(status)) return "off";
   return "warn";
 }

@@ -14,8 +14,42 @@ export function showError(exc) {
   toast(exc && exc.message ? exc.message : String(exc), "bad");
 }
 
+/**
+ * The API's validation errors (`details.errors`, or `details.field` with the message) beside
+ * the inputs they name: an input carries `data-field` with the API's field name, or a prefix
+ * of it (`channels.0` for `channels.0.url`). Returns how many were placed.
+ */
+function markFields(form, exc) {
+  const details = (exc && exc.details) || {};
+  const problems = Array.isArray(details.errors) && details.errors.length
+    ? details.errors
+    : details.field ? [{ field: details.field, message: exc.message }] : [];
+  const inputs = [...form.querySelectorAll("[data-field]")];
+  let placed = 0;
+  for (const problem of problems) {
+    const field = String(problem.field || "");
+    const input = inputs.find((el) => field === el.dataset.field || field.startsWith(`${el.dataset.field}.`));
+    if (!input || input.getAttribute("aria-invalid") === "true") continue;
+    const id = `${input.id || "field"}-error`;
+    input.setAttribute("aria-invalid", "true");
+    input.setAttribute("aria-describedby", id);
+    (input.closest(".field") || input.parentElement).append(
+      h("span", { class: "error-text field-error", id }, problem.message.replace(/^[\w.]+: /, "")));
+    placed += 1;
+  }
+  return placed;
+}
+
+function clearFields(form) {
+  for (const note of form.querySelectorAll(".field-error")) note.remove();
+  for (const input of form.querySelectorAll("[aria-invalid=true]")) {
+    input.removeAttribute("aria-invalid");
+    input.removeAttribute("aria-describedby");
+  }
+}
+
 /** A modal dialog; resolves with what `collect()` returns on submit, or null when cancelled. */
-function modal({ title, body, submitLabel, danger = false, collect = () => true, focus, cancellable = true }) {
+function modal({ title, body, submitLabel, danger = false, collect = () => true, focus, cancellable = true, wide = false }) {
   return new Promise((resolve) => {
     const titleId = `dialog-title-${Math.random().toString(36).slice(2)}`;
     const error = h("p", { class: "error-text", role: "alert", hidden: true });
@@ -33,7 +67,7 @@ function modal({ title, body, submitLabel, danger = false, collect = () => true,
       error,
       h("div", { class: "actions" }, cancel, submit),
     );
-    const dialog = h("dialog", { "aria-labelledby": titleId }, form);
+    const dialog = h("dialog", { "aria-labelledby": titleId, class: wide ? "wide" : null }, form);
     let settled = false;
     const finish = (value) => {
       if (settled) return;
@@ -50,13 +84,20 @@ function modal({ title, body, submitLabel, danger = false, collect = () => true,
     form.addEventListener("submit", async (event) => {
       event.preventDefault();
       error.hidden = true;
+      clearFields(form);
       try {
         submit.disabled = true;
         const value = await collect();
         finish(value);
       } catch (exc) {
+        if (exc.status === 401) {
+          finish(null);  // signed out: the login page takes over
+          return;
+        }
         error.textContent = exc.message || String(exc);
         error.hidden = false;
+        const first = markFields(form, exc) ? form.querySelector("[aria-invalid=true]") : null;
+        if (first) first.focus();
       } finally {
         submit.disabled = false;
       }
@@ -106,9 +147,13 @@ export function askNumber({ title, label, value, min, max, hint, submitLabel }) 
   });
 }
 
-/** A form in a dialog: `fields` is a node; `collect` validates and may call the API. */
-export function formDialog({ title, fields, submitLabel, collect, focus }) {
-  return modal({ title, body: fields, submitLabel, collect, focus });
+/**
+ * A form in a dialog: `fields` is a node; `collect` validates and may call the API. An API
+ * error shows in the dialog, and its validation errors beside the inputs whose `data-field`
+ * names them.
+ */
+export function formDialog({ title, fields, submitLabel, collect, focus, wide = false }) {
+  return modal({ title, body: fields, submitLabel, collect, focus, wide });
 }
 
 export function infoDialog({ title, body }) {

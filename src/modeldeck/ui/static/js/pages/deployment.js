@@ -1,6 +1,6 @@
 // One deployment: its header (status, actions) and tabs as Cloudera ML's model pages have them.
 
-import { deploymentActions } from "../actions.js";
+import { deploymentActions, lifecycleActions } from "../actions.js";
 import { api } from "../api.js";
 import { autoscaled, badge, clear, h, noAuthBadge, statusTone } from "../dom.js";
 import { keepFocus } from "../ui.js";
@@ -55,7 +55,9 @@ export async function deploymentPage(root, name, tab) {
             : " · batch",
           d.status_message ? ` · ${d.status_message.split("\n")[0]}` : ""),
         canaryLine(canary)),
-      d.kind === "endpoint" ? h("div", { class: "actions" }, deploymentActions(d, reload)) : null);
+      h("div", { class: "head-actions" },
+        d.kind === "endpoint" ? deploymentActions(d, reload) : null,
+        lifecycleActions(d, canary, reload)));
   });
 
   async function loadCanary() {

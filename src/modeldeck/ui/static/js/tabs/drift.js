@@ -1,5 +1,6 @@
 // Drift: the dataset verdict, then every feature (and the prediction) against the reference.
 
+import { downloadButton } from "../actions.js";
 import { api } from "../api.js";
 import { miniDistribution, purge } from "../charts.js";
 import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime, VERDICT_TONES } from "../dom.js";
@@ -128,7 +129,18 @@ export async function driftTab(root, ctx) {
         },
       }),
       h("div", { class: "spacer" }),
-      shown),
+      shown,
+      downloadButton({
+        id: "download-report",
+        label: "Download report",
+        path: `/deployments/${enc}/report`,
+        query: async () => {
+          // The window shown, in the windows the Model metrics tab draws.
+          const { start, end, step } = await windowFor(ctx.name, range);
+          return { start, end, step };
+        },
+        saved: "Saved the drift and performance report of this window (HTML).",
+      })),
     summary,
     h("section", { class: "panel", "aria-labelledby": "drift-title" },
       h("h2", { id: "drift-title" }, "Per column"),

@@ -1,6 +1,7 @@
 // Model metrics: predictions over time, realised and estimated performance with label
 // coverage, and the latest tracked records with their delayed metrics.
 
+import { downloadButton } from "../actions.js";
 import { api } from "../api.js";
 import { COLORS, UNIT_METRICS, chartBox, draw, plotText, timeLayout } from "../charts.js";
 import { clear, compactJson, fmtDuration, h, localTime, plotTime, timeText } from "../dom.js";
@@ -185,7 +186,24 @@ export async function modelMetricsTab(root, ctx) {
       shown),
     h("div", { class: "charts" }, predictionsChart, h("div", {}, performanceChart, note)),
     h("section", { class: "panel", "aria-labelledby": "records-title" },
-      h("h2", { id: "records-title" }, "Latest predictions"),
+      h("div", { class: "page-head" },
+        h("h2", { id: "records-title" }, "Latest predictions"),
+        h("div", { class: "actions" }, downloadButton({
+          id: "download-csv",
+          label: "Download CSV",
+          path: `/deployments/${enc}/metrics/model/csv`,
+          query: async () => {
+            const { start, end } = await windowFor(ctx.name, range);
+            return { start, end };
+          },
+          saved: "Saved the range's predictions as CSV",
+          said: (headers) => {
+            const rows = Number(headers.get("X-Modeldeck-Rows") || 0).toLocaleString("en-US");
+            return headers.get("X-Modeldeck-Truncated") === "true"
+              ? `(the first ${rows}; narrow the range for the rest).`
+              : `(${rows} rows).`;
+          },
+        }))),
       h("p", { class: "muted" }, `The ${RECENT} most recent tracked records; delayed metrics (ground truth under "${config.label_key}") are joined by the prediction's UUID.`),
       records));
   await refresh();

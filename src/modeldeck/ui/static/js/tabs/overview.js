@@ -51,7 +51,26 @@ function signatureTable(columns, caption) {
   });
 }
 
+/** What the overview shows of a deployment that an action can change. */
+function shownState(d) {
+  return JSON.stringify([d.status, d.version, d.access_key_prefix, d.auth_enabled, d.replicas,
+    d.ready_replicas, (d.replica_states || []).map((r) => [r.index, r.status, r.pid, r.restarts])]);
+}
+
+/** The overview; drawn again when the deployment changes under it (a rollback, a new key). */
 export async function overviewTab(root, ctx) {
+  let shown = shownState(ctx.deployment());
+  await renderOverview(root, ctx);
+  return {
+    onDeployment(d) {
+      const now = shownState(d);
+      if (now === shown) return;
+      renderOverview(root, ctx).then(() => { shown = now; }, () => {});  // else the next refresh tries again
+    },
+  };
+}
+
+async function renderOverview(root, ctx) {
   const d = ctx.deployment();
   const enc = encodeURIComponent(ctx.name);
   const [recent, version] = await Promise.all([
@@ -73,7 +92,7 @@ export async function overviewTab(root, ctx) {
       ? h("p", {}, "A batch deployment: jobs record their predictions under this name; it has no endpoint.")
       : [
         details([["URL", h("code", { id: "endpoint-url" }, d.endpoint_url)],
-          ["Access key", d.auth_enabled ? h("span", {}, h("code", {}, `${d.access_key_prefix || ""}…`), " (shown once when created; replace it with ", h("code", {}, `modeldeck deployments rotate-key ${d.name}`), ")")
+          ["Access key", d.auth_enabled ? h("span", {}, h("code", {}, `${d.access_key_prefix || ""}…`), " (shown once when created; replace it with Rotate key… above or ", h("code", {}, `modeldeck deployments rotate-key ${d.name}`), ")")
             : badge("authentication disabled: anyone who can reach the platform can call it", "bad")]]),
         h("h3", { style: "margin-top:1rem" }, "Example request"),
         codeBlock("example-curl", curl, "example curl request"),
@@ -130,5 +149,4 @@ export async function overviewTab(root, ctx) {
     : null;
 
   clear(root, h("div", { class: "grid2" }, h("div", {}, endpoint, signature), h("div", {}, info, registry, replicas)));
-  return {};
 }
