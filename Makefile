@@ -30,9 +30,9 @@ $(RUN_STAMP): pyproject.toml
 
 install: $(STAMP)
 
-## run: set up what running needs, then run the platform on embedded defaults with the demo model (Ctrl-C stops)
+## run: set up what running needs, then run the platform on embedded defaults with the demo model and its story (Ctrl-C stops)
 run: $(RUN_STAMP)
-	$(BIN)/modeldeck demo
+	$(BIN)/modeldeck demo --story
 
 ## test: lint (ruff), types (mypy) and the suite but its slow suites (PostgreSQL too when MODELDECK_TEST_POSTGRES_URL is set)
 # TEST_WORKERS: pytest-xdist workers, each running whole test files (module fixtures start one

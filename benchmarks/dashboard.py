@@ -13,9 +13,11 @@ What it measures, per store (a throwaway SQLite file, a throwaway PostgreSQL dat
     alert evaluation on demand only) and each call the dashboard makes is sent through the
     ASGI app with the API key, as the browser sends it, ``--repeat`` times (default 5): the
     median counts, the first (cold) and the fastest are shown beside it. The calls are those
-    of the deployment page's header and of each tab with its default range (Monitoring 1 h,
-    Model metrics and Drift 24 h), then the longer presets (Monitoring 24 h and 7 d, Model
-    metrics and Drift 7 d), then the deployments list's.
+    of the deployment page's header and of each tab with the range it defaulted to before
+    issue 25 (Monitoring 1 h, Model metrics and Drift 24 h), then the longer presets
+    (Monitoring 24 h and 7 d, Model metrics and Drift 7 d), then what the Auto range (every
+    tab's default now) asks over this store's 14 days (the fitted window, then performance and
+    drift over 14 d), then the deployments list's.
 
     Target (issue 6): each call of the deployment page answers in < 300 ms. A miss is
     reported as FAIL; the exit code is non-zero only when the benchmark cannot run.
@@ -150,6 +152,15 @@ def calls(now: int) -> list[Call]:
             windows(7 * DAY_MS, 21600),
         ),
         Call("drift_7d", "Drift (7 d)", f"{d}/drift", last(7 * DAY_MS)),
+        # Auto, every tab's default since issue 25: the range fitted to the data, asked first.
+        Call("window", "Auto range (every tab, each refresh)", f"{d}/window", {}),
+        Call(
+            "performance_14d",
+            "Model metrics (Auto: 14 d of data)",
+            f"{d}/performance",
+            windows(14 * DAY_MS, 21600),
+        ),
+        Call("drift_14d", "Drift (Auto: 14 d of data)", f"{d}/drift", last(14 * DAY_MS)),
         Call("list", "Deployments list", "/api/v1/deployments", {}, targeted=False),
         Call("list_rules", "Deployments list", "/api/v1/alerts/rules", {}, targeted=False),
         Call(

@@ -558,6 +558,23 @@ class Client:
             "GET", f"/api/v1/deployments/{deployment}/reference", params=params
         )
 
+    def window(
+        self,
+        deployment: str,
+        *,
+        span_seconds: int | None = None,
+        step_seconds: int | None = None,
+    ) -> dict[str, Any]:
+        """The range (``start``, ``end``, ms) and ``step`` (ms) to show ``deployment`` over:
+        the given span and step, or fitted to its predictions (from the first to now, rounded
+        up to a preset), windows starting on whole steps."""
+        params = {
+            k: v for k, v in (("span", span_seconds), ("step", step_seconds)) if v is not None
+        }
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/window", params=params
+        )
+
     def drift(
         self,
         deployment: str,

@@ -395,6 +395,58 @@ def test_drift_says_not_enough_data_and_names_the_p_value(run, cli_platform) -> 
         run("deployments", "delete", "cli-drift", "--yes")
 
 
+def test_drift_and_performance_fit_their_window_to_a_young_deployment(run, cli_platform) -> None:  # type: ignore[no-untyped-def]
+    """Without --since/--step a deployment two minutes old is shown over the last five minutes
+    in five-second windows, labelled to the second; a given --step starts on whole steps."""
+    client = cli_platform.client()
+    code, out = run("deploy", "iris", "--name", "cli-young", "--version", "1", "--no-wait")
+    assert code == 0, out
+    try:
+        client.reference_from_registry("cli-young")
+        now = int(time.time() * 1000)
+        features = {
+            "sepal_length": 5.1,
+            "sepal_width": 3.5,
+            "petal_length": 1.4,
+            "petal_width": 0.2,
+        }
+        uuids = client.record_predictions(
+            "cli-young",
+            [
+                {
+                    "metrics": {"input": features, "output": 0},
+                    "start_timestamp_ms": now - 120_000 + 10_000 * i,
+                    "end_timestamp_ms": now - 120_000 + 10_000 * i,
+                }
+                for i in range(12)
+            ],
+        )
+        client.track_delayed_metrics_batch(
+            "cli-young", [(u, {"actual_result": 0 if i < 6 else 1}) for i, u in enumerate(uuids)]
+        )
+        code, out = run("performance", "cli-young", "--json")
+        assert code == 0, out
+        fitted = json.loads(out)
+        assert fitted["step"] == 5_000 and fitted["start"] % 5_000 == 0
+        assert fitted["start"] <= now - 120_000 < fitted["start"] + 305_000
+        accuracy = [w["realised"]["accuracy"] for w in fitted["windows"] if w["realised"]]
+        assert accuracy[0] == 1.0 and accuracy[-1] == 0.0 and len(accuracy) == 12
+        code, out = run("performance", "cli-young")
+        assert code == 0 and "the last 5m in windows of 5s" in out, out
+        assert re.search(r"\d\d-\d\d \d\d:\d\d:\d\d", out), out  # seconds kept
+        code, out = run("performance", "cli-young", "--since", "6h", "--step", "1h", "--json")
+        hourly = json.loads(out)
+        assert hourly["step"] == 3_600_000 and hourly["start"] % 3_600_000 == 0
+        assert all(w["start"] % 3_600_000 == 0 for w in hourly["windows"])
+        code, out = run("drift", "cli-young", "--json")
+        assert code == 0 and json.loads(out)["start"] % 5_000 == 0, out
+        assert json.loads(out)["predictions"] == 12
+        code, out = run("drift", "cli-young")
+        assert code == 0 and "drift over the last 5m" in out, out
+    finally:
+        run("deployments", "delete", "cli-young", "--yes")
+
+
 def test_alerts_list_takes_the_deployment_as_alerts_create_does(run) -> None:  # type: ignore[no-untyped-def]
     code, out = run("deploy", "iris", "--name", "cli-alerts", "--version", "1", "--no-wait")
     assert code == 0, out

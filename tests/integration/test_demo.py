@@ -85,3 +85,45 @@ def test_demo_serves_and_a_second_run_reuses_the_data_dir(tmp_path: Path) -> Non
         assert call_printed_curl(output)["prediction"] == [0]
     finally:
         stop(proc)
+
+
+def test_make_run_plays_the_story_and_leaves_no_key_behind(tmp_path: Path) -> None:
+    """``make run`` is ``modeldeck demo --story``: once serving, clean traffic then drifted
+    traffic with wrong labels (shortened here), a progress line at a time; the story's own
+    control-plane key is revoked when it ends."""
+    makefile = (Path(__file__).parents[2] / "Makefile").read_text()
+    assert re.search(r"^run: .*\n\t\$\(BIN\)/modeldeck demo --story$", makefile, re.M)
+    data_dir = tmp_path / ".modeldeck"
+    env = {k: v for k, v in os.environ.items() if k != "MLFLOW_TRACKING_URI"}
+    env |= {"MODELDECK_DATA_DIR": str(data_dir), "MODELDECK_PORT": str(free_port())}
+    env |= {"COLUMNS": "200"}
+    story = ["--story", "--story-minutes", "0.2", "--exit-after-traffic"]
+    done = subprocess.run(
+        [sys.executable, "-m", "modeldeck.cli.main", "demo", *story],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=280,
+    )
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output
+    lines = output.splitlines()
+    said = [line for line in lines if line.startswith("story ")]
+    assert any("clean traffic, labels right" in line for line in said), output
+    assert any("petal_length shifted by +2, labels wrong" in line for line in said), output
+    over = next(line for line in lines if line.startswith("story over:"))
+    assert over.startswith("story over: 60 predictions (0 failed), 60 labels"), output
+
+    from sqlalchemy import select
+
+    from modeldeck.store import Store
+    from modeldeck.store.schema import ApiKeyRow
+
+    store = Store(f"sqlite:///{data_dir / 'modeldeck.db'}")
+    try:
+        with store.read() as session:
+            names = list(session.scalars(select(ApiKeyRow.name)))
+    finally:
+        store.close()
+    assert names == ["default"]

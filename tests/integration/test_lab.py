@@ -18,7 +18,8 @@ import pytest
 
 from tests.conftest import RunningPlatform, start_platform
 
-pytestmark = pytest.mark.integration
+# make test-slow: every script of the lab as a process of its own, a minute and more in all.
+pytestmark = [pytest.mark.integration, pytest.mark.slow]
 
 ROOT = Path(__file__).resolve().parents[2]
 LAB = ROOT / "examples" / "lab"

@@ -17,6 +17,8 @@ import pytest
 from modeldeck.errors import NotFound
 from modeldeck.monitoring.analysis import MAX_WINDOWS
 from modeldeck.monitoring.report import DAY_MS, HOUR_MS, PLOTLY_JS, build_report, render_report
+from modeldeck.monitoring.windows import Window, fit_window
+from modeldeck.records.model_metrics import now_ms
 
 HOUR = 3_600_000
 START = int(datetime(2024, 5, 1, tzinfo=UTC).timestamp() * 1000)
@@ -478,9 +480,13 @@ def test_the_html_is_well_formed(drift: Any, performance: Any) -> None:
 class FakeAnalysis:
     """What build_report asks of the analysis service, with NumPy values in its reports."""
 
-    def __init__(self, *, reference: bool) -> None:
+    def __init__(self, *, reference: bool, first: int | None = None) -> None:
         self.reference = reference
+        self.first = first  # when the first prediction was recorded
         self.asked: list[tuple[str, dict[str, Any]]] = []
+
+    def window(self, name: str, **kwargs: Any) -> Window:
+        return fit_window(now_ms(), self.first, **kwargs)
 
     def config(self, name: str) -> None:
         if name != "iris":
@@ -501,21 +507,33 @@ class FakeAnalysis:
         return report
 
 
-def test_build_report_reads_both_reports_over_the_cli_s_default_window() -> None:
-    analysis = FakeAnalysis(reference=True)
-    end = START + 10 * DAY_MS
-    page = build_report(analysis, "iris", end_ms=end)  # type: ignore[arg-type]
+def test_build_report_reads_both_reports_over_the_window_fitted_to_the_data() -> None:
+    """As `modeldeck report` without --since/--step and the dashboard's Auto range: three days
+    of data are a week in 3-hour windows, a few minutes of data five minutes in 5-second ones
+    (it was a week in daily windows, one point)."""
+    analysis = FakeAnalysis(reference=True, first=now_ms() - 3 * DAY_MS)
+    page = build_report(analysis, "iris")  # type: ignore[arg-type]
     (_, drift), (_, performance) = analysis.asked
-    assert drift == {"start_ms": end - 7 * DAY_MS, "end_ms": end, "model_version": None}
-    assert performance["step_ms"] == DAY_MS  # a week: daily windows
+    assert performance["step_ms"] == 3 * HOUR_MS and performance["start_ms"] % (3 * HOUR_MS) == 0
+    assert performance["end_ms"] - performance["start_ms"] >= 7 * DAY_MS
+    assert drift["start_ms"] == performance["start_ms"] and drift["end_ms"] == performance["end_ms"]
     assert "No drift report" not in page and charts(page) > 1
+    analysis = FakeAnalysis(reference=True, first=now_ms() - 120_000)
+    build_report(analysis, "iris")  # type: ignore[arg-type]
+    young = analysis.asked[1][1]
+    assert young["step_ms"] == 5_000 and young["end_ms"] - young["start_ms"] <= 305_000
+    end = START + 10 * DAY_MS
     analysis = FakeAnalysis(reference=True)
     build_report(analysis, "iris", start_ms=end - DAY_MS, end_ms=end)  # type: ignore[arg-type]
-    assert analysis.asked[1][1]["step_ms"] == HOUR_MS  # a day or less: hourly windows
+    assert analysis.asked[1][1]["step_ms"] == 30 * 60_000  # a given day: 48 windows
+    assert analysis.asked[1][1]["start_ms"] == end - DAY_MS  # a given start is kept
     analysis = FakeAnalysis(reference=True)
     build_report(analysis, "iris", start_ms=0, end_ms=end)  # type: ignore[arg-type]
     step = analysis.asked[1][1]["step_ms"]  # decades: whole days, few enough windows
-    assert step % DAY_MS == 0 and end / step <= MAX_WINDOWS < end / (step - DAY_MS)
+    assert step % DAY_MS == 0 and end / step <= MAX_WINDOWS
+    analysis = FakeAnalysis(reference=True)
+    build_report(analysis, "iris", start_ms=0, end_ms=end, step_ms=DAY_MS)  # type: ignore[arg-type]
+    assert analysis.asked[1][1]["step_ms"] == DAY_MS  # a given step wins
 
 
 def test_build_report_without_reference_data_says_why_and_keeps_performance() -> None:

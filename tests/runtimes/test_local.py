@@ -13,7 +13,8 @@ import pytest
 
 from modeldeck.config import Settings
 from modeldeck.runtimes.base import DeploymentSpec, RuntimeEvent
-from modeldeck.runtimes.local import LocalRuntime, Replica
+from modeldeck.runtimes.forks import WARM_WAIT_SECONDS
+from modeldeck.runtimes.local import LocalRuntime, Replica, _Deployment
 
 PIDS = itertools.count(10_000)
 
@@ -42,7 +43,7 @@ class FakeRuntime(LocalRuntime):
 
         self._listener = listen
 
-    def _spawn(self, replica: Replica) -> None:
+    def _spawn(self, replica: Replica, *, wait_for_forks: bool = True) -> None:
         if replica.started_at is not None:
             replica.restarts += 1
         replica.proc = FakeProc(1 if self.broken(replica.spec) else None)  # type: ignore[assignment]
@@ -205,3 +206,66 @@ def test_the_runtime_tells_how_new_replicas_start(
     assert runtime.replica_fork_server == "unavailable"
     with socket.socket() as sock:
         assert forks.start(["--config", "{}"], sock, tmp_path / "replica.log") is None
+
+
+class WarmingForks:
+    """A fork server that is warm once the test says so."""
+
+    def __init__(self, since: float) -> None:
+        self.warm = False
+        self.warming_since = since
+
+    @property
+    def state(self) -> str:
+        return "ready" if self.warm else "warming"
+
+
+def test_a_first_start_waits_for_the_warming_fork_server(tmp_path: Path) -> None:
+    """A replica's first start waits (up to ``WARM_WAIT_SECONDS``) for a fork server that is
+    importing, instead of starting an interpreter that makes the same imports beside it; a
+    restart, or a wait past the limit, starts at once."""
+    rt = LocalRuntime(Settings(data_dir=tmp_path), "sqlite://")
+    rt._forks = WarmingForks(time.monotonic())  # type: ignore[assignment]
+    seen: list[str] = []
+
+    def start(replica: Replica) -> tuple[FakeProc, bool]:
+        seen.append(rt.replica_fork_server)
+        return FakeProc(None), rt.replica_fork_server == "ready"
+
+    rt._start_process = start  # type: ignore[assignment,method-assign]
+
+    async def emitted(*_: object, **__: object) -> None:
+        pass
+
+    rt._emit = emitted  # type: ignore[method-assign]
+    dep = _Deployment(spec=spec("1", replicas=1))
+    first = Replica(deployment="d", index=0, spec=dep.spec)
+    rt._spawn(first)
+    assert (first.proc, first.status, first.awaits_fork_server) == (None, "starting", True)
+    asyncio.run(rt._check(dep, first))
+    assert first.proc is None and seen == [], "started before the fork server was warm"
+    rt._forks.warm = True  # type: ignore[union-attr]
+    asyncio.run(rt._check(dep, first))
+    assert first.proc is not None and seen == ["ready"] and not first.awaits_fork_server
+
+    rt._forks = WarmingForks(time.monotonic())  # type: ignore[assignment]
+    rt._spawn(first)  # a restart: at once, as an interpreter
+    assert seen == ["ready", "warming"] and first.restarts == 1
+
+    late = Replica(deployment="d", index=1, spec=dep.spec)
+    rt._forks = WarmingForks(time.monotonic() - WARM_WAIT_SECONDS)  # type: ignore[assignment]
+    rt._spawn(late)
+    assert late.proc is not None and seen[-1] == "warming", "waited past the limit"
+
+    waiting = Replica(deployment="d", index=3, spec=dep.spec)
+    rt._forks = WarmingForks(time.monotonic())  # type: ignore[assignment]
+    rt._spawn(waiting)
+    assert waiting.proc is None
+    waiting.next_start_at = time.monotonic() - 1  # the wait ran out, the server still warms
+    asyncio.run(rt._check(dep, waiting))
+    assert waiting.proc is not None and seen[-1] == "warming"
+
+    with_env = Replica(deployment="d", index=2, spec=spec("1"))
+    with_env.spec.environment = {"OMP_NUM_THREADS": "1"}  # never forked: no wait
+    rt._spawn(with_env)
+    assert with_env.proc is not None and not with_env.awaits_fork_server

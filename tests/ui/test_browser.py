@@ -327,6 +327,39 @@ def test_every_page_and_tab_loads_without_console_errors_and_charts_have_data(
     assert console.take() == []
 
 
+def test_ranges_run_from_five_minutes_to_fourteen_days_and_accuracy_keeps_a_unit_axis(
+    page: Page, deployed: Deployed
+) -> None:
+    """Auto is the default and is the platform's fitted window (six hours of data: 12h); the
+    5m preset gives windows of seconds whose times keep their seconds; the accuracy axis is
+    [0, 1] whatever the values, so a small dip does not fill the chart."""
+    console = Console(page)
+    sign_in(page, deployed)
+    page.wait_for_selector("body[data-view=deployments][data-state=ready]")
+    open_tab(page, deployed, "model-metrics")
+    picker = page.locator("#model-range")
+    presets = [b.get_attribute("data-preset") for b in picker.locator("button[data-preset]").all()]
+    assert presets == ["auto", "5m", "15m", "1h", "2h", "6h", "12h", "24h", "7d", "14d", "custom"]
+    assert picker.locator("[data-preset=auto]").get_attribute("aria-pressed") == "true"
+    fitted = deployed.client.window(NAME)
+    assert fitted["preset"] == "12h" and fitted["fitted"]
+    shown = page.locator("#model-shown").inner_text()
+    assert shown.endswith(f"windows of {fitted['step'] // 60_000}m"), shown
+    chart = page.locator("[data-chart=performance]")
+    assert chart.evaluate("el => el._fullLayout.yaxis.range") == [0, 1]
+    assert "%S" not in chart.evaluate("el => el.layout.xaxis.hoverformat")
+
+    picker.locator("[data-preset='5m']").click()
+    page.wait_for_function(
+        "() => document.querySelector('#model-shown').textContent.endsWith('windows of 5s')"
+    )
+    assert chart.evaluate("el => el.layout.xaxis.hoverformat").endswith("%H:%M:%S")
+    start = page.locator("#model-shown").inner_text().split(" → ")[0]
+    assert int(start[-2:]) % 5 == 0, start  # windows start on whole steps
+    assert chart.evaluate("el => el._fullLayout.yaxis.range") == [0, 1]
+    assert console.take() == []
+
+
 def _number(text: str) -> int:
     return int(text.replace(",", ""))
 

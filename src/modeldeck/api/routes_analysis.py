@@ -174,6 +174,41 @@ async def delete_reference(
 
 
 @router.get(
+    "/deployments/{name}/window",
+    responses=errors(404),
+    summary="The range and step to show when none is given, fitted to the data present",
+)
+async def window(
+    name: str,
+    span: int | None = Query(
+        default=None,
+        ge=1,
+        le=MAX_TIMESTAMP_MS // 1000,
+        description="Seconds of range (default: from the first prediction to now, rounded up "
+        "to a preset from 5 minutes to 14 days; 24 h without predictions).",
+    ),
+    step: int | None = Query(
+        default=None,
+        ge=1,
+        le=MAX_TIMESTAMP_MS // 1000,
+        description="Seconds per window (default: a readable step giving 12 to 60 windows).",
+    ),
+    platform: Platform = Depends(get_platform),
+) -> dict[str, Any]:
+    """`start` and `end` (ms), `step` (ms), the `span` (ms) and the `preset` it equals, the
+    `first_prediction` (ms) and whether the range was `fitted`. The start is a whole multiple
+    of the step: a one-hour step starts on the hour."""
+    found = await asyncio.to_thread(
+        lambda: platform.analysis.window(
+            name,
+            span_ms=span * 1000 if span else None,
+            step_ms=step * 1000 if step else None,
+        )
+    )
+    return found.to_dict()
+
+
+@router.get(
     "/deployments/{name}/drift",
     responses=errors(404),
     summary="Data drift per column, dataset drift and prediction drift over a window",
@@ -247,15 +282,16 @@ async def report(
         default=None,
         ge=0,
         le=MAX_TIMESTAMP_MS,
-        description="Start of the window, ms since the epoch (default: 7 days before end).",
+        description="Start of the window, ms since the epoch (default: the window fitted to "
+        "the data, as `GET .../window` gives it).",
     ),
     end: int | None = END,
     step: int | None = Query(
         default=None,
         ge=1,
         le=MAX_TIMESTAMP_MS // 1000,
-        description="Seconds per performance window (default: a day, or an hour when the "
-        "window is a day or shorter).",
+        description="Seconds per performance window (default: a readable step giving the "
+        "window 12 to 60 windows).",
     ),
     version: str | None = VERSION,
     platform: Platform = Depends(get_platform),

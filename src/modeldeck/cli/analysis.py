@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 from rich.table import Table
@@ -16,12 +16,17 @@ from modeldeck.cli.common import (
     duration_seconds,
     err_console,
     fitted_table,
+    fmt_duration,
     fmt_num,
     json_object,
     make_client,
     print_json,
+    step_duration_seconds,
 )
 from modeldeck.monitoring.summaries.parts import BUCKET_MS
+
+if TYPE_CHECKING:
+    from modeldeck.client import Client
 
 
 def _window(since: str) -> tuple[int, int]:
@@ -31,8 +36,27 @@ def _window(since: str) -> tuple[int, int]:
     return start - start % BUCKET_MS, end
 
 
-def _time(ms: int) -> str:
-    return datetime.fromtimestamp(ms / 1000, UTC).strftime("%m-%d %H:%M")
+def _fitted(
+    client: Client, name: str, since: str | None, step: str | None = None
+) -> dict[str, Any]:
+    """The platform's window for NAME: ``since`` and ``step`` as given, the rest fitted to the
+    data present (from the first prediction to now, rounded up to a preset; 12 to 60 windows),
+    starting on a whole step. The dashboard and the report ask the same."""
+    return client.window(
+        name,
+        span_seconds=None if since is None else max(1, int(duration_seconds(since))),
+        step_seconds=None if step is None else step_duration_seconds(step),
+    )
+
+
+def _span_text(window: dict[str, Any], since: str | None) -> str:
+    return since or window.get("preset") or fmt_duration(window["span"] // 1000)
+
+
+def _time(ms: int, step_ms: int = 60_000) -> str:
+    """A window's start; with its seconds when windows are not whole minutes."""
+    shape = "%m-%d %H:%M:%S" if step_ms % 60_000 else "%m-%d %H:%M"
+    return datetime.fromtimestamp(ms / 1000, UTC).strftime(shape)
 
 
 def _verdict(drifted: bool) -> str:
@@ -160,7 +184,11 @@ def monitoring_set(ctx: click.Context, name: str, settings_json: str) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--since", default="24h", show_default=True, help="Window: the last 1h / 24h / 7d.")
+@click.option(
+    "--since",
+    help="Window: the last 5m / 1h / 24h / 7d (default: since the first prediction, rounded "
+    "up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
+)
 @click.option("--version", help="Only this model version.")
 @click.option("--column", "columns", multiple=True, help="Only these columns.")
 @click.option(
@@ -176,7 +204,7 @@ def monitoring_set(ctx: click.Context, name: str, settings_json: str) -> None:
 def drift(
     ctx: click.Context,
     name: str,
-    since: str,
+    since: str | None,
     version: str | None,
     columns: tuple[str, ...],
     exact: bool,
@@ -184,12 +212,12 @@ def drift(
     fail_on_drift: bool,
 ) -> None:
     """Data drift of deployment NAME's inputs and outputs against its reference data."""
-    start, end = _window(since)
     with make_client(ctx) as client, console.status("measuring drift"):
+        window = _fitted(client, name, since)
         report = client.drift(
             name,
-            start_ms=start,
-            end_ms=end,
+            start_ms=window["start"],
+            end_ms=window["end"],
             model_version=version,
             columns=list(columns) or None,
             exact=exact,
@@ -197,7 +225,7 @@ def drift(
     if as_json:
         print_json(report)
     else:
-        _print_drift(report, since)
+        _print_drift(report, _span_text(window, since))
     if fail_on_drift and report["dataset"]["drifted"]:
         raise SystemExit(1)
 
@@ -279,22 +307,35 @@ def _print_drift(report: dict[str, Any], since: str) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--since", default="7d", show_default=True, help="Range: the last 24h / 7d ...")
-@click.option("--step", default="1d", show_default=True, help="Window size: 1h / 1d ...")
+@click.option(
+    "--since",
+    help="Range: the last 5m / 1h / 24h / 7d ... (default: since the first prediction, "
+    "rounded up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
+)
+@click.option(
+    "--step",
+    help="Window size: 10s / 1h / 1d ... (default: a readable step giving 12 to 60 windows). "
+    "Windows start on whole steps: a 1h step on the hour (UTC).",
+)
 @click.option("--version", help="Only this model version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
 def performance(
-    ctx: click.Context, name: str, since: str, step: str, version: str | None, as_json: bool
+    ctx: click.Context,
+    name: str,
+    since: str | None,
+    step: str | None,
+    version: str | None,
+    as_json: bool,
 ) -> None:
     """Realised (and estimated) performance of deployment NAME per window and version."""
-    start, end = _window(since)
     with make_client(ctx) as client:
+        window = _fitted(client, name, since, step)
         report = client.performance(
             name,
-            start_ms=start,
-            end_ms=end,
-            step_seconds=int(duration_seconds(step)),
+            start_ms=window["start"],
+            end_ms=window["end"],
+            step_seconds=window["step"] // 1000,
             model_version=version,
         )
     if as_json:
@@ -313,12 +354,17 @@ def performance(
     ]
     if not regression:
         headers.append("est. acc")
-    table = Table(*headers, title=f"{name}: {report['task'] or 'no labels yet'}")
+    title = (
+        f"{name}: {report['task'] or 'no labels yet'}, the last {_span_text(window, since)} "
+        f"in windows of {fmt_duration(report['step'] // 1000)}"
+    )
+    table = Table(*headers, title=title)
+    table.columns[0].no_wrap = True  # a window's start stays on one line, seconds included
     for w in report["windows"]:
         realised = w.get("realised") or {}
         estimated = w.get("estimated") or {}
         row = [
-            _time(w["start"]),
+            _time(w["start"], report["step"]),
             w["model_version"] or "all",
             f"{w['predictions']:,}",
             f"{w['labelled']:,}",
@@ -352,7 +398,12 @@ def alerts() -> None:
 )
 @click.option("--threshold", type=float, required=True)
 @click.option("--window", default="1h", show_default=True, help="Trailing window.")
-@click.option("--min-samples", default=1, show_default=True, type=int)
+@click.option(
+    "--min-samples",
+    type=int,
+    help="Fewer samples in the window decide nothing. Default: 1 for technical metrics, "
+    "30 for drift and performance ones.",
+)
 @click.option("--cooldown", default="15m", show_default=True, help="Quiet time after firing.")
 @click.option("--webhook", help="URL that receives firing and resolved events (JSON POST).")
 @click.option("--secret", envvar="MODELDECK_WEBHOOK_SECRET", help="Key signing the webhook.")
@@ -385,7 +436,7 @@ def alerts_create(
     comparison: str,
     threshold: float,
     window: str,
-    min_samples: int,
+    min_samples: int | None,
     cooldown: str,
     webhook: str | None,
     secret: str | None,
@@ -569,9 +620,14 @@ def alerts_metrics() -> None:
 
 @click.command()
 @click.argument("name")
-@click.option("--since", default="7d", show_default=True, help="Range: the last 24h / 7d ...")
 @click.option(
-    "--step", help="Performance window size (default: 1d, or an hour when --since is shorter)."
+    "--since",
+    help="Range: the last 5m / 1h / 24h / 7d ... (default: since the first prediction, "
+    "rounded up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
+)
+@click.option(
+    "--step",
+    help="Performance window size (default: a readable step giving 12 to 60 windows).",
 )
 @click.option("--version", help="Only this model version.")
 @click.option(
@@ -583,16 +639,20 @@ def alerts_metrics() -> None:
 )
 @click.pass_context
 def report(
-    ctx: click.Context, name: str, since: str, step: str | None, version: str | None, output: Path
+    ctx: click.Context,
+    name: str,
+    since: str | None,
+    step: str | None,
+    version: str | None,
+    output: Path,
 ) -> None:
     """Write a self-contained HTML report of NAME's drift and performance."""
-    if step is None:
-        step = "1d" if duration_seconds(since) > 86_400 else "1h"
     from modeldeck.client import ApiError
     from modeldeck.monitoring.report import render_report
 
-    start, end = _window(since)
     with make_client(ctx) as client, console.status("building the report"):
+        window = _fitted(client, name, since, step)
+        start, end = window["start"], window["end"]
         try:
             drift_report: dict[str, Any] | None = client.drift(
                 name, start_ms=start, end_ms=end, model_version=version
@@ -606,7 +666,7 @@ def report(
             name,
             start_ms=start,
             end_ms=end,
-            step_seconds=int(duration_seconds(step)),
+            step_seconds=window["step"] // 1000,
             model_version=version,
         )
     output.write_text(render_report(drift_report, perf), encoding="utf-8")

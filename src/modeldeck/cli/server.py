@@ -123,12 +123,32 @@ def server(host: str | None, port: int | None, data_dir: Path | None, stop_all: 
     show_default=True,
     help="Predictions to send once the demo is deployed.",
 )
+@click.option(
+    "--story",
+    is_flag=True,
+    help="Once serving, send a few minutes of clean traffic with right labels, then traffic "
+    "with petal_length shifted and wrong labels, so that drift and accuracy move "
+    "(`make run` does).",
+)
+@click.option(
+    "--story-minutes",
+    type=click.FloatRange(min=0.1, max=120),
+    default=3.0,
+    show_default=True,
+    help="How long the story runs.",
+)
 @click.option("--exit-after-traffic", is_flag=True, help="Stop after the demo traffic (for tests).")
 def demo(
-    port: int | None, data_dir: Path | None, n_requests: int, exit_after_traffic: bool
+    port: int | None,
+    data_dir: Path | None,
+    n_requests: int,
+    story: bool,
+    story_minutes: float,
+    exit_after_traffic: bool,
 ) -> None:
     """Train, register, deploy and call the lab's Iris model, then keep serving."""
     from modeldeck.demo.run import run_demo
+    from modeldeck.demo.story import Story
 
     settings = platform_settings(port=port, data_dir=data_dir)
     from modeldeck import httpserver
@@ -137,7 +157,18 @@ def demo(
     sock = httpserver.listen(settings.host, settings.port)  # before the model is trained
     _configure_logging("warning")
     api_key = _announce_initial_key(settings)
-    asyncio.run(run_demo(settings, console, n_requests, exit_after_traffic, lock, api_key, sock))
+    asyncio.run(
+        run_demo(
+            settings,
+            console,
+            n_requests,
+            exit_after_traffic,
+            lock,
+            api_key,
+            sock,
+            story=Story(story_minutes) if story else None,
+        )
+    )
 
 
 @click.command("settings")

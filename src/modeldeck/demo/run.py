@@ -6,7 +6,8 @@ import asyncio
 import contextlib
 import random
 import socket
-from typing import Any
+import threading
+from typing import TYPE_CHECKING, Any
 
 import httpx
 from rich.console import Console
@@ -18,6 +19,9 @@ from modeldeck.datadir import DataDirLock
 from modeldeck.deployments.schemas import DeploymentCreate
 from modeldeck.errors import NotFound
 from modeldeck.platform import Platform
+
+if TYPE_CHECKING:
+    from modeldeck.demo.story import Story
 
 MODEL = "sklearn_model"
 DEPLOYMENT = "sklearn_model"
@@ -32,9 +36,11 @@ async def run_demo(
     lock: DataDirLock | None = None,
     api_key: str | None = None,
     sock: socket.socket | None = None,
+    story: Story | None = None,
 ) -> None:
     """``api_key``: the control-plane key created by this start (shown in the box), if any;
-    ``sock``: the listening socket, bound by the caller (else bound here)."""
+    ``sock``: the listening socket, bound by the caller (else bound here); ``story``: the
+    traffic played once serving (:mod:`modeldeck.demo.story`), if any."""
     platform = Platform(settings, lock=lock)
     await _ensure_model(platform, settings, console)
     started = await serve_in_background(settings, platform, sock)
@@ -53,10 +59,62 @@ async def run_demo(
         soft_wrap=True,
         highlight=False,
     )
+    stop = threading.Event()
+    told = (
+        asyncio.create_task(_tell_story(platform, settings, access_key, story, console, stop))
+        if story is not None
+        else None
+    )
     if exit_after_traffic:
+        if told is not None:
+            await told
         server.should_exit = True
-    with contextlib.suppress(asyncio.CancelledError):
-        await serving
+    try:
+        with contextlib.suppress(asyncio.CancelledError):
+            await serving
+    finally:
+        if told is not None:
+            stop.set()  # the platform stopped: the story's threads end with it
+            with contextlib.suppress(asyncio.CancelledError):
+                await told
+
+
+async def _tell_story(
+    platform: Platform,
+    settings: Settings,
+    access_key: str,
+    story: Story,
+    console: Console,
+    stop: threading.Event,
+) -> None:
+    """Play the story with a control-plane key of its own (deploy scope: it sends ground
+    truth), revoked when it ends. A failing story is a line, not a stopped platform."""
+    from modeldeck.auth.api_keys import DEPLOY
+    from modeldeck.client import Client
+    from modeldeck.demo.story import StoryStopped, run_story
+
+    key = await asyncio.to_thread(platform.api_keys.create, "demo story", DEPLOY)
+
+    def play() -> None:
+        with Client(settings.resolved_public_url(), api_key=key.key) as client:
+            run_story(
+                client,
+                DEPLOYMENT,
+                story,
+                access_key=access_key,
+                say=lambda line: console.print(line, highlight=False),
+                stop=stop,
+            )
+
+    try:
+        await asyncio.to_thread(play)
+    except StoryStopped:
+        pass
+    except Exception as exc:  # the platform keeps serving whatever the story met
+        console.print(f"[yellow]the story stopped: {exc}[/yellow]")
+    finally:
+        with contextlib.suppress(Exception):
+            await asyncio.to_thread(platform.api_keys.revoke, key.id)
 
 
 def serving_box(settings: Settings, access_key: str, api_key: str | None) -> Panel:

@@ -39,6 +39,7 @@ from modeldeck.monitoring.drift import stats
 from modeldeck.monitoring.performance import metrics as perf
 from modeldeck.monitoring.performance import scoring
 from modeldeck.monitoring.summaries import parts
+from modeldeck.monitoring.windows import PRESETS, Window, fit_window
 from modeldeck.records.journal import absorb
 from modeldeck.records.model_metrics import now_ms
 from modeldeck.store import Store
@@ -1206,6 +1207,28 @@ class AnalysisService:
         low = max(cursor - hours * hour, bottom)
         self._backfill[deployment_id] = low
         return low, cursor
+
+    # -- the window a view shows ------------------------------------------------------------
+
+    def window(
+        self, name: str, *, span_ms: int | None = None, step_ms: int | None = None
+    ) -> Window:
+        """The range and step to show ``name`` over when the caller names neither: from its
+        first prediction (in the longest preset) to now, rounded up to a preset, in about 12
+        to 60 windows that start on whole steps (:func:`~modeldeck.monitoring.windows.fit_window`).
+        A given ``span_ms`` or ``step_ms`` wins."""
+        absorb(self.store)  # predictions replicas journaled and not committed yet
+        deployment = self._deployment(name)
+        now = now_ms()
+        oldest = now - PRESETS[-1][1] * 1000
+        query = select(func.min(PredictionRow.end_ms)).where(
+            PredictionRow.deployment_id == deployment.id, PredictionRow.end_ms >= oldest
+        )
+        with self.store.read() as session:
+            first = session.scalar(query)
+        return fit_window(
+            now, None if first is None else int(first), span_ms=span_ms, step_ms=step_ms
+        )
 
     # -- performance --------------------------------------------------------------------------
 

@@ -33,7 +33,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from modeldeck.errors import NotFound
-from modeldeck.monitoring.analysis import MAX_WINDOWS
 from modeldeck.monitoring.jsonable import plain
 from modeldeck.records.model_metrics import now_ms
 
@@ -44,7 +43,6 @@ __all__ = ["build_report", "render_report"]
 
 HOUR_MS = 3_600_000
 DAY_MS = 24 * HOUR_MS
-DEFAULT_SPAN_MS = 7 * DAY_MS  # as `modeldeck report --since 7d`
 
 REFERENCE_COLOUR = "#94a3b8"
 CURRENT_COLOUR = "#2563eb"
@@ -105,20 +103,33 @@ def build_report(
     step_ms: int | None = None,
     model_version: str | None = None,
 ) -> str:
-    """The HTML report of deployment ``name`` over ``[start_ms, end_ms]`` (default: the last
-    seven days), performance in windows of ``step_ms`` (default: a day, or an hour for a range of
-    a day or less, and coarser where that would make more windows than a performance report
-    takes), as ``modeldeck report`` writes it.
+    """The HTML report of deployment ``name`` over ``[start_ms, end_ms]``, performance in
+    windows of ``step_ms``, as ``modeldeck report`` writes it. Without a start (and an end) the
+    range is the one fitted to the data, as ``modeldeck report`` and the dashboard's Auto range
+    get it (:meth:`AnalysisService.window`: from the first prediction to now, rounded up to a
+    preset); without a step, the readable step that gives that range 12 to 60 windows (whole
+    days for a range of years).
 
     Without reference data the drift section says why instead of failing the report; an
     unknown deployment raises :class:`NotFound`.
     """
-    end = now_ms() if end_ms is None else end_ms
-    start = end - DEFAULT_SPAN_MS if start_ms is None else start_ms
-    if step_ms is None:  # as the CLI's, made coarser where a long range needs it
-        step_ms = DAY_MS if end - start > DAY_MS else HOUR_MS
-        step_ms *= max(1, math.ceil((end - start) / step_ms / MAX_WINDOWS))
     analysis.config(name)  # NotFound for an unknown deployment, before anything else
+    if start_ms is None or step_ms is None:
+        end = now_ms() + 1 if end_ms is None else end_ms
+        fitted = analysis.window(
+            name,
+            span_ms=None if start_ms is None else max(1, end - start_ms),
+            step_ms=step_ms,
+        )
+        step_ms = fitted.step
+        if start_ms is None and end_ms is None:
+            start, end = fitted.start, fitted.end
+        elif start_ms is None:
+            start = (end - fitted.span) // step_ms * step_ms
+        else:
+            start = start_ms
+    else:
+        start, end = start_ms, now_ms() if end_ms is None else end_ms
     drift: dict[str, Any] | None = None
     drift_reason = None
     try:

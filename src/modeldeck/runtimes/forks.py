@@ -10,8 +10,10 @@ imported libraries' memory is shared between replicas until written to.
 A replica is forked only where a fresh interpreter would behave the same: deployments running
 in the platform's own Python (not a build's environment) with no environment variables of
 their own (variables such as ``OMP_NUM_THREADS`` are read when a library is imported, which in
-a forked replica has already happened). Until the server has finished importing (it starts in
-the background with the runtime), replicas start as new interpreters.
+a forked replica has already happened). The server starts in the background with the runtime;
+a replica's first start waits for it for up to ``WARM_WAIT_SECONDS`` (its imports take a few
+seconds, and an interpreter started meanwhile would make the same imports, competing with it
+for the CPU), then starts as a new interpreter; restarts never wait.
 """
 
 from __future__ import annotations
@@ -22,11 +24,14 @@ import os
 import socket
 import sys
 import threading
+import time
 from multiprocessing.context import ForkServerContext
 from pathlib import Path
 from typing import Any
 
 log = logging.getLogger("modeldeck.supervisor")
+
+WARM_WAIT_SECONDS = 20.0
 
 
 class ForkedProcess:
@@ -74,6 +79,7 @@ class ForkServer:
         self._preload = preload
         self._ready = threading.Event()
         self._failed = False
+        self.warming_since: float | None = None  # time.monotonic() when warm() began
 
     @property
     def ready(self) -> bool:
@@ -89,6 +95,7 @@ class ForkServer:
 
     def warm(self) -> None:
         """Start the server and wait for its imports (blocking: run it in a thread)."""
+        self.warming_since = time.monotonic()
         try:
             probe = self._context.Process(target=_noop, daemon=True)
             probe.start()

@@ -63,7 +63,7 @@ from modeldeck.runtimes.base import (
     ReplicaState,
     RuntimeEvent,
 )
-from modeldeck.runtimes.forks import ForkedProcess, ForkServer
+from modeldeck.runtimes.forks import WARM_WAIT_SECONDS, ForkedProcess, ForkServer
 
 log = logging.getLogger("modeldeck.supervisor")
 
@@ -92,6 +92,7 @@ class Replica:
     failed_checks: int = 0
     inflight: int = 0
     spawn_error: str = ""  # why the last start could not even create the process
+    awaits_fork_server: bool = False  # a first start, deferred until the fork server is warm
     stopped_pid: int | None = None  # the process the supervisor stopped on purpose, last
     process_started: float | None = None  # the process's start time: its identity, with pid
     fingerprint: str = ""  # of what the process was started with
@@ -577,6 +578,14 @@ class LocalRuntime:
 
     async def _check(self, dep: _Deployment, replica: Replica) -> None:
         now = time.monotonic()
+        if replica.awaits_fork_server:
+            if replica.status != "starting":  # stopped meanwhile
+                replica.awaits_fork_server = False
+            elif not self._fork_server_warming() or now >= replica.next_start_at:
+                replica.awaits_fork_server = False
+                self._spawn(replica, wait_for_forks=False)
+                await self._emit(dep)
+            return
         if replica.status == "restarting":
             if now >= replica.next_start_at:
                 self._spawn(replica)
@@ -704,12 +713,21 @@ class LocalRuntime:
             self._spawn(replica)
         await self._emit(dep)
 
-    def _spawn(self, replica: Replica) -> None:
+    def _spawn(self, replica: Replica, *, wait_for_forks: bool = True) -> None:
         """Start ``replica``'s process. One that cannot even be created (``exec`` refused its
         environment, no memory left for a fork...) is not raised: the next health check
         counts it as a failed start, so that the deployment ends ``failed`` with the reason
         instead of a failed request or platform start."""
         spec = replica.spec
+        first = replica.started_at is None
+        if wait_for_forks and first and self._fork_server_warming() and _forkable(spec):
+            assert self._forks is not None
+            until = (self._forks.warming_since or time.monotonic()) + WARM_WAIT_SECONDS
+            if time.monotonic() < until:
+                replica.status = "starting"
+                replica.awaits_fork_server = True
+                replica.next_start_at = until
+                return
         if replica.started_at is not None:
             replica.restarts += 1
         replica.status = "starting"
@@ -731,6 +749,9 @@ class LocalRuntime:
             spec.name, replica.index, proc.pid, ", forked" if forked else "",
         )  # fmt: skip
 
+    def _fork_server_warming(self) -> bool:
+        return self._forks is not None and self._forks.state == "warming"
+
     def _start_process(self, replica: Replica) -> tuple[Process, bool]:
         """A new process for ``replica`` listening on a fresh port; whether it was forked."""
         spec = replica.spec
@@ -743,7 +764,7 @@ class LocalRuntime:
             log_path = self.log_path(spec.name, replica.index)
             log_path.parent.mkdir(parents=True, exist_ok=True)
             forked = None
-            if self._forks is not None and not spec.python and not spec.environment:
+            if self._forks is not None and _forkable(spec):
                 forked = self._forks.start(["--config", config.to_json()], sock, log_path)
             proc = forked if forked is not None else self._exec(spec, config, sock, log_path)
             replica.port = sock.getsockname()[1]
@@ -980,3 +1001,9 @@ def _tail(path: Path, lines: int = 15) -> str:
         return ""
     # A model may print anything; what is stored (a status message) must fit both stores.
     return "\n".join(text.splitlines()[-lines:]).replace("\x00", "\ufffd")
+
+
+def _forkable(spec: DeploymentSpec) -> bool:
+    """Whether ``spec``'s replicas may be forked (``runtimes.forks``): the platform's own
+    Python, no environment variables of their own."""
+    return not spec.python and not spec.environment

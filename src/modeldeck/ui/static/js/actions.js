@@ -284,7 +284,7 @@ export function downloadButton({ id, label, path: target, query, saved, said }) 
   button.addEventListener("click", async () => {
     button.disabled = true;
     try {
-      const headers = await download(target, { query: query ? query() : undefined });
+      const headers = await download(target, { query: query ? await query() : undefined });
       const extra = said ? said(headers) : "";
       toast(`${saved}${extra ? ` ${extra}` : ""}`);
     } catch (exc) {

@@ -21,12 +21,21 @@ export function chartBox(key, label) {
   return h("div", { class: "chart", dataset: { chart: key }, role: "img", "aria-label": label });
 }
 
-export function timeLayout({ title, yTitle, start, end, revision, extra = {} }) {
+// Metrics that live in [0, 1]: their axis is fixed there, so a one-point dip reads as one.
+export const UNIT_METRICS = new Set(["accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc"]);
+
+/** How a time under the pointer reads: to the second when windows are shorter than a minute
+ * (`step` in seconds), else to the minute. */
+export function hoverFormat(step) {
+  return step && step % 60 ? "%Y-%m-%d %H:%M:%S" : "%Y-%m-%d %H:%M";
+}
+
+export function timeLayout({ title, yTitle, start, end, revision, step, extra = {} }) {
   return {
     title: { text: title, font: { size: 14 }, x: 0.01, xanchor: "left" },
     height: 286,
     margin: { l: 60, r: 20, t: 38, b: 68 },
-    xaxis: { type: "date", range: [plotTime(start), plotTime(end)], showgrid: true, gridcolor: "#eaeef2" },
+    xaxis: { type: "date", range: [plotTime(start), plotTime(end)], showgrid: true, gridcolor: "#eaeef2", hoverformat: hoverFormat(step) },
     yaxis: { title: { text: yTitle }, rangemode: "tozero", gridcolor: "#eaeef2", zeroline: true, zerolinecolor: "#d0d7de" },
     legend: { orientation: "h", x: 0, y: -0.27, yanchor: "top", font: { size: 11 } },
     hovermode: "x unified",

@@ -1,5 +1,6 @@
 // Shared pieces: confirmation and input dialogs, toasts, the time-range picker, tables.
 
+import { api } from "./api.js";
 import { clear, fromLocalInput, h, toLocalInput } from "./dom.js";
 
 export function toast(message, tone = "") {
@@ -159,31 +160,62 @@ export function infoDialog({ title, body }) {
   return modal({ title, body, submitLabel: "Done", cancellable: false }).then(() => undefined);
 }
 
+// The platform's presets (modeldeck.monitoring.windows.PRESETS), after "auto": fitted to the
+// data present, from the deployment's first prediction to now.
 export const PRESETS = [
+  ["auto", null],
+  ["5m", 300e3],
+  ["15m", 900e3],
   ["1h", 3600e3],
   ["2h", 7200e3],
   ["6h", 21600e3],
   ["12h", 43200e3],
   ["24h", 86400e3],
   ["7d", 604800e3],
+  ["14d", 1209600e3],
 ];
+const PRESET_LABELS = { auto: "Auto" };
+export const AUTO = { preset: "auto" };
 
-/** The [start, end] in ms of a range value: a preset ending now, or a fixed custom range. */
-export function resolveRange(value) {
-  if (value.preset === "custom") return { start: value.start, end: value.end };
-  const span = PRESETS.find(([key]) => key === value.preset)[1];
-  const end = Date.now();
-  return { start: end - span, end };
+/** A remembered range value, or "auto" when it names no preset there is any more. */
+export function knownRange(value) {
+  if (value && (value.preset === "custom" ? value.start < value.end : PRESETS.some(([key]) => key === value.preset))) return value;
+  return AUTO;
 }
 
 /**
- * Range presets (1h ... 7d) and a custom range. `onChange(value)` gets
+ * The window to show deployment `name` over for a range value, as the platform chooses it
+ * (GET /deployments/{name}/window, as the CLI and the report do): {start, end} in ms and the
+ * `step` in seconds (12 to 60 windows), the start on a whole step. "auto" fits the range to
+ * the data present; a custom range keeps its end and starts on a whole step at or before its
+ * start.
+ */
+export async function windowFor(name, value) {
+  const path = `/deployments/${encodeURIComponent(name)}/window`;
+  const range = knownRange(value);
+  if (range.preset === "custom") {
+    const found = await api(path, { query: { span: Math.max(1, Math.ceil((range.end - range.start) / 1000)) } });
+    const start = Math.floor(range.start / found.step) * found.step;
+    return { start, end: Math.ceil(range.end), step: found.step / 1000, preset: null };
+  }
+  const span = PRESETS.find(([key]) => key === range.preset)[1];
+  const found = await api(path, { query: span ? { span: span / 1000 } : {} });
+  return { start: found.start, end: found.end, step: found.step / 1000, preset: found.preset };
+}
+
+/**
+ * Range presets (auto, 5m ... 14d) and a custom range. `onChange(value)` gets
  * {preset} or {preset: "custom", start, end}.
  */
 export function rangePicker({ id, value, onChange, label = "Time range" }) {
-  let current = { ...value };
+  let current = { ...knownRange(value) };
   const buttons = PRESETS.map(([key]) =>
-    h("button", { type: "button", "aria-pressed": String(current.preset === key), dataset: { preset: key } }, key),
+    h("button", {
+      type: "button",
+      "aria-pressed": String(current.preset === key),
+      dataset: { preset: key },
+      title: key === "auto" ? "From the first prediction to now, rounded up to a preset" : null,
+    }, PRESET_LABELS[key] || key),
   );
   const customButton = h(
     "button",

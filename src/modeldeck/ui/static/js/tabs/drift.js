@@ -4,7 +4,7 @@ import { downloadButton } from "../actions.js";
 import { api } from "../api.js";
 import { miniDistribution, purge } from "../charts.js";
 import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime, VERDICT_TONES } from "../dom.js";
-import { rangePicker, remember, remembered, resolveRange, table } from "../ui.js";
+import { AUTO, rangePicker, remember, remembered, table, windowFor } from "../ui.js";
 
 const P_VALUE_METHODS = new Set(["ks", "chisquare", "z"]);
 
@@ -31,16 +31,17 @@ function extra(column) {
 
 export async function driftTab(root, ctx) {
   const enc = encodeURIComponent(ctx.name);
-  let range = remembered("range.drift", { preset: "24h" });
+  let range = remembered("range.drift", AUTO);
   const summary = h("div", { id: "drift-summary" });
   const columns = h("div", { id: "drift-columns" });
   const shown = h("p", { class: "muted", id: "drift-shown" });
 
   async function refresh() {
-    const { start, end } = resolveRange(range);
     let report;
     try {
-      report = await api(`/deployments/${enc}/drift`, { query: { start: Math.floor(start), end: Math.ceil(end) } });
+      // The platform's window: for "auto", from the first prediction to now.
+      const { start, end } = await windowFor(ctx.name, range);
+      report = await api(`/deployments/${enc}/drift`, { query: { start, end } });
     } catch (exc) {
       if (exc.status === 401) throw exc;
       clear(summary, h("div", { class: "banner warn", role: "alert" }, exc.message,
@@ -133,9 +134,10 @@ export async function driftTab(root, ctx) {
         id: "download-report",
         label: "Download report",
         path: `/deployments/${enc}/report`,
-        query: () => {
-          const { start, end } = resolveRange(range);
-          return { start: Math.floor(start), end: Math.ceil(end) };
+        query: async () => {
+          // The window shown, in the windows the Model metrics tab draws.
+          const { start, end, step } = await windowFor(ctx.name, range);
+          return { start, end, step };
         },
         saved: "Saved the drift and performance report of this window (HTML).",
       })),

@@ -3,11 +3,10 @@
 
 import { downloadButton } from "../actions.js";
 import { api } from "../api.js";
-import { COLORS, chartBox, draw, plotText, timeLayout } from "../charts.js";
+import { COLORS, UNIT_METRICS, chartBox, draw, plotText, timeLayout } from "../charts.js";
 import { clear, compactJson, fmtDuration, h, localTime, plotTime, timeText } from "../dom.js";
-import { rangePicker, remember, remembered, resolveRange, selectField, table } from "../ui.js";
+import { AUTO, rangePicker, remember, remembered, selectField, table, windowFor } from "../ui.js";
 
-const STEPS = [300, 600, 900, 1800, 3600, 7200, 10800, 21600, 43200, 86400];
 const METRICS = {
   classification: ["accuracy", "f1_macro", "precision_macro", "recall_macro", "roc_auc", "log_loss"],
   regression: ["rmse", "mae", "mape", "r2"],
@@ -17,12 +16,6 @@ const OTHER = "__other__";
 const RECENT = 12;
 const MISSING = "__missing__";
 
-/** About 48 windows over the range, in readable steps (seconds). */
-function stepFor(span) {
-  const wanted = span / 48000;
-  return STEPS.find((s) => s >= wanted) || Math.ceil(wanted / 86400) * 86400;
-}
-
 function valueName(value) {
   if (value === OTHER) return "other";
   if (value === MISSING) return "(none)";
@@ -31,7 +24,7 @@ function valueName(value) {
 
 export async function modelMetricsTab(root, ctx) {
   const enc = encodeURIComponent(ctx.name);
-  let range = remembered("range.model", { preset: "24h" });
+  let range = remembered("range.model", AUTO);
   let metric = remembered(`metric.${ctx.name}`, null);
   const config = await api(`/deployments/${enc}/monitoring`);
   const predictionsChart = chartBox("predictions", "Predictions over time by predicted value");
@@ -58,11 +51,11 @@ export async function modelMetricsTab(root, ctx) {
   }
 
   async function refresh() {
-    const { start, end } = resolveRange(range);
-    const step = stepFor(end - start);
-    // Windows on whole steps (all multiples of five minutes): the platform assembles them from
-    // its five-minute summaries instead of reading every prediction.
-    const window = { start: Math.floor(start / (step * 1000)) * step * 1000, end: Math.ceil(end), step };
+    // The platform's window (as the CLI and the report get it): fitted to the data for
+    // "auto", windows on whole steps; steps of five minutes or more are assembled from its
+    // five-minute summaries instead of reading every prediction.
+    const { start, end, step } = await windowFor(ctx.name, range);
+    const window = { start, end, step };
     const [distribution, performance, recent] = await Promise.all([
       api(`/deployments/${enc}/metrics/model/distribution`, { query: window }),
       api(`/deployments/${enc}/performance`, { query: window }),
@@ -98,7 +91,7 @@ export async function modelMetricsTab(root, ctx) {
       title: `Predictions (${plotText(report.key)}) per ${fmtDuration(report.step / 1000)}` +
         (report.sampled ? " — shares from a sample" : ""),
       yTitle: report.kind === "numeric" ? plotText(report.key) : "predictions",
-      start: window.start, end: window.end, revision,
+      start: window.start, end: window.end, revision, step: window.step,
       extra: { barmode: "stack", bargap: 0.1 },
     });
     return draw(predictionsChart, traces, layout);
@@ -118,10 +111,10 @@ export async function modelMetricsTab(root, ctx) {
       const x = windows.map((w) => plotTime((w.start + w.end) / 2));
       const realised = windows.map((w) => (w.realised ? w.realised[metric] ?? null : null));
       labelled += realised.filter((v) => v !== null).length;
-      traces.push({ type: "scatter", mode: "lines+markers", name: `v${version} realised`, line: { color }, x, y: realised });
+      traces.push({ type: "scatter", mode: "lines+markers", name: `v${version} realised`, line: { color }, cliponaxis: false, x, y: realised });
       if (ESTIMATED.has(metric) && windows.some((w) => w.estimated)) {
         traces.push({
-          type: "scatter", mode: "lines+markers", name: `v${version} estimated`,
+          type: "scatter", mode: "lines+markers", name: `v${version} estimated`, cliponaxis: false,
           line: { color, dash: "dash" }, marker: { symbol: "diamond-open" }, x,
           y: windows.map((w) => (w.estimated ? w.estimated[metric] ?? null : null)),
         });
@@ -138,13 +131,16 @@ export async function modelMetricsTab(root, ctx) {
       : "Solid: realised (from delayed ground truth). Dashed: estimated from the model's confidence. Bars: share of predictions labelled (right axis).";
     const layout = timeLayout({
       title: `Performance: ${metric.replace("_", " ")}${report.task ? ` (${report.task})` : ""}`,
-      yTitle: metric, start: window.start, end: window.end, revision,
+      yTitle: metric, start: window.start, end: window.end, revision, step: window.step,
       extra: {
         yaxis2: { title: { text: "label coverage" }, overlaying: "y", side: "right", range: [0, 1], tickmode: "array", tickvals: [0, 0.25, 0.5, 0.75, 1], tickformat: ".0%", showgrid: false },
         margin: { l: 60, r: 60, t: 38, b: 68 },
       },
     });
-    layout.yaxis.rangemode = "normal";
+    // Accuracy and its kin live in [0, 1]: a fixed axis, so that a dip of one point does not
+    // fill the chart as a crash would. The others (log loss, errors, R²) fit their values.
+    if (UNIT_METRICS.has(metric)) Object.assign(layout.yaxis, { range: [0, 1], autorange: false, tickformat: ".0%" });
+    else layout.yaxis.rangemode = "normal";
     return draw(performanceChart, traces, layout);
   }
 
@@ -196,9 +192,9 @@ export async function modelMetricsTab(root, ctx) {
           id: "download-csv",
           label: "Download CSV",
           path: `/deployments/${enc}/metrics/model/csv`,
-          query: () => {
-            const { start, end } = resolveRange(range);
-            return { start: Math.floor(start), end: Math.ceil(end) };
+          query: async () => {
+            const { start, end } = await windowFor(ctx.name, range);
+            return { start, end };
           },
           saved: "Saved the range's predictions as CSV",
           said: (headers) => {

@@ -3,7 +3,7 @@
 import { api } from "../api.js";
 import { chartBox, draw, linkTimeAxes, series, timeLayout } from "../charts.js";
 import { clear, fmtDuration, fmtInt, fmtPercent, h, localTime, plotTime } from "../dom.js";
-import { rangePicker, remember, remembered, resolveRange, selectField, table } from "../ui.js";
+import { AUTO, rangePicker, remember, remembered, selectField, table, windowFor } from "../ui.js";
 
 const CHARTS = [
   ["rps", "Requests per second"],
@@ -46,7 +46,7 @@ function resourceTraces(resources, key, scale, selected) {
 
 export async function monitoringTab(root, ctx) {
   const path = `/deployments/${encodeURIComponent(ctx.name)}/metrics/technical`;
-  let range = remembered("range.monitoring", { preset: "1h" });
+  let range = remembered("range.monitoring", AUTO);
   let replica = remembered(`replica.${ctx.name}`, "all");
   const charts = Object.fromEntries(CHARTS.map(([key, label]) => [key, chartBox(key, label)]));
   const tableBox = h("div", { id: "replica-table" });
@@ -80,13 +80,15 @@ export async function monitoringTab(root, ctx) {
   };
 
   async function refresh() {
-    const { start, end } = resolveRange(range);
+    // The range as the platform fits it ("auto": since the first prediction); the technical
+    // series picks its own step (whole five-second buckets).
+    const { start, end } = await windowFor(ctx.name, range);
     const data = await api(path, {
-      query: { start: Math.floor(start), end: Math.ceil(end), replica: replica === "all" ? null : replica },
+      query: { start, end, replica: replica === "all" ? null : replica },
     });
     const revision = `${range.preset}|${range.start || ""}|${range.end || ""}|${replica}`;
     const layout = (title, yTitle, extra) =>
-      timeLayout({ title, yTitle, start: data.start, end: data.end, revision, extra });
+      timeLayout({ title, yTitle, start: data.start, end: data.end, revision, step: data.step / 1000, extra });
     const points = data.requests;
     const totals = data.totals;
     shown.textContent = `${localTime(data.start)} → ${localTime(data.end)}, one point per ${fmtDuration(data.step / 1000)}`;
