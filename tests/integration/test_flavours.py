@@ -20,7 +20,7 @@ from modeldeck.simulate import simulate
 from tests.conftest import Registered, RunningPlatform, start_platform
 from tests.flavours import TRAINERS, Flavour, register_flavours
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 TRAFFIC = 60
 

@@ -27,7 +27,7 @@ from tests.conftest import Registered, free_port
 from tests.fixtures import wait_for
 from tests.ui.test_browser import chromium_path
 
-pytestmark = [pytest.mark.integration, pytest.mark.slow]
+pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 ROOT = Path(__file__).resolve().parents[2]
 
