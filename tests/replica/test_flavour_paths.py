@@ -71,3 +71,9 @@ def test_tensor_rows_are_checked_at_the_edge() -> None:
     array = codecs.tensor_array([[1, 2, 3, 4]], images)
     assert array.shape == (1, 2, 2) and array.dtype == np.float64
     assert codecs.TensorInput("float32", (-1, -1)).width is None
+    vector = codecs.TensorInput("int64", (-1,))
+    assert codecs.tensor_array([[1], [2]], vector).shape == (2,)
+    flags = codecs.TensorInput("bool", (-1, 2))
+    assert codecs.conform_tensor(codecs.Frame(None, [[True, False]]), flags)
+    with pytest.raises(codecs.ValidationFailed, match="takes true or false"):
+        codecs.conform_tensor(codecs.Frame(None, [[1, 0]]), flags)

@@ -185,9 +185,12 @@ def conform_tensor(frame: Frame, tensor: TensorInput) -> Frame:
     """Check each row against a tensor input: as many values as one element holds, each a
     number (a text for a string tensor). 422 naming the row and position at fault."""
     width = tensor.width
-    texts = tensor.dtype in ("str", "object", "bytes")
-    check: Callable[[Any], bool] = _is_text if texts else _is_number
-    expected = "a text" if texts else "a number"
+    check: Callable[[Any], bool] = _is_number
+    expected = "a number"
+    if tensor.dtype in ("str", "object", "bytes"):
+        check, expected = _is_text, "a text"
+    elif tensor.dtype == "bool":
+        check, expected = _is_bool, "true or false"
     for i, row in enumerate(frame.rows):
         if width is not None and len(row) != width:
             raise ValidationFailed(
@@ -210,7 +213,8 @@ def tensor_array(rows: list[list[Any]], tensor: TensorInput) -> Any:
     import numpy as np
 
     array = np.asarray(rows, dtype=tensor.dtype)
-    if len(tensor.shape) > 2:
+    if len(tensor.shape) != 2:
+        # (-1,): one value per row; (-1, 2, 2): rows of four values.
         array = array.reshape((len(rows), *tensor.shape[1:]))
     return array
 
@@ -390,6 +394,10 @@ def _is_number(v: Any) -> bool:
     return (isinstance(v, int | float) and not isinstance(v, bool)) and not (
         isinstance(v, float) and math.isinf(v)
     )
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool)
 
 
 def _is_text(v: Any) -> bool:
