@@ -127,3 +127,59 @@ def test_make_run_plays_the_story_and_leaves_no_key_behind(tmp_path: Path) -> No
     finally:
         store.close()
     assert names == ["default"]
+
+
+@pytest.mark.timeout(900)
+def test_make_run_on_a_fresh_clone_serves_with_no_warning(tmp_path: Path) -> None:
+    """The README's quickstart on a fresh clone: ``make run`` creates ``.venv``, installs what
+    running needs (none of the dev tools), and serves; nothing it prints is a warning or a
+    traceback (but pip's own about this machine's configured package locations)."""
+    clone = tmp_path / "modeldeck"
+    root = Path(__file__).parents[2]
+    subprocess.run(["git", "clone", "--quiet", str(root), str(clone)], check=True, timeout=120)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELDECK_", "MLFLOW_"))}
+    env.pop("VIRTUAL_ENV", None)
+    env |= {"MODELDECK_PORT": str(free_port()), "COLUMNS": "200"}
+    started = time.monotonic()
+    proc = subprocess.Popen(
+        ["make", "run"],
+        cwd=clone,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        start_new_session=True,
+    )
+    assert proc.stdout is not None
+    lines: list[str] = []
+    try:
+        deadline = time.monotonic() + 840
+        while time.monotonic() < deadline:
+            line = proc.stdout.readline()
+            if not line:
+                break
+            lines.append(line)
+            if line.startswith("curl -s "):
+                break
+        serving_after = time.monotonic() - started
+        output = "".join(lines)
+        assert lines and lines[-1].startswith("curl -s "), output
+        assert call_printed_curl(output)["prediction"] == [0]
+    finally:
+        os.killpg(proc.pid, signal.SIGINT)  # Ctrl-C in the terminal: make and the demo
+        try:
+            proc.wait(60)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+    print(f"make run on a fresh clone: serving after {serving_after:.0f} s")
+    installed = next(line for line in lines if line.startswith("Successfully installed "))
+    assert "mlflow" in installed and "uvicorn" in installed
+    for dev_tool in ("playwright", "mypy", "schemathesis", "pytest", "kserve", "ruff"):
+        assert f" {dev_tool}-" not in installed, f"make run installed {dev_tool}"
+    noise = [
+        line
+        for line in lines
+        if re.search(r"warning|traceback", line, re.I)
+        and not line.startswith("WARNING: Location 'file:")  # this machine's pip settings
+    ]
+    assert noise == [], "".join(noise)
