@@ -529,6 +529,9 @@ def bench_modeldeck(
         "MODELDECK_API_KEY": api_key,
         "MODELDECK_LOG_LEVEL": "warning",
         "MODELDECK_DATA_DIR": str(work_dir / f"modeldeck-{port}"),
+        # Replicas outlive a stopped platform by default (to be adopted by the next start):
+        # here they would run on, unowned, after the benchmark.
+        "MODELDECK_KEEP_REPLICAS_ON_EXIT": "false",
         **(extra_env or {}),
     }
     log_path = work_dir / f"modeldeck-server-{port}.log"
