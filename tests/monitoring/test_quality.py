@@ -1,0 +1,190 @@
+"""Data quality: each statistic against pandas on fixed data, and the service on both stores
+(records and five-minute summaries give the same answer)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from modeldeck.monitoring import quality
+from modeldeck.monitoring.analysis import (
+    AnalysisService,
+    MonitoringConfig,
+    _column_plan,
+    _profile,
+    _summarise,
+)
+from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord
+from modeldeck.registry import Registry
+from modeldeck.store import Store
+from tests.fixtures import add_deployment
+
+T0 = 1_700_000_400_000 // 300_000 * 300_000  # on a five-minute boundary
+MINUTE = 60_000
+
+REFERENCE = pd.DataFrame(
+    {
+        "x": [1.0, 2.0, 3.0, 4.0, 5.0, 6.0],
+        "colour": ["red", "blue", "red", "green", "blue", "red"],
+        "size": [10.0, 20.0, 10.0, 30.0, 20.0, 10.0],
+    }
+)
+CURRENT = pd.DataFrame(
+    {
+        "x": [0.5, 2.0, None, 7.0, 3.0, np.nan, 9.0, 1.0],
+        "colour": ["red", "pink", None, "pink", "blue", "black", "red", None],
+        "size": [20.0] * 8,
+    }
+)
+
+
+def _quality(column: str, current: pd.Series, reference: pd.Series) -> dict[str, Any]:
+    kind = "numeric" if pd.api.types.is_float_dtype(reference) else "categorical"
+    plan = _column_plan(reference, kind)
+    summary = _summarise(current, plan)
+    return quality.column_quality(column, _profile(reference, plan), summary, len(current))
+
+
+@pytest.mark.parametrize("column", ["x", "colour", "size"])
+def test_missing_share_is_pandas_isna_mean(column: str) -> None:
+    found = _quality(column, CURRENT[column], REFERENCE[column])
+    assert found["missing_share"] == pytest.approx(CURRENT[column].isna().mean())
+    assert found["count"] == CURRENT[column].notna().sum()
+
+
+def test_out_of_range_share_is_share_outside_reference_min_max() -> None:
+    found = _quality("x", CURRENT["x"], REFERENCE["x"])
+    ref = REFERENCE["x"]
+    outside = (CURRENT["x"] < ref.min()) | (CURRENT["x"] > ref.max())
+    assert found["out_of_range"] == outside.sum() == 3  # 0.5, 7, 9
+    assert found["out_of_range_share"] == pytest.approx(outside.mean())
+    assert found["problems"] == ["missing", "out_of_range"]
+
+
+def test_new_categories_are_the_set_difference_with_the_reference() -> None:
+    found = _quality("colour", CURRENT["colour"], REFERENCE["colour"])
+    present = CURRENT["colour"].dropna()
+    unseen = present[~present.isin(set(REFERENCE["colour"]))]
+    assert found["new_categories"] == len(unseen)
+    assert found["new_category_share"] == pytest.approx(len(unseen) / len(CURRENT))
+    expected = unseen.value_counts()
+    listed = {c["value"]: c["count"] for c in found["top_new_categories"]}
+    assert listed == expected.to_dict() == {"pink": 2, "black": 1}
+    assert found["top_new_categories"][0]["value"] == "pink"  # the most frequent first
+    assert found["distinct"] == present.nunique()
+
+
+def test_constant_column_where_the_reference_varies() -> None:
+    size = _quality("size", CURRENT["size"], REFERENCE["size"])
+    assert CURRENT["size"].nunique() == 1 < REFERENCE["size"].nunique()
+    assert size["constant"] is True and "constant" in size["problems"]
+    assert _quality("x", CURRENT["x"], REFERENCE["x"])["constant"] is False
+    # Constant in the reference too: nothing changed.
+    assert _quality("size", CURRENT["size"], CURRENT["size"])["constant"] is False
+
+
+def test_type_violations_count_values_of_another_type() -> None:
+    current = pd.Series([1.0, "abc", "2.5", [1, 2], None], dtype=object)
+    found = _quality("x", current, REFERENCE["x"])
+    as_numbers = pd.to_numeric(
+        current.map(lambda v: v if isinstance(v, str | float) else None), errors="coerce"
+    )
+    expected = int((as_numbers.isna() & current.notna()).sum())
+    assert found["type_violations"] == expected == 2  # "abc" and the list; "2.5" is a number
+    assert found["missing"] == 1
+
+
+def test_window_schema_and_worst_shares() -> None:
+    from modeldeck.monitoring.analysis import DriftPlan, MonitoringConfig, _drift_part
+
+    plans = {
+        c: _column_plan(REFERENCE[c], k) for c, k in [("x", "numeric"), ("colour", "categorical")]
+    }
+    records = [{"input": {"x": 1.0, "colour": "red", "extra": 1}}, {"input": {"x": None}}]
+    part = _drift_part(records, MonitoringConfig(), DriftPlan(plans, None, ""))
+    profiles = {c: _profile(REFERENCE[c], p) for c, p in plans.items()}
+    found = quality.window_quality(part, profiles, reference_columns=["x", "colour", "size"])
+    assert found["schema"] == {"unexpected_columns": ["extra"], "absent_columns": []}
+    by_name = {c["column"]: c for c in found["columns"]}
+    assert by_name["x"]["missing_share"] == 0.5
+    assert by_name["colour"]["missing_share"] == 0.5  # the field is absent from one record
+    assert found["missing_share"] == 0.5
+
+
+# -- the service, on both stores ----------------------------------------------------------------
+
+
+@pytest.fixture
+def service(store_url: str, tmp_path: Any) -> Iterator[tuple[AnalysisService, ModelMetrics]]:
+    store = Store(store_url)
+    store.migrate()
+    add_deployment(store, "dep-1", "clf", source="file")
+    registry = Registry(f"sqlite:///{tmp_path / 'unused-mlflow.db'}")
+    yield AnalysisService(store, registry), ModelMetrics(store)
+    store.close()
+
+
+def _record(metrics: ModelMetrics, n: int, *, missing_every: int = 4) -> None:
+    """``n`` predictions over 30 minutes; every ``missing_every``-th lacks ``x``; a third of
+    them have an unseen colour; ``x`` goes past the reference's max after 15 minutes."""
+    records = []
+    for i in range(n):
+        ts = T0 + i * (30 * MINUTE) // n
+        features: dict[str, Any] = {"colour": ["red", "blue", "purple"][i % 3], "size": 20.0}
+        if i % missing_every:
+            features["x"] = float(1 + i % 5) + (10.0 if ts >= T0 + 15 * MINUTE else 0.0)
+        records.append(
+            PredictionRecord(
+                uuid=f"00000000-0000-4000-8000-{i:012x}",
+                deployment_id="dep-1",
+                start_ms=ts,
+                end_ms=ts,
+                model_version="1",
+                metrics={"input": features, "output": "a"},
+            )
+        )
+    metrics.insert_predictions(records)
+
+
+def test_quality_without_reference_says_so(service: tuple[AnalysisService, ModelMetrics]) -> None:
+    analysis, metrics = service
+    _record(metrics, 40)
+    report = analysis.quality("clf", start_ms=T0, end_ms=T0 + 30 * MINUTE)
+    assert report["reference"] is None and "no reference data" in report["note"]
+    assert report["mode"] == "raw"
+    x = {c["column"]: c for c in report["total"]["columns"]}["x"]
+    assert x["missing_share"] == pytest.approx(10 / 40)
+    assert x["out_of_range_share"] is None
+    assert {c["column"]: c for c in report["total"]["columns"]}["size"]["constant"] is True
+
+
+def test_quality_from_records_and_from_summaries_agree(
+    service: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    analysis, metrics = service
+    _record(metrics, 1500)
+    analysis.set_reference("clf", REFERENCE, source="test")
+    analysis.set_config("clf", MonitoringConfig(max_rows=1000))
+    kwargs: dict[str, Any] = {"start_ms": T0, "end_ms": T0 + 30 * MINUTE, "step_ms": 10 * MINUTE}
+    binned = analysis.quality("clf", **kwargs)
+    analysis.set_config("clf", MonitoringConfig(max_rows=50_000))
+    raw = analysis.quality("clf", **kwargs)
+    assert (binned["mode"], raw["mode"]) == ("binned", "raw")
+    assert binned["windows"] == raw["windows"]
+    assert binned["total"] == raw["total"]
+    total = {c["column"]: c for c in raw["total"]["columns"]}
+    assert total["x"]["missing_share"] == pytest.approx(375 / 1500)
+    assert total["colour"]["new_category_share"] == pytest.approx(1 / 3)
+    assert total["colour"]["top_new_categories"] == [{"value": "purple", "count": 500}]
+    assert total["size"]["constant"] is True
+    assert raw["total"]["missing_share"] == pytest.approx(0.25)
+    # x leaves the reference's range in the second half only.
+    shares = [
+        {c["column"]: c for c in w["columns"]}["x"]["out_of_range_share"] for w in raw["windows"]
+    ]
+    assert shares[0] == 0 and shares[2] == pytest.approx(0.75)
+    assert [w["predictions"] for w in raw["windows"]] == [500, 500, 500]
