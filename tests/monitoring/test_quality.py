@@ -4,12 +4,16 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 import pytest
+from fastapi.testclient import TestClient
 
+from modeldeck.api.app import create_app
+from modeldeck.config import Settings
 from modeldeck.monitoring import quality
 from modeldeck.monitoring.analysis import (
     AnalysisService,
@@ -21,6 +25,7 @@ from modeldeck.monitoring.analysis import (
 from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord
 from modeldeck.registry import Registry
 from modeldeck.store import Store
+from tests.conftest import Registered
 from tests.fixtures import add_deployment
 
 T0 = 1_700_000_400_000 // 300_000 * 300_000  # on a five-minute boundary
@@ -188,3 +193,70 @@ def test_quality_from_records_and_from_summaries_agree(
     ]
     assert shares[0] == 0 and shares[2] == pytest.approx(0.75)
     assert [w["predictions"] for w in raw["windows"]] == [500, 500, 500]
+
+
+# -- through HTTP ---------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def api(store_url: str, mlflow_registry: Registered, tmp_path: Path) -> Iterator[TestClient]:
+    settings = Settings(
+        data_dir=tmp_path,
+        store_url=store_url,
+        mlflow_tracking_uri=mlflow_registry.tracking_uri,
+        api_key="mdk_quality",
+        summary_interval_seconds=0,  # summaries are built by the report itself
+    )
+    with TestClient(create_app(settings)) as client:
+        client.headers["Authorization"] = "Bearer mdk_quality"
+        yield client
+
+
+def test_a_window_past_max_rows_through_http(api: TestClient) -> None:
+    """Default settings (``max_rows`` 50,000): 50,001 predictions are answered from five-minute
+    summaries, with the numbers the records give."""
+    store = api.app.state.platform.store  # type: ignore[attr-defined]
+    add_deployment(
+        store, "dep-q", "quality", source="file", desired_state="stopped", status="stopped"
+    )
+    n = MonitoringConfig().max_rows + 1
+    metrics = ModelMetrics(store)
+    batch = []
+    for i in range(n):
+        features: dict[str, Any] = {"colour": ["red", "blue", "purple"][i % 3], "size": 20.0}
+        if i % 4:
+            features["x"] = float(1 + i % 5)
+        ts = T0 + i * 20  # 50,001 predictions over about 17 minutes
+        batch.append(
+            PredictionRecord(
+                uuid=f"00000000-0000-4000-8000-{i:012x}",
+                deployment_id="dep-q",
+                start_ms=ts,
+                end_ms=ts,
+                model_version="1",
+                metrics={"input": features},
+            )
+        )
+    metrics.insert_predictions(batch)
+    csv = REFERENCE.to_csv(index=False).encode()
+    put = api.put(
+        "/api/v1/deployments/quality/reference",
+        params={"filename": "reference.csv"},
+        content=csv,
+        headers={"Content-Type": "application/octet-stream"},
+    )
+    assert put.status_code == 200, put.text
+    params = {"start": T0, "end": T0 + 20 * MINUTE, "step": 600}
+    answer = api.get("/api/v1/deployments/quality/quality", params=params)
+    assert answer.status_code == 200, answer.text
+    report = answer.json()
+    assert report["mode"] == "binned"
+    assert report["total"]["predictions"] == n
+    total = {c["column"]: c for c in report["total"]["columns"]}
+    assert total["x"]["missing"] == sum(1 for i in range(n) if i % 4 == 0)
+    assert total["x"]["out_of_range"] == 0
+    assert total["colour"]["new_categories"] == sum(1 for i in range(n) if i % 3 == 2)
+    assert total["size"]["constant"] is True
+    assert [w["start"] for w in report["windows"]] == [T0, T0 + 10 * MINUTE]
+    assert sum(w["predictions"] for w in report["windows"]) == n
+    assert "missing" in total["x"]["problems"]
