@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,11 @@ from fastapi.testclient import TestClient
 
 from modeldeck.api.app import create_app
 from modeldeck.config import Settings
+from modeldeck.errors import NotFound
 from modeldeck.monitoring import quality
+from modeldeck.monitoring.alerts.deliver import Smtp
+from modeldeck.monitoring.alerts.rules import AlertRuleSpec
+from modeldeck.monitoring.alerts.service import AlertService
 from modeldeck.monitoring.analysis import (
     AnalysisService,
     MonitoringConfig,
@@ -260,3 +264,32 @@ def test_a_window_past_max_rows_through_http(api: TestClient) -> None:
     assert [w["start"] for w in report["windows"]] == [T0, T0 + 10 * MINUTE]
     assert sum(w["predictions"] for w in report["windows"]) == n
     assert "missing" in total["x"]["problems"]
+
+
+def test_alert_rules_watch_quality_metrics(service: tuple[AnalysisService, ModelMetrics]) -> None:
+    analysis, metrics = service
+    _record(metrics, 40)
+    analysis.set_reference("clf", REFERENCE, source="test")
+    alerts = AlertService(analysis.store, analysis, cast(Any, None), smtp=Smtp())
+    now = T0 + 30 * MINUTE
+
+    def measure(metric: str) -> tuple[float | None, int]:
+        spec = AlertRuleSpec(
+            name="q", deployment="clf", metric=metric, comparison="gt", threshold=0.1,
+            window_seconds=1800,
+        )  # fmt: skip
+        return alerts.measure(spec, now)
+
+    assert measure("quality.missing_share.x") == (pytest.approx(10 / 40), 40)
+    assert measure("quality.missing_share") == (pytest.approx(10 / 40), 40)  # the worst column
+    assert measure("quality.new_category_share.colour")[0] == pytest.approx(13 / 40)
+    assert measure("quality.out_of_range_share.x")[0] == pytest.approx(15 / 40)
+    with pytest.raises(NotFound):
+        measure("quality.missing_share.nope")
+    created = alerts.create(
+        AlertRuleSpec(
+            name="missing-x", deployment="clf", metric="quality.missing_share.x",
+            comparison="gt", threshold=0.1,
+        )
+    )  # fmt: skip
+    assert created["metric"] == "quality.missing_share.x"
