@@ -792,7 +792,7 @@ def report(
     version: str | None,
     output: Path,
 ) -> None:
-    """Write a self-contained HTML report of NAME's drift and performance."""
+    """Write a self-contained HTML report of NAME's drift, performance and data quality."""
     from modeldeck.client import ApiError
     from modeldeck.monitoring.report import render_report
 
@@ -815,7 +815,8 @@ def report(
             step_seconds=window["step"] // 1000,
             model_version=version,
         )
-    output.write_text(render_report(drift_report, perf), encoding="utf-8")
+        quality_report = client.quality(name, start_ms=start, end_ms=end, model_version=version)
+    output.write_text(render_report(drift_report, perf, quality=quality_report), encoding="utf-8")
     console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
 
 
