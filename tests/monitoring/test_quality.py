@@ -28,6 +28,7 @@ from modeldeck.monitoring.analysis import (
 )
 from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord
 from modeldeck.registry import Registry
+from modeldeck.simulate import FeatureDrift, Generator
 from modeldeck.store import Store
 from tests.conftest import Registered
 from tests.fixtures import add_deployment
@@ -293,3 +294,36 @@ def test_alert_rules_watch_quality_metrics(service: tuple[AnalysisService, Model
         )
     )  # fmt: skip
     assert created["metric"] == "quality.missing_share.x"
+
+
+def test_the_simulators_missing_fault_moves_the_missing_share(
+    service: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    """``modeldeck simulate --drift x:missing=0.4 --drift-start 0.5``: the second half's
+    missing share of x is the generated share, the first half's zero."""
+    analysis, metrics = service
+    analysis.set_reference("clf", REFERENCE, source="test")
+    generator = Generator(
+        REFERENCE, source="uniform", seed=2, total=600, drift_start=0.5,
+        drifts=[FeatureDrift.parse("x:missing=0.4")],
+    )  # fmt: skip
+    samples = generator.take(0, 600)
+    metrics.insert_predictions(
+        [
+            PredictionRecord(
+                uuid=f"00000000-0000-4000-8000-{s.index:012x}",
+                deployment_id="dep-1",
+                start_ms=T0 + s.index * 1000,
+                end_ms=T0 + s.index * 1000,
+                model_version="1",
+                metrics={"input": s.record},
+            )
+            for s in samples
+        ]
+    )
+    report = analysis.quality("clf", start_ms=T0, end_ms=T0 + 600_000, step_ms=300_000)
+    sent = generator.frame(0, 600)
+    first, second = ({c["column"]: c for c in w["columns"]}["x"] for w in report["windows"])
+    assert first["missing_share"] == 0 == sent.x[:300].isna().mean()
+    assert second["missing_share"] == pytest.approx(sent.x[300:].isna().mean())
+    assert 0.3 < second["missing_share"] < 0.5 and "missing" in second["problems"]
