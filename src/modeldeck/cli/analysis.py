@@ -549,7 +549,12 @@ def alerts() -> None:
 )
 @click.option("--threshold", type=float, required=True)
 @click.option("--window", default="1h", show_default=True, help="Trailing window.")
-@click.option("--min-samples", default=1, show_default=True, type=int)
+@click.option(
+    "--min-samples",
+    type=int,
+    help="Fewer samples in the window decide nothing. Default: 1 for technical metrics, "
+    "30 for drift and performance ones.",
+)
 @click.option("--cooldown", default="15m", show_default=True, help="Quiet time after firing.")
 @click.option("--webhook", help="URL that receives firing and resolved events (JSON POST).")
 @click.option("--secret", envvar="MODELDECK_WEBHOOK_SECRET", help="Key signing the webhook.")
@@ -582,7 +587,7 @@ def alerts_create(
     comparison: str,
     threshold: float,
     window: str,
-    min_samples: int,
+    min_samples: int | None,
     cooldown: str,
     webhook: str | None,
     secret: str | None,

@@ -22,24 +22,42 @@ from modeldeck.monitoring.alerts.rules import (
 MINUTE_MS = 60_000
 
 
+BASE: dict[str, Any] = {
+    "name": "accuracy-low",
+    "deployment": "churn",
+    "metric": "performance.accuracy",
+    "comparison": "lt",
+    "threshold": 0.8,
+}
+
+
 def _spec(**overrides: Any) -> AlertRuleSpec:
-    fields: dict[str, Any] = {
-        "name": "accuracy-low",
-        "deployment": "churn",
-        "metric": "performance.accuracy",
-        "comparison": "lt",
-        "threshold": 0.8,
-    }
-    return AlertRuleSpec.model_validate({**fields, **overrides})
+    """A rule deciding on any number of samples, unless told otherwise."""
+    return AlertRuleSpec.model_validate({**BASE, "min_samples": 1, **overrides})
+
+
+def _defaulted(**overrides: Any) -> AlertRuleSpec:
+    return AlertRuleSpec.model_validate({**BASE, **overrides})
 
 
 def test_defaults() -> None:
-    spec = _spec()
-    assert (spec.window_seconds, spec.min_samples, spec.cooldown_seconds) == (3600, 1, 900)
+    spec = _defaulted()
+    assert (spec.window_seconds, spec.min_samples, spec.cooldown_seconds) == (3600, 30, 900)
     assert (spec.webhook_url, spec.webhook_secret, spec.enabled, spec.description) == (
         None, None, True, ""
     )  # fmt: skip
     assert spec.metric_ref == MetricRef("performance", "accuracy", cls="classification")
+
+
+def test_min_samples_defaults_by_the_metrics_source() -> None:
+    """An accuracy over one label decided an alert: without ``min_samples``, drift and
+    performance metrics need 30 samples, technical ones 1; a given value (0 too) wins."""
+    assert _defaulted(metric="drift.prediction").min_samples == 30
+    assert _defaulted(metric="estimated.accuracy").min_samples == 30
+    assert _defaulted(metric="technical.error_rate", comparison="gt").min_samples == 1
+    assert _defaulted(min_samples=None).min_samples == 30
+    assert _defaulted(min_samples=0).min_samples == 0
+    assert _defaulted(min_samples=5).min_samples == 5
 
 
 def test_webhook_secret_stays_out_of_repr() -> None:

@@ -22,9 +22,9 @@ import math
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AnyHttpUrl, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modeldeck.monitoring.alerts.channels import Channel, WebhookChannel
 from modeldeck.validation import DEPLOYMENT_NAME_PATTERN, Text
@@ -116,6 +116,16 @@ class MetricRef:
     cls: ProblemClass | None = None
 
 
+# A rule's ``min_samples`` when it names none, by the metric's source (drift's own minimum
+# sample size is the same, ``MonitoringConfig.min_samples``).
+DEFAULT_MIN_SAMPLES: dict[str, int] = {
+    "technical": 1,
+    "drift": 30,
+    "performance": 30,
+    "estimated": 30,
+}
+
+
 def parse_metric(name: str) -> MetricRef:
     """Parse a metric name; raises ValueError naming the valid forms if it is unknown."""
     if name.startswith(COLUMN_PREFIX) and len(name) > len(COLUMN_PREFIX):
@@ -162,7 +172,11 @@ class AlertRuleSpec(BaseModel):
         default=1,
         ge=0,
         le=2**53,  # the store's integer column (and JSON's exact integers) end near here
-        description="Fewer samples (requests, predictions, labels...) in the window: no decision.",
+        description=(
+            "Fewer samples (requests, predictions, labels...) in the window: no decision. "
+            f"Default: {DEFAULT_MIN_SAMPLES['technical']} for technical metrics, "
+            f"{DEFAULT_MIN_SAMPLES['drift']} for drift and performance ones."
+        ),
     )
     cooldown_seconds: int = Field(
         default=900,
@@ -185,6 +199,19 @@ class AlertRuleSpec(BaseModel):
     )
     enabled: bool = True
     description: Annotated[str, Text(4096, multiline=True)] = ""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_min_samples(cls, data: Any) -> Any:
+        """Without ``min_samples``, one that suits the metric: an accuracy over a single label
+        (or drift over three rows) would decide an alert on noise."""
+        if isinstance(data, dict) and data.get("min_samples") is None:
+            try:
+                source = parse_metric(str(data.get("metric", ""))).source
+            except ValueError:
+                return data  # the metric's own check says why
+            return {**data, "min_samples": DEFAULT_MIN_SAMPLES[source]}
+        return data
 
     @field_validator("metric")
     @classmethod
