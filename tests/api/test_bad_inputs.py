@@ -554,7 +554,8 @@ CASES = [
         "/api/v1/deployments/{dep}/performance",
         422,
         params={"step": 0},
-    ),    Bad(
+    ),
+    Bad(
         "quality-start-beyond-int64",
         "GET",
         "/api/v1/deployments/{dep}/quality",

@@ -553,7 +553,7 @@ def alerts() -> None:
     "--min-samples",
     type=int,
     help="Fewer samples in the window decide nothing. Default: 1 for technical metrics, "
-    "30 for drift and performance ones.",
+    "30 for drift, performance and quality ones.",
 )
 @click.option("--cooldown", default="15m", show_default=True, help="Quiet time after firing.")
 @click.option("--webhook", help="URL that receives firing and resolved events (JSON POST).")

@@ -54,6 +54,7 @@ def test_min_samples_defaults_by_the_metrics_source() -> None:
     performance metrics need 30 samples, technical ones 1; a given value (0 too) wins."""
     assert _defaulted(metric="drift.prediction").min_samples == 30
     assert _defaulted(metric="estimated.accuracy").min_samples == 30
+    assert _defaulted(metric="quality.missing_share.age").min_samples == 30
     assert _defaulted(metric="technical.error_rate", comparison="gt").min_samples == 1
     assert _defaulted(min_samples=None).min_samples == 30
     assert _defaulted(min_samples=0).min_samples == 0

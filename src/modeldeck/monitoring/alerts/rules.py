@@ -123,6 +123,7 @@ DEFAULT_MIN_SAMPLES: dict[str, int] = {
     "drift": 30,
     "performance": 30,
     "estimated": 30,
+    "quality": 30,
 }
 
 
@@ -175,7 +176,7 @@ class AlertRuleSpec(BaseModel):
         description=(
             "Fewer samples (requests, predictions, labels...) in the window: no decision. "
             f"Default: {DEFAULT_MIN_SAMPLES['technical']} for technical metrics, "
-            f"{DEFAULT_MIN_SAMPLES['drift']} for drift and performance ones."
+            f"{DEFAULT_MIN_SAMPLES['drift']} for drift, performance and quality ones."
         ),
     )
     cooldown_seconds: int = Field(
