@@ -1,4 +1,4 @@
-"""Drift and performance of a deployment over a time window, per model version.
+"""Drift, performance and data quality of a deployment over a time window.
 
 * **Drift** compares the inputs (and outputs) tracked in a window with the deployment's
   reference data, column by column (:mod:`modeldeck.monitoring.drift.stats`). Windows with more than
@@ -14,6 +14,9 @@
   each window's predicted probabilities (grouped in SQL) into an
   expected confusion matrix. A version without one of its own has no estimate ("unknown"):
   another version's calibration is never borrowed.
+* **Data quality** (missing values, types, ranges, new categories, constant columns, schema)
+  reads the same per-column summaries as drift, from the records or the stored five-minute
+  ones alike (:mod:`modeldeck.monitoring.quality`).
 * **Shadow copies** are linked to the stable prediction they copy (``shadow_links``): ground
   truth for the stable prediction labels its copy too.
 """
