@@ -327,3 +327,19 @@ def test_the_simulators_missing_fault_moves_the_missing_share(
     assert first["missing_share"] == 0 == sent.x[:300].isna().mean()
     assert second["missing_share"] == pytest.approx(sent.x[300:].isna().mean())
     assert 0.3 < second["missing_share"] < 0.5 and "missing" in second["problems"]
+
+
+def test_without_reference_a_large_range_is_scanned_in_chunks_with_the_same_answer(
+    service: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    analysis, metrics = service
+    _record(metrics, 1500)
+    kwargs: dict[str, Any] = {"start_ms": T0, "end_ms": T0 + 30 * MINUTE, "step_ms": 10 * MINUTE}
+    analysis.set_config("clf", MonitoringConfig(max_rows=1000))
+    scanned = analysis.quality("clf", **kwargs)
+    analysis.set_config("clf", MonitoringConfig(max_rows=50_000))
+    raw = analysis.quality("clf", **kwargs)
+    assert (scanned["mode"], raw["mode"]) == ("scan", "raw")
+    assert scanned["windows"] == raw["windows"] and scanned["total"] == raw["total"]
+    x = {c["column"]: c for c in scanned["total"]["columns"]}["x"]
+    assert x["missing"] == 375 and x["out_of_range_share"] is None
