@@ -93,7 +93,7 @@ bench-monitoring: $(BENCH_STAMP)
 ## screenshots: the dashboard's browser tests, writing their screenshots to docs/screenshots/
 screenshots: install
 	command -v chromium >/dev/null || (apt-get update -qq && apt-get install -y -qq chromium fonts-dejavu-core)
-	MODELDECK_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/ui/test_browser.py $(PYTEST_ARGS)
+	MODELDECK_SCREENSHOTS=docs/screenshots $(BIN)/python -m pytest tests/ui/test_browser.py tests/ui/test_browser_actions.py tests/ui/test_story.py $(PYTEST_ARGS)
 
 ## bench-dashboard: the deployment page's API calls over 1M predictions and 14 days of rollups
 bench-dashboard: install

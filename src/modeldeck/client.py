@@ -624,6 +624,31 @@ class Client:
             "GET", f"/api/v1/deployments/{deployment}/performance", params=params
         )
 
+    def quality(
+        self,
+        deployment: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        step_seconds: int | None = None,
+        model_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Data quality per input column (missing values, types, ranges, new categories,
+        constant columns, schema), per window and in total."""
+        params = {
+            k: v
+            for k, v in (
+                ("start", start_ms),
+                ("end", end_ms),
+                ("step", step_seconds),
+                ("version", model_version),
+            )
+            if v is not None
+        }
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/quality", params=params
+        )
+
     def create_alert_rule(self, **spec: Any) -> dict[str, Any]:
         """Create an alert rule: ``name``, ``deployment``, ``metric``, ``comparison``, ..."""
         return self._request("POST", "/api/v1/alerts/rules", json=spec)  # type: ignore[no-any-return]

@@ -555,6 +555,21 @@ CASES = [
         422,
         params={"step": 0},
     ),
+    Bad(
+        "quality-start-beyond-int64",
+        "GET",
+        "/api/v1/deployments/{dep}/quality",
+        422,
+        params={"start": 10**20},
+    ),
+    Bad("quality-step-zero", "GET", "/api/v1/deployments/{dep}/quality", 422, params={"step": 0}),
+    Bad(
+        "quality-too-many-windows",
+        "GET",
+        "/api/v1/deployments/{dep}/quality",
+        422,
+        params={"start": 0, "end": 10**12, "step": 1},
+    ),
 ]
 
 

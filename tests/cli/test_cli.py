@@ -479,3 +479,47 @@ def test_a_missing_api_key_says_to_set_modeldeck_api_key(
     assert result.exit_code == 1
     assert "set MODELDECK_API_KEY" in result.output
     assert "Traceback" not in result.output
+
+
+def test_quality_flags_missing_values_and_bad_types(run, run80, cli_platform) -> None:  # type: ignore[no-untyped-def]
+    client = cli_platform.client()
+    code, out = run("deploy", "iris", "--name", "cli-quality", "--version", "1", "--no-wait")
+    assert code == 0, out
+    try:
+        client.reference_from_registry("cli-quality")
+        now = int(time.time() * 1000)
+        features: dict[str, object] = {"sepal_length": 5.1, "sepal_width": 3.5, "petal_width": 0.2}
+        client.record_predictions(
+            "cli-quality",
+            [
+                {
+                    # petal_length: absent in half the records, text in one, else in range
+                    "metrics": {
+                        "input": {**features, **({} if i % 2 else {"petal_length": 1.4})}
+                        | ({"petal_length": "n/a"} if i == 1 else {}),
+                        "output": 0,
+                    },
+                    "start_timestamp_ms": now - 1000 * i,
+                    "end_timestamp_ms": now - 1000 * i,
+                }
+                for i in range(8)
+            ],
+        )
+        code, out = run("quality", "cli-quality", "--since", "1h", "--json")
+        assert code == 0, out
+        report = json.loads(out)
+        petal = {c["column"]: c for c in report["total"]["columns"]}["petal_length"]
+        assert petal["missing"] == 3 and petal["type_violations"] == 1
+        # one value, 1.4, where the reference varies: constant too
+        assert petal["problems"] == ["missing", "type_violation", "constant"]
+        code, out = run80("quality", "cli-quality", "--since", "1h")
+        assert code == 0, out
+        assert "37.5%" in out and "data quality over the last 1h" in out
+        assert "…" not in out and max(len(line) for line in out.splitlines()) <= 80, out
+        code, out = run("quality", "cli-quality", "--since", "1h", "--step", "30m", "--csv")
+        assert code == 0, out
+        rows = list(csv.DictReader(io.StringIO(out)))
+        assert {r["column"] for r in rows} >= {"petal_length", "sepal_length"}
+        assert next(r for r in rows if r["column"] == "petal_length")["missing_share"] == "0.375"
+    finally:
+        run("deployments", "delete", "cli-quality", "--yes")

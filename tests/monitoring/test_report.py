@@ -506,6 +506,56 @@ class FakeAnalysis:
         report["windows"][0]["label_coverage"] = np.float64(report["windows"][0]["label_coverage"])
         return report
 
+    def quality(self, name: str, **kwargs: Any) -> dict[str, Any]:
+        self.asked.append(("quality", kwargs))
+        report = quality_report(reference=self.reference)
+        report["total"]["columns"][0]["missing_share"] = np.float64(0.25)
+        return report
+
+
+def quality_report(*, reference: bool = True) -> dict[str, Any]:
+    def column(name: str, **given: Any) -> dict[str, Any]:
+        found = {
+            "column": name, "kind": "numeric", "count": 90, "missing_share": 0.0,
+            "type_violation_share": 0.0, "out_of_range_share": 0.0, "new_category_share": None,
+            "top_new_categories": [], "constant": False, "problems": [],
+        }  # fmt: skip
+        return {**found, **given}
+
+    total = {
+        "predictions": 120,
+        "rows": 120,
+        "schema": {"unexpected_columns": ["<surprise>"], "absent_columns": []},
+        "columns": [
+            column("petal_length", missing_share=0.25, problems=["missing"]),
+            column(
+                "colour", kind="categorical", new_category_share=0.1, problems=["new_category"],
+                top_new_categories=[{"value": "<b>pink</b>", "count": 12}], out_of_range_share=None,
+            ),
+            column("sepal_width"),
+        ],
+    }  # fmt: skip
+    return {
+        "deployment": "iris",
+        "mode": "binned",
+        "note": None if reference else "no reference data: ...",
+        "windows": [],
+        "total": total,
+    }
+
+
+def test_data_quality_section_highlights_columns_with_problems() -> None:
+    page = render_report(None, None, quality=quality_report())
+    section = page[page.index('<section id="quality">') :]
+    assert "<h2>Data quality</h2>" in section and "from five-minute summaries" in section
+    rows = re.findall(r"<tr( class=\"drifted\")?><td>([^<]*)</td>", section)
+    assert [(bool(css), name) for css, name in rows] == [
+        (True, "petal_length"), (True, "colour"), (False, "sepal_width"),
+    ]  # fmt: skip
+    assert "25.0%" in section and "&lt;b&gt;pink&lt;/b&gt;: 12" in section
+    assert "not in the reference: &lt;surprise&gt;" in section
+    assert '<section id="quality">' not in render_report(None, None)
+
 
 def test_build_report_reads_both_reports_over_the_window_fitted_to_the_data() -> None:
     """As `modeldeck report` without --since/--step and the dashboard's Auto range: three days
@@ -513,7 +563,8 @@ def test_build_report_reads_both_reports_over_the_window_fitted_to_the_data() ->
     (it was a week in daily windows, one point)."""
     analysis = FakeAnalysis(reference=True, first=now_ms() - 3 * DAY_MS)
     page = build_report(analysis, "iris")  # type: ignore[arg-type]
-    (_, drift), (_, performance) = analysis.asked
+    (_, drift), (_, performance), (_, quality) = analysis.asked
+    assert (quality["start_ms"], quality["end_ms"]) == (drift["start_ms"], drift["end_ms"])
     assert performance["step_ms"] == 3 * HOUR_MS and performance["start_ms"] % (3 * HOUR_MS) == 0
     assert performance["end_ms"] - performance["start_ms"] >= 7 * DAY_MS
     assert drift["start_ms"] == performance["start_ms"] and drift["end_ms"] == performance["end_ms"]
@@ -540,5 +591,6 @@ def test_build_report_without_reference_data_says_why_and_keeps_performance() ->
     page = build_report(FakeAnalysis(reference=False), "iris")  # type: ignore[arg-type]
     assert "No drift report: deployment &#x27;iris&#x27; has no reference data." in page
     assert "<h2>Performance</h2>" in page
+    assert "<h2>Data quality</h2>" in page and "no reference data" in page
     with pytest.raises(NotFound):
         build_report(FakeAnalysis(reference=True), "nope")  # type: ignore[arg-type]

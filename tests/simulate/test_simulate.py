@@ -120,6 +120,30 @@ def test_numeric_drift_moves_only_the_drifted_feature(iris: pd.DataFrame) -> Non
     assert drifted.petal_length[1000:].std() == pytest.approx(clean.petal_length[1000:].std() * 0.5)
 
 
+def test_missing_values_are_a_share_of_nulls_in_that_feature_only(
+    iris: pd.DataFrame, mixed: pd.DataFrame
+) -> None:
+    """``COLUMN:missing=SHARE``: from drift_start on, about SHARE of the column's values are
+    sent as null; every other value, and every other column, is what it was."""
+    make = partial(Generator, iris, source="uniform", seed=3, target="target", total=4000)
+    clean = make().frame(0, 4000)
+    spec = FeatureDrift.parse("sepal_width:missing=0.3")
+    faulty = make(drifts=[spec], drift_start=0.5).frame(0, 4000)
+    assert faulty.sepal_width[:2000].isna().sum() == 0
+    assert faulty.sepal_width[2000:].isna().mean() == pytest.approx(0.3, abs=0.03)
+    kept = faulty.sepal_width.notna()
+    assert faulty.sepal_width[kept].tolist() == clean.sepal_width[kept].tolist()
+    for column in ("sepal_length", "petal_length", "petal_width"):
+        assert faulty[column].tolist() == clean[column].tolist()
+    records = make(drifts=[spec], drift_start=0.5).take(2000, 2100)
+    assert any(r.record["sepal_width"] is None for r in records)  # JSON null, not NaN
+    # Categorical columns too, with or without re-weighting.
+    make = partial(Generator, mixed, source="sample", seed=5, target="price", total=2000)
+    colours = make(drifts=[FeatureDrift("colour", missing=0.5)]).frame(0, 2000).colour
+    assert colours.isna().mean() == pytest.approx(0.5, abs=0.05)
+    assert colours.dropna().tolist() == make().frame(0, 2000).colour[colours.notna()].tolist()
+
+
 def test_category_reweighting_moves_only_that_feature(mixed: pd.DataFrame) -> None:
     make = partial(Generator, mixed, source="sample", seed=5, target="price", total=4000)
     clean = make().frame(0, 4000)
@@ -274,6 +298,12 @@ def test_drift_and_position_parsing() -> None:
     assert FeatureDrift.parse("colour:weights=red=3,blue=1") == FeatureDrift(
         "colour", weights={"red": 3.0, "blue": 1.0}
     )
+    assert FeatureDrift.parse("age:missing=0.25,shift=1") == FeatureDrift(
+        "age", shift=1.0, missing=0.25
+    )
+    for bad in ("x:missing=1.5", "x:missing=-0.1", "x:missing=", "x:missing=nan"):
+        with pytest.raises(ValidationFailed):
+            FeatureDrift.parse(bad)
     for bad in ("petal_length", "petal_length:", "x:shift=a", "x:tilt=2", "x:weights=red", ":s=1"):
         with pytest.raises(ValidationFailed):
             FeatureDrift.parse(bad)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import os
 import random
+import re
 import shutil
 import time
 from collections.abc import Iterator
@@ -67,7 +68,8 @@ class Deployed:
 
 def _backfill(client: Client) -> None:
     """Six hours of recorded predictions (as batch inference records them) with their ground
-    truth: accuracy and petal_length move in the last two hours, so the charts show a change."""
+    truth: accuracy and petal_length move in the last two hours, so the charts show a change;
+    one in twelve lacks sepal_width."""
     rng = random.Random(6)
     reference = client.reference(NAME, rows=150, sample=True, seed=1)["sample"]
     now = int(time.time() * 1000)
@@ -78,6 +80,8 @@ def _backfill(client: Client) -> None:
         target = int(row["target"])
         late = i >= 240
         features = {f: row[f] for f in FEATURES}
+        if i % 12 == 0:  # a tracked field left out now and then: the data-quality table flags it
+            del features["sepal_width"]
         if late:
             features["petal_length"] = round(features["petal_length"] + 1.5, 2)
         right = rng.random() < (0.65 if late else 0.95)
@@ -309,6 +313,23 @@ def test_every_page_and_tab_loads_without_console_errors_and_charts_have_data(
     assert prediction in said
     headers = page.locator("#drift-table thead").inner_text()
     assert "Statistic" in headers and "p-value" in headers
+    # Data quality: the column with missing values is flagged, with the API's share.
+    window = deployed.client.window(NAME)
+    quality = deployed.client.quality(NAME, start_ms=window["start"], end_ms=window["end"])
+    by_name = {c["column"]: c for c in quality["total"]["columns"]}
+    assert by_name["sepal_width"]["missing_share"] > 0 and by_name["sepal_length"]["missing"] == 0
+    name = page.locator("#quality-table [data-column='sepal_width']")
+    assert "missing" in (name.get_attribute("data-problems") or "").split()
+    row = page.locator("#quality-table tbody tr").filter(
+        has=page.locator("[data-column='sepal_width']")  # relative to the row
+    )
+    flagged = row.locator("[data-problem='missing']")
+    expect(flagged).to_have_class(re.compile(r"\bbad\b"))
+    assert flagged.inner_text() == f"{by_name['sepal_width']['missing_share'] * 100:.1f} %"
+    clean = page.locator("#quality-table tbody tr").filter(
+        has=page.locator("[data-column='sepal_length']")
+    )
+    assert clean.locator("[data-problem='missing']").count() == 0
     open_tab(page, deployed, "model-metrics")
     latest = httpx.get(
         f"{deployed.platform.url}/api/v1/deployments/{NAME}/metrics/model/recent?limit=1",

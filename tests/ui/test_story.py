@@ -5,6 +5,7 @@ fixed [0, 1] axis, in windows of seconds."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -100,6 +101,9 @@ def test_the_story_shows_drift_in_red_and_accuracy_falling(
             != red
         )
 
+    shots = Path(os.environ.get("MODELDECK_SCREENSHOTS") or tmp_path)  # make screenshots
+    page.screenshot(path=str(shots / "story-drift.png"), full_page=True)
+
     _open(page, running, "model-metrics")
     assert "windows of 5s" in page.locator("#model-shown").inner_text()
     chart = page.locator("[data-chart=performance]")
@@ -116,4 +120,4 @@ def test_the_story_shows_drift_in_red_and_accuracy_falling(
     window = client.window(NAME)
     assert window["preset"] == "5m" and window["step"] == 5_000
     assert console.errors == []
-    page.screenshot(path=str(tmp_path / "story.png"), full_page=True)
+    page.screenshot(path=str(shots / "story-model-metrics.png"), full_page=True)

@@ -1,5 +1,5 @@
-"""``/api/v1``: monitoring settings, reference data, drift and performance reports (as JSON,
-and together as one HTML page)."""
+"""``/api/v1``: monitoring settings, reference data, drift, performance and data-quality
+reports (as JSON, and together as one HTML page)."""
 
 from __future__ import annotations
 
@@ -257,6 +257,41 @@ async def performance(
 ) -> ReportResponse:
     report = await asyncio.to_thread(
         lambda: platform.analysis.performance(
+            name,
+            start_ms=start,
+            end_ms=end,
+            step_ms=step * 1000 if step else None,
+            model_version=version,
+        )
+    )
+    return ReportResponse(report)
+
+
+@router.get(
+    "/deployments/{name}/quality",
+    responses=errors(404),
+    summary="Data quality per input column, per window and in total",
+    **REPORT,
+)
+async def quality(
+    name: str,
+    start: int | None = START,
+    end: int | None = END,
+    step: int | None = Query(
+        default=None,
+        ge=1,
+        le=MAX_TIMESTAMP_MS // 1000,
+        description="Seconds per window (default: one window).",
+    ),
+    version: str | None = VERSION,
+    platform: Platform = Depends(get_platform),
+) -> ReportResponse:
+    """Missing values, type violations, out-of-range values, new categories, constant columns
+    and schema (columns unexpected or absent). `mode` says how it was computed: `raw` (the
+    records), `binned` (five-minute summaries, past the deployment's `max_rows`) or `scan`
+    (the records in chunks: no reference data, so no summaries)."""
+    report = await asyncio.to_thread(
+        lambda: platform.analysis.quality(
             name,
             start_ms=start,
             end_ms=end,

@@ -1,4 +1,4 @@
-"""``modeldeck reference | monitoring | drift | performance | alerts | report``."""
+"""``modeldeck reference | monitoring | drift | performance | quality | alerts | report``."""
 
 from __future__ import annotations
 
@@ -20,6 +20,7 @@ from modeldeck.cli.common import (
     fmt_num,
     json_object,
     make_client,
+    print_csv,
     print_json,
     step_duration_seconds,
 )
@@ -377,6 +378,156 @@ def performance(
     console.print(table)
 
 
+# -- data quality ---------------------------------------------------------------------------
+
+
+@click.command()
+@click.argument("name")
+@click.option(
+    "--since",
+    help="Range: the last 5m / 1h / 24h / 7d ... (default: since the first prediction, "
+    "rounded up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
+)
+@click.option(
+    "--step",
+    help="Window size: 10s / 1h / 1d ... (default: a readable step giving 12 to 60 windows). "
+    "Windows start on whole steps: a 1h step on the hour (UTC).",
+)
+@click.option("--version", help="Only this model version.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@click.option("--csv", "as_csv", is_flag=True, help="Print CSV: one row per window and column.")
+@click.pass_context
+def quality(
+    ctx: click.Context,
+    name: str,
+    since: str | None,
+    step: str | None,
+    version: str | None,
+    as_json: bool,
+    as_csv: bool,
+) -> None:
+    """Data quality of deployment NAME's inputs: missing values, type violations, values out
+    of the reference's range, new categories, constant columns and schema, per window."""
+    with make_client(ctx) as client, console.status("measuring data quality"):
+        window = _fitted(client, name, since, step)
+        report = client.quality(
+            name,
+            start_ms=window["start"],
+            end_ms=window["end"],
+            step_seconds=window["step"] // 1000,
+            model_version=version,
+        )
+    if as_json:
+        print_json(report)
+    elif as_csv:
+        print_csv(QUALITY_CSV, _quality_csv_rows(report))
+    else:
+        _print_quality(report, _span_text(window, since))
+
+
+QUALITY_FIELDS = [
+    "missing_share",
+    "type_violation_share",
+    "out_of_range_share",
+    "new_category_share",
+    "constant",
+]
+QUALITY_CSV = ["window_start", "window_end", "column", "kind", "count", *QUALITY_FIELDS]
+QUALITY_COLUMNS = [
+    Column("column", fold=True),
+    Column("kind", priority=3),
+    Column("values", numeric=True, priority=2),
+    Column("missing", numeric=True),
+    Column("bad type", numeric=True, priority=1),
+    Column("out of range", numeric=True),
+    Column("new categories", fold=True, min_width=10, priority=1),
+    Column("constant", priority=1),
+]
+QUALITY_WINDOW_COLUMNS = [
+    Column("window (UTC)"),
+    Column("preds", numeric=True),
+    Column("missing", numeric=True),
+    Column("out of range", numeric=True),
+    Column("new cat.", numeric=True),
+    Column("problems", numeric=True, priority=1),
+]
+
+
+def _quality_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
+    rows = []
+    for w in report["windows"]:
+        for c in w["columns"]:
+            values = ["" if c[f] is None else c[f] for f in QUALITY_FIELDS]
+            rows.append([w["start"], w["end"], c["column"], c["kind"], c["count"], *values])
+    return rows
+
+
+def _share(value: float | None) -> str:
+    """A share as a percentage, red when above zero; "-" when it cannot be known."""
+    if value is None:
+        return "-"
+    text = f"{value:.1%}" if value >= 0.001 or value == 0 else f"{value:.2%}"
+    return f"[red]{text}[/red]" if value > 0 else text
+
+
+def _print_quality(report: dict[str, Any], since: str) -> None:
+    modes = {"binned": ", on five-minute summaries", "scan": ", read in chunks"}
+    total = report["total"]
+    reference = report["reference"]
+    title = (
+        f"{report['deployment']}: data quality over the last {since} "
+        f"({total['predictions']:,} predictions{modes.get(report['mode'], '')}; "
+        + (f"reference {reference['rows']:,} rows)" if reference else "no reference data)")
+    )
+    rows = []
+    for c in total["columns"]:
+        new = _share(c["new_category_share"])
+        if c["top_new_categories"]:
+            new += " " + ", ".join(str(t["value"]) for t in c["top_new_categories"][:3])
+        rows.append(
+            [
+                c["column"],
+                c["kind"],
+                f"{c['count']:,}",
+                _share(c["missing_share"]),
+                _share(c["type_violation_share"]),
+                _share(c["out_of_range_share"]),
+                new,
+                "[red]yes[/red]" if c["constant"] else "no",
+            ]
+        )
+    console.print(fitted_table(QUALITY_COLUMNS, rows, title=title))
+    if len(report["windows"]) > 1:
+        window_rows = [
+            [
+                _time(w["start"], report["step"]),
+                f"{w['predictions']:,}",
+                _share(w["missing_share"]),
+                _share(w["out_of_range_share"]),
+                _share(w["new_category_share"]),
+                str(w["problems"]),
+            ]
+            for w in report["windows"]
+        ]
+        step = fmt_duration(report["step"] // 1000)
+        console.print(
+            fitted_table(
+                QUALITY_WINDOW_COLUMNS, window_rows, title=f"worst column per {step} window"
+            )
+        )
+    schema = total["schema"]
+    if schema["unexpected_columns"]:
+        err_console.print(
+            "[yellow]not in the reference:[/yellow] " + ", ".join(schema["unexpected_columns"])
+        )
+    if schema["absent_columns"]:
+        err_console.print(
+            "[yellow]never in the tracked inputs:[/yellow] " + ", ".join(schema["absent_columns"])
+        )
+    if report["note"]:
+        err_console.print(f"[yellow]{report['note']}[/yellow]")
+
+
 # -- alerts ---------------------------------------------------------------------------------
 
 
@@ -402,7 +553,7 @@ def alerts() -> None:
     "--min-samples",
     type=int,
     help="Fewer samples in the window decide nothing. Default: 1 for technical metrics, "
-    "30 for drift and performance ones.",
+    "30 for drift, performance and quality ones.",
 )
 @click.option("--cooldown", default="15m", show_default=True, help="Quiet time after firing.")
 @click.option("--webhook", help="URL that receives firing and resolved events (JSON POST).")
@@ -646,7 +797,7 @@ def report(
     version: str | None,
     output: Path,
 ) -> None:
-    """Write a self-contained HTML report of NAME's drift and performance."""
+    """Write a self-contained HTML report of NAME's drift, performance and data quality."""
     from modeldeck.client import ApiError
     from modeldeck.monitoring.report import render_report
 
@@ -669,7 +820,8 @@ def report(
             step_seconds=window["step"] // 1000,
             model_version=version,
         )
-    output.write_text(render_report(drift_report, perf), encoding="utf-8")
+        quality_report = client.quality(name, start_ms=start, end_ms=end, model_version=version)
+    output.write_text(render_report(drift_report, perf, quality=quality_report), encoding="utf-8")
     console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
 
 
@@ -689,5 +841,14 @@ def compat_path() -> None:
     click.echo(modeldeck.compat.path())
 
 
-COMMANDS: list[click.Command] = [reference, monitoring, drift, performance, alerts, report, compat]
+COMMANDS: list[click.Command] = [
+    reference,
+    monitoring,
+    drift,
+    performance,
+    quality,
+    alerts,
+    report,
+    compat,
+]
 """The top-level commands this module adds to ``modeldeck``."""

@@ -60,7 +60,8 @@ if TYPE_CHECKING:
     multiple=True,
     metavar="COLUMN:SPEC",
     help="Drift one feature (repeatable): 'petal_length:shift=2', 'age:scale=1.5,shift=-3', "
-    "'colour:weights=red=3,blue=1'.",
+    "'colour:weights=red=3,blue=1'; 'age:missing=0.2' sends a share of its values as null "
+    "(a data-quality fault).",
 )
 @click.option(
     "--drift-start",

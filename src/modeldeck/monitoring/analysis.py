@@ -1,4 +1,4 @@
-"""Drift and performance of a deployment over a time window, per model version.
+"""Drift, performance and data quality of a deployment over a time window.
 
 * **Drift** compares the inputs (and outputs) tracked in a window with the deployment's
   reference data, column by column (:mod:`modeldeck.monitoring.drift.stats`). Windows with more than
@@ -14,6 +14,9 @@
   each window's predicted probabilities (grouped in SQL) into an
   expected confusion matrix. A version without one of its own has no estimate ("unknown"):
   another version's calibration is never borrowed.
+* **Data quality** (missing values, types, ranges, new categories, constant columns, schema)
+  reads the same per-column summaries as drift, from the records or the stored five-minute
+  ones alike (:mod:`modeldeck.monitoring.quality`).
 * **Shadow copies** are linked to the stable prediction they copy (``shadow_links``): ground
   truth for the stable prediction labels its copy too.
 """
@@ -34,6 +37,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import delete, func, select, text
 
 from modeldeck.errors import ModeldeckError, NotFound, ValidationFailed
+from modeldeck.monitoring import quality as data_quality
 from modeldeck.monitoring import reference as ref
 from modeldeck.monitoring.drift import stats
 from modeldeck.monitoring.performance import metrics as perf
@@ -725,6 +729,142 @@ class AnalysisService:
                 grouped.setdefault(((end - start_ms) // step_ms, version), []).append(metrics)
         return {key: _drift_part(records, config, plan) for key, records in grouped.items()}
 
+    # -- data quality -------------------------------------------------------------------------
+
+    def quality(
+        self,
+        name: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        step_ms: int | None = None,
+        model_version: str | None = None,
+    ) -> dict[str, Any]:
+        """Data quality of each input column per window and over the whole range
+        (:mod:`modeldeck.monitoring.quality`).
+
+        Ranges of up to ``max_rows`` predictions are read from the records (``mode: raw``).
+        Larger ones are assembled from the drift summaries, five-minute and hourly, plus the
+        ragged edges of each window (``mode: binned``); without reference data there are no
+        summaries and the records are read in chunks of ``max_rows`` (``mode: scan``). Every
+        mode gives the same numbers: each summarises the records the same way.
+        """
+        absorb(self.store)  # predictions replicas journaled and not committed yet
+        start_ms, end_ms = _window(start_ms, end_ms)
+        step_ms = _step(start_ms, end_ms, step_ms)
+        deployment = self._deployment(name)
+        config = MonitoringConfig.model_validate(deployment.monitoring or {})
+        try:
+            reference: Reference | None = self.reference(name, model_version)
+        except NotFound:
+            reference = None
+        profiles: dict[str, data_quality.ColumnProfile]
+        if reference is not None:
+            plan = self._drift_plan(reference, config)
+            profiles = {c: _profile(reference.frame[c], p) for c, p in plan.columns.items()}
+            known: list[str] | None = reference.features
+        else:
+            profiles = _signature_profiles(deployment.signature)
+            known = list(profiles) if profiles else None
+            plan = DriftPlan({c: _quality_plan(p) for c, p in profiles.items()}, None, "")
+        total = self._count(
+            deployment.id, start_ms, end_ms, model_version, limit=config.max_rows + 1
+        )
+        found: dict[int, tuple[parts.DriftPart, int]] = {}
+        if total > config.max_rows and reference is not None:
+            mode = "binned"
+            for index in range(math.ceil((end_ms - start_ms) / step_ms)):
+                lo = start_ms + index * step_ms
+                part, n = self._merged_drift_part(
+                    deployment, config, plan, lo, min(lo + step_ms, end_ms), model_version
+                )
+                if n:
+                    found[index] = (part, n)
+        else:
+            mode = "raw" if total <= config.max_rows else "scan"
+            found = self._scan_quality(
+                deployment.id, config, plan, profiles, start_ms, end_ms, step_ms, model_version
+            )
+        whole = parts.DriftPart()
+        windows = []
+        for index, (part, n) in sorted(found.items()):
+            whole.merge(part)
+            lo = start_ms + index * step_ms
+            window = {"start": lo, "end": min(lo + step_ms, end_ms), "predictions": n}
+            window.update(data_quality.window_quality(part, profiles, reference_columns=known))
+            windows.append(window)
+        overall: dict[str, Any] = {
+            "start": start_ms,
+            "end": end_ms,
+            "predictions": sum(n for _, n in found.values()),
+        }
+        overall.update(data_quality.window_quality(whole, profiles, reference_columns=known))
+        return {
+            "deployment": name,
+            "model_version": model_version,
+            "start": start_ms,
+            "end": end_ms,
+            "step": step_ms,
+            "mode": mode,
+            "reference": None if reference is None else reference.summary(),
+            "note": None
+            if reference is not None
+            else "no reference data: out-of-range values, new categories and constancy against "
+            "the reference need it; missing values and constant columns are computed"
+            + ("" if deployment.signature else ", and column kinds are read from the data"),
+            "windows": windows,
+            "total": overall,
+        }
+
+    def _scan_quality(
+        self,
+        deployment_id: str,
+        config: MonitoringConfig,
+        plan: DriftPlan,
+        profiles: dict[str, data_quality.ColumnProfile],
+        start_ms: int,
+        end_ms: int,
+        step_ms: int,
+        model_version: str | None,
+    ) -> dict[int, tuple[parts.DriftPart, int]]:
+        """Quality summaries per window from the records, read ``max_rows`` at a time.
+
+        Columns neither the reference nor the signature name are added to ``profiles`` (and
+        ``plan``) as the records show them, their kind read from the data."""
+        where = [
+            PredictionRow.deployment_id == deployment_id,
+            PredictionRow.end_ms >= start_ms,
+            PredictionRow.end_ms < end_ms,
+        ]
+        if model_version:
+            where.append(PredictionRow.model_version == model_version)
+        query = (
+            select(PredictionRow.end_ms, PredictionRow.metrics)
+            .where(*where)
+            .execution_options(yield_per=config.max_rows)
+        )
+        found: dict[int, tuple[parts.DriftPart, int]] = {}
+        with self.store.read() as session:
+            for chunk in session.execute(query).partitions():
+                grouped: dict[int, list[dict[str, Any]]] = {}
+                for end, metrics in chunk:
+                    grouped.setdefault((end - start_ms) // step_ms, []).append(metrics)
+                if not any(p.typed for p in profiles.values()):
+                    inputs, _, _ = _rows(
+                        [m for ms in grouped.values() for m in ms], config.input_key, ""
+                    )
+                    current = _frame(inputs)
+                    for column in current.columns:
+                        if str(column) not in profiles:
+                            kind = stats.column_kind(current[column])
+                            profiles[str(column)] = data_quality.ColumnProfile(kind, typed=False)
+                            plan.columns[str(column)] = _quality_plan(profiles[str(column)])
+                for index, records in grouped.items():
+                    part = _drift_part(records, config, plan)
+                    before, n = found.get(index, (parts.DriftPart(), 0))
+                    found[index] = (before.merge(part), n + len(records))
+        return found
+
     # -- summaries ----------------------------------------------------------------------------
 
     def _assemble(
@@ -1253,15 +1393,7 @@ class AnalysisService:
         absorb(self.store)  # predictions replicas journaled and not committed yet
         start_ms, end_ms = _window(start_ms, end_ms)
         span = end_ms - start_ms
-        step_ms = step_ms or span
-        if step_ms <= 0:
-            raise ValidationFailed("step must be positive", details={"field": "step"})
-        if math.ceil(span / step_ms) > MAX_WINDOWS:
-            raise ValidationFailed(
-                f"{math.ceil(span / step_ms)} windows is too many (at most {MAX_WINDOWS}); "
-                "use a larger step",
-                details={"field": "step"},
-            )
+        step_ms = _step(start_ms, end_ms, step_ms)
         deployment = self._deployment(name)
         config = MonitoringConfig.model_validate(deployment.monitoring or {})
         # Summaries serve windows made of whole buckets (or one window, whatever its edges).
@@ -1796,6 +1928,67 @@ def _window(start_ms: int | None, end_ms: int | None) -> tuple[int, int]:
     if end_ms <= start_ms:
         raise ValidationFailed("end must be after start", details={"field": "end"})
     return start_ms, end_ms
+
+
+def _step(start_ms: int, end_ms: int, step_ms: int | None) -> int:
+    """The width of a range's windows: ``step_ms``, or the whole range; at most
+    ``MAX_WINDOWS`` of them."""
+    span = end_ms - start_ms
+    step_ms = step_ms or span
+    if step_ms <= 0:
+        raise ValidationFailed("step must be positive", details={"field": "step"})
+    if math.ceil(span / step_ms) > MAX_WINDOWS:
+        raise ValidationFailed(
+            f"{math.ceil(span / step_ms)} windows is too many (at most {MAX_WINDOWS}); "
+            "use a larger step",
+            details={"field": "step"},
+        )
+    return step_ms
+
+
+SIGNATURE_NUMERIC = frozenset({"double", "float", "long", "integer"})
+"""MLflow column types read as numbers; the others (string, boolean, binary...) as categories."""
+
+
+def _profile(values: pd.Series, plan: parts.ColumnPlan) -> data_quality.ColumnProfile:
+    """What data quality compares a window's column with: the reference column ``values``."""
+    conformed, _ = _conform(values, plan.kind)
+    present = conformed.dropna()
+    if plan.kind == "numeric":
+        finite = present[present.abs() != math.inf]
+        if finite.empty:
+            return data_quality.ColumnProfile("numeric", distinct=0)
+        return data_quality.ColumnProfile(
+            "numeric",
+            low=float(finite.min()),
+            high=float(finite.max()),
+            distinct=int(finite.nunique()),
+        )
+    categories = frozenset(str(v) for v in present.unique())
+    return data_quality.ColumnProfile(
+        "categorical", categories=categories, distinct=len(categories)
+    )
+
+
+def _signature_profiles(
+    signature: Mapping[str, Any] | None,
+) -> dict[str, data_quality.ColumnProfile]:
+    """Column kinds from a model signature's named inputs (none for tensor signatures)."""
+    profiles: dict[str, data_quality.ColumnProfile] = {}
+    for column in (signature or {}).get("inputs") or []:
+        if isinstance(column, dict) and isinstance(column.get("name"), str):
+            numeric = column.get("type") in SIGNATURE_NUMERIC
+            profiles[column["name"]] = data_quality.ColumnProfile(
+                "numeric" if numeric else "categorical"
+            )
+    return profiles
+
+
+def _quality_plan(profile: data_quality.ColumnProfile) -> parts.ColumnPlan:
+    """How a column without reference data is summarised: one bin for numbers."""
+    if profile.kind == "numeric":
+        return parts.ColumnPlan("numeric", (-math.inf, math.inf))
+    return parts.ColumnPlan("categorical")
 
 
 def _empty_window(

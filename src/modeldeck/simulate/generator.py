@@ -222,7 +222,7 @@ class Generator:
         order = sorted(range(len(counts)), key=lambda i: sort_key(counts.index[i]))
         categories = np.array([plain(counts.index[i]) for i in order], dtype=object)
         drift_categories, shares = empty, np.array([], dtype=np.float64)
-        if drift is not None:
+        if drift is not None and (drift.weights is not None or not drift.missing):
             if drift.shift != 0.0 or drift.scale != 1.0:
                 raise ValidationFailed(
                     f"cannot shift or scale categorical column {name!r}; use weights=",
@@ -350,17 +350,23 @@ class Generator:
         drift = column.drift
         if drift is None or not drifted.any():
             return values
-        if column.numeric:
+        out: npt.NDArray[Any] = values
+        if column.numeric and (drift.shift != 0.0 or drift.scale != 1.0):
             moved = column.center + (values.astype(np.float64) - column.center) * drift.scale
             moved = moved + drift.shift
             if column.integer:
                 moved = np.round(moved).astype(np.int64)
-            return np.where(drifted, moved, values)
-        draws = self._rng("drift", column.name, k).choice(
-            len(column.drift_categories), size=BLOCK, p=column.drift_shares
-        )
-        out = values.astype(object)
-        out[drifted] = column.drift_categories[draws][drifted]
+            out = np.where(drifted, moved, values)
+        elif len(column.drift_categories):
+            draws = self._rng("drift", column.name, k).choice(
+                len(column.drift_categories), size=BLOCK, p=column.drift_shares
+            )
+            out = values.astype(object)
+            out[drifted] = column.drift_categories[draws][drifted]
+        if drift.missing:
+            gaps = self._rng("missing", column.name, k).random(BLOCK) < drift.missing
+            out = out.astype(object)
+            out[drifted & gaps] = None
         return out
 
     def _labels(

@@ -24,25 +24,30 @@ class FeatureDrift:
     category's share of the data (every category alike for the ``uniform`` source) times its
     weight; categories not named keep weight 1, a name that is not a category of the data adds
     a new, unseen category.
+
+    Any column: ``missing`` is the share of its values sent as null (a data-quality fault);
+    a spec with ``missing`` alone leaves the other values as they were.
     """
 
     column: str
     shift: float = 0.0
     scale: float = 1.0
     weights: Mapping[str, float] | None = None
+    missing: float = 0.0
 
     @classmethod
     def parse(cls, text: str) -> FeatureDrift:
-        """``"petal_length:shift=2"``, ``"age:scale=1.5,shift=-3"``,
+        """``"petal_length:shift=2"``, ``"age:scale=1.5,shift=-3"``, ``"age:missing=0.2"``,
         ``"colour:weights=red=3,blue=1"`` (weights last: the pairs after it are categories)."""
         column, sep, rest = text.partition(":")
         column = column.strip()
         if not sep or not column or not rest.strip():
             raise ValidationFailed(
-                f"expected COLUMN:shift=X,scale=Y or COLUMN:weights=A=3,B=1; got {text!r}",
+                "expected COLUMN:shift=X,scale=Y, COLUMN:missing=SHARE or COLUMN:weights=A=3,B=1; "
+                f"got {text!r}",
                 details={"field": "drift"},
             )
-        shift, scale = 0.0, 1.0
+        shift, scale, share = 0.0, 1.0, 0.0
         weights: dict[str, float] | None = None
         for part in rest.split(","):
             key, eq, value = (s.strip() for s in part.partition("="))
@@ -53,6 +58,10 @@ class FeatureDrift:
                         shift = number
                     else:
                         scale = number
+                elif key == "missing" and eq and weights is None:
+                    share = float(value)
+                    if not 0.0 <= share <= 1.0:
+                        raise ValueError
                 elif key == "weights" and eq:
                     category, eq2, weight = (s.strip() for s in value.partition("="))
                     if not eq2:
@@ -64,13 +73,13 @@ class FeatureDrift:
                     raise ValueError
             except ValueError:
                 raise ValidationFailed(
-                    f"cannot read {part!r} in drift {text!r}: expected shift=X, scale=Y or "
-                    "weights=CATEGORY=W,CATEGORY=W",
+                    f"cannot read {part!r} in drift {text!r}: expected shift=X, scale=Y, "
+                    "missing=SHARE (0 to 1) or weights=CATEGORY=W,CATEGORY=W",
                     details={"field": "drift"},
                 ) from None
         if not math.isfinite(shift) or not math.isfinite(scale):
             raise ValidationFailed(f"drift {text!r}: shift and scale must be finite numbers")
-        return cls(column, shift=shift, scale=scale, weights=weights)
+        return cls(column, shift=shift, scale=scale, weights=weights, missing=share)
 
 
 def parse_position(text: str) -> Position:

@@ -54,6 +54,7 @@ def test_min_samples_defaults_by_the_metrics_source() -> None:
     performance metrics need 30 samples, technical ones 1; a given value (0 too) wins."""
     assert _defaulted(metric="drift.prediction").min_samples == 30
     assert _defaulted(metric="estimated.accuracy").min_samples == 30
+    assert _defaulted(metric="quality.missing_share.age").min_samples == 30
     assert _defaulted(metric="technical.error_rate", comparison="gt").min_samples == 1
     assert _defaulted(min_samples=None).min_samples == 30
     assert _defaulted(min_samples=0).min_samples == 0
@@ -81,6 +82,13 @@ def test_webhook_secret_stays_out_of_repr() -> None:
         ("performance.roc_auc", MetricRef("performance", "roc_auc", cls="classification")),
         ("performance.label_coverage", MetricRef("performance", "label_coverage")),
         ("estimated.f1_macro", MetricRef("estimated", "f1_macro", cls="classification")),
+        ("quality.missing_share", MetricRef("quality", "missing_share")),
+        ("quality.missing_share.age", MetricRef("quality", "missing_share", column="age")),
+        (
+            "quality.out_of_range_share.a.b",
+            MetricRef("quality", "out_of_range_share", column="a.b"),
+        ),
+        ("quality.new_category_share.c", MetricRef("quality", "new_category_share", column="c")),
     ],
 )
 def test_valid_metrics(metric: str, ref: MetricRef) -> None:
@@ -89,7 +97,7 @@ def test_valid_metrics(metric: str, ref: MetricRef) -> None:
 
 
 def test_every_documented_metric_parses() -> None:
-    assert len(METRIC_NAMES) == 27
+    assert len(METRIC_NAMES) == 33
     for name, doc in METRIC_NAMES.items():
         assert doc
         parse_metric(name.replace("<column>", "x"))
@@ -105,6 +113,9 @@ def test_every_documented_metric_parses() -> None:
         "performance.auc",
         "estimated.rmse",  # label-free estimates exist for classification only
         "estimated.label_coverage",
+        "quality.missing_share.",
+        "quality.missing",
+        "quality.constant.x",
         "Technical.requests",
         "",
     ],

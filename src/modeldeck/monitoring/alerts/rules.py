@@ -7,7 +7,9 @@ threshold. Metric names form a small namespace, documented in :data:`METRIC_NAME
 - ``drift.dataset_share``, ``drift.dataset``, ``drift.column.<column>``, ``drift.prediction``:
   drift of the window's inputs and outputs from the reference data;
 - ``performance.<metric>``: quality against ground-truth labels;
-- ``estimated.<metric>``: quality estimated without labels (classification only).
+- ``estimated.<metric>``: quality estimated without labels (classification only);
+- ``quality.<share>`` and ``quality.<share>.<column>``: data quality of the window's inputs
+  (missing values, out-of-range values, new categories), the worst column's or one column's.
 
 This module is pure: it validates rules and runs the firing/resolving state machine
 (:func:`evaluate`); fetching values, storing state and sending events (webhook, Slack, Teams,
@@ -28,7 +30,7 @@ from modeldeck.monitoring.alerts.channels import Channel, WebhookChannel
 from modeldeck.validation import DEPLOYMENT_NAME_PATTERN, Text
 
 Comparison = Literal["gt", "ge", "lt", "le"]
-MetricSource = Literal["technical", "drift", "performance", "estimated"]
+MetricSource = Literal["technical", "drift", "performance", "estimated", "quality"]
 ProblemClass = Literal["classification", "regression"]
 
 RULE_NAME_PATTERN = r"^[A-Za-z0-9_.-]{1,100}$"
@@ -61,6 +63,11 @@ PERFORMANCE_METRICS: dict[str, tuple[ProblemClass | None, str]] = {
     "label_coverage": (None, "Share of predictions that have a ground-truth label."),
 }
 ESTIMATED_METRICS = ("accuracy", "precision_macro", "recall_macro", "f1_macro")
+QUALITY_METRICS: dict[str, str] = {
+    "missing_share": "Share of the window's rows missing a value (null, NaN or absent)",
+    "out_of_range_share": "Share of the window's rows outside the reference's [min, max]",
+    "new_category_share": "Share of the window's rows holding a category the reference lacks",
+}
 
 METRIC_NAMES: dict[str, str] = {
     **{f"technical.{name}": doc for name, doc in TECHNICAL_METRICS.items()},
@@ -73,6 +80,11 @@ METRIC_NAMES: dict[str, str] = {
         f"estimated.{name}": f"{PERFORMANCE_METRICS[name][1]} Estimated without labels."
         for name in ESTIMATED_METRICS
     },
+    **{f"quality.{name}": f"{doc}, in the worst column." for name, doc in QUALITY_METRICS.items()},
+    **{
+        f"quality.{name}.<column>": f"{doc}, in the input column <column>."
+        for name, doc in QUALITY_METRICS.items()
+    },
 }
 """Every metric a rule can watch, with what it measures. ``<column>`` stands for a name."""
 METRIC_FORMS = ", ".join(
@@ -84,6 +96,7 @@ METRIC_FORMS = ", ".join(
         "drift.prediction",
         f"performance.<{'|'.join(PERFORMANCE_METRICS)}>",
         f"estimated.<{'|'.join(ESTIMATED_METRICS)}>",
+        f"quality.<{'|'.join(QUALITY_METRICS)}>[.<column>]",
     ]
 )
 
@@ -92,8 +105,9 @@ METRIC_FORMS = ", ".join(
 class MetricRef:
     """A parsed metric name.
 
-    ``column`` is set for ``drift.column.<column>`` only. ``cls`` is the problem class the
-    metric needs (``"classification"`` or ``"regression"``), None if any model has it.
+    ``column`` is set for ``drift.column.<column>`` and ``quality.<share>.<column>`` only.
+    ``cls`` is the problem class the metric needs (``"classification"`` or
+    ``"regression"``), None if any model has it.
     """
 
     source: MetricSource
@@ -109,6 +123,7 @@ DEFAULT_MIN_SAMPLES: dict[str, int] = {
     "drift": 30,
     "performance": 30,
     "estimated": 30,
+    "quality": 30,
 }
 
 
@@ -116,9 +131,13 @@ def parse_metric(name: str) -> MetricRef:
     """Parse a metric name; raises ValueError naming the valid forms if it is unknown."""
     if name.startswith(COLUMN_PREFIX) and len(name) > len(COLUMN_PREFIX):
         return MetricRef("drift", "column", column=name[len(COLUMN_PREFIX) :])
+    source, _, rest = name.partition(".")
+    if source == "quality":
+        share, dot, column = rest.partition(".")
+        if share in QUALITY_METRICS and (column or not dot):
+            return MetricRef("quality", share, column=column or None)
     if name not in METRIC_NAMES:
         raise ValueError(f"unknown metric {name!r}; valid forms: {METRIC_FORMS}")
-    source, _, rest = name.partition(".")
     if source == "technical":
         return MetricRef("technical", rest)
     if source == "drift":
@@ -157,7 +176,7 @@ class AlertRuleSpec(BaseModel):
         description=(
             "Fewer samples (requests, predictions, labels...) in the window: no decision. "
             f"Default: {DEFAULT_MIN_SAMPLES['technical']} for technical metrics, "
-            f"{DEFAULT_MIN_SAMPLES['drift']} for drift and performance ones."
+            f"{DEFAULT_MIN_SAMPLES['drift']} for drift, performance and quality ones."
         ),
     )
     cooldown_seconds: int = Field(

@@ -347,6 +347,15 @@ class AlertService:
                 if column["column"] == ref.column:
                     return _finite(column["statistic"]), samples
             raise NotFound(f"column {ref.column!r} is not monitored")
+        if ref.source == "quality":
+            total = self.analysis.quality(spec.deployment, start_ms=start, end_ms=now)["total"]
+            samples = int(total["rows"])
+            if ref.column is None:
+                return _finite(total[ref.name]), samples
+            for column in total["columns"]:
+                if column["column"] == ref.column:
+                    return _finite(column[ref.name]), samples
+            raise NotFound(f"column {ref.column!r} is not monitored")
         result = self.analysis.performance(
             spec.deployment, start_ms=start, end_ms=now, by_version=False
         )

@@ -10,8 +10,10 @@ day computed in one go:
   per-score positive/negative counts (ROC AUC) and probability vectors grouped for confidence
   estimation. The metrics built from merged parts equal those of the whole window exactly.
 * :class:`DriftPart`: per column a histogram on the reference's bin edges (numeric) or counts
-  per value (categorical), with missing and invalid counts. Drift from merged parts is the
-  binned form of each statistic (:func:`modeldeck.monitoring.drift.stats.binned_column_drift`).
+  per value (categorical), with missing and invalid counts and (numeric) the smallest and
+  largest value. Drift from merged parts is the binned form of each statistic
+  (:func:`modeldeck.monitoring.drift.stats.binned_column_drift`); data quality reads the same
+  counts (:mod:`modeldeck.monitoring.quality`).
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ MAX_CATEGORIES = 1000
 OVERFLOW = "__overflow__"
 
 
-FORMAT = 3
+FORMAT = 4
 """The layout of stored parts; part of every signature, so a new layout rebuilds old ones."""
 
 
@@ -203,6 +205,7 @@ class ColumnPlan:
                 "counts": [0] * (len(self.edges) - 1),
                 "below": [0, 0.0],  # values under the reference's min: count, sum of min - x
                 "above": [0, 0.0],  # values over its max: count, sum of x - max
+                "range": None,  # [smallest, largest] finite value (data quality: constancy)
                 "missing": 0,
                 "invalid": 0,
             }
@@ -267,6 +270,8 @@ def _merge_column(mine: dict[str, Any] | None, theirs: dict[str, Any]) -> dict[s
         mine["counts"] = [a + b for a, b in zip(mine["counts"], theirs["counts"], strict=True)]
         for side in ("below", "above"):
             mine[side] = [mine[side][0] + theirs[side][0], mine[side][1] + theirs[side][1]]
+        spans = [s for s in (mine.get("range"), theirs.get("range")) if s]
+        mine["range"] = [min(s[0] for s in spans), max(s[1] for s in spans)] if spans else None
     return mine
 
 
@@ -286,6 +291,7 @@ def summarise_numeric(
         "counts": np.bincount(index, minlength=len(edges) - 1).tolist(),
         "below": [int(below.size), float(np.sum(low - below))],
         "above": [int(above.size), float(np.sum(above - high))],
+        "range": [float(finite.min()), float(finite.max())] if finite.size else None,
         "missing": missing + int(values.size - finite.size),
         "invalid": invalid,
     }

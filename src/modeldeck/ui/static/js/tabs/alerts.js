@@ -74,7 +74,7 @@ async function createRuleDialog(deployment) {
     Object.entries(SYMBOLS).map(([value, symbol]) => h("option", { value }, `${symbol} (${value})`)));
   const threshold = input("rule-threshold", "threshold", { type: "number", step: "any", required: true });
   const windowInput = input("rule-window", "window_seconds", { value: "1h", required: true });
-  const minSamples = input("rule-min-samples", "min_samples", { type: "number", min: 0, step: 1, placeholder: "1 technical, 30 drift and performance" });
+  const minSamples = input("rule-min-samples", "min_samples", { type: "number", min: 0, step: 1, placeholder: "1 technical, 30 drift, performance, quality" });
   const cooldown = input("rule-cooldown", "cooldown_seconds", { value: "15m", required: true });
   const webhook = input("rule-webhook", "webhook_url", { type: "url", placeholder: "https://…" });
   const secret = input("rule-secret", "webhook_secret", { type: "password", autocomplete: "off" });

@@ -1,4 +1,5 @@
-// Drift: the dataset verdict, then every feature (and the prediction) against the reference.
+// Drift: the dataset verdict, then every feature (and the prediction) against the reference,
+// then the data quality of every feature (missing values, types, ranges, categories).
 
 import { downloadButton } from "../actions.js";
 import { api } from "../api.js";
@@ -29,19 +30,71 @@ function extra(column) {
   return notes.join(", ");
 }
 
+// A share of rows with a problem: a red badge when above zero, "—" when it cannot be known.
+function problemShare(value, problem) {
+  if (value === null || value === undefined) return h("span", { class: "muted" }, "—");
+  if (value > 0) return h("span", { class: "badge bad", dataset: { problem } }, fmtPercent(value));
+  return fmtPercent(value);
+}
+
+function renderQuality(container, report) {
+  const total = report.total;
+  const rows = total.columns.map((c) => {
+    const unseen = (c.top_new_categories || []).map((t) => t.value).join(", ");
+    return [
+      h("span", { dataset: { column: c.column, problems: c.problems.join(" ") } }, c.column),
+      c.kind,
+      problemShare(c.missing_share, "missing"),
+      problemShare(c.type_violation_share, "type_violation"),
+      problemShare(c.out_of_range_share, "out_of_range"),
+      h("span", {}, problemShare(c.new_category_share, "new_category"), unseen ? ` ${unseen}` : ""),
+      c.constant ? badge("constant", "bad") : "no",
+    ];
+  });
+  const notes = [];
+  if (report.note) notes.push(h("div", { class: "banner warn" }, report.note, "."));
+  const schema = total.schema;
+  if (schema.unexpected_columns.length) notes.push(h("p", { class: "muted" }, `Not in the reference: ${schema.unexpected_columns.join(", ")}.`));
+  if (schema.absent_columns.length) notes.push(h("p", { class: "muted" }, `Never in the predictions: ${schema.absent_columns.join(", ")}.`));
+  clear(container, ...notes, table({
+    id: "quality-table",
+    columns: [
+      { label: "Column" }, { label: "Kind" }, { label: "Missing", num: true }, { label: "Wrong type", num: true },
+      { label: "Out of range", num: true }, { label: "New categories" }, { label: "Constant" },
+    ],
+    rows,
+    empty: "No monitored columns.",
+  }), h("p", { class: "muted" },
+    `${fmtInt(total.rows)} rows from ${fmtInt(total.predictions)} predictions`,
+    report.mode === "binned" ? ", from five-minute summaries" : "", "."));
+}
+
 export async function driftTab(root, ctx) {
   const enc = encodeURIComponent(ctx.name);
   let range = remembered("range.drift", AUTO);
   const summary = h("div", { id: "drift-summary" });
   const columns = h("div", { id: "drift-columns" });
   const shown = h("p", { class: "muted", id: "drift-shown" });
+  const quality = h("div", { id: "drift-quality" });
+
+  async function refreshQuality(start, end) {
+    try {
+      renderQuality(quality, await api(`/deployments/${enc}/quality`, { query: { start, end } }));
+    } catch (exc) {
+      if (exc.status === 401) throw exc;
+      clear(quality, h("div", { class: "banner warn", role: "alert" }, exc.message));
+    }
+  }
 
   async function refresh() {
     let report;
     try {
       // The platform's window: for "auto", from the first prediction to now.
       const { start, end } = await windowFor(ctx.name, range);
+      // Data quality needs no reference data: shown whatever the drift report says.
+      const measured = refreshQuality(start, end);
       report = await api(`/deployments/${enc}/drift`, { query: { start, end } });
+      await measured;
     } catch (exc) {
       if (exc.status === 401) throw exc;
       clear(summary, h("div", { class: "banner warn", role: "alert" }, exc.message,
@@ -139,12 +192,15 @@ export async function driftTab(root, ctx) {
           const { start, end, step } = await windowFor(ctx.name, range);
           return { start, end, step };
         },
-        saved: "Saved the drift and performance report of this window (HTML).",
+        saved: "Saved the drift, performance and data-quality report of this window (HTML).",
       })),
     summary,
     h("section", { class: "panel", "aria-labelledby": "drift-title" },
       h("h2", { id: "drift-title" }, "Per column"),
-      columns));
+      columns),
+    h("section", { class: "panel", "aria-labelledby": "quality-title" },
+      h("h2", { id: "quality-title" }, "Data quality"),
+      quality));
   await refresh();
   return { refresh };
 }
