@@ -151,6 +151,14 @@ def test_predict_record_drift_and_performance(
         assert drift["verdict"]["level"] in ("ok", "warn", "drift")
         # Prediction drift needs one value per prediction (not the custom model's records).
         assert (drift["prediction"] is not None) is (flavour != "custom")
+        # Data quality reads every flavour's inputs, a tensor model's too: traffic drawn from the
+        # reference is clean, and the schema neither lacks nor adds a column.
+        quality = client.quality(flavour, start_ms=begin, end_ms=end)
+        for window in quality["windows"]:
+            assert window["schema"] == {"unexpected_columns": [], "absent_columns": []}
+            assert {c["column"] for c in window["columns"]} == set(model.columns)
+            assert all(c["missing"] == 0 and c["type_violations"] == 0 for c in window["columns"])
+        assert sum(w["rows"] for w in quality["windows"]) == TRAFFIC
         perf = client.performance(flavour, start_ms=begin, end_ms=end)
         assert perf["task"] == model.task
         assert sum(w["labelled"] for w in perf["windows"]) == TRAFFIC
