@@ -59,11 +59,8 @@ def checkout(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def environment() -> dict[str, str]:
     """A reader's shell: none of the suite's own settings."""
-    env = {
-        k: v
-        for k, v in os.environ.items()
-        if not k.startswith("MODELDECK_") and k != "MLFLOW_TRACKING_URI"
-    }
+    # MLflow's set_tracking_uri/set_registry_uri (the suite's fixtures) export MLFLOW_* too.
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MODELDECK_", "MLFLOW_"))}
     return env | {"COLUMNS": "200", "PYTHONUNBUFFERED": "1"}
 
 
