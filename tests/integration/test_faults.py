@@ -382,8 +382,10 @@ def test_requests_that_are_no_http_get_a_json_400(
     assert error["code"] == "bad_request" and set(error) == {"code", "message", "details"}
 
 
-LIMIT_MB = 500
-STEP_MB = 100
+# Above a replica's baseline RSS: 390-520 MB where torch is installed (as in the dev extra),
+# because skops imports scikit-learn's every module, torch's array-API shim among them.
+LIMIT_MB = 900
+STEP_MB = 150
 
 
 def test_a_replica_over_its_memory_limit_is_recycled(faults: RunningPlatform) -> None:
