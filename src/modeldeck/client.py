@@ -458,17 +458,9 @@ class Client:
         """Request, latency, size, CPU and memory series, the per-replica table (of one
         replica and one model version when given) and the replica events (scaling) of the
         range."""
-        params = {
-            k: v
-            for k, v in (
-                ("start", start_ms),
-                ("end", end_ms),
-                ("step", step_seconds),
-                ("replica", replica),
-                ("version", version),
-            )
-            if v is not None
-        }
+        params = _present(
+            start=start_ms, end=end_ms, step=step_seconds, replica=replica, version=version
+        )
         return self._request(  # type: ignore[no-any-return]
             "GET", f"/api/v1/deployments/{deployment}/metrics/technical", params=params
         )
@@ -568,9 +560,7 @@ class Client:
         """The range (``start``, ``end``, ms) and ``step`` (ms) to show ``deployment`` over:
         the given span and step, or fitted to its predictions (from the first to now, rounded
         up to a preset), windows starting on whole steps."""
-        params = {
-            k: v for k, v in (("span", span_seconds), ("step", step_seconds)) if v is not None
-        }
+        params = _present(span=span_seconds, step=step_seconds)
         return self._request(  # type: ignore[no-any-return]
             "GET", f"/api/v1/deployments/{deployment}/window", params=params
         )
@@ -610,16 +600,7 @@ class Client:
         model_version: str | None = None,
     ) -> dict[str, Any]:
         """Realised and estimated performance per window and model version."""
-        params = {
-            k: v
-            for k, v in (
-                ("start", start_ms),
-                ("end", end_ms),
-                ("step", step_seconds),
-                ("version", model_version),
-            )
-            if v is not None
-        }
+        params = _present(start=start_ms, end=end_ms, step=step_seconds, version=model_version)
         return self._request(  # type: ignore[no-any-return]
             "GET", f"/api/v1/deployments/{deployment}/performance", params=params
         )
@@ -635,16 +616,7 @@ class Client:
     ) -> dict[str, Any]:
         """Data quality per input column (missing values, types, ranges, new categories,
         constant columns, schema), per window and in total."""
-        params = {
-            k: v
-            for k, v in (
-                ("start", start_ms),
-                ("end", end_ms),
-                ("step", step_seconds),
-                ("version", model_version),
-            )
-            if v is not None
-        }
+        params = _present(start=start_ms, end=end_ms, step=step_seconds, version=model_version)
         return self._request(  # type: ignore[no-any-return]
             "GET", f"/api/v1/deployments/{deployment}/quality", params=params
         )
@@ -726,3 +698,8 @@ class Client:
                 error.get("details") or {},
             )
         raise ApiError(response.status_code, "error", response.text[:500])
+
+
+def _present(**params: Any) -> dict[str, Any]:
+    """The query parameters that were given (None leaves one out)."""
+    return {k: v for k, v in params.items() if v is not None}

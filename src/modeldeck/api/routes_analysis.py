@@ -41,6 +41,12 @@ END = Query(
     description="End of the window, ms since the epoch (default: now).",
 )
 VERSION = Query(default=None, description="Only this model version (default: all).")
+STEP = Query(
+    default=None,
+    ge=1,
+    le=MAX_TIMESTAMP_MS // 1000,
+    description="Seconds per window (default: one window).",
+)
 
 
 @router.get("/deployments/{name}/monitoring", responses=errors(404), summary="Monitoring settings")
@@ -246,12 +252,7 @@ async def performance(
     name: str,
     start: int | None = START,
     end: int | None = END,
-    step: int | None = Query(
-        default=None,
-        ge=1,
-        le=MAX_TIMESTAMP_MS // 1000,
-        description="Seconds per window (default: one window).",
-    ),
+    step: int | None = STEP,
     version: str | None = VERSION,
     platform: Platform = Depends(get_platform),
 ) -> ReportResponse:
@@ -277,12 +278,7 @@ async def quality(
     name: str,
     start: int | None = START,
     end: int | None = END,
-    step: int | None = Query(
-        default=None,
-        ge=1,
-        le=MAX_TIMESTAMP_MS // 1000,
-        description="Seconds per window (default: one window).",
-    ),
+    step: int | None = STEP,
     version: str | None = VERSION,
     platform: Platform = Depends(get_platform),
 ) -> ReportResponse:

@@ -183,6 +183,18 @@ def monitoring_set(ctx: click.Context, name: str, settings_json: str) -> None:
 # -- drift and performance ------------------------------------------------------------------
 
 
+_since_option = click.option(
+    "--since",
+    help="Range: the last 5m / 1h / 24h / 7d ... (default: since the first prediction, "
+    "rounded up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
+)
+_step_option = click.option(
+    "--step",
+    help="Window size: 10s / 1h / 1d ... (default: a readable step giving 12 to 60 windows). "
+    "Windows start on whole steps: a 1h step on the hour (UTC).",
+)
+
+
 @click.command()
 @click.argument("name")
 @click.option(
@@ -308,16 +320,8 @@ def _print_drift(report: dict[str, Any], since: str) -> None:
 
 @click.command()
 @click.argument("name")
-@click.option(
-    "--since",
-    help="Range: the last 5m / 1h / 24h / 7d ... (default: since the first prediction, "
-    "rounded up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
-)
-@click.option(
-    "--step",
-    help="Window size: 10s / 1h / 1d ... (default: a readable step giving 12 to 60 windows). "
-    "Windows start on whole steps: a 1h step on the hour (UTC).",
-)
+@_since_option
+@_step_option
 @click.option("--version", help="Only this model version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.pass_context
@@ -383,16 +387,8 @@ def performance(
 
 @click.command()
 @click.argument("name")
-@click.option(
-    "--since",
-    help="Range: the last 5m / 1h / 24h / 7d ... (default: since the first prediction, "
-    "rounded up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
-)
-@click.option(
-    "--step",
-    help="Window size: 10s / 1h / 1d ... (default: a readable step giving 12 to 60 windows). "
-    "Windows start on whole steps: a 1h step on the hour (UTC).",
-)
+@_since_option
+@_step_option
 @click.option("--version", help="Only this model version.")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option("--csv", "as_csv", is_flag=True, help="Print CSV: one row per window and column.")
@@ -771,11 +767,7 @@ def alerts_metrics() -> None:
 
 @click.command()
 @click.argument("name")
-@click.option(
-    "--since",
-    help="Range: the last 5m / 1h / 24h / 7d ... (default: since the first prediction, "
-    "rounded up to 5m, 15m, 1h, 2h, 6h, 12h, 24h, 7d or 14d).",
-)
+@_since_option
 @click.option(
     "--step",
     help="Performance window size (default: a readable step giving 12 to 60 windows).",
