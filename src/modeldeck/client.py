@@ -605,6 +605,25 @@ class Client:
             "GET", f"/api/v1/deployments/{deployment}/performance", params=params
         )
 
+    def drift_series(
+        self,
+        deployment: str,
+        *,
+        start_ms: int | None = None,
+        end_ms: int | None = None,
+        step_seconds: int | None = None,
+        model_version: str | None = None,
+        columns: list[str] | None = None,
+    ) -> dict[str, Any]:
+        """Drift of each column over time: every column's drift test in each window (by
+        default the range fitted to the data, as :meth:`window` gives it)."""
+        params = _present(start=start_ms, end=end_ms, step=step_seconds, version=model_version)
+        if columns:
+            params["column"] = columns
+        return self._request(  # type: ignore[no-any-return]
+            "GET", f"/api/v1/deployments/{deployment}/drift/series", params=params
+        )
+
     def quality(
         self,
         deployment: str,

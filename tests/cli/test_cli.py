@@ -391,6 +391,21 @@ def test_drift_says_not_enough_data_and_names_the_p_value(run, cli_platform) -> 
         assert "not enough data: 3 of the 30 rows a verdict needs" in out
         code, out = run("drift", "cli-drift", "--since", "1h", "--json")
         assert json.loads(out)["verdict"]["level"] == "not_enough_data"
+
+        # Over time: a window per step, the three predictions in the last one.
+        args = ("drift", "cli-drift", "--over-time", "--since", "1h", "--step", "10m")
+        code, out = run(*args, "--json")
+        assert code == 0, out
+        series = json.loads(out)
+        assert series["step"] == 600_000 and len(series["windows"]) in (6, 7)
+        assert sum(w["predictions"] for w in series["windows"]) == 3
+        last = series["windows"][-1]
+        assert last["verdict"] == "not_enough_data" and last["columns"]["sepal_length"]["method"]
+        code, out = run(*args)
+        assert code == 0, out
+        assert "drift per 10m over the last 1h" in out and "few" in out and "sepal_width" in out
+        code, out = run("drift", "cli-drift", "--step", "10m")
+        assert code == 2 and "--step needs --over-time" in out
     finally:
         run("deployments", "delete", "cli-drift", "--yes")
 

@@ -12,6 +12,7 @@ from sklearn import metrics as skm
 
 from modeldeck.errors import NotFound, ValidationFailed
 from modeldeck.monitoring.analysis import AnalysisService, MonitoringConfig
+from modeldeck.monitoring.drift.series import drift_series
 from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord, Target
 from modeldeck.registry import Registry
 from modeldeck.store import Store
@@ -433,3 +434,57 @@ def test_the_label_column_of_a_tensor_models_reference() -> None:
     columns = {"inputs": [{"name": "a", "type": "double"}, {"name": "b", "type": "double"}]}
     assert _guess_target(frame, columns) == "target"
     assert _guess_target(frame.rename(columns={"target": "y"}), None) == "y"
+
+
+def test_drift_over_time_says_when_a_column_started_to_drift(
+    setup: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    """An hour like the reference, then an hour with ``age`` shifted: only ``age``, only in the
+    second hour; each window's test is the one-window report's for the same range."""
+    service, metrics = setup
+    rng = np.random.default_rng(5)
+    reference = pd.DataFrame(
+        {
+            "age": rng.normal(40, 10, 800).round(2),
+            "income": rng.normal(50, 5, 800).round(2),
+            "plan": rng.choice(["free", "pro", "team"], 800, p=[0.6, 0.3, 0.1]),
+        }
+    )
+    service.set_reference("clf", reference, source="test")
+    records = []
+    for hour in (0, 1):
+        for i in range(300):
+            ts = T0 + hour * HOUR + i * 1000
+            features = {
+                "age": float(rng.normal(40, 10)) + 15.0 * hour,
+                "income": float(rng.normal(50, 5)),
+                "plan": str(rng.choice(["free", "pro", "team"], p=[0.6, 0.3, 0.1])),
+            }
+            records.append(
+                PredictionRecord(
+                    uuid=_uuid(hour * 1000 + i, 5),
+                    deployment_id="dep-1",
+                    start_ms=ts,
+                    end_ms=ts,
+                    metrics={"input": features, "output": "a"},
+                )
+            )
+    metrics.insert_predictions(records)
+
+    found = drift_series(service, "clf", start_ms=T0, end_ms=T0 + 2 * HOUR, step_ms=HOUR)
+    assert found["columns"] == ["age", "income", "plan"]
+    assert [w["predictions"] for w in found["windows"]] == [300, 300]
+    drifted = {c: [w["columns"][c]["drifted"] for w in found["windows"]] for c in found["columns"]}
+    assert drifted == {"age": [False, True], "income": [False, False], "plan": [False, False]}
+    assert [w["dataset"]["drifted"] for w in found["windows"]] == [False, False]
+    one = service.drift("clf", start_ms=T0 + HOUR, end_ms=T0 + 2 * HOUR, binned=True)
+    [age] = [c for c in one["columns"] if c["column"] == "age"]
+    second = found["windows"][1]["columns"]["age"]
+    assert (second["method"], second["statistic"]) == (age["method"], age["statistic"])
+
+    for step_ms, field in ((1000, "step"), (0, "step")):
+        with pytest.raises(ValidationFailed) as refused:
+            drift_series(service, "clf", start_ms=T0, end_ms=T0 + 2 * HOUR, step_ms=step_ms)
+        assert refused.value.details == {"field": field}
+    with pytest.raises(NotFound):
+        drift_series(service, "reg", start_ms=T0, end_ms=T0 + HOUR, step_ms=HOUR)

@@ -313,6 +313,21 @@ def test_every_page_and_tab_loads_without_console_errors_and_charts_have_data(
     assert prediction in said
     headers = page.locator("#drift-table thead").inner_text()
     assert "Statistic" in headers and "p-value" in headers
+    # Drift over time: the API's verdict per window and column, the shifted column red.
+    chart = page.locator("[data-chart=drift-over-time]")
+    shown = {k: int(chart.get_attribute(f"data-{k}") or 0) for k in ("start", "end", "step")}
+    series = deployed.client.drift_series(
+        NAME, start_ms=shown["start"], end_ms=shown["end"], step_seconds=shown["step"] // 1000
+    )
+    red = sum(
+        bool(test and test["current_rows"] and test["drifted"])
+        for w in series["windows"]
+        if w["verdict"] != "not_enough_data"
+        for test in [*w["columns"].values(), w["prediction"]]
+    )
+    assert chart.get_attribute("data-drifted") == str(red)
+    marked = chart.evaluate("el => el.data.find(t => t.name === 'drift').y")
+    assert "petal_length" in marked and not {"sepal_length", "sepal_width"} & set(marked)
     # Data quality: the column with missing values is flagged, with the API's share.
     window = deployed.client.window(NAME)
     quality = deployed.client.quality(NAME, start_ms=window["start"], end_ms=window["end"])

@@ -209,6 +209,12 @@ _step_option = click.option(
     is_flag=True,
     help="Test every tracked value, however many (slower than five-minute summaries).",
 )
+@click.option(
+    "--over-time",
+    is_flag=True,
+    help="Each column's verdict window by window (see --step), to see when drift began.",
+)
+@_step_option
 @click.option("--json", "as_json", is_flag=True, help="Print JSON.")
 @click.option(
     "--fail-on-drift", is_flag=True, help="Exit with status 1 when the dataset drifted (for CI)."
@@ -221,10 +227,19 @@ def drift(
     version: str | None,
     columns: tuple[str, ...],
     exact: bool,
+    over_time: bool,
+    step: str | None,
     as_json: bool,
     fail_on_drift: bool,
 ) -> None:
     """Data drift of deployment NAME's inputs and outputs against its reference data."""
+    if over_time:
+        if exact:
+            raise click.UsageError("--exact tests one window; --over-time reads summaries")
+        _drift_over_time(ctx, name, since, step, version, list(columns) or None, as_json)
+        return
+    if step is not None:
+        raise click.UsageError("--step needs --over-time (a drift report is one window)")
     with make_client(ctx) as client, console.status("measuring drift"):
         window = _fitted(client, name, since)
         report = client.drift(
@@ -241,6 +256,71 @@ def drift(
         _print_drift(report, _span_text(window, since))
     if fail_on_drift and report["dataset"]["drifted"]:
         raise SystemExit(1)
+
+
+def _drift_over_time(
+    ctx: click.Context,
+    name: str,
+    since: str | None,
+    step: str | None,
+    version: str | None,
+    columns: list[str] | None,
+    as_json: bool,
+) -> None:
+    with make_client(ctx) as client, console.status("measuring drift window by window"):
+        window = _fitted(client, name, since, step)
+        found = client.drift_series(
+            name,
+            start_ms=window["start"],
+            end_ms=window["end"],
+            step_seconds=window["step"] // 1000,
+            model_version=version,
+            columns=columns,
+        )
+    if as_json:
+        print_json(found)
+        return
+    windows = found["windows"]
+    step_ms: int = found["step"]
+    tests: list[tuple[str, Any]] = [
+        (c, lambda w, c=c: w["columns"].get(c)) for c in found["columns"]
+    ]
+    prediction = next((w["prediction"]["column"] for w in windows if w["prediction"]), None)
+    if prediction:
+        tests.append((f"{prediction} (prediction)", lambda w: w["prediction"]))
+    rows = []
+    for column, test_of in tests:
+        marks, drifted = [], []
+        for w in windows:
+            test = test_of(w)
+            if not test or not test["current_rows"]:
+                marks.append("[dim].[/dim]")
+            elif w["verdict"] == "not_enough_data":
+                marks.append("[yellow]?[/yellow]")
+            elif test["drifted"]:
+                marks.append("[red]X[/red]")
+                drifted.append(w["start"])
+            else:
+                marks.append("[green]o[/green]")
+        first = _time(drifted[0], step_ms) if drifted else "-"
+        rows.append([column, "".join(marks), f"{len(drifted)} of {len(windows)}", first])
+    title = (
+        f"{name}: drift per {fmt_duration(step_ms // 1000)} over the last "
+        f"{_span_text(window, since)}, from {_time(found['start'], step_ms)} UTC, a mark per window"
+    )
+    console.print(fitted_table(SERIES_COLUMNS, rows, title=title))
+    console.print(
+        "[green]o[/green] no drift  [red]X[/red] drift  [yellow]?[/yellow] too few rows for a "
+        "verdict  [dim].[/dim] no predictions"
+    )
+
+
+SERIES_COLUMNS = [
+    Column("column", fold=True),
+    Column("windows, oldest first"),
+    Column("drifted", numeric=True, priority=1),
+    Column("first drift", priority=2),
+]
 
 
 def _p_value(value: float | None) -> str:

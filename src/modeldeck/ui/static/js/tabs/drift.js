@@ -1,10 +1,11 @@
 // Drift: the dataset verdict, then every feature (and the prediction) against the reference,
-// then the data quality of every feature (missing values, types, ranges, categories).
+// then each column's verdict window by window (drift over time), then the data quality of
+// every feature (missing values, types, ranges, categories).
 
 import { downloadButton } from "../actions.js";
 import { api } from "../api.js";
-import { miniDistribution, purge } from "../charts.js";
-import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime, VERDICT_TONES } from "../dom.js";
+import { chartBox, draw, miniDistribution, purge, timeLayout } from "../charts.js";
+import { badge, clear, fmtInt, fmtNumber, fmtPercent, h, localTime, plotTime, VERDICT_TONES } from "../dom.js";
 import { AUTO, rangePicker, remember, remembered, table, windowFor } from "../ui.js";
 
 const P_VALUE_METHODS = new Set(["ks", "chisquare", "z"]);
@@ -69,6 +70,57 @@ function renderQuality(container, report) {
     report.mode === "binned" ? ", from five-minute summaries" : "", "."));
 }
 
+// Drift over time: one row per column, one square per window, coloured by the window's verdict.
+const MARKS = [
+  ["ok", "#009E73", "no drift"],
+  ["drift", "#D55E00", "drift"],
+  ["few", "#E69F00", "too few rows for a verdict"],
+];
+
+function renderOverTime(container, found) {
+  const prediction = (found.windows.find((w) => w.prediction) || {}).prediction;
+  const rows = found.columns.map((c) => [c, (w) => w.columns[c]]);
+  if (prediction) rows.push([`prediction (${prediction.column})`, (w) => w.prediction]);
+  const traces = MARKS.map(([, color, name]) => ({
+    type: "scatter", mode: "markers", name, x: [], y: [], text: [],
+    marker: { symbol: "square", size: 11, color },
+    hovertemplate: "%{y}<br>%{x}<br>%{text}<extra></extra>",
+  }));
+  const byKind = Object.fromEntries(MARKS.map(([kind], i) => [kind, traces[i]]));
+  let drifted = 0;
+  for (const w of found.windows) {
+    for (const [label, testOf] of rows) {
+      const test = testOf(w);
+      if (!test || !test.current_rows) continue;
+      const kind = w.verdict === "not_enough_data" ? "few" : test.drifted ? "drift" : "ok";
+      if (kind === "drift") drifted += 1;
+      const measured = test.p_value === null ? `distance ${fmtNumber(test.distance)}` : `p-value ${fmtNumber(test.p_value)}`;
+      const trace = byKind[kind];
+      trace.x.push(plotTime(w.start));
+      trace.y.push(label);
+      trace.text.push(`${test.method}: ${measured}, threshold ${fmtNumber(test.threshold)}; ${fmtInt(test.current_rows)} rows`);
+    }
+  }
+  const chart = chartBox("drift-over-time", `Drift of each column per window: ${drifted} drifted column-windows`);
+  Object.assign(chart.dataset, { drifted: String(drifted), start: found.start, end: found.end, step: found.step });
+  clear(container, chart);
+  const labels = rows.map(([label]) => label);
+  return draw(chart, traces, timeLayout({
+    title: `Each column per ${found.step % 60000 ? `${found.step / 1000} s` : `${found.step / 60000} min`} window`,
+    yTitle: "",
+    start: found.start,
+    end: found.end,
+    step: found.step / 1000,
+    revision: `${found.start}-${found.step}`,
+    extra: {
+      height: 110 + 28 * labels.length,
+      margin: { l: 150, r: 20, t: 38, b: 68 },
+      yaxis: { type: "category", categoryorder: "array", categoryarray: [...labels].reverse(), automargin: true, gridcolor: "#eaeef2" },
+      hovermode: "closest",
+    },
+  }));
+}
+
 export async function driftTab(root, ctx) {
   const enc = encodeURIComponent(ctx.name);
   let range = remembered("range.drift", AUTO);
@@ -76,6 +128,18 @@ export async function driftTab(root, ctx) {
   const columns = h("div", { id: "drift-columns" });
   const shown = h("p", { class: "muted", id: "drift-shown" });
   const quality = h("div", { id: "drift-quality" });
+  const overTime = h("div", { id: "drift-over-time" });
+
+  async function refreshOverTime(start, end, step) {
+    try {
+      const found = await api(`/deployments/${enc}/drift/series`, { query: { start, end, step } });
+      await renderOverTime(overTime, found);
+    } catch (exc) {
+      if (exc.status === 401) throw exc;
+      purge(overTime);
+      clear(overTime, h("p", { class: "muted" }, exc.message));
+    }
+  }
 
   async function refreshQuality(start, end) {
     try {
@@ -88,11 +152,14 @@ export async function driftTab(root, ctx) {
 
   async function refresh() {
     let report;
+    let overTimeDrawn = Promise.resolve();
     try {
       // The platform's window: for "auto", from the first prediction to now.
-      const { start, end } = await windowFor(ctx.name, range);
+      const { start, end, step } = await windowFor(ctx.name, range);
       // Data quality needs no reference data: shown whatever the drift report says.
       const measured = refreshQuality(start, end);
+      // A drift test per window: the slowest part, drawn when it comes.
+      overTimeDrawn = refreshOverTime(start, end, step);
       report = await api(`/deployments/${enc}/drift`, { query: { start, end } });
       await measured;
     } catch (exc) {
@@ -101,11 +168,13 @@ export async function driftTab(root, ctx) {
         " Reference data comes from the MLflow run (reference_data.parquet) or ",
         h("code", {}, `modeldeck reference set ${ctx.name} FILE`), "."));
       clear(columns);
+      await overTimeDrawn; // says why there is nothing to draw
       return;
     }
     shown.textContent = `${localTime(report.start)} → ${localTime(report.end)}`;
     renderSummary(report);
     await renderColumns(report);
+    await overTimeDrawn;
   }
 
   function renderSummary(report) {
@@ -198,6 +267,9 @@ export async function driftTab(root, ctx) {
     h("section", { class: "panel", "aria-labelledby": "drift-title" },
       h("h2", { id: "drift-title" }, "Per column"),
       columns),
+    h("section", { class: "panel", "aria-labelledby": "drift-time-title" },
+      h("h2", { id: "drift-time-title" }, "Over time"),
+      overTime),
     h("section", { class: "panel", "aria-labelledby": "quality-title" },
       h("h2", { id: "quality-title" }, "Data quality"),
       quality));
