@@ -40,10 +40,12 @@ class TechnicalMetrics(View):
     replica: int | None = None
     version: str | None = None
     latency_bounds_ms: list[float] = Field(default_factory=list)
-    requests: dict[str, Any] = Field(
-        default_factory=dict, description="``per_replica`` and ``all`` request series."
+    requests: list[dict[str, Any]] = Field(
+        default_factory=list, description="One point per step: counts, rates, latency, sizes."
     )
-    resources: dict[str, Any] = Field(default_factory=dict)
+    resources: dict[str, Any] = Field(
+        default_factory=dict, description="CPU and memory: ``per_replica`` and ``all`` series."
+    )
     replicas: list[dict[str, Any]] = Field(default_factory=list)
     totals: dict[str, Any] = Field(default_factory=dict)
     events: list[dict[str, Any]] = Field(default_factory=list)

@@ -75,10 +75,17 @@ class DriftReport(View):
     model_version: str | None = None
     start: int
     end: int
-    reference: dict[str, Any] | None = None
+    reference: dict[str, Any] = Field(description="The reference data's summary.")
     predictions: int
     mode: str | None = Field(default=None, description="raw or binned (five-minute summaries).")
     current_rows: int | None = None
+    skipped_records: int | None = None
+    missing_columns: list[str] = Field(
+        default_factory=list, description="Features the tracked inputs lack."
+    )
+    unmonitored_columns: list[str] = Field(
+        default_factory=list, description="Tracked inputs that are not features."
+    )
     dataset: dict[str, Any] = Field(
         default_factory=dict,
         description="drifted, drifted_share, threshold, drifted_columns, columns.",
