@@ -1,10 +1,10 @@
 """The base of every view: a pydantic model that tolerates what a newer server adds, and still
 answers the dict-style access the client's callers used before the views.
 
-``Client`` methods returned plain dicts (the answer's JSON) until 0.2. Code written against them
-keeps working: ``view["status"]``, ``view.get("rollout")``, ``"crn" in view``, ``dict(view)``
-and ``{**view}`` give the values the dict held (JSON values: times as ISO text, nested views as
-dicts). That access is kept for compatibility only; new code reads attributes
+``Client`` methods returned plain dicts (the answer's JSON) before the views. Code written
+against them keeps working: ``view["status"]``, ``view.get("rollout")``, ``"crn" in view``,
+``dict(view)`` and ``{**view}`` give the values the dict held (JSON values: times as ISO text,
+nested views as dicts). That access is kept for compatibility only; new code reads attributes
 (``view.status``), which are typed.
 """
 
@@ -24,7 +24,11 @@ class View(BaseModel):
     ``view.model_extra``.
     """
 
-    model_config = ConfigDict(extra="allow", protected_namespaces=(), from_attributes=True)
+    # defer_build: a view's validator is built when it is first used, not when the client is
+    # imported (``import modeldeck`` stays cheap for code that never calls the platform).
+    model_config = ConfigDict(
+        extra="allow", protected_namespaces=(), from_attributes=True, defer_build=True
+    )
 
     def _names(self) -> list[str]:
         return [
