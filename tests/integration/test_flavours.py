@@ -227,14 +227,15 @@ def test_oip_clients_get_the_models_answer(
     # tritonclient's defaults: binary tensors both ways.
     client = triton.InferenceServerClient(platform.url.removeprefix("http://"))
     try:
-        metadata = client.get_model_metadata(flavour, headers=headers)
+        metadata = client.get_model_metadata(flavour, headers=dict(headers))
         tensors = _tensors(metadata, model)
         inputs = []
         for name, datatype, values in tensors:
             tensor = triton.InferInput(name, list(values.shape), datatype)
             tensor.set_data_from_numpy(values)
             inputs.append(tensor)
-        result = client.infer(flavour, inputs, headers=headers)
+        # tritonclient adds its own headers to the dict it is given: a copy.
+        result = client.infer(flavour, inputs, headers=dict(headers))
     finally:
         client.close()
     response = result.get_response()
@@ -261,7 +262,7 @@ def test_oip_clients_get_the_models_answer(
     async def call() -> Any:
         kserve = InferenceRESTClient(RESTConfig(protocol="v2"))
         try:
-            return await kserve.infer(platform.url, request, flavour, headers=headers)
+            return await kserve.infer(platform.url, request, flavour, headers=dict(headers))
         finally:
             await kserve.close()
 
