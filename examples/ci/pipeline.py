@@ -191,8 +191,8 @@ def deploy(args: argparse.Namespace) -> None:
         client.deploy(name, state["model"], version=state["version"], replicas=args.replicas)
         deployment = client.wait(name, timeout=args.timeout)
     print(
-        f"{name}: {state['model']} v{deployment['version']} {deployment['status']} with "
-        f"{deployment['ready_replicas']} replica(s) at {deployment['endpoint_url']}"
+        f"{name}: {state['model']} v{deployment.version} {deployment.status} with "
+        f"{deployment.ready_replicas} replica(s) at {deployment.endpoint_url}"
     )
     save_state(deployment=name, deployed_at_ms=started)
 
@@ -214,13 +214,13 @@ def smoke(args: argparse.Namespace) -> None:
         uuids = []
         for body in bodies:
             answer = client.predict(name, body, access_key=key)
-            prediction = answer["prediction"]
-            if not (isinstance(prediction, list) and len(prediction) == 1 and answer.get("uuid")):
+            prediction = answer.prediction
+            if not (isinstance(prediction, list) and len(prediction) == 1 and answer.uuid):
                 fail(f"unexpected answer to {body}: {answer}")
             if prediction[0] not in labels:
                 fail(f"{prediction[0]!r} is not one of the classes {sorted(set(labels))}")
-            print(f"{next(iter(body))}: prediction {prediction}, uuid {answer['uuid']}")
-            uuids.append(answer["uuid"])
+            print(f"{next(iter(body))}: prediction {prediction}, uuid {answer.uuid}")
+            uuids.append(answer.uuid)
         stored = client.read_metrics(name, uuids=uuids)["metrics"]
     if len(stored) != len(uuids) or not all("output" in r["metrics"] for r in stored):
         fail(f"{len(stored)} of {len(uuids)} predictions recorded with their output")
@@ -244,7 +244,8 @@ def gate(args: argparse.Namespace) -> None:
             except ApiError as exc:
                 print(f"request failed: {exc}")
                 continue
-            labels.append((answer["uuid"], {LABEL: target}))
+            if answer.uuid:
+                labels.append((answer.uuid, {LABEL: target}))
         client.track_delayed_metrics_batch(name, labels)
         end = now_ms() + 1
         report = client.performance(name, start_ms=start, end_ms=end)
@@ -252,12 +253,10 @@ def gate(args: argparse.Namespace) -> None:
 
     # Realised accuracy as modeldeck joined predictions and labels; a row that got no answer
     # counts as wrong.
-    labelled = sum(w["labelled"] for w in report["windows"])
-    right = sum(
-        w["realised"]["accuracy"] * w["labelled"] for w in report["windows"] if w["labelled"]
-    )
+    labelled = sum(w["labelled"] for w in report.windows)
+    right = sum(w["realised"]["accuracy"] * w["labelled"] for w in report.windows if w["labelled"])
     accuracy = right / len(records)
-    totals = technical["totals"]
+    totals = technical.totals
     error_rate = totals["failed"] / totals["requests"] if totals["requests"] else 0.0
     checks = [
         (
@@ -293,10 +292,10 @@ def promote(args: argparse.Namespace) -> None:
     model, version = state["model"], state["version"]
     with modeldeck() as client:
         moved = client.set_alias(model, args.alias, version)
-        now = client.model(model)["aliases"].get(args.alias)
+        now = client.model(model).aliases.get(args.alias)
     if now != str(version):
         fail(f"modeldeck sees @{args.alias} -> {now}, not {version}")
-    print(f"{model}@{args.alias}: {moved['previous_version'] or 'unset'} -> {version}")
+    print(f"{model}@{args.alias}: {moved.previous_version or 'unset'} -> {version}")
 
 
 def cleanup(args: argparse.Namespace) -> None:

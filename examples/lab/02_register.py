@@ -33,10 +33,10 @@ def main() -> None:
     lab.heading("as modeldeck sees it")
     with lab.client() as client:
         seen = client.model_version(lab.MODEL, version.version)
-    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(seen["run_metrics"].items()))
-    print(f"{seen['name']} v{seen['version']}: status {seen['status']}, run {seen['run_id']}")
-    print(f"description: {seen['description']}")
-    print(f"run params: {seen['run_params']}; run metrics: {metrics}")
+    metrics = ", ".join(f"{k}={v:.4f}" for k, v in sorted(seen.run_metrics.items()))
+    print(f"{seen.name} v{seen.version}: status {seen.status}, run {seen.run_id}")
+    print(f"description: {seen.description}")
+    print(f"run params: {seen.run_params}; run metrics: {metrics}")
     lab.save_state(model=lab.MODEL, version=str(version.version))
 
 

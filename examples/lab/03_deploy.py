@@ -12,16 +12,16 @@ serves that version (with a fresh access key) and replaces one that serves anoth
 from __future__ import annotations
 
 import argparse
-from typing import Any
 
 import lab
 import pandas as pd
 
 from modeldeck import Client
 from modeldeck.client import ApiError
+from modeldeck.views import DeploymentView
 
 
-def existing(client: Client, name: str) -> dict[str, Any] | None:
+def existing(client: Client, name: str) -> DeploymentView | None:
     try:
         return client.deployment(name)
     except ApiError as exc:
@@ -39,33 +39,33 @@ def main() -> None:
 
     with lab.client() as client:
         current = existing(client, name)
-        if current and current["model"] == state["model"] and current["version"] == version:
+        if current and current.model == state["model"] and current.version == version:
             lab.heading(f"{name} already serves {state['model']} v{version}")
-            if current["desired_state"] != "running":
+            if current.desired_state != "running":
                 client.start(name)
             access_key = client.rotate_access_key(name)
             print("rotated its access key (the platform keeps only a hash of the old one)")
         else:
             if current:
-                lab.heading(f"deleting {name} (it serves {current['model']} v{current['version']})")
+                lab.heading(f"deleting {name} (it serves {current.model} v{current.version})")
                 client.delete(name)
             lab.heading(f"deploying {state['model']} v{version} as {name}")
             created = client.deploy(name, state["model"], version=version, replicas=args.replicas)
-            access_key = created["access_key"]
-            print(f"created {created['crn']}, status {created['status']}")
+            access_key = created.access_key
+            print(f"created {created.crn}, status {created.status}")
         # Shown only once: keep it before anything else can go wrong.
         lab.save_state(deployment=name, access_key=access_key)
 
         seen: set[tuple[str, int]] = set()
 
-        def progress(d: dict[str, Any]) -> None:
-            step = (d["status"], d["ready_replicas"])
+        def progress(d: DeploymentView) -> None:
+            step = (d.status, d.ready_replicas)
             if step not in seen:
                 seen.add(step)
-                print(f"  {d['status']}: {d['ready_replicas']}/{d['replicas']} replicas ready")
+                print(f"  {d.status}: {d.ready_replicas}/{d.replicas} replicas ready")
 
         deployment = client.wait(name, timeout=300, on_progress=progress)
-        print(f"endpoint {deployment['endpoint_url']}")
+        print(f"endpoint {deployment.endpoint_url}")
 
         lab.heading("a first prediction")
         holdout = pd.read_csv(lab.lab_dir() / "holdout.csv")
@@ -73,8 +73,8 @@ def main() -> None:
         answer = client.predict(name, {"inputs": [record]}, access_key=access_key)
         print(f"input {record}")
         print(
-            f"prediction {answer['prediction']} (true class {int(holdout.iloc[0]['target'])}), "
-            f"uuid {answer['uuid']}"
+            f"prediction {answer.prediction} (true class {int(holdout.iloc[0]['target'])}), "
+            f"uuid {answer.uuid}"
         )
 
     lab.save_state(

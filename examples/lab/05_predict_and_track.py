@@ -33,7 +33,7 @@ def main() -> None:
         for _, row in holdout.iterrows():
             record = {f: float(row[f]) for f in lab.FEATURES}
             answer = client.predict(name, {"inputs": [record]}, access_key=state["access_key"])
-            sent.append((answer["uuid"], int(row["target"])))
+            sent.append((str(answer.uuid), int(row["target"])))
         print(f"{len(sent)} answered; first uuid {sent[0][0]}")
 
         lab.heading("ground truth, later, by UUID")

@@ -57,7 +57,7 @@ def main() -> None:
         report = client.performance(name, start_ms=start, end_ms=end, step_seconds=step)
     print(f"{'window (UTC)':<21}{'labelled':>9}{'pandas':>9}{'modeldeck':>11}{'estimated':>11}")
     mismatches = 0
-    for window in report["windows"]:
+    for window in report.windows:
         index = (window["start"] - start) // (step * 1000)
         realised = (window["realised"] or {}).get("accuracy")
         estimated = (window["estimated"] or {}).get("accuracy")

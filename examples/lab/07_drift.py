@@ -28,27 +28,29 @@ def main() -> None:
             reports[stretch] = client.drift(name, start_ms=start, end_ms=end)
 
     first = reports["clean"]
-    lab.heading(f"reference: {first['reference']['source']}")
+    lab.heading(f"reference: {first.reference['source']}")
     for stretch, report in reports.items():
         lab.heading(stretch)
         print(f"{'column':<14}{'method':<14}{'statistic':>12}{'threshold':>11}  verdict")
-        rows = list(report["columns"])
-        if report.get("prediction"):
-            rows.append({**report["prediction"], "column": "(prediction)"})
+        rows = list(report.columns)
+        if report.prediction:
+            rows.append({**report.prediction, "column": "(prediction)"})
         for c in rows:
             statistic = "-" if c["statistic"] is None else f"{c['statistic']:.4g}"
             print(
                 f"{c['column']:<14}{c['method']:<14}{statistic:>12}{c['threshold']:>11.3g}"
                 f"  {'drifted' if c['drifted'] else 'ok'}"
             )
-        dataset = report["dataset"]
+        dataset = report.dataset
         verdict = "DRIFTED" if dataset["drifted"] else "no drift"
         print(
             f"dataset: {verdict} ({len(dataset['drifted_columns'])} of {dataset['columns']} "
             f"columns: {', '.join(dataset['drifted_columns']) or 'none'})"
         )
     path = lab.lab_dir() / "drift.json"
-    path.write_text(json.dumps(reports, indent=2))
+    path.write_text(
+        json.dumps({k: r.model_dump(mode="json") for k, r in reports.items()}, indent=2)
+    )
     print(f"\nreports written to {path}")
 
 

@@ -5,12 +5,44 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import httpx
 
 from modeldeck.config import ClientSettings
 from modeldeck.errors import ModeldeckError
+from modeldeck.views import (
+    AccessKeyView,
+    AlertEventView,
+    AlertRuleView,
+    AliasView,
+    ApiKeyCreated,
+    ApiKeyView,
+    BuildView,
+    CanaryView,
+    ChannelDeliveryView,
+    Counted,
+    DeploymentCreated,
+    DeploymentView,
+    DriftReport,
+    DriftSeries,
+    EnvironmentView,
+    MetricsPage,
+    ModelVersionView,
+    MonitoringConfigView,
+    PerformanceReport,
+    PredictionView,
+    PruneResult,
+    QualityReport,
+    Recorded,
+    ReferenceView,
+    RegisteredModelView,
+    TechnicalMetrics,
+    View,
+    WindowView,
+)
+
+V = TypeVar("V", bound=View)
 
 
 class ApiError(ModeldeckError):
@@ -29,6 +61,11 @@ class ApiError(ModeldeckError):
 
 class Client:
     """A synchronous client for one modeldeck platform.
+
+    Its methods return the platform's answers as typed views (:mod:`modeldeck.views`, the
+    pydantic models the server's routes answer with): ``client.deployment("iris").status``.
+    Fields a newer platform adds are kept, and dict-style access (``answer["status"]``,
+    ``answer.get(...)``) still works for code written when the methods returned dicts.
 
     ``url`` and ``api_key`` default to ``MODELDECK_URL`` and ``MODELDECK_API_KEY``, ``timeout``
     (seconds to wait for each answer) to ``MODELDECK_CLIENT_TIMEOUT_SECONDS`` (60). ``http`` is
@@ -69,24 +106,26 @@ class Client:
 
     # -- registry -----------------------------------------------------------------------------
 
-    def models(self) -> list[dict[str, Any]]:
-        return self._get("/api/v1/models")  # type: ignore[no-any-return]
+    def models(self) -> list[RegisteredModelView]:
+        return _many(RegisteredModelView, self._get("/api/v1/models"))
 
-    def model(self, name: str) -> dict[str, Any]:
-        return self._get(f"/api/v1/models/{name}")  # type: ignore[no-any-return]
+    def model(self, name: str) -> RegisteredModelView:
+        return RegisteredModelView.model_validate(self._get(f"/api/v1/models/{name}"))
 
-    def model_version(self, name: str, version: str | int) -> dict[str, Any]:
-        return self._get(f"/api/v1/models/{name}/versions/{version}")  # type: ignore[no-any-return]
+    def model_version(self, name: str, version: str | int) -> ModelVersionView:
+        return ModelVersionView.model_validate(
+            self._get(f"/api/v1/models/{name}/versions/{version}")
+        )
 
     # -- deployments --------------------------------------------------------------------------
 
-    def set_alias(self, name: str, alias: str, version: str | int) -> dict[str, Any]:
-        """Point ``name@alias`` at ``version`` in the registry (promotion).
-
-        Returns ``{"model", "alias", "version", "previous_version"}``.
-        """
-        return self._request(  # type: ignore[no-any-return]
-            "PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": int(version)}
+    def set_alias(self, name: str, alias: str, version: str | int) -> AliasView:
+        """Point ``name@alias`` at ``version`` in the registry (promotion); the answer says
+        where it pointed before (``previous_version``)."""
+        return AliasView.model_validate(
+            self._request(
+                "PUT", f"/api/v1/models/{name}/aliases/{alias}", json={"version": int(version)}
+            )
         )
 
     def deploy(
@@ -109,7 +148,7 @@ class Client:
         env_manager: str | None = None,
         runtime: str | None = None,
         autoscaling: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentCreated:
         """Create a deployment of a registered ``model`` or of ``file``'s ``function``.
 
         ``kind="batch"`` creates a name for batch inference to record predictions under (no
@@ -147,23 +186,29 @@ class Client:
         ):
             if value is not None:
                 body[key] = value
-        return self._request("POST", "/api/v1/deployments", json=body)  # type: ignore[no-any-return]
+        return DeploymentCreated.model_validate(
+            self._request("POST", "/api/v1/deployments", json=body)
+        )
 
-    def deployments(self) -> list[dict[str, Any]]:
-        return self._get("/api/v1/deployments")  # type: ignore[no-any-return]
+    def deployments(self) -> list[DeploymentView]:
+        return _many(DeploymentView, self._get("/api/v1/deployments"))
 
-    def deployment(self, name: str) -> dict[str, Any]:
-        return self._get(f"/api/v1/deployments/{name}")  # type: ignore[no-any-return]
+    def deployment(self, name: str) -> DeploymentView:
+        return DeploymentView.model_validate(self._get(f"/api/v1/deployments/{name}"))
 
-    def stop(self, name: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/v1/deployments/{name}/stop")  # type: ignore[no-any-return]
+    def stop(self, name: str) -> DeploymentView:
+        return DeploymentView.model_validate(
+            self._request("POST", f"/api/v1/deployments/{name}/stop")
+        )
 
-    def start(self, name: str) -> dict[str, Any]:
-        return self._request("POST", f"/api/v1/deployments/{name}/start")  # type: ignore[no-any-return]
+    def start(self, name: str) -> DeploymentView:
+        return DeploymentView.model_validate(
+            self._request("POST", f"/api/v1/deployments/{name}/start")
+        )
 
     def scale(
         self, name: str, replicas: int | None = None, *, autoscaling: dict[str, Any] | None = None
-    ) -> dict[str, Any]:
+    ) -> DeploymentView:
         """A fixed count of ``replicas`` (ends autoscaling), or an ``autoscaling`` policy (see
         ``deploy``)."""
         body: dict[str, Any] = {}
@@ -171,8 +216,8 @@ class Client:
             body["replicas"] = replicas
         if autoscaling is not None:
             body["autoscaling"] = autoscaling
-        return self._request(  # type: ignore[no-any-return]
-            "POST", f"/api/v1/deployments/{name}/scale", json=body
+        return DeploymentView.model_validate(
+            self._request("POST", f"/api/v1/deployments/{name}/scale", json=body)
         )
 
     def delete(self, name: str) -> None:
@@ -187,7 +232,7 @@ class Client:
         alias: str | None = None,
         env_manager: str | None = None,
         track_alias: bool = True,
-    ) -> dict[str, Any]:
+    ) -> DeploymentView:
         """Serve another version under deployment ``name`` (its replicas and settings stay).
 
         With an isolated environment the version's build runs first while the current version
@@ -203,16 +248,16 @@ class Client:
         ):
             if value is not None:
                 body[key] = value
-        return self._request(  # type: ignore[no-any-return]
-            "POST", f"/api/v1/deployments/{name}/redeploy", json=body
+        return DeploymentView.model_validate(
+            self._request("POST", f"/api/v1/deployments/{name}/redeploy", json=body)
         )
 
-    def rollback(self, name: str) -> dict[str, Any]:
+    def rollback(self, name: str) -> DeploymentView:
         """Return deployment ``name`` to the version it served before its current one (raises
         ApiError 409 when there is none). Follow it with :meth:`wait` and
-        ``version=answer["rollout"]["version"]``."""
-        return self._request(  # type: ignore[no-any-return]
-            "POST", f"/api/v1/deployments/{name}/rollback"
+        ``version=answer.rollout.version``."""
+        return DeploymentView.model_validate(
+            self._request("POST", f"/api/v1/deployments/{name}/rollback")
         )
 
     def canary(
@@ -225,7 +270,7 @@ class Client:
         mode: str = "canary",
         replicas: int = 1,
         policy: dict[str, Any] | None = None,
-    ) -> dict[str, Any]:
+    ) -> CanaryView:
         """Run ``version`` (or ``alias``'s version) beside the one ``name`` serves: on
         ``percent`` of its requests (``mode="canary"``) or on a copy of each (``"shadow"``),
         promoted or rolled back by ``policy`` (see docs/deployments.md)."""
@@ -236,32 +281,32 @@ class Client:
             body["alias"] = alias
         if policy is not None:
             body["policy"] = policy
-        return self._request(  # type: ignore[no-any-return]
-            "POST", f"/api/v1/deployments/{name}/canary", json=body
+        return CanaryView.model_validate(
+            self._request("POST", f"/api/v1/deployments/{name}/canary", json=body)
         )
 
-    def canary_status(self, name: str) -> dict[str, Any]:
+    def canary_status(self, name: str) -> CanaryView:
         """The deployment's canary (``active``, versions, the last evaluation) and its recorded
         decisions, newest first."""
-        return self._get(f"/api/v1/deployments/{name}/canary")  # type: ignore[no-any-return]
+        return CanaryView.model_validate(self._get(f"/api/v1/deployments/{name}/canary"))
 
-    def stop_canary(self, name: str) -> dict[str, Any]:
+    def stop_canary(self, name: str) -> CanaryView:
         """Stop the deployment's canary: its candidate's replicas stop (raises 404 without)."""
-        return self._request(  # type: ignore[no-any-return]
-            "DELETE", f"/api/v1/deployments/{name}/canary"
+        return CanaryView.model_validate(
+            self._request("DELETE", f"/api/v1/deployments/{name}/canary")
         )
 
-    def builds(self, name: str) -> list[dict[str, Any]]:
+    def builds(self, name: str) -> list[BuildView]:
         """The deployment's builds, newest first (without their logs)."""
-        return self._get(f"/api/v1/deployments/{name}/builds")  # type: ignore[no-any-return]
+        return _many(BuildView, self._get(f"/api/v1/deployments/{name}/builds"))
 
-    def build(self, name: str, build_id: str) -> dict[str, Any]:
+    def build(self, name: str, build_id: str) -> BuildView:
         """One build of the deployment, with its log."""
-        return self._get(f"/api/v1/deployments/{name}/builds/{build_id}")  # type: ignore[no-any-return]
+        return BuildView.model_validate(self._get(f"/api/v1/deployments/{name}/builds/{build_id}"))
 
     def wait_build(
         self, name: str, build_id: str | None = None, *, timeout: float = 900.0
-    ) -> dict[str, Any]:
+    ) -> BuildView:
         """Poll until the build (the newest by default) is ``built`` (returned) or
         ``build failed`` (raises ApiError with the resolver's message)."""
         deadline = time.monotonic() + timeout
@@ -270,32 +315,32 @@ class Client:
                 found = self.builds(name)
                 if not found:
                     raise ApiError(404, "not_found", f"deployment {name!r} has no builds")
-                build_id = str(found[0]["id"])
+                build_id = found[0].id
             build = self.build(name, build_id)
-            if build["status"] == "built":
+            if build.status == "built":
                 return build
-            if build["status"] == "build failed":
+            if build.status == "build failed":
                 raise ApiError(
                     409,
                     "build_failed",
-                    f"build {build_id} of deployment {name!r} failed: {build['status_message']}",
+                    f"build {build_id} of deployment {name!r} failed: {build.status_message}",
                     {"deployment": name, "build_id": build_id},
                 )
             if time.monotonic() > deadline:
                 raise ApiError(504, "timeout", f"build {build_id} not finished after {timeout:g} s")
             time.sleep(0.5)
 
-    def environments(self) -> list[dict[str, Any]]:
+    def environments(self) -> list[EnvironmentView]:
         """The platform's cached build environments, most recently used first."""
-        return self._get("/api/v1/environments")  # type: ignore[no-any-return]
+        return _many(EnvironmentView, self._get("/api/v1/environments"))
 
-    def prune_environments(self) -> dict[str, Any]:
+    def prune_environments(self) -> PruneResult:
         """Remove every cached environment that no running replica uses."""
-        return self._request("POST", "/api/v1/environments/prune")  # type: ignore[no-any-return]
+        return PruneResult.model_validate(self._request("POST", "/api/v1/environments/prune"))
 
     def rotate_access_key(self, name: str) -> str:
         answer = self._request("POST", f"/api/v1/deployments/{name}/access-key")
-        return str(answer["access_key"])
+        return AccessKeyView.model_validate(answer).access_key
 
     def wait(
         self,
@@ -303,9 +348,9 @@ class Client:
         *,
         timeout: float = 300.0,
         interval: float = 0.5,
-        on_progress: Callable[[dict[str, Any]], None] | None = None,
+        on_progress: Callable[[DeploymentView], None] | None = None,
         version: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> DeploymentView:
         """Poll until the deployment is deployed (returned) or failed (raises ApiError).
 
         With ``version`` (after a redeploy or rollback): until that version serves; if it never
@@ -317,22 +362,22 @@ class Client:
             deployment = self.deployment(name)
             if on_progress:
                 on_progress(deployment)
-            if deployment["status"] == "deployed" and deployment.get("rollout") is None:
-                if version is None or deployment["version"] == str(version):
+            if deployment.status == "deployed" and deployment.rollout is None:
+                if version is None or deployment.version == str(version):
                     return deployment
                 raise ApiError(
                     409,
                     "rollout_failed",
                     f"version {version} of {name!r} did not take the traffic: "
-                    f"{deployment['status_message'] or 'no details'}",
+                    f"{deployment.status_message or 'no details'}",
                     {"deployment": name, "version": str(version)},
                 )
-            if deployment["status"] in ("failed", "stopped"):
+            if deployment.status in ("failed", "stopped"):
                 raise ApiError(
                     409,
-                    "deployment_failed" if deployment["status"] == "failed" else "stopped",
-                    f"deployment {name!r} is {deployment['status']}: "
-                    f"{deployment['status_message'] or 'no details'}",
+                    "deployment_failed" if deployment.status == "failed" else "stopped",
+                    f"deployment {name!r} is {deployment.status}: "
+                    f"{deployment.status_message or 'no details'}",
                     {"deployment": name},
                 )
             if time.monotonic() > deadline:
@@ -341,11 +386,11 @@ class Client:
                 )
             time.sleep(interval)
 
-    def predict(self, name: str, payload: Any, access_key: str | None = None) -> dict[str, Any]:
+    def predict(self, name: str, payload: Any, access_key: str | None = None) -> PredictionView:
         """Call a deployment's model endpoint with a body such as ``{"inputs": [...]}``."""
         headers = {"Authorization": f"Bearer {access_key}"} if access_key else {}
-        return self._request(  # type: ignore[no-any-return]
-            "POST", f"/deployments/{name}/predict", json=payload, headers=headers
+        return PredictionView.model_validate(
+            self._request("POST", f"/deployments/{name}/predict", json=payload, headers=headers)
         )
 
     # -- model metrics ------------------------------------------------------------------------
@@ -357,7 +402,7 @@ class Client:
             f"/api/v1/deployments/{deployment}/predictions",
             json={"predictions": predictions},
         )
-        return list(answer["uuids"])
+        return Recorded.model_validate(answer).uuids
 
     def track_delayed_metrics(
         self, metrics: dict[str, Any], prediction_uuid: str, deployment: str | None = None
@@ -388,7 +433,7 @@ class Client:
             result = self._request(
                 "POST", f"/api/v1/deployments/{deployment}/metrics/delayed/batch", json=body
             )
-            done += int(result["count"])
+            done += Counted.model_validate(result).count
         return done
 
     def track_aggregate_metrics(
@@ -418,7 +463,8 @@ class Client:
         model_version: str | None = None,
         limit: int = 1000,
         cursor: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> MetricsPage:
+        """One page of model-metrics records (``next_cursor`` asks for the next)."""
         params: list[tuple[str, str | int]] = [("start", start_ms), ("limit", limit)]
         if end_ms is not None:
             params.append(("end", end_ms))
@@ -428,8 +474,8 @@ class Client:
             params.append(("version", model_version))
         if cursor:
             params.append(("cursor", cursor))
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/metrics/model", params=params
+        return MetricsPage.model_validate(
+            self._request("GET", f"/api/v1/deployments/{deployment}/metrics/model", params=params)
         )
 
     def iter_metrics(self, deployment: str, **kwargs: Any) -> Iterator[dict[str, Any]]:
@@ -437,12 +483,13 @@ class Client:
         cursor = None
         while True:
             page = self.read_metrics_page(deployment, cursor=cursor, **kwargs)
-            yield from page["metrics"]
-            cursor = page.get("next_cursor")
+            yield from page.metrics
+            cursor = page.next_cursor
             if not cursor:
                 return
 
     def read_metrics(self, deployment: str, **kwargs: Any) -> dict[str, list[dict[str, Any]]]:
+        """Every record in the range, in Cloudera ML's ``read_metrics`` shape (a dict)."""
         return {"metrics": list(self.iter_metrics(deployment, **kwargs))}
 
     def technical_metrics(
@@ -454,45 +501,51 @@ class Client:
         step_seconds: int | None = None,
         replica: int | None = None,
         version: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> TechnicalMetrics:
         """Request, latency, size, CPU and memory series, the per-replica table (of one
         replica and one model version when given) and the replica events (scaling) of the
         range."""
         params = _present(
             start=start_ms, end=end_ms, step=step_seconds, replica=replica, version=version
         )
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/metrics/technical", params=params
+        return TechnicalMetrics.model_validate(
+            self._request(
+                "GET", f"/api/v1/deployments/{deployment}/metrics/technical", params=params
+            )
         )
 
     # -- API keys -----------------------------------------------------------------------------
 
-    def api_keys(self) -> list[dict[str, Any]]:
-        return self._get("/api/v1/api-keys")  # type: ignore[no-any-return]
+    def api_keys(self) -> list[ApiKeyView]:
+        return _many(ApiKeyView, self._get("/api/v1/api-keys"))
 
-    def create_api_key(self, name: str, scope: str = "admin") -> dict[str, Any]:
+    def create_api_key(self, name: str, scope: str = "admin") -> ApiKeyCreated:
         """A new key (``key`` in the answer, shown once) of scope ``admin``, ``deploy``,
         ``read`` or ``predict:<deployment>``."""
         body = {"name": name, "scope": scope}
-        return self._request("POST", "/api/v1/api-keys", json=body)  # type: ignore[no-any-return]
+        return ApiKeyCreated.model_validate(self._request("POST", "/api/v1/api-keys", json=body))
 
-    def rotate_api_key(self, key_id: str) -> dict[str, Any]:
+    def rotate_api_key(self, key_id: str) -> ApiKeyCreated:
         """A new secret for the key (same id, name and scope); the old one stops working."""
-        return self._request("POST", f"/api/v1/api-keys/{key_id}/rotate")  # type: ignore[no-any-return]
+        return ApiKeyCreated.model_validate(
+            self._request("POST", f"/api/v1/api-keys/{key_id}/rotate")
+        )
 
     def revoke_api_key(self, key_id: str) -> None:
         self._request("DELETE", f"/api/v1/api-keys/{key_id}")
 
     # -- drift, performance, alerts -----------------------------------------------------------
 
-    def monitoring(self, deployment: str) -> dict[str, Any]:
+    def monitoring(self, deployment: str) -> MonitoringConfigView:
         """How the deployment's tracked metrics map onto features, predictions and labels."""
-        return self._get(f"/api/v1/deployments/{deployment}/monitoring")  # type: ignore[no-any-return]
+        return MonitoringConfigView.model_validate(
+            self._get(f"/api/v1/deployments/{deployment}/monitoring")
+        )
 
-    def set_monitoring(self, deployment: str, **config: Any) -> dict[str, Any]:
+    def set_monitoring(self, deployment: str, **config: Any) -> MonitoringConfigView:
         """Replace the monitoring settings (``input_key``, ``label_key``, ``overrides``, ...)."""
-        return self._request(  # type: ignore[no-any-return]
-            "PUT", f"/api/v1/deployments/{deployment}/monitoring", json=config
+        return MonitoringConfigView.model_validate(
+            self._request("PUT", f"/api/v1/deployments/{deployment}/monitoring", json=config)
         )
 
     def set_reference(
@@ -503,7 +556,7 @@ class Client:
         model_version: str = "",
         target_column: str | None = None,
         prediction_column: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> ReferenceView:
         """Upload a CSV or Parquet file as the deployment's reference data."""
         path = Path(path)
         params = {"filename": path.name, "version": model_version}
@@ -511,21 +564,24 @@ class Client:
             params["target_column"] = target_column
         if prediction_column:
             params["prediction_column"] = prediction_column
-        return self._request(  # type: ignore[no-any-return]
+        answer = self._request(
             "PUT",
             f"/api/v1/deployments/{deployment}/reference",
             params=params,
             content=path.read_bytes(),
             headers={"Content-Type": "application/octet-stream"},
         )
+        return ReferenceView.model_validate(answer)
 
     def reference_from_registry(
         self, deployment: str, model_version: str | None = None
-    ) -> dict[str, Any]:
+    ) -> ReferenceView:
         """Take the reference data from what was logged with the model's MLflow run."""
         params = {"version": model_version} if model_version else {}
-        return self._request(  # type: ignore[no-any-return]
-            "POST", f"/api/v1/deployments/{deployment}/reference/from-registry", params=params
+        return ReferenceView.model_validate(
+            self._request(
+                "POST", f"/api/v1/deployments/{deployment}/reference/from-registry", params=params
+            )
         )
 
     def reference(
@@ -536,7 +592,7 @@ class Client:
         *,
         sample: bool = False,
         seed: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> ReferenceView:
         """The reference data's summary; with ``rows``, also its first rows (``head``) or, with
         ``sample=True``, that many rows drawn at random (``sample``; ``seed`` repeats a draw)."""
         params: dict[str, Any] = {"rows": rows}
@@ -546,8 +602,8 @@ class Client:
             params["sample"] = "true"
             if seed is not None:
                 params["seed"] = seed
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/reference", params=params
+        return ReferenceView.model_validate(
+            self._request("GET", f"/api/v1/deployments/{deployment}/reference", params=params)
         )
 
     def window(
@@ -556,13 +612,13 @@ class Client:
         *,
         span_seconds: int | None = None,
         step_seconds: int | None = None,
-    ) -> dict[str, Any]:
+    ) -> WindowView:
         """The range (``start``, ``end``, ms) and ``step`` (ms) to show ``deployment`` over:
         the given span and step, or fitted to its predictions (from the first to now, rounded
         up to a preset), windows starting on whole steps."""
         params = _present(span=span_seconds, step=step_seconds)
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/window", params=params
+        return WindowView.model_validate(
+            self._request("GET", f"/api/v1/deployments/{deployment}/window", params=params)
         )
 
     def drift(
@@ -574,7 +630,7 @@ class Client:
         model_version: str | None = None,
         columns: list[str] | None = None,
         exact: bool = False,
-    ) -> dict[str, Any]:
+    ) -> DriftReport:
         """Data drift per column, dataset drift and prediction drift over a window.
 
         ``exact`` tests every tracked value even in windows larger than the deployment's
@@ -586,8 +642,8 @@ class Client:
                 params[key] = value
         if columns:
             params["column"] = columns
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/drift", params=params
+        return DriftReport.model_validate(
+            self._request("GET", f"/api/v1/deployments/{deployment}/drift", params=params)
         )
 
     def performance(
@@ -598,11 +654,11 @@ class Client:
         end_ms: int | None = None,
         step_seconds: int | None = None,
         model_version: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> PerformanceReport:
         """Realised and estimated performance per window and model version."""
         params = _present(start=start_ms, end=end_ms, step=step_seconds, version=model_version)
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/performance", params=params
+        return PerformanceReport.model_validate(
+            self._request("GET", f"/api/v1/deployments/{deployment}/performance", params=params)
         )
 
     def drift_series(
@@ -614,14 +670,14 @@ class Client:
         step_seconds: int | None = None,
         model_version: str | None = None,
         columns: list[str] | None = None,
-    ) -> dict[str, Any]:
+    ) -> DriftSeries:
         """Drift of each column over time: every column's drift test in each window (by
         default the range fitted to the data, as :meth:`window` gives it)."""
         params = _present(start=start_ms, end=end_ms, step=step_seconds, version=model_version)
         if columns:
             params["column"] = columns
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/drift/series", params=params
+        return DriftSeries.model_validate(
+            self._request("GET", f"/api/v1/deployments/{deployment}/drift/series", params=params)
         )
 
     def quality(
@@ -632,26 +688,29 @@ class Client:
         end_ms: int | None = None,
         step_seconds: int | None = None,
         model_version: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> QualityReport:
         """Data quality per input column (missing values, types, ranges, new categories,
         constant columns, schema), per window and in total."""
         params = _present(start=start_ms, end=end_ms, step=step_seconds, version=model_version)
-        return self._request(  # type: ignore[no-any-return]
-            "GET", f"/api/v1/deployments/{deployment}/quality", params=params
+        return QualityReport.model_validate(
+            self._request("GET", f"/api/v1/deployments/{deployment}/quality", params=params)
         )
 
-    def create_alert_rule(self, **spec: Any) -> dict[str, Any]:
+    def create_alert_rule(self, **spec: Any) -> AlertRuleView:
         """Create an alert rule: ``name``, ``deployment``, ``metric``, ``comparison``, ..."""
-        return self._request("POST", "/api/v1/alerts/rules", json=spec)  # type: ignore[no-any-return]
+        return AlertRuleView.model_validate(
+            self._request("POST", "/api/v1/alerts/rules", json=spec)
+        )
 
-    def alert_rules(self, deployment: str | None = None) -> list[dict[str, Any]]:
+    def alert_rules(self, deployment: str | None = None) -> list[AlertRuleView]:
         params = {"deployment": deployment} if deployment else {}
-        return self._request("GET", "/api/v1/alerts/rules", params=params)  # type: ignore[no-any-return]
+        return _many(AlertRuleView, self._request("GET", "/api/v1/alerts/rules", params=params))
 
-    def test_alert_rule(self, deployment: str, name: str) -> list[dict[str, Any]]:
+    def test_alert_rule(self, deployment: str, name: str) -> list[ChannelDeliveryView]:
         """Send a test event to each channel of a rule; each channel's delivery."""
-        return self._request(  # type: ignore[no-any-return]
-            "POST", f"/api/v1/alerts/rules/{deployment}/{name}/test"
+        return _many(
+            ChannelDeliveryView,
+            self._request("POST", f"/api/v1/alerts/rules/{deployment}/{name}/test"),
         )
 
     def delete_alert_rule(self, deployment: str, name: str) -> None:
@@ -659,15 +718,15 @@ class Client:
 
     def alert_events(
         self, deployment: str | None = None, since_ms: int = 0, limit: int = 100
-    ) -> list[dict[str, Any]]:
+    ) -> list[AlertEventView]:
         params: dict[str, Any] = {"since": since_ms, "limit": limit}
         if deployment:
             params["deployment"] = deployment
-        return self._request("GET", "/api/v1/alerts/events", params=params)  # type: ignore[no-any-return]
+        return _many(AlertEventView, self._request("GET", "/api/v1/alerts/events", params=params))
 
-    def evaluate_alerts(self) -> list[dict[str, Any]]:
+    def evaluate_alerts(self) -> list[AlertEventView]:
         """Evaluate every alert rule now; returns the events produced."""
-        return self._request("POST", "/api/v1/alerts/evaluate")  # type: ignore[no-any-return]
+        return _many(AlertEventView, self._request("POST", "/api/v1/alerts/evaluate"))
 
     # -- plumbing -----------------------------------------------------------------------------
 
@@ -717,6 +776,13 @@ class Client:
                 error.get("details") or {},
             )
         raise ApiError(response.status_code, "error", response.text[:500])
+
+
+def _many(view: type[V], answer: Any) -> list[V]:
+    """A list answer, each item read as ``view``."""
+    if not isinstance(answer, list):
+        raise ApiError(502, "bad_answer", f"expected a list from modeldeck, got {answer!r:.200}")
+    return [view.model_validate(item) for item in answer]
 
 
 def _present(**params: Any) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from fastapi.testclient import TestClient
 
 from modeldeck.api.app import create_app
 from modeldeck.config import Settings
-from modeldeck.deployments.schemas import AUTH_DISABLED_WARNING
+from modeldeck.views.deployments import AUTH_DISABLED_WARNING
 from tests.api.test_error_shape import assert_error_shape
 from tests.conftest import Registered
 

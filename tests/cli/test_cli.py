@@ -13,7 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from modeldeck.cli.main import main
-from modeldeck.deployments.schemas import AUTH_DISABLED_WARNING
+from modeldeck.views.deployments import AUTH_DISABLED_WARNING
 from tests.conftest import Registered, RunningPlatform, start_platform
 
 pytestmark = pytest.mark.integration

@@ -15,6 +15,7 @@ from modeldeck.gateway.forward import Gateway
 from modeldeck.monitoring.technical import ReplicaEvents
 from modeldeck.registry import Registry
 from modeldeck.store import Store
+from modeldeck.views import AutoscalingView
 from tests.runtimes.test_local import FakeRuntime
 
 POLICY = AutoscalingPolicy(
@@ -49,7 +50,8 @@ def test_scales_on_the_gateways_inflight_count_but_not_during_a_rollout(tmp_path
         created = await service.create(
             DeploymentCreate(name="a", file=str(model), autoscaling=POLICY)
         )
-        assert created.autoscaling == POLICY and created.replicas == 1
+        assert created.autoscaling == AutoscalingView.model_validate(POLICY)
+        assert created.replicas == 1
         await rt._tick()
         deployment_id = created.id
         inflight = gateway.inflight("a")
@@ -86,7 +88,7 @@ def test_scales_on_the_gateways_inflight_count_but_not_during_a_rollout(tmp_path
         await ticks(1.5)
         await asyncio.gather(*rt._drains)
         view = await service.get("a")
-        assert view.autoscaling == POLICY and view.replicas == 1
+        assert view.autoscaling == AutoscalingView.model_validate(POLICY) and view.replicas == 1
         kinds = [e["kind"] for e in events.between(deployment_id, 0, 2**62)]
         assert kinds == ["scaled_up", "scaled_down"]
 

@@ -396,12 +396,34 @@ class FakePlatform:
 
     def info(self) -> dict[str, Any]:
         return {
+            "id": "d-fake",
             "name": "fake",
-            "kind": "endpoint",
-            "status": "deployed",
-            "auth_enabled": self.auth,
-            "source": "file",
+            "crn": "crn:fake",
+            "model": "",
+            "version": "1",
+            "version_spec": "1",
             "model_uri": "",
+            "runtime": "local",
+            "status": "deployed",
+            "status_message": "",
+            "desired_state": "running",
+            "replicas": 1,
+            "ready_replicas": 1,
+            "replica_states": [],
+            "cpu": None,
+            "memory_mb": None,
+            "environment": {},
+            "auth_enabled": self.auth,
+            "access_key_prefix": None,
+            "endpoint_url": f"{self.url}/deployments/fake/predict",
+            "kind": "endpoint",
+            "source": "file",
+            "file_path": "/fake.py",
+            "function_name": "predict",
+            "track_metrics": True,
+            "signature": None,
+            "created_at": "2026-01-01T00:00:00Z",
+            "updated_at": "2026-01-01T00:00:00Z",
         }
 
     def reference_summary(self, query: dict[str, list[str]]) -> dict[str, Any]:
@@ -410,6 +432,7 @@ class FakePlatform:
         assert query["sample"] == ["true"]
         picked = frame.sample(n=min(rows, len(frame)), random_state=int(query["seed"][0]))
         return {
+            "source": "upload reference.csv",
             "rows": len(frame),
             "columns": [
                 {"name": c, "kind": "numeric" if c != "colour" else "categorical"}

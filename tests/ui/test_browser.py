@@ -321,7 +321,7 @@ def test_every_page_and_tab_loads_without_console_errors_and_charts_have_data(
     )
     red = sum(
         bool(test and test["current_rows"] and test["drifted"])
-        for w in series["windows"]
+        for w in series.windows
         if w["verdict"] != "not_enough_data"
         for test in [*w["columns"].values(), w["prediction"]]
     )

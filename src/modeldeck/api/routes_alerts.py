@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
 from modeldeck.monitoring.alerts.rules import METRIC_NAMES, AlertRuleSpec
 from modeldeck.platform import Platform
 from modeldeck.records.model_metrics import MAX_TIMESTAMP_MS
+from modeldeck.views.alerts import AlertEventView, AlertRuleView, ChannelDeliveryView
 
 from .deps import get_platform, require_api_key
 from .routes_control import errors
@@ -30,30 +30,33 @@ async def alert_metrics() -> dict[str, str]:
 @router.post("/rules", status_code=201, responses=errors(404, 409), summary="Create an alert rule")
 async def create_rule(
     body: AlertRuleSpec, platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return await asyncio.to_thread(platform.alerts.create, body)
+) -> AlertRuleView:
+    return AlertRuleView.model_validate(await asyncio.to_thread(platform.alerts.create, body))
 
 
 @router.get("/rules", responses=errors(404), summary="List alert rules")
 async def list_rules(
     deployment: str | None = Query(default=None, description="Only this deployment's rules."),
     platform: Platform = Depends(get_platform),
-) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(platform.alerts.list, deployment)
+) -> list[AlertRuleView]:
+    found = await asyncio.to_thread(platform.alerts.list, deployment)
+    return [AlertRuleView.model_validate(rule) for rule in found]
 
 
 @router.get("/rules/{deployment}/{name}", responses=errors(404), summary="Get an alert rule")
 async def get_rule(
     deployment: str, name: str, platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return await asyncio.to_thread(platform.alerts.get, deployment, name)
+) -> AlertRuleView:
+    found = await asyncio.to_thread(platform.alerts.get, deployment, name)
+    return AlertRuleView.model_validate(found)
 
 
 @router.put("/rules/{deployment}/{name}", responses=errors(404), summary="Replace an alert rule")
 async def replace_rule(
     deployment: str, name: str, body: AlertRuleSpec, platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return await asyncio.to_thread(platform.alerts.replace, deployment, name, body)
+) -> AlertRuleView:
+    found = await asyncio.to_thread(platform.alerts.replace, deployment, name, body)
+    return AlertRuleView.model_validate(found)
 
 
 @router.delete(
@@ -75,8 +78,9 @@ async def delete_rule(
 )
 async def test_rule(
     deployment: str, name: str, platform: Platform = Depends(get_platform)
-) -> list[dict[str, Any]]:
-    return await platform.alerts.test(deployment, name)
+) -> list[ChannelDeliveryView]:
+    found = await platform.alerts.test(deployment, name)
+    return [ChannelDeliveryView.model_validate(delivery) for delivery in found]
 
 
 @router.get("/events", responses=errors(404), summary="Alert events, newest first")
@@ -90,10 +94,11 @@ async def list_events(
     ),
     limit: int = Query(default=100, ge=1, le=1000),
     platform: Platform = Depends(get_platform),
-) -> list[dict[str, Any]]:
-    return await asyncio.to_thread(platform.alerts.events, deployment, since, limit)
+) -> list[AlertEventView]:
+    found = await asyncio.to_thread(platform.alerts.events, deployment, since, limit)
+    return [AlertEventView.model_validate(event) for event in found]
 
 
 @router.post("/evaluate", summary="Evaluate every rule now; returns the events produced")
-async def evaluate_now(platform: Platform = Depends(get_platform)) -> list[dict[str, Any]]:
-    return await platform.alerts.evaluate_all()
+async def evaluate_now(platform: Platform = Depends(get_platform)) -> list[AlertEventView]:
+    return [AlertEventView.model_validate(event) for event in await platform.alerts.evaluate_all()]

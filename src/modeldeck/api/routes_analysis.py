@@ -15,14 +15,27 @@ from modeldeck.monitoring.report import build_report
 from modeldeck.monitoring.windows import step_for
 from modeldeck.platform import Platform
 from modeldeck.records.model_metrics import MAX_TIMESTAMP_MS, now_ms
+from modeldeck.views.base import View
+from modeldeck.views.monitoring import (
+    DriftReport,
+    DriftSeries,
+    MonitoringConfigView,
+    PerformanceReport,
+    QualityReport,
+    ReferenceView,
+    WindowView,
+)
 
 from .deps import get_platform, read_body, require_api_key
 from .responses import ReportResponse
 from .routes_control import errors
 
-# Reports are rendered by ReportResponse (NumPy values cannot make them fail); the schema
-# stays a JSON object.
-REPORT: dict[str, Any] = {"response_model": dict[str, Any], "response_class": ReportResponse}
+
+def as_report(view: type[View]) -> dict[str, Any]:
+    """Reports are rendered by ReportResponse (NumPy values cannot make them fail); their
+    schema is the view the client reads them into."""
+    return {"response_model": view, "response_class": ReportResponse}
+
 
 router = APIRouter(
     dependencies=[Depends(require_api_key)],
@@ -52,8 +65,11 @@ STEP = Query(
 
 
 @router.get("/deployments/{name}/monitoring", responses=errors(404), summary="Monitoring settings")
-async def get_monitoring(name: str, platform: Platform = Depends(get_platform)) -> MonitoringConfig:
-    return await asyncio.to_thread(platform.analysis.config, name)
+async def get_monitoring(
+    name: str, platform: Platform = Depends(get_platform)
+) -> MonitoringConfigView:
+    found = await asyncio.to_thread(platform.analysis.config, name)
+    return MonitoringConfigView.model_validate(found)
 
 
 @router.put(
@@ -63,15 +79,16 @@ async def get_monitoring(name: str, platform: Platform = Depends(get_platform)) 
 )
 async def set_monitoring(
     name: str, body: MonitoringConfig, platform: Platform = Depends(get_platform)
-) -> MonitoringConfig:
-    return await asyncio.to_thread(platform.analysis.set_config, name, body)
+) -> MonitoringConfigView:
+    found = await asyncio.to_thread(platform.analysis.set_config, name, body)
+    return MonitoringConfigView.model_validate(found)
 
 
 @router.put(
     "/deployments/{name}/reference",
     responses=errors(400, 404, 413),
     summary="Upload reference data (the body is a CSV or Parquet file)",
-    **REPORT,
+    **as_report(ReferenceView),
     openapi_extra={
         "requestBody": {
             "required": True,
@@ -114,7 +131,7 @@ async def upload_reference(
     "/deployments/{name}/reference/from-registry",
     responses=errors(404),
     summary="Take reference data from what was logged with the MLflow run or model",
-    **REPORT,
+    **as_report(ReferenceView),
 )
 async def reference_from_registry(
     name: str,
@@ -132,7 +149,7 @@ async def reference_from_registry(
     "/deployments/{name}/reference",
     responses=errors(404),
     summary="Reference data summary",
-    **REPORT,
+    **as_report(ReferenceView),
 )
 async def get_reference(
     name: str,
@@ -202,7 +219,7 @@ async def window(
         description="Seconds per window (default: a readable step giving 12 to 60 windows).",
     ),
     platform: Platform = Depends(get_platform),
-) -> dict[str, Any]:
+) -> WindowView:
     """`start` and `end` (ms), `step` (ms), the `span` (ms) and the `preset` it equals, the
     `first_prediction` (ms) and whether the range was `fitted`. The start is a whole multiple
     of the step: a one-hour step starts on the hour."""
@@ -213,14 +230,14 @@ async def window(
             step_ms=step * 1000 if step else None,
         )
     )
-    return found.to_dict()
+    return WindowView.model_validate(found)
 
 
 @router.get(
     "/deployments/{name}/drift",
     responses=errors(404),
     summary="Data drift per column, dataset drift and prediction drift over a window",
-    **REPORT,
+    **as_report(DriftReport),
 )
 async def drift(
     name: str,
@@ -248,7 +265,7 @@ async def drift(
     "/deployments/{name}/drift/series",
     responses=errors(404),
     summary="Drift of each column over time: every column's drift test, window by window",
-    **REPORT,
+    **as_report(DriftSeries),
 )
 async def drift_series(
     name: str,
@@ -291,7 +308,7 @@ async def drift_series(
     "/deployments/{name}/performance",
     responses=errors(404),
     summary="Realised and estimated performance per window and model version",
-    **REPORT,
+    **as_report(PerformanceReport),
 )
 async def performance(
     name: str,
@@ -317,7 +334,7 @@ async def performance(
     "/deployments/{name}/quality",
     responses=errors(404),
     summary="Data quality per input column, per window and in total",
-    **REPORT,
+    **as_report(QualityReport),
 )
 async def quality(
     name: str,

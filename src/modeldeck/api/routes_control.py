@@ -8,20 +8,21 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Response
 from pydantic import BaseModel, ConfigDict, Field
 
-from modeldeck.auth.api_keys import ADMIN, SCOPE_PATTERN, ApiKeyCreated, ApiKeyView
-from modeldeck.builds.schemas import BuildView, EnvironmentView, PruneResult
-from modeldeck.deployments.canary import CanaryRequest, CanaryView
-from modeldeck.deployments.schemas import (
-    AccessKeyView,
-    DeploymentCreate,
-    DeploymentCreated,
-    DeploymentView,
-    RedeployRequest,
-    ScaleRequest,
-)
+from modeldeck.auth.api_keys import ADMIN, SCOPE_PATTERN
+from modeldeck.deployments.canary import CanaryRequest
+from modeldeck.deployments.schemas import DeploymentCreate, RedeployRequest, ScaleRequest
 from modeldeck.errors import error_body
 from modeldeck.platform import Platform
 from modeldeck.validation import Text
+from modeldeck.views.builds import BuildView, EnvironmentView, PruneResult
+from modeldeck.views.deployments import (
+    AccessKeyView,
+    CanaryView,
+    DeploymentCreated,
+    DeploymentView,
+)
+from modeldeck.views.keys import ApiKeyCreated, ApiKeyView
+from modeldeck.views.registry import AliasView, ModelVersionView, RegisteredModelView
 
 from .deps import get_platform, may_read_keys, require_admin, require_api_key
 
@@ -62,9 +63,9 @@ class ApiKeyCreate(BaseModel):
 
 
 @router.get("/models", tags=["models"], summary="List registered models")
-async def list_models(platform: Platform = Depends(get_platform)) -> list[dict[str, Any]]:
+async def list_models(platform: Platform = Depends(get_platform)) -> list[RegisteredModelView]:
     models = await asyncio.to_thread(platform.registry.list_models)
-    return [m.to_dict() for m in models]
+    return [RegisteredModelView.model_validate(m.to_dict()) for m in models]
 
 
 @router.get(
@@ -73,8 +74,9 @@ async def list_models(platform: Platform = Depends(get_platform)) -> list[dict[s
     summary="A registered model and its versions",
     responses=errors(404),
 )
-async def get_model(name: str, platform: Platform = Depends(get_platform)) -> dict[str, Any]:
-    return (await asyncio.to_thread(platform.registry.get_model, name)).to_dict()
+async def get_model(name: str, platform: Platform = Depends(get_platform)) -> RegisteredModelView:
+    found = await asyncio.to_thread(platform.registry.get_model, name)
+    return RegisteredModelView.model_validate(found.to_dict())
 
 
 @router.get(
@@ -85,8 +87,9 @@ async def get_model(name: str, platform: Platform = Depends(get_platform)) -> di
 )
 async def get_model_version(
     name: str, version: str, platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
-    return (await asyncio.to_thread(platform.registry.get_version, name, version)).to_dict()
+) -> ModelVersionView:
+    found = await asyncio.to_thread(platform.registry.get_version, name, version)
+    return ModelVersionView.model_validate(found.to_dict())
 
 
 class AliasUpdate(BaseModel):
@@ -103,11 +106,11 @@ class AliasUpdate(BaseModel):
 )
 async def set_alias(
     name: str, alias: str, body: AliasUpdate, platform: Platform = Depends(get_platform)
-) -> dict[str, Any]:
+) -> AliasView:
     before, version = await asyncio.to_thread(
         platform.registry.set_alias, name, alias, body.version
     )
-    return {"model": name, "alias": alias, "version": version, "previous_version": before}
+    return AliasView(model=name, alias=alias, version=version, previous_version=before)
 
 
 @router.post(

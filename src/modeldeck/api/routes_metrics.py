@@ -13,6 +13,7 @@ from modeldeck.records.export import MAX_EXPORT_ROWS, export_csv
 from modeldeck.records.model_metrics import DEFAULT_PAGE, MAX_PAGE, MAX_TIMESTAMP_MS, now_ms
 from modeldeck.records.sdk_backends import find_target
 from modeldeck.validation import INT32_MAX, ModelVersion, Text
+from modeldeck.views.metrics import Accepted, Counted, MetricsPage, Recorded, TechnicalMetrics
 
 from .deps import get_platform, require_api_key
 from .routes_control import errors
@@ -35,11 +36,6 @@ class DelayedMetricsBatch(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     items: list[DelayedMetrics] = Field(min_length=1, max_length=10_000)
-
-
-class Counted(BaseModel):
-    status: str = "recorded"
-    count: int
 
 
 class AggregateMetrics(BaseModel):
@@ -67,19 +63,6 @@ class PredictionsIn(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     predictions: list[PredictionIn] = Field(min_length=1, max_length=10_000)
-
-
-class Recorded(BaseModel):
-    uuids: list[str]
-
-
-class MetricsPage(BaseModel):
-    metrics: list[dict[str, Any]]
-    next_cursor: str | None = Field(description="Pass as ?cursor= for the next page.")
-
-
-class Accepted(BaseModel):
-    status: str = "recorded"
 
 
 @router.post(
@@ -283,7 +266,7 @@ async def read_technical_metrics(
         description="One model version (a canary's candidate or stable one, say).",
     ),
     platform: Platform = Depends(get_platform),
-) -> dict[str, Any]:
+) -> TechnicalMetrics:
     def run() -> dict[str, Any]:
         target = find_target(platform.store, name)
         platform.technical.flush(everything=True)  # answer up to this moment
@@ -298,4 +281,4 @@ async def read_technical_metrics(
             version=version,
         )
 
-    return await asyncio.to_thread(run)
+    return TechnicalMetrics.model_validate(await asyncio.to_thread(run))

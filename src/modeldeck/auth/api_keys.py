@@ -20,9 +20,7 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
 
-from pydantic import BaseModel, Field
 from sqlalchemy import func, select, update
 
 from modeldeck.auth.keys import API_KEY_PREFIX, hash_key, new_api_key
@@ -31,6 +29,7 @@ from modeldeck.errors import NotFound
 from modeldeck.store import Store
 from modeldeck.store.schema import ApiKeyRow, DeploymentRow, utcnow
 from modeldeck.validation import DEPLOYMENT_NAME_PATTERN
+from modeldeck.views.keys import ApiKeyCreated, ApiKeyView
 
 ADMIN = "admin"
 DEPLOY = "deploy"
@@ -66,21 +65,6 @@ class Caller:
     def opens(self, deployment_id: str) -> bool:
         """Whether this is a ``predict:`` key of the deployment with that id."""
         return self.scope.startswith(PREDICT) and self.deployment_id == deployment_id
-
-
-class ApiKeyView(BaseModel):
-    id: str
-    name: str
-    scope: str = Field(description="admin, deploy, read or predict:<deployment>.")
-    prefix: str
-    created_at: datetime
-    last_used_at: datetime | None = Field(
-        default=None, description="Last use, to the minute (null: never used)."
-    )
-
-
-class ApiKeyCreated(ApiKeyView):
-    key: str = Field(description="The key itself, shown only once.")
 
 
 class ApiKeyService:

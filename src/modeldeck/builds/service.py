@@ -25,12 +25,12 @@ from modeldeck.builds.environment import (
     read_model_files,
     recipe,
 )
-from modeldeck.builds.schemas import BuildView, EnvironmentView, PruneResult
 from modeldeck.config import Settings
 from modeldeck.errors import ModeldeckError, NotFound
 from modeldeck.registry import Registry
 from modeldeck.store import Store
 from modeldeck.store.schema import BuildRow, DeploymentRow, utcnow
+from modeldeck.views.builds import BuildView, EnvironmentView, PruneResult
 
 log = logging.getLogger("modeldeck.builds")
 

@@ -28,6 +28,7 @@ from modeldeck.monitoring.summaries.parts import BUCKET_MS
 
 if TYPE_CHECKING:
     from modeldeck.client import Client
+    from modeldeck.views import DriftReport, QualityReport, ReferenceView, WindowView
 
 
 def _window(since: str) -> tuple[int, int]:
@@ -37,9 +38,7 @@ def _window(since: str) -> tuple[int, int]:
     return start - start % BUCKET_MS, end
 
 
-def _fitted(
-    client: Client, name: str, since: str | None, step: str | None = None
-) -> dict[str, Any]:
+def _fitted(client: Client, name: str, since: str | None, step: str | None = None) -> WindowView:
     """The platform's window for NAME: ``since`` and ``step`` as given, the rest fitted to the
     data present (from the first prediction to now, rounded up to a preset; 12 to 60 windows),
     starting on a whole step. The dashboard and the report ask the same."""
@@ -50,8 +49,8 @@ def _fitted(
     )
 
 
-def _span_text(window: dict[str, Any], since: str | None) -> str:
-    return since or window.get("preset") or fmt_duration(window["span"] // 1000)
+def _span_text(window: WindowView, since: str | None) -> str:
+    return since or window.preset or fmt_duration(window.span // 1000)
 
 
 def _time(ms: int, step_ms: int = 60_000) -> str:
@@ -72,23 +71,23 @@ def reference() -> None:
     """Reference data: the baseline that drift is measured against."""
 
 
-def _print_reference(summary: dict[str, Any]) -> None:
+def _print_reference(summary: ReferenceView) -> None:
     console.print(
-        f"reference of [bold]{summary.get('model_version') or 'all versions'}[/bold]: "
-        f"{summary['rows']:,} rows from {summary['source']}"
+        f"reference of [bold]{summary.model_version or 'all versions'}[/bold]: "
+        f"{summary.rows:,} rows from {summary.source}"
     )
     table = Table("column", "kind", "dtype", "role")
-    for column in summary["columns"]:
+    for column in summary.columns:
         role = (
             "target"
-            if column["name"] == summary.get("target_column")
+            if column["name"] == summary.target_column
             else "prediction"
-            if column["name"] == summary.get("prediction_column")
+            if column["name"] == summary.prediction_column
             else "feature"
         )
         table.add_row(column["name"], column["kind"], column["dtype"], role)
     console.print(table)
-    if summary.get("estimator"):
+    if summary.estimator:
         console.print(
             "performance estimation: calibrated on the reference (used for predictions that "
             "track class probabilities)"
@@ -244,8 +243,8 @@ def drift(
         window = _fitted(client, name, since)
         report = client.drift(
             name,
-            start_ms=window["start"],
-            end_ms=window["end"],
+            start_ms=window.start,
+            end_ms=window.end,
             model_version=version,
             columns=list(columns) or None,
             exact=exact,
@@ -254,7 +253,7 @@ def drift(
         print_json(report)
     else:
         _print_drift(report, _span_text(window, since))
-    if fail_on_drift and report["dataset"]["drifted"]:
+    if fail_on_drift and report.dataset["drifted"]:
         raise SystemExit(1)
 
 
@@ -280,10 +279,10 @@ def _drift_over_time(
     if as_json:
         print_json(found)
         return
-    windows = found["windows"]
-    step_ms: int = found["step"]
+    windows = found.windows
+    step_ms: int = found.step
     tests: list[tuple[str, Any]] = [
-        (c, lambda w, c=c: w["columns"].get(c)) for c in found["columns"]
+        (c, lambda w, c=c: w["columns"].get(c)) for c in found.columns
     ]
     prediction = next((w["prediction"]["column"] for w in windows if w["prediction"]), None)
     if prediction:
@@ -306,7 +305,7 @@ def _drift_over_time(
         rows.append([column, "".join(marks), f"{len(drifted)} of {len(windows)}", first])
     title = (
         f"{name}: drift per {fmt_duration(step_ms // 1000)} over the last "
-        f"{_span_text(window, since)}, from {_time(found['start'], step_ms)} UTC, a mark per window"
+        f"{_span_text(window, since)}, from {_time(found.start, step_ms)} UTC, a mark per window"
     )
     console.print(fitted_table(SERIES_COLUMNS, rows, title=title))
     console.print(
@@ -348,21 +347,19 @@ LEVEL_STYLES = {
 }
 
 
-def _print_drift(report: dict[str, Any], since: str) -> None:
-    binned = ", on five-minute summaries" if report["mode"] == "binned" else ""
+def _print_drift(report: DriftReport, since: str) -> None:
+    binned = ", on five-minute summaries" if report.mode == "binned" else ""
     title = (
-        f"{report['deployment']}: drift over the last {since} "
-        f"({report['predictions']:,} predictions{binned}; reference "
-        f"{report['reference']['rows']:,} rows)"
+        f"{report.deployment}: drift over the last {since} "
+        f"({report.predictions:,} predictions{binned}; reference "
+        f"{report.reference['rows']:,} rows)"
     )
-    verdict = report["verdict"]
+    verdict = report.verdict
     enough = verdict["level"] not in ("not_enough_data", "no_data")
     rows = []
-    tested = list(report["columns"])
-    if report.get("prediction"):
-        tested.append(
-            {**report["prediction"], "column": f"{report['prediction']['column']} (prediction)"}
-        )
+    tested = list(report.columns)
+    if prediction := report.prediction:
+        tested.append({**prediction, "column": f"{prediction['column']} (prediction)"})
     for c in tested:
         if not c["current_rows"]:
             said = "[dim]no data[/dim]"
@@ -386,15 +383,15 @@ def _print_drift(report: dict[str, Any], since: str) -> None:
         )
     console.print(fitted_table(DRIFT_COLUMNS, rows, title=title))
     style = LEVEL_STYLES[verdict["level"]]
-    dataset = report["dataset"]
+    dataset = report.dataset
     console.print(
         f"verdict: [{style}]{verdict['text']}[/{style}] (dataset drift when a share of "
         f"{dataset['threshold']:.2f} of the columns drift; at least {verdict['min_samples']} "
         "rows for a verdict)"
     )
-    if report.get("missing_columns"):
+    if report.missing_columns:
         err_console.print(
-            "[yellow]not in the tracked inputs:[/yellow] " + ", ".join(report["missing_columns"])
+            "[yellow]not in the tracked inputs:[/yellow] " + ", ".join(report.missing_columns)
         )
 
 
@@ -418,15 +415,15 @@ def performance(
         window = _fitted(client, name, since, step)
         report = client.performance(
             name,
-            start_ms=window["start"],
-            end_ms=window["end"],
-            step_seconds=window["step"] // 1000,
+            start_ms=window.start,
+            end_ms=window.end,
+            step_seconds=window.step // 1000,
             model_version=version,
         )
     if as_json:
         print_json(report)
         return
-    regression = report["task"] == "regression"
+    regression = report.task == "regression"
     metrics = ["mae", "rmse", "mape", "r2"] if regression else ["accuracy", "f1_macro", "roc_auc"]
     short = {"accuracy": "acc", "f1_macro": "f1", "roc_auc": "auc"}
     headers = [
@@ -440,16 +437,16 @@ def performance(
     if not regression:
         headers.append("est. acc")
     title = (
-        f"{name}: {report['task'] or 'no labels yet'}, the last {_span_text(window, since)} "
-        f"in windows of {fmt_duration(report['step'] // 1000)}"
+        f"{name}: {report.task or 'no labels yet'}, the last {_span_text(window, since)} "
+        f"in windows of {fmt_duration(report.step // 1000)}"
     )
     table = Table(*headers, title=title)
     table.columns[0].no_wrap = True  # a window's start stays on one line, seconds included
-    for w in report["windows"]:
+    for w in report.windows:
         realised = w.get("realised") or {}
         estimated = w.get("estimated") or {}
         row = [
-            _time(w["start"], report["step"]),
+            _time(w["start"], report.step),
             w["model_version"] or "all",
             f"{w['predictions']:,}",
             f"{w['labelled']:,}",
@@ -488,9 +485,9 @@ def quality(
         window = _fitted(client, name, since, step)
         report = client.quality(
             name,
-            start_ms=window["start"],
-            end_ms=window["end"],
-            step_seconds=window["step"] // 1000,
+            start_ms=window.start,
+            end_ms=window.end,
+            step_seconds=window.step // 1000,
             model_version=version,
         )
     if as_json:
@@ -529,9 +526,9 @@ QUALITY_WINDOW_COLUMNS = [
 ]
 
 
-def _quality_csv_rows(report: dict[str, Any]) -> list[list[Any]]:
+def _quality_csv_rows(report: QualityReport) -> list[list[Any]]:
     rows = []
-    for w in report["windows"]:
+    for w in report.windows:
         for c in w["columns"]:
             values = ["" if c[f] is None else c[f] for f in QUALITY_FIELDS]
             rows.append([w["start"], w["end"], c["column"], c["kind"], c["count"], *values])
@@ -546,13 +543,13 @@ def _share(value: float | None) -> str:
     return f"[red]{text}[/red]" if value > 0 else text
 
 
-def _print_quality(report: dict[str, Any], since: str) -> None:
+def _print_quality(report: QualityReport, since: str) -> None:
     modes = {"binned": ", on five-minute summaries", "scan": ", read in chunks"}
-    total = report["total"]
-    reference = report["reference"]
+    total = report.total
+    reference = report.reference
     title = (
-        f"{report['deployment']}: data quality over the last {since} "
-        f"({total['predictions']:,} predictions{modes.get(report['mode'], '')}; "
+        f"{report.deployment}: data quality over the last {since} "
+        f"({total['predictions']:,} predictions{modes.get(report.mode or '', '')}; "
         + (f"reference {reference['rows']:,} rows)" if reference else "no reference data)")
     )
     rows = []
@@ -573,19 +570,19 @@ def _print_quality(report: dict[str, Any], since: str) -> None:
             ]
         )
     console.print(fitted_table(QUALITY_COLUMNS, rows, title=title))
-    if len(report["windows"]) > 1:
+    if len(report.windows) > 1:
         window_rows = [
             [
-                _time(w["start"], report["step"]),
+                _time(w["start"], report.step),
                 f"{w['predictions']:,}",
                 _share(w["missing_share"]),
                 _share(w["out_of_range_share"]),
                 _share(w["new_category_share"]),
                 str(w["problems"]),
             ]
-            for w in report["windows"]
+            for w in report.windows
         ]
-        step = fmt_duration(report["step"] // 1000)
+        step = fmt_duration(report.step // 1000)
         console.print(
             fitted_table(
                 QUALITY_WINDOW_COLUMNS, window_rows, title=f"worst column per {step} window"
@@ -600,8 +597,8 @@ def _print_quality(report: dict[str, Any], since: str) -> None:
         err_console.print(
             "[yellow]never in the tracked inputs:[/yellow] " + ", ".join(schema["absent_columns"])
         )
-    if report["note"]:
-        err_console.print(f"[yellow]{report['note']}[/yellow]")
+    if report.note:
+        err_console.print(f"[yellow]{report.note}[/yellow]")
 
 
 # -- alerts ---------------------------------------------------------------------------------
@@ -716,16 +713,16 @@ def alerts_test(ctx: click.Context, deployment: str, rule_name: str, as_json: bo
     else:
         table = Table("channel", "target", "result", "attempts", "error")
         for r in results:
-            ok = r["status"] == "delivered"
+            ok = r.status == "delivered"
             table.add_row(
-                r["channel"],
-                r["target"],
+                r.channel,
+                r.target,
                 "[green]delivered[/green]" if ok else "[red]failed[/red]",
-                str(r["attempts"]),
-                r["error"] or "",
+                str(r.attempts),
+                r.error or "",
             )
         console.print(table)
-    if any(r["status"] != "delivered" for r in results):
+    if any(r.status != "delivered" for r in results):
         raise SystemExit(1)
 
 
@@ -761,12 +758,12 @@ def alerts_list(
     table = Table("deployment", "name", "condition", "window", "state", "last value")
     symbols = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
     for r in rules:
-        state = r["state"]
+        state = r.state
         table.add_row(
-            r["deployment"],
-            r["name"],
-            f"{r['metric']} {symbols[r['comparison']]} {r['threshold']:g}",
-            f"{r['window_seconds']} s",
+            r.deployment,
+            r.name,
+            f"{r.metric} {symbols[r.comparison]} {r.threshold:g}",
+            f"{r.window_seconds} s",
             "[red]firing[/red]" if state.get("firing") else "ok",
             fmt_num(state.get("last_value"), 4),
         )
@@ -808,12 +805,12 @@ def alerts_events(
         return
     table = Table("time", "rule", "event", "message", "webhook")
     for e in events:
-        delivery = e.get("delivery") or {}
+        delivery = e.delivery or {}
         table.add_row(
-            _time(e["ts"]),
-            e["rule"],
-            "[red]firing[/red]" if e["kind"] == "firing" else "[green]resolved[/green]",
-            e["message"],
+            _time(e.ts),
+            e.rule,
+            "[red]firing[/red]" if e.kind == "firing" else "[green]resolved[/green]",
+            e.message,
             delivery.get("status", "-"),
         )
     console.print(table)
@@ -826,7 +823,7 @@ def alerts_evaluate(ctx: click.Context) -> None:
     with make_client(ctx) as client:
         events = client.evaluate_alerts()
     for e in events:
-        console.print(f"{e['kind']}: {e['rule']}: {e['message']}")
+        console.print(f"{e.kind}: {e.rule}: {e.message}")
     if not events:
         console.print("no rule changed state")
 
@@ -875,11 +872,11 @@ def report(
 
     with make_client(ctx) as client, console.status("building the report"):
         window = _fitted(client, name, since, step)
-        start, end = window["start"], window["end"]
+        start, end = window.start, window.end
         try:
             drift_report: dict[str, Any] | None = client.drift(
                 name, start_ms=start, end_ms=end, model_version=version
-            )
+            ).model_dump(mode="json")
         except ApiError as exc:
             if exc.status_code != 404 or "reference" not in str(exc):
                 raise
@@ -889,11 +886,18 @@ def report(
             name,
             start_ms=start,
             end_ms=end,
-            step_seconds=window["step"] // 1000,
+            step_seconds=window.step // 1000,
             model_version=version,
         )
         quality_report = client.quality(name, start_ms=start, end_ms=end, model_version=version)
-    output.write_text(render_report(drift_report, perf, quality=quality_report), encoding="utf-8")
+    output.write_text(
+        render_report(
+            drift_report,
+            perf.model_dump(mode="json"),
+            quality=quality_report.model_dump(mode="json"),
+        ),
+        encoding="utf-8",
+    )
     console.print(f"wrote {output} ({output.stat().st_size / 1e6:.1f} MB)")
 
 

@@ -28,12 +28,12 @@ def builds_cmd(ctx: click.Context, name: str, build_id: str | None, as_json: boo
     """List deployment NAME's builds (newest first), or show one with --id."""
     with make_client(ctx) as client:
         if build_id:
-            found = [b for b in client.builds(name) if b["id"].startswith(build_id)]
+            found = [b for b in client.builds(name) if b.id.startswith(build_id)]
             if len(found) != 1:
                 raise click.ClickException(
                     f"{len(found)} builds of {name!r} have an id starting {build_id!r}"
                 )
-            build = client.build(name, found[0]["id"])
+            build = client.build(name, found[0].id)
             items = [build]
         else:
             items = client.builds(name)
@@ -42,35 +42,35 @@ def builds_cmd(ctx: click.Context, name: str, build_id: str | None, as_json: boo
         return
     table = Table("build", "reason", "version", "env", "status", "cache", "python", "seconds")
     for b in items:
-        status = b["status"]
+        status = b.status
         colour = {"built": "green", "build failed": "red"}.get(status, "yellow")
         table.add_row(
-            b["id"][:8],
-            b["reason"],
-            b["version"],
-            b["env_manager"],
+            b.id[:8],
+            b.reason,
+            b.version,
+            b.env_manager,
             f"[{colour}]{status}[/{colour}]",
-            "hit" if b["cache_hit"] else ("miss" if status == "built" else "-"),
-            b["python_version"] or "-",
-            fmt_num(b["duration_seconds"], 1),
+            "hit" if b.cache_hit else ("miss" if status == "built" else "-"),
+            b.python_version or "-",
+            fmt_num(b.duration_seconds, 1),
         )
     console.print(table)
     if not build_id:
         return
     b = items[0]
-    if b["status_message"]:
-        console.print(b["status_message"], markup=False)
-    if b["model_packages"]:
+    if b.status_message:
+        console.print(b.status_message, markup=False)
+    if b.model_packages:
         console.print(
             "model packages: "
-            + ", ".join(f"{k}=={v}" for k, v in sorted(b["model_packages"].items())),
+            + ", ".join(f"{k}=={v}" for k, v in sorted(b.model_packages.items())),
             markup=False,
         )
-    if b["environment_path"]:
-        console.print(f"environment: {b['environment_path']}", markup=False)
-    if b.get("log"):
+    if b.environment_path:
+        console.print(f"environment: {b.environment_path}", markup=False)
+    if b.log:
         console.rule("log")
-        console.print(b["log"], markup=False, highlight=False)
+        console.print(b.log, markup=False, highlight=False)
 
 
 @click.group()
@@ -90,14 +90,14 @@ def envs_list(ctx: click.Context, as_json: bool) -> None:
         return
     table = Table("key", "env", "python", "size", "last used", "in use")
     for e in items:
-        used = datetime.fromtimestamp(e["last_used_at"], UTC).strftime("%Y-%m-%d %H:%M")
+        used = datetime.fromtimestamp(e.last_used_at, UTC).strftime("%Y-%m-%d %H:%M")
         table.add_row(
-            e["key"][:12],
-            e["env_manager"],
-            e["python_version"],
-            _size(e["size_bytes"]),
+            e.key[:12],
+            e.env_manager,
+            e.python_version,
+            _size(e.size_bytes),
             used,
-            "yes" if e["in_use"] else "no",
+            "yes" if e.in_use else "no",
         )
     console.print(table)
 
@@ -109,8 +109,8 @@ def envs_prune(ctx: click.Context) -> None:
     with make_client(ctx) as client:
         result = client.prune_environments()
     console.print(
-        f"removed {len(result['removed'])} environments ({_size(result['freed_bytes'])}) "
-        f"and {result['models_removed']} downloaded models"
+        f"removed {len(result.removed)} environments ({_size(result.freed_bytes)}) "
+        f"and {result.models_removed} downloaded models"
     )
 
 

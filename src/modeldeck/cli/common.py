@@ -14,6 +14,7 @@ from typing import Any
 
 import click
 from pydantic import ValidationError
+from pydantic_core import to_jsonable_python
 from rich.console import Console
 from rich.table import Table
 from rich.text import Text
@@ -115,7 +116,8 @@ def platform_settings(**overrides: Any) -> Settings:
 
 
 def print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
+    """``value`` as the API's JSON: views (and lists or dicts of them) as their answer."""
+    click.echo(json.dumps(to_jsonable_python(value, fallback=str), indent=2))
 
 
 def fail(exc: ModeldeckError) -> click.ClickException:

@@ -23,11 +23,12 @@ from modeldeck.cli.common import (
     print_json,
 )
 from modeldeck.client import Client
+from modeldeck.views import AutoscalingView, CanaryView, DeploymentView
 
 
 def _wait_with_progress(
     client: Client, name: str, timeout: float, version: str | None = None
-) -> dict[str, Any]:
+) -> DeploymentView:
     from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
     with Progress(
@@ -41,12 +42,12 @@ def _wait_with_progress(
     ) as progress:
         task = progress.add_task(f"deploying {name}", total=1)
 
-        def update(d: dict[str, Any]) -> None:
+        def update(d: DeploymentView) -> None:
             progress.update(
                 task,
-                total=d["replicas"],
-                completed=d["ready_replicas"],
-                description=f"{name}: {d['status']}",
+                total=d.replicas,
+                completed=d.ready_replicas,
+                description=f"{name}: {d.status}",
             )
 
         return client.wait(name, timeout=timeout, on_progress=update, version=version)
@@ -63,35 +64,35 @@ DEPLOYMENT_COLUMNS = [
 ]
 
 
-def _deployment_rows(items: list[dict[str, Any]], *, plain: bool = False) -> list[list[str]]:
+def _deployment_rows(items: list[DeploymentView], *, plain: bool = False) -> list[list[str]]:
     rows = []
     for d in items:
-        spec = d["version_spec"]
-        version = (d["version"] or "") + (f" ({spec})" if spec != d["version"] else "")
+        spec = d.version_spec
+        version = (d.version or "") + (f" ({spec})" if spec != d.version else "")
         rows.append(
             [
-                d["name"],
-                d["model"] or "",
+                d.name,
+                d.model or "",
                 version,
-                d["status"] if plain else _status(d["status"]),
-                f"{d['ready_replicas']}/{d['replicas']}",
-                "on" if d["auth_enabled"] else ("off" if plain else "[red]off[/red]"),
-                d["endpoint_url"],
+                d.status if plain else _status(d.status),
+                f"{d.ready_replicas}/{d.replicas}",
+                "on" if d.auth_enabled else ("off" if plain else "[red]off[/red]"),
+                d.endpoint_url,
             ]
         )
     return rows
 
 
-def _deployment_table(items: list[dict[str, Any]]) -> Table:
+def _deployment_table(items: list[DeploymentView]) -> Table:
     return fitted_table(DEPLOYMENT_COLUMNS, _deployment_rows(items))
 
 
-def _warn_auth_disabled(items: list[dict[str, Any]]) -> None:
+def _warn_auth_disabled(items: list[DeploymentView]) -> None:
     """A warning line for each listed endpoint that anyone can call."""
     for d in items:
-        if d.get("kind", "endpoint") == "endpoint" and not d["auth_enabled"]:
+        if d.kind == "endpoint" and not d.auth_enabled:
             err_console.print(
-                f"[red]warning:[/red] {d['name']}: authentication is disabled, anyone who can "
+                f"[red]warning:[/red] {d.name}: authentication is disabled, anyone who can "
                 "reach the platform can call its endpoint"
             )
 
@@ -140,7 +141,7 @@ def _autoscaling(
     target_inflight: float | None,
     scale_up_delay: float | None,
     scale_down_delay: float | None,
-    current: dict[str, Any] | None = None,
+    current: AutoscalingView | None = None,
 ) -> dict[str, Any] | None:
     """The policy the autoscaling options give: over ``current`` (a deployment's policy now,
     whose other fields they keep), or with the platform's defaults for the rest."""
@@ -149,7 +150,7 @@ def _autoscaling(
         if min_replicas is not None or any(v is not None for v in tuning):
             raise click.UsageError("autoscaling needs --max-replicas")
         return None
-    policy: dict[str, Any] = dict(current or {})
+    policy: dict[str, Any] = current.model_dump() if current is not None else {}
     for key, value in (
         ("max_replicas", max_replicas),
         ("min_replicas", min_replicas),
@@ -281,19 +282,19 @@ def deploy(
             runtime=runtime,
             autoscaling=autoscaling,
         )
-        result = created
+        result: DeploymentView = created
         if wait and not batch:
             try:
-                waited = _wait_with_progress(client, created["name"], timeout)
+                waited = _wait_with_progress(client, created.name, timeout)
             except BaseException:
                 # The deployment exists: its shown-once key must not be lost with the wait.
-                if created["access_key"]:
+                if created.access_key:
                     err_console.print(
-                        f"access key of {created['name']}: [bold]{created['access_key']}[/bold] "
+                        f"access key of {created.name}: [bold]{created.access_key}[/bold] "
                         "(shown once; the deployment exists, waiting for it failed)"
                     )
                 raise
-            result = {**waited, "access_key": created["access_key"]}
+            result = waited.model_copy(update={"access_key": created.access_key})
     if as_json:
         print_json(result)
         return
@@ -304,9 +305,9 @@ def deploy(
         err_console.print("[red]warning:[/red] authentication is disabled for this deployment")
     console.print(
         Panel(
-            f"endpoint:   {result['endpoint_url']}\naccess key: [bold]{created['access_key']}"
+            f"endpoint:   {result.endpoint_url}\naccess key: [bold]{created.access_key}"
             "[/bold]  (shown once)",
-            title=f"{result['name']} v{result['version']}",
+            title=f"{result.name} v{result.version}",
         )
     )
 
@@ -346,24 +347,24 @@ def deployments_show(ctx: click.Context, name: str, as_json: bool) -> None:
         return
     console.print(_deployment_table([d]))
     _warn_auth_disabled([d])
-    if d["status_message"]:
-        console.print(f"[dim]{d['status_message']}[/dim]")
-    if policy := d.get("autoscaling"):
+    if d.status_message:
+        console.print(f"[dim]{d.status_message}[/dim]")
+    if policy := d.autoscaling:
         console.print(
-            f"autoscaling: {policy['min_replicas']}-{policy['max_replicas']} replicas, target "
-            f"{policy['target_inflight']:g} in flight per replica, up after "
-            f"{policy['scale_up_delay_seconds']:g} s, down after "
-            f"{policy['scale_down_delay_seconds']:g} s"
+            f"autoscaling: {policy.min_replicas}-{policy.max_replicas} replicas, target "
+            f"{policy.target_inflight:g} in flight per replica, up after "
+            f"{policy.scale_up_delay_seconds:g} s, down after "
+            f"{policy.scale_down_delay_seconds:g} s"
         )
     table = Table("replica", "status", "pid", "port", "restarts", "last error")
-    for r in d["replica_states"]:
+    for r in d.replica_states:
         table.add_row(
-            str(r["index"]),
-            r["status"],
-            str(r["pid"] or "-"),
-            str(r["port"] or "-"),
-            str(r["restarts"]),
-            r["last_error"],
+            str(r.index),
+            r.status,
+            str(r.pid or "-"),
+            str(r.port or "-"),
+            str(r.restarts),
+            r.last_error,
         )
     console.print(table)
 
@@ -417,7 +418,7 @@ def deployments_scale(
     with make_client(ctx) as client:
         current = None
         if replicas is None and any(v is not None for v in options):
-            current = client.deployment(name).get("autoscaling")
+            current = client.deployment(name).autoscaling
         autoscaling = _autoscaling(*options, current=current)
         if (replicas is None) == (autoscaling is None):
             raise click.UsageError("give either --replicas or --max (with --min) to autoscale")
@@ -478,18 +479,18 @@ def deployments_redeploy(
 
 
 def _wait_for_version(
-    client: Client, name: str, answer: dict[str, Any], timeout: float
-) -> dict[str, Any]:
+    client: Client, name: str, answer: DeploymentView, timeout: float
+) -> DeploymentView:
     """Wait until the version a redeploy or rollback answered with serves (or never will)."""
     target: str | None = None
-    if answer["status"] == "building":
-        target = str(client.wait_build(name, timeout=timeout)["version"])
-    elif answer.get("rollout"):
-        target = str(answer["rollout"]["version"])
+    if answer.status == "building":
+        target = client.wait_build(name, timeout=timeout).version
+    elif answer.rollout is not None:
+        target = answer.rollout.version
     return _wait_with_progress(client, name, timeout, version=target)
 
 
-def _show(d: dict[str, Any], as_json: bool) -> None:
+def _show(d: DeploymentView, as_json: bool) -> None:
     if as_json:
         print_json(d)
     else:
@@ -620,28 +621,25 @@ def deployments_canary_stop(ctx: click.Context, name: str) -> None:
         _show_canary(client.stop_canary(name), False)
 
 
-def _show_canary(view: dict[str, Any], as_json: bool) -> None:
+def _show_canary(view: CanaryView, as_json: bool) -> None:
     if as_json:
         print_json(view)
         return
-    if view["active"]:
-        share = f"{view['percent']:g}%" if view["mode"] == "canary" else "a copy (shadow)"
-        ready = "ready" if view["candidate_ready"] else "starting"
+    if view.active:
+        share = f"{view.percent or 0:g}%" if view.mode == "canary" else "a copy (shadow)"
+        ready = "ready" if view.candidate_ready else "starting"
         console.print(
-            f"{view['deployment']}: version {view['candidate_version']} ({ready}) gets {share} "
-            f"beside version {view['stable_version']}"
+            f"{view.deployment}: version {view.candidate_version} ({ready}) gets {share} "
+            f"beside version {view.stable_version}"
         )
-        if view["last"]:
-            last = view["last"]
-            console.print(f"last evaluation: {last['decision']}: {'; '.join(last['reasons'])}")
+        if last := view.last:
+            console.print(f"last evaluation: {last.decision}: {'; '.join(last.reasons)}")
     else:
-        console.print(f"{view['deployment']}: no canary running")
+        console.print(f"{view.deployment}: no canary running")
     table = Table("at", "decision", "stable", "candidate", "reasons", title="decisions")
-    for d in view["decisions"]:
-        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d["at"] / 1000))
-        table.add_row(
-            at, d["decision"], d["stable_version"], d["candidate_version"], "; ".join(d["reasons"])
-        )
+    for d in view.decisions:
+        at = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(d.at / 1000))
+        table.add_row(at, d.decision, d.stable_version, d.candidate_version, "; ".join(d.reasons))
     console.print(table)
 
 

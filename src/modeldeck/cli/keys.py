@@ -57,7 +57,7 @@ def keys_create(
         click.echo(created.key)
         return
     with make_client(ctx) as client:
-        click.echo(client.create_api_key(key_name, scope)["key"])
+        click.echo(client.create_api_key(key_name, scope).key)
 
 
 @keys.command("list")
@@ -73,10 +73,10 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
     table = Table("id", "name", "scope", "prefix", "created", "last used")
     for k in items:
         table.add_row(
-            k["id"],
-            k["name"],
-            k["scope"],
-            k["prefix"] + "…",
+            k.id,
+            k.name,
+            k.scope,
+            k.prefix + "…",
             str(k["created_at"]),
             str(k["last_used_at"] or "never"),
         )
@@ -89,7 +89,7 @@ def keys_list(ctx: click.Context, as_json: bool) -> None:
 def keys_rotate(ctx: click.Context, key_id: str) -> None:
     """Give API key KEY_ID a new secret and print it (shown once); the old one stops working."""
     with make_client(ctx) as client:
-        click.echo(client.rotate_api_key(key_id)["key"])
+        click.echo(client.rotate_api_key(key_id).key)
 
 
 @keys.command("revoke")

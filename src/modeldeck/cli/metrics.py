@@ -147,7 +147,7 @@ def metrics_technical(
             replica=replica,
             version=version,
         )
-    cpu = {p["t"]: p for p in data["resources"]["all"]}
+    cpu = {p["t"]: p for p in data.resources["all"]}
     if as_json:
         print_json(data)
         return
@@ -156,23 +156,23 @@ def metrics_technical(
             TECHNICAL_FIELDS,
             [
                 [{**cpu.get(p["t"], {}), **p}.get(f) for f in TECHNICAL_FIELDS]
-                for p in data["requests"]
+                for p in data.requests
             ],
         )
         return
     table = Table(
         "replica", "received", "success", "failed", title=f"{name}: requests in the last {since}"
     )
-    for row in data["replicas"]:
+    for row in data.replicas:
         table.add_row(
             str(row["replica"]), str(row["received"]), str(row["success"]), str(row["failed"])
         )
-    totals = data["totals"]
+    totals = data.totals
     table.add_row(
         "[bold]total[/bold]", str(totals["requests"]), str(totals["ok"]), str(totals["failed"])
     )
     console.print(table)
-    shown = [p for p in data["requests"] if p["requests"] or p["t"] in cpu][-points:]
+    shown = [p for p in data.requests if p["requests"] or p["t"] in cpu][-points:]
     rows = []
     for p in shown:
         res = cpu.get(p["t"], {})
@@ -191,7 +191,7 @@ def metrics_technical(
                 fmt_num(res["rss_bytes"] / 1e6 if res.get("rss_bytes") else None, 0),
             ]
         )
-    title = f"every {fmt_duration(data['step'] // 1000)} (latest {points}, UTC)"
+    title = f"every {fmt_duration(data.step // 1000)} (latest {points}, UTC)"
     console.print(fitted_table(TECHNICAL_COLUMNS, rows, title=title))
     if data.get("events"):
         events = fitted_table(
@@ -202,7 +202,7 @@ def metrics_technical(
                     e["kind"],
                     e["message"],
                 ]
-                for e in data["events"][-points:]
+                for e in data.events[-points:]
             ],
             title="replica events",
         )

@@ -26,10 +26,10 @@ def models_list(ctx: click.Context, as_json: bool, as_csv: bool) -> None:
         return
     rows = [
         [
-            m["name"],
-            m["latest_version"] or "-",
-            ", ".join(f"@{a}→{v}" for a, v in sorted(m["aliases"].items())),
-            m["description"] or "",
+            m.name,
+            m.latest_version or "-",
+            ", ".join(f"@{a}→{v}" for a, v in sorted(m.aliases.items())),
+            m.description or "",
         ]
         for m in items
     ]
@@ -54,8 +54,8 @@ def models_alias(ctx: click.Context, name: str, alias: str, version: int) -> Non
     """Point NAME@ALIAS at VERSION in the MLflow registry (promotion)."""
     with make_client(ctx) as client:
         moved = client.set_alias(name, alias, version)
-    before = moved["previous_version"] or "unset"
-    console.print(f"{name}@{alias}: {before} -> {moved['version']}")
+    before = moved.previous_version or "unset"
+    console.print(f"{name}@{alias}: {before} -> {moved.version}")
 
 
 @models.command("show")
@@ -69,17 +69,17 @@ def models_show(ctx: click.Context, name: str, as_json: bool) -> None:
     if as_json:
         print_json(model)
         return
-    console.print(f"[bold]{model['name']}[/bold] {model['description']}")
+    console.print(f"[bold]{model.name}[/bold] {model.description}")
     table = Table("version", "status", "aliases", "run", "metrics", "created")
-    for v in model["versions"]:
-        metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v["run_metrics"].items()))
+    for v in model.versions:
+        metrics = ", ".join(f"{k}={val:.4g}" for k, val in sorted(v.run_metrics.items()))
         table.add_row(
-            v["version"],
-            v["status"],
-            ", ".join(v["aliases"]),
-            (v["run_id"] or "")[:12],
+            v.version,
+            v.status,
+            ", ".join(v.aliases),
+            (v.run_id or "")[:12],
             metrics,
-            v["created_at"] or "",
+            v.created_at or "",
         )
     console.print(table)
 

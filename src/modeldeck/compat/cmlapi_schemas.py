@@ -13,8 +13,9 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, field_validator, model_validator
 
-from modeldeck.deployments.schemas import AUTH_DISABLED_WARNING, MAX_REPLICAS
+from modeldeck.deployments.schemas import MAX_REPLICAS
 from modeldeck.validation import Text, environment_problem
+from modeldeck.views.deployments import AUTH_DISABLED_WARNING
 
 STRICT = ConfigDict(extra="forbid", protected_namespaces=())
 Id = Annotated[str, Text(255, min_length=1)]

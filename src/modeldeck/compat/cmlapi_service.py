@@ -69,7 +69,7 @@ from modeldeck.compat.cmlapi_schemas import (
 )
 from modeldeck.config import Settings
 from modeldeck.crn import build_crn, deployment_crn, model_crn
-from modeldeck.deployments.schemas import DeploymentCreate, DeploymentView
+from modeldeck.deployments.schemas import DeploymentCreate
 from modeldeck.deployments.service import DeploymentService
 from modeldeck.errors import BadRequest, Conflict, ModeldeckError, NotFound, ValidationFailed
 from modeldeck.gateway.routes import RouteEntry
@@ -84,6 +84,7 @@ from modeldeck.store.schema import (
     DeploymentRow,
     utcnow,
 )
+from modeldeck.views.deployments import DeploymentView
 
 log = logging.getLogger("modeldeck.cmlapi")
 

@@ -77,6 +77,7 @@ from modeldeck.store.schema import (
     RollupRow,
 )
 from modeldeck.validation import Text
+from modeldeck.views.deployments import CanaryDecisionView, CanaryPolicyView, CanaryView
 
 log = logging.getLogger("modeldeck.canary")
 
@@ -173,34 +174,6 @@ class CanaryRequest(BaseModel):
         if (self.version is None) == (self.alias is None):
             raise ValueError("give exactly one of version and alias")
         return self
-
-
-class CanaryDecisionView(BaseModel):
-    at: int = Field(description="Unix time in ms.")
-    decision: str = Field(
-        description="started | resumed (after a platform restart) | wait | promote | rollback "
-        "| stopped"
-    )
-    stable_version: str
-    candidate_version: str
-    mode: str
-    reasons: list[str]
-    evidence: dict[str, Any] | None = None
-
-
-class CanaryView(BaseModel):
-    deployment: str
-    active: bool
-    mode: str | None = None
-    percent: float | None = None
-    stable_version: str | None = None
-    candidate_version: str | None = None
-    candidate_alias: str | None = None
-    candidate_ready: bool = False
-    started_at: int | None = None
-    policy: CanaryPolicy | None = None
-    last: CanaryDecisionView | None = Field(default=None, description="The latest evaluation.")
-    decisions: list[CanaryDecisionView] = Field(description="Recorded decisions, newest first.")
 
 
 @dataclass
@@ -569,7 +542,7 @@ class CanaryService:
             candidate_alias=canary.alias,
             candidate_ready=bool(state and state[1]),
             started_at=canary.started_ms,
-            policy=canary.policy,
+            policy=CanaryPolicyView.model_validate(canary.policy),
             last=canary.last,
             decisions=decisions,
         )
@@ -883,4 +856,4 @@ def _view(
     )
 
 
-__all__ = ["CanaryPolicy", "CanaryRequest", "CanaryService", "CanaryView", "decide"]
+__all__ = ["CanaryPolicy", "CanaryRequest", "CanaryService", "decide"]

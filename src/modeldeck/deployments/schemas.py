@@ -1,18 +1,11 @@
-"""Deployment requests and views, shared by the service, the API and the client."""
+"""Deployment requests, validated strictly (what the API and the client answer with is in
+``modeldeck.views.deployments``)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    computed_field,
-    field_validator,
-    model_validator,
-)
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from modeldeck.validation import (
     DEPLOYMENT_NAME_PATTERN,
@@ -23,9 +16,6 @@ from modeldeck.validation import (
 
 NAME_PATTERN = DEPLOYMENT_NAME_PATTERN
 MAX_REPLICAS = 32
-AUTH_DISABLED_WARNING = (
-    "authentication is disabled: anyone who can reach the platform can call this endpoint"
-)
 EnvManagerName = Literal["local", "uv", "virtualenv"]
 
 
@@ -236,103 +226,3 @@ class ScaleRequest(BaseModel):
         if (self.replicas is None) == (self.autoscaling is None):
             raise ValueError("give either 'replicas' (a fixed count) or 'autoscaling'")
         return self
-
-
-class ReplicaView(BaseModel):
-    index: int
-    status: str
-    pid: int | None = None
-    port: int | None = None
-    restarts: int = 0
-    last_error: str = ""
-    version: str = Field(default="", description="The model version the replica runs.")
-
-
-class RolloutView(BaseModel):
-    """A version starting beside the serving one; it takes the traffic once all its replicas
-    are healthy."""
-
-    model_config = ConfigDict(protected_namespaces=())
-
-    version: str
-    previous_version: str = Field(description="The version that serves meanwhile.")
-    rollback: bool = False
-
-
-class DeploymentView(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
-    id: str
-    name: str
-    crn: str
-    model: str
-    version: str
-    version_spec: str
-    model_uri: str
-    runtime: str
-    status: str
-    status_message: str
-    desired_state: str
-    replicas: int = Field(description="The replica count it is set to (by the autoscaler too).")
-    ready_replicas: int
-    replica_states: list[ReplicaView]
-    autoscaling: AutoscalingPolicy | None = Field(
-        default=None, description="Its autoscaling policy; null: a fixed replica count."
-    )
-    cpu: float | None
-    memory_mb: int | None
-    environment: dict[str, str]
-    auth_enabled: bool
-    access_key_prefix: str | None
-    access_key: str | None = Field(
-        default=None,
-        description="The access key, for API keys of scope deploy or admin; null for other "
-        "callers, and for a key made before keys were kept encrypted until it is rotated.",
-    )
-    endpoint_url: str
-    kind: str
-    source: str
-    file_path: str | None
-    function_name: str | None
-    track_metrics: bool
-    signature: dict[str, Any] | None
-    env_manager: str = "local"
-    track_alias: bool = Field(
-        default=False,
-        description="Whether the deployment follows the alias in ``version_spec``: when the "
-        "alias moves in MLflow, its new version rolls out.",
-    )
-    alias_held_version: str | None = Field(
-        default=None,
-        description="A version the followed alias points at that the deployment does not roll "
-        "out: it failed to, or the deployment was rolled back from it. Released when the alias "
-        "moves to another version, or by a redeploy with the alias.",
-    )
-    rollout: RolloutView | None = Field(
-        default=None,
-        description="While a redeploy or rollback is under way: the version starting beside "
-        "the serving one (``version`` is still the serving one's).",
-    )
-    created_at: datetime
-    updated_at: datetime
-
-    @computed_field(  # type: ignore[prop-decorator]
-        description="Warnings about the deployment, e.g. that its endpoint needs no key."
-    )
-    @property
-    def warnings(self) -> list[str]:
-        if self.kind == "endpoint" and not self.auth_enabled:
-            return [AUTH_DISABLED_WARNING]
-        return []
-
-
-class DeploymentCreated(DeploymentView):
-    access_key: str | None = Field(
-        description="The access key, shown only once. A deployment with authentication "
-        "disabled has one too: Cloudera's /model finds the deployment by it."
-    )
-
-
-class AccessKeyView(BaseModel):
-    deployment: str
-    access_key: str

@@ -38,21 +38,11 @@ from sqlalchemy.orm import Session, selectinload
 from modeldeck.auth.keys import KeyHash, hash_key, new_access_key
 from modeldeck.auth.vault import KeyVault
 from modeldeck.builds.environment import ISOLATED
-from modeldeck.builds.schemas import BuildView, EnvironmentView, PruneResult
 from modeldeck.builds.service import BuildOutcome, BuildService
 from modeldeck.config import Settings
 from modeldeck.crn import deployment_crn
 from modeldeck.datadir import DataDirLock
-from modeldeck.deployments.schemas import (
-    AccessKeyView,
-    AutoscalingPolicy,
-    DeploymentCreate,
-    DeploymentCreated,
-    DeploymentView,
-    RedeployRequest,
-    ReplicaView,
-    RolloutView,
-)
+from modeldeck.deployments.schemas import AutoscalingPolicy, DeploymentCreate, RedeployRequest
 from modeldeck.errors import (
     ConfigurationError,
     Conflict,
@@ -67,6 +57,16 @@ from modeldeck.runtimes.base import DeploymentSpec, RecordedReplica, Runtime, Ru
 from modeldeck.runtimes.ray import require_ray
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentHistoryRow, DeploymentRow, ReplicaRow, utcnow
+from modeldeck.views.builds import BuildView, EnvironmentView, PruneResult
+from modeldeck.views.deployments import (
+    AccessKeyView,
+    AutoscalingView,
+    DeploymentCreated,
+    DeploymentView,
+    ReplicaView,
+    RolloutView,
+    deployment_warnings,
+)
 
 log = logging.getLogger("modeldeck.deployments")
 
@@ -1075,7 +1075,7 @@ class DeploymentService:
             ),
             replica_states=replica_views,
             autoscaling=(
-                AutoscalingPolicy.model_validate(row.autoscaling)
+                AutoscalingView.model_validate(row.autoscaling)
                 if row.autoscaling is not None
                 else None
             ),
@@ -1099,6 +1099,7 @@ class DeploymentService:
             env_manager=row.env_manager,
             track_alias=_follows(row),
             alias_held_version=row.alias_held_version if _follows(row) else None,
+            warnings=deployment_warnings(row.kind, row.auth_enabled),
             created_at=row.created_at,
             updated_at=row.updated_at,
         )

@@ -30,6 +30,7 @@ from mlflow.protos.databricks_pb2 import (
 
 from modeldeck.client import ApiError, Client
 from modeldeck.replica.codecs import FORMS
+from modeldeck.views import DeploymentView
 
 FLAVOR = "python_function"
 FLAVORS = (None, "python_function", "pyfunc")
@@ -154,8 +155,9 @@ def _mlflow_error(exc: ApiError) -> MlflowException:
     return MlflowException(f"modeldeck: {exc.message} ({exc.status_code} {exc.code})", code)
 
 
-def _view(deployment: dict[str, Any]) -> dict[str, Any]:
-    return {**deployment, "flavor": FLAVOR}
+def _view(deployment: DeploymentView) -> dict[str, Any]:
+    """What MLflow's deployment API answers with: a dict (the deployment's JSON)."""
+    return {**deployment.model_dump(mode="json"), "flavor": FLAVOR}
 
 
 class ModeldeckDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]
@@ -182,12 +184,14 @@ class ModeldeckDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]
         options = parse_config(config, CREATE_CONFIG, "create")
         wait, timeout = options.pop("wait", True), options.pop("timeout", 300.0)
         try:
-            created = self.client.deploy(name, model, version=version, alias=alias, **options)
+            created = _view(
+                self.client.deploy(name, model, version=version, alias=alias, **options)
+            )
             if wait:
-                created = {**created, **self.client.wait(name, timeout=timeout)}
+                created = {**created, **_view(self.client.wait(name, timeout=timeout))}
         except ApiError as exc:
             raise _mlflow_error(exc) from exc
-        return _view(created)
+        return created
 
     def update_deployment(
         self,
@@ -217,7 +221,7 @@ class ModeldeckDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]
                 answer = self.client.redeploy(
                     name, model, version=spec, alias=alias, env_manager=options.get("env_manager")
                 )
-                version = (answer.get("rollout") or {}).get("version") or answer.get("version")
+                version = answer.rollout.version if answer.rollout else answer.version
             if wait:
                 return _view(self.client.wait(name, timeout=timeout, version=version))
             return _view(self.client.deployment(name))
@@ -267,7 +271,7 @@ class ModeldeckDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]
             answer = self.client.predict(deployment_name, _body(inputs), access_key=key)
         except ApiError as exc:
             raise _mlflow_error(exc) from exc
-        return PredictionsResponse(predictions=answer["prediction"], uuid=answer["uuid"])
+        return PredictionsResponse(predictions=answer.prediction, uuid=answer.uuid)
 
     def _access_key(self, name: str) -> str | None:
         from modeldeck.config import ClientSettings
@@ -275,8 +279,7 @@ class ModeldeckDeploymentClient(BaseDeploymentClient):  # type: ignore[misc]
         given = ClientSettings().access_key
         if given is not None:
             return given.get_secret_value()
-        key = self.client.deployment(name).get("access_key")
-        return str(key) if key else None
+        return self.client.deployment(name).access_key or None
 
 
 def _no_endpoint(endpoint: str | None) -> None:

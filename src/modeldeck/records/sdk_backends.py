@@ -118,7 +118,7 @@ class RestSink:
     def __init__(self, backend: RestBackend, ref: str) -> None:
         self.backend = backend
         self.ref = ref
-        self.crn = str(backend.client.deployment(ref)["crn"])
+        self.crn = backend.client.deployment(ref).crn
 
     def record(self, record: PredictionRecord) -> None:
         self.backend.client.record_predictions(
@@ -147,7 +147,7 @@ class RestBackend:
         if not ref.startswith("crn:"):
             return ref
         if ref not in self._names:
-            self._names.update({d["crn"]: d["name"] for d in self.client.deployments()})
+            self._names.update({d.crn: d.name for d in self.client.deployments()})
         if ref not in self._names:
             raise NotFound(f"deployment {ref!r} not found", details={"deployment": ref})
         return self._names[ref]

@@ -104,12 +104,12 @@ def simulate(
             target = argument
             label_option = "target"
         elif labels == "model":
-            if info.get("source") != "registry":
+            if info.source != "registry":
                 raise ValidationFailed(
                     f"deployment {deployment!r} does not serve a registered model",
                     details={"field": "labels"},
                 )
-            label_option = model_labeler(str(info["model_uri"]))
+            label_option = model_labeler(info.model_uri)
         elif kind == "rule" and argument:
             label_option = Rule(argument)
         else:
@@ -155,13 +155,13 @@ def _reference(
     """The deployment's reference data (a sample of at most 10,000 rows), its target column
     and its features."""
     summary = client.reference(deployment, rows=REFERENCE_ROWS, sample=True, seed=seed % 2**32)
-    columns = [c["name"] for c in summary["columns"]]
-    frame = pd.DataFrame.from_records(summary["sample"], columns=columns)
-    for column in summary["columns"]:
+    columns = [c["name"] for c in summary.columns]
+    frame = pd.DataFrame.from_records(summary.sample or [], columns=columns)
+    for column in summary.columns:
         if column["kind"] == "numeric":
             frame[column["name"]] = pd.to_numeric(frame[column["name"]])
-    skip = {summary.get("target_column"), summary.get("prediction_column")}
-    return frame, summary.get("target_column"), [c for c in columns if c not in skip]
+    skip = {summary.target_column, summary.prediction_column}
+    return frame, summary.target_column, [c for c in columns if c not in skip]
 
 
 def _read_file(path: Path) -> pd.DataFrame:

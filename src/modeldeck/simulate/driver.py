@@ -7,7 +7,7 @@ from __future__ import annotations
 import heapq
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     import httpx
 
     from modeldeck.client import Client
+    from modeldeck.views import DeploymentView
 
 LABEL_BATCH = 1000
 ERRORS_KEPT = 10
@@ -286,7 +287,7 @@ def _error_message(response: httpx.Response) -> str:
 
 def run(
     client: Client,
-    deployment: str | Mapping[str, Any],
+    deployment: str | DeploymentView,
     generator: Generator,
     *,
     requests: int | None = None,
@@ -327,15 +328,15 @@ def run(
     if label_delay < 0:
         raise ValidationFailed("the label delay must not be negative")
     info = client.deployment(deployment) if isinstance(deployment, str) else deployment
-    name = str(info["name"])
-    if info.get("kind") == "batch":
+    name = info.name
+    if info.kind == "batch":
         raise ValidationFailed(f"deployment {name!r} is a batch deployment: it has no endpoint")
-    if info.get("status") != "deployed":
+    if info.status != "deployed":
         raise ValidationFailed(
-            f"deployment {name!r} is {info.get('status')}, not deployed",
+            f"deployment {name!r} is {info.status}, not deployed",
             details={"deployment": name},
         )
-    if info.get("auth_enabled") and not access_key:
+    if info.auth_enabled and not access_key:
         raise ValidationFailed(
             f"deployment {name!r} requires its access key (--access-key or MODELDECK_ACCESS_KEY)",
             details={"deployment": name},

@@ -5,12 +5,12 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
+
+from modeldeck.views.base import View
 
 
-class BuildView(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
-
+class BuildView(View):
     id: str
     deployment: str
     reason: str = Field(description="What started it: deploy, redeploy, start, restore, cml.")
@@ -38,7 +38,7 @@ class BuildView(BaseModel):
     )
 
 
-class EnvironmentView(BaseModel):
+class EnvironmentView(View):
     key: str
     env_manager: str
     path: str
@@ -50,7 +50,7 @@ class EnvironmentView(BaseModel):
     in_use: bool
 
 
-class PruneResult(BaseModel):
+class PruneResult(View):
     removed: list[str] = Field(description="Keys of the environments removed.")
     freed_bytes: int
     models_removed: int
