@@ -18,6 +18,33 @@ call. :class:`AnalysisService` only composes the modules that do the work:
 
 Shadow copies are linked to the stable prediction they copy (``shadow_links``): ground truth
 for the stable prediction labels its copy too.
+
+What a report writes, and why it still does. The statistics are pure and the reports read
+their windows from the store, but three writes stay on the read path, each because moving it
+would make reports wrong or slower:
+
+* **Journal absorption** (:func:`modeldeck.records.journal.absorb`, SQLite only): predictions
+  replicas acknowledged and journaled but not committed yet are inserted before a report reads
+  (idempotent, by UUID). Reports aggregate in SQL, so the rows must be in the store; without it
+  a report would miss up to a group interval of answered predictions. The background loop only
+  absorbs the journals of stopped replicas.
+* **Reference data on first use** (:meth:`References.get
+  <modeldeck.monitoring.reference.References.get>`): a registry deployment without reference
+  data takes what was logged with its MLflow run (downloaded once; a miss is not looked for
+  again for 10 minutes), stores it and scores its version on it, as an upload does. The
+  background round (:meth:`AnalysisService.refresh_summaries`) does the same; left to it
+  alone, a new deployment's first reports would answer 404, then have no estimated
+  performance, for up to a round (``summary_interval_seconds``).
+* **Summaries** (:mod:`modeldeck.monitoring.summaries.store`): a stale or missing five-minute
+  or hourly summary that a report needs is built from the records and stored. The background
+  round keeps the last day and a stretch of the retention current; left to it alone, every
+  report over a window it has not reached (or whose buckets late labels made stale) would
+  build the same buckets from the records again, call after call.
+
+Everything else a report calls only reads: drift, quality and performance of a window, stored
+version scores and estimators. Versions are scored by :meth:`AnalysisService.score_version`
+and :meth:`AnalysisService.refresh_summaries` (background work, a canary's start, storing a
+reference), never by a report but for a reference's own version on first use (above).
 """
 
 from __future__ import annotations

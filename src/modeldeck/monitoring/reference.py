@@ -252,6 +252,17 @@ class References:
             )
         version = model_version or deployment.model_version
         frame, source = from_mlflow(self.registry, deployment.model_name, version)
+        return self._set_logged(name, deployment, model_version, frame, source)
+
+    def _set_logged(
+        self,
+        name: str,
+        deployment: DeploymentRow,
+        model_version: str | None,
+        frame: pd.DataFrame,
+        source: str,
+    ) -> dict[str, Any]:
+        """Store reference data logged in MLflow, its label column guessed."""
         target = guess_target(frame, deployment.signature)
         return self.set(
             name,
@@ -273,9 +284,11 @@ class References:
         row = rows.get(model_version or "") or rows.get("")
         if row is None and model_version is None and len(rows) == 1:
             row = next(iter(rows.values()))
-        if row is None and not rows and self._may_fetch(deployment, model_version):
-            self.from_registry(name, model_version)
-            return self.get(name, model_version)
+        if row is None and not rows:
+            logged = self._logged(deployment, model_version)
+            if logged is not None:  # first use: stored (and scored) once, as set() does
+                self._set_logged(name, deployment, model_version, *logged)
+                return self.get(name, model_version)
         if row is None:
             raise NotFound(
                 f"deployment {name!r} has no reference data"
@@ -295,20 +308,22 @@ class References:
         reference.estimator = estimator is not None
         return reference
 
-    def _may_fetch(self, deployment: DeploymentRow, model_version: str | None) -> bool:
-        """Whether to look for logged reference data in MLflow now (at most every 10 min)."""
+    def _logged(
+        self, deployment: DeploymentRow, model_version: str | None
+    ) -> tuple[pd.DataFrame, str] | None:
+        """The reference data logged in MLflow for a deployment without any, downloaded once;
+        ``None`` when there is none (then not looked for again for 10 minutes)."""
         if deployment.source != "registry":
-            return False
+            return None
         key = (deployment.id, model_version or deployment.model_version)
         now = time.monotonic()
         if now - self._fetch_failed.get(key, -math.inf) < REFETCH_SECONDS:
-            return False
+            return None
         try:
-            from_mlflow(self.registry, deployment.model_name, key[1])
+            return from_mlflow(self.registry, deployment.model_name, key[1])
         except ModeldeckError:
             self._fetch_failed[key] = now
-            return False
-        return True
+            return None
 
     def delete(self, name: str, model_version: str = "") -> None:
         deployment = find_deployment(self.store, name)
