@@ -69,7 +69,7 @@ def test_the_wheel_holds_every_file_of_the_package(wheel: Path) -> None:
         names = set(archive.namelist())
     assert sorted(wanted - names) == []
     assert any(n.startswith("modeldeck/store/migrations/versions/") for n in names)
-    assert "modeldeck/ui/static/index.html" in names
+    assert "modeldeck/ui/pages/index.html" in names
 
 
 @pytest.fixture(scope="module")

@@ -3,7 +3,6 @@ Plotly.js from the installed package, security headers, and nothing outside its 
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections.abc import Iterator
 from pathlib import Path
@@ -42,7 +41,7 @@ def test_the_page_needs_no_key_and_fetches_nothing_from_elsewhere(client: TestCl
 
 
 def test_every_script_and_stylesheet_is_served(client: TestClient) -> None:
-    files = sorted(p for p in STATIC.rglob("*") if p.is_file() and p.name != "index.html")
+    files = sorted(p for p in STATIC.rglob("*") if p.is_file())
     assert sum(p.suffix == ".js" for p in files) >= 10
     for path in files:
         r = client.get(f"/dashboard/static/{path.relative_to(STATIC).as_posix()}")
@@ -62,14 +61,23 @@ def test_plotly_is_the_vendored_basic_bundle(client: TestClient) -> None:
     shipped = PLOTLY_JS.read_bytes()
     assert b"plotly.js (basic - minified)" in shipped[:200]
     assert (PLOTLY_JS.parent / "LICENSE-plotly.js.txt").is_file()
-    r = client.get("/dashboard/vendor/plotly.min.js", headers={"Accept-Encoding": "gzip"})
+    url = "/dashboard/vendor/plotly.min.js"
+    r = client.get(url, headers={"Accept-Encoding": "gzip"})
     assert r.status_code == 200
     assert r.content == shipped  # httpx undoes the gzip
     assert r.headers["content-encoding"] == "gzip"
     assert "max-age" in r.headers["cache-control"]
-    raw = client.get("/dashboard/vendor/plotly.min.js", headers={"Accept-Encoding": "identity"})
+    raw = client.get(url, headers={"Accept-Encoding": "identity"})
     assert raw.content == shipped and "content-encoding" not in raw.headers
-    assert gzip.decompress(gzip.compress(shipped)) == shipped
+
+
+def test_an_unchanged_file_is_not_sent_again(client: TestClient) -> None:
+    first = client.get("/dashboard/static/js/ui.js")
+    assert first.status_code == 200 and first.headers["cache-control"] == "no-cache"
+    again = client.get(
+        "/dashboard/static/js/ui.js", headers={"If-None-Match": first.headers["etag"]}
+    )
+    assert again.status_code == 304 and again.content == b""
 
 
 @pytest.mark.parametrize(

@@ -66,6 +66,7 @@ def create_app(
     app.include_router(routes_cml.router, prefix="/api/v2")
     app.include_router(routes_dashboard.router, prefix="/api/v1")
     app.include_router(dashboard.router)
+    dashboard.mount(app)
     app.include_router(apidocs.router)
     app.include_router(routes_serving.router)
     app.include_router(routes_oip.router)

@@ -657,7 +657,7 @@ def _version_label(version: Any) -> str:
 
 
 # The one copy of Plotly.js in the package, the dashboard's (package data, read not imported).
-PLOTLY_JS = Path(__file__).resolve().parents[1] / "ui" / "static" / "vendor" / "plotly-basic.min.js"
+PLOTLY_JS = Path(__file__).resolve().parents[1] / "ui" / "vendor" / "plotly-basic.min.js"
 
 
 @functools.cache

@@ -19,7 +19,7 @@ from fastapi.responses import HTMLResponse, Response
 
 from modeldeck.errors import NotFound
 
-from .routes import MEDIA_TYPES, STATIC
+from .routes import STATIC
 
 PAGES = STATIC / "apidocs"
 CSP = (
@@ -28,6 +28,7 @@ CSP = (
     "object-src 'none'; base-uri 'none'; form-action 'self'; frame-ancestors 'none'"
 )
 HEADERS = {"Content-Security-Policy": CSP, "Cache-Control": "no-cache"}
+MEDIA_TYPES = {".css": "text/css; charset=utf-8", ".js": "text/javascript; charset=utf-8"}
 VENDORED = ("swagger-ui-bundle.js", "swagger-ui.css", "redoc.standalone.js")
 OURS = ("swagger-init.js",)
 LOGO = b"/dashboard/static/favicon.svg"
