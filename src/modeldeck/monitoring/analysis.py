@@ -5,8 +5,8 @@ call. :class:`AnalysisService` only composes the modules that do the work:
 * :mod:`modeldeck.monitoring.config`: the settings (``MonitoringConfig``);
 * :mod:`modeldeck.monitoring.reference`: the reference data, uploaded or logged in MLflow;
 * :mod:`modeldeck.monitoring.drift.service`: data and prediction drift
-  (:mod:`~modeldeck.monitoring.drift.plan` summarises records, :mod:`~modeldeck.monitoring.
-  drift.stats` tests them);
+  (:mod:`~modeldeck.monitoring.drift.plan` summarises records,
+  :mod:`~modeldeck.monitoring.drift.stats` tests them);
 * :mod:`modeldeck.monitoring.quality_service`: data quality, read off the drift summaries
   (:mod:`modeldeck.monitoring.quality` checks them);
 * :mod:`modeldeck.monitoring.performance.service`: realised and estimated performance, from
@@ -83,6 +83,9 @@ if TYPE_CHECKING:
 
 
 class AnalysisService:
+    """Drift, quality and performance reports, reference data, version scores and the
+    background summaries of one store's deployments: the concern modules, composed."""
+
     def __init__(
         self, store: Store, registry: Registry, *, summaries: bool = True, hourly: bool = True
     ) -> None:
@@ -110,7 +113,7 @@ class AnalysisService:
     # -- configuration ------------------------------------------------------------------------
 
     def config(self, name: str) -> MonitoringConfig:
-        return MonitoringConfig.model_validate(find_deployment(self.store, name).monitoring or {})
+        return MonitoringConfig.of(find_deployment(self.store, name))
 
     def set_config(self, name: str, config: MonitoringConfig) -> MonitoringConfig:
         for column, override in config.overrides.items():

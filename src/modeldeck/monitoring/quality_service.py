@@ -1,8 +1,10 @@
 """The data-quality report of a deployment over a range, window by window.
 
-It reads the same per-column summaries as drift (:class:`~modeldeck.monitoring.drift.plan.
-DriftPlan`), from the records or from the stored five-minute and hourly ones alike, and
-applies the checks of :mod:`modeldeck.monitoring.quality` to them.
+It reads the same per-column summaries as drift
+(:class:`~modeldeck.monitoring.drift.plan.DriftPlan`), from the records or from the stored
+five-minute and hourly ones alike, and applies the checks of :mod:`modeldeck.monitoring.quality`
+to them. Ranges of up to ``max_rows`` predictions are read from the records, larger ones from
+the summaries; without reference data the records are read in chunks.
 """
 
 from __future__ import annotations

@@ -1,10 +1,12 @@
 """Each model version scored on the labelled reference data, and stored.
 
-Scoring runs the version's model on its reference (:mod:`modeldeck.monitoring.performance.
-scoring`), once per reference and version: it gives the version's realised metrics on the
-reference and its own confidence estimator, which estimated performance needs. It is work for
+Scoring runs the version's model on its reference
+(:mod:`modeldeck.monitoring.performance.scoring`), once per reference and version: it gives
+the version's realised metrics on the reference and its own confidence estimator, which
+estimated performance needs. It is work for
 the background (the platform's summaries, a canary's start) and for storing a reference:
-reports only read stored scores.
+reports only read stored scores (but for the reference taken from MLflow on first use, see
+:mod:`modeldeck.monitoring.analysis`).
 """
 
 from __future__ import annotations

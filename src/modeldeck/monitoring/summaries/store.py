@@ -7,7 +7,13 @@ A summary is valid while what it was built from is unchanged (predictions per bu
 version, labels and the last label id, the signature of the settings and reference); a stale or
 missing one is built from the records and stored (``analysis_summaries``).
 
-A summary is a cache of the records: failing to store one never fails a report.
+Storing is a write on the read path, and it stays there: the background round
+(:meth:`~modeldeck.monitoring.analysis.AnalysisService.refresh_summaries`) keeps the last day
+and a stretch of the retention current, but a report over a window it has not reached yet, or
+whose buckets late labels made stale, would otherwise build the same buckets from the records
+again on every call (the module docstring of :mod:`modeldeck.monitoring.analysis` lists the
+writes a report makes). A summary is a cache of the records: failing to store one never fails
+a report.
 
 Decoded parts are kept in memory (:class:`PartCache`) by the identity of the stored row they
 were read from, so repeated reports do not decode them again.
