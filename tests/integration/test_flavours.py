@@ -4,17 +4,23 @@ custom ``mlflow.pyfunc.PythonModel`` answering several columns, and a regression
 
 For each: deploy, predict in each accepted body form (the same answer, the one the model gives
 in the training process), the record holds the input and output, and drift and performance
-answer over simulated traffic with labels.
+answer over simulated traffic with labels. The Open Inference Protocol's clients,
+``tritonclient.http`` and KServe's ``InferenceRESTClient``, built from each model's own OIP
+metadata as their users build them, get the same answer, recorded under its UUID.
 """
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterator
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
+import tritonclient.http as triton
+from kserve import InferenceRESTClient, InferInput, InferRequest, RESTConfig
 
 from modeldeck.simulate import simulate
 from tests.conftest import Registered, RunningPlatform, start_platform
@@ -23,6 +29,7 @@ from tests.flavours import TRAINERS, Flavour, register_flavours
 pytestmark = [pytest.mark.integration, pytest.mark.slow, pytest.mark.timeout(900)]
 
 TRAFFIC = 60
+NUMPY = {"FP64": np.float64, "FP32": np.float32, "INT64": np.int64, "INT32": np.int32}
 
 
 @pytest.fixture(scope="module")
@@ -172,3 +179,100 @@ def test_predict_record_drift_and_performance(
             assert all(r["r2"] > 0.8 for r in realised), realised
         else:
             assert all(r["accuracy"] > 0.8 for r in realised), realised
+
+
+def _tensors(metadata: dict[str, Any], model: Flavour) -> list[tuple[str, str, np.ndarray]]:
+    """The model's rows as the OIP inputs its metadata describes: one ``[N, K]`` tensor for a
+    tensor signature, else a column per input (``name``, ``datatype``, values)."""
+    inputs = metadata["inputs"]
+    if model.tensor:
+        [spec] = inputs
+        return [(spec["name"], spec["datatype"], np.array(model.rows, NUMPY[spec["datatype"]]))]
+    assert [spec["name"] for spec in inputs] == model.columns
+    tensors = []
+    for j, spec in enumerate(inputs):
+        values = [row[j] for row in model.rows]
+        kind = NUMPY.get(spec["datatype"], np.object_)
+        tensors.append((spec["name"], spec["datatype"], np.array(values, dtype=kind)))
+    return tensors
+
+
+def _answer(outputs: dict[str, list[Any]], flavour: str) -> list[Any]:
+    """The predicted class or value per row: the custom model's ``label`` output, else the
+    one output."""
+    if flavour == "custom":
+        assert set(outputs) == {"label", "score", "band"}
+        return outputs["label"]
+    [values] = outputs.values()
+    return values
+
+
+def _check(answer: list[Any], model: Flavour) -> None:
+    if model.task == "regression":
+        assert answer == pytest.approx(model.expected, rel=1e-6)
+    else:
+        assert answer == model.expected
+
+
+@pytest.mark.parametrize("flavour", list(TRAINERS))
+def test_oip_clients_get_the_models_answer(
+    flavour: str,
+    flavours: dict[str, Flavour],
+    deployed: tuple[RunningPlatform, dict[str, str]],
+) -> None:
+    platform, keys = deployed
+    model = flavours[flavour]
+    headers = {"Authorization": f"Bearer {keys[flavour]}"}
+
+    # tritonclient's defaults: binary tensors both ways.
+    client = triton.InferenceServerClient(platform.url.removeprefix("http://"))
+    try:
+        metadata = client.get_model_metadata(flavour, headers=dict(headers))
+        tensors = _tensors(metadata, model)
+        inputs = []
+        for name, datatype, values in tensors:
+            tensor = triton.InferInput(name, list(values.shape), datatype)
+            tensor.set_data_from_numpy(values)
+            inputs.append(tensor)
+        # tritonclient adds its own headers to the dict it is given: a copy.
+        result = client.infer(flavour, inputs, headers=dict(headers))
+    finally:
+        client.close()
+    response = result.get_response()
+    outputs = {}
+    for output in response["outputs"]:
+        values = result.as_numpy(output["name"])
+        assert values is not None, output
+        outputs[output["name"]] = [
+            v.decode() if isinstance(v, bytes) else v for v in values.ravel().tolist()
+        ]
+    _check(_answer(outputs, flavour), model)
+    triton_uuid = response["parameters"]["prediction_id"]
+
+    # KServe's client, JSON tensors; a DataFrame (content type "pd") when the metadata says so.
+    request = InferRequest(
+        model_name=flavour,
+        infer_inputs=[
+            InferInput(name=n, shape=list(v.shape), datatype=d, data=v.ravel().tolist())
+            for n, d, v in tensors
+        ],
+        parameters=metadata.get("parameters"),
+    )
+
+    async def call() -> Any:
+        kserve = InferenceRESTClient(RESTConfig(protocol="v2"))
+        try:
+            return await kserve.infer(platform.url, request, flavour, headers=dict(headers))
+        finally:
+            await kserve.close()
+
+    answered = asyncio.run(call())
+    _check(_answer({o.name: list(o.data) for o in answered.outputs}, flavour), model)
+    kserve_uuid = answered.parameters["prediction_id"]
+
+    with platform.client() as modeldeck:
+        page = modeldeck.read_metrics(flavour, uuids=[triton_uuid, kserve_uuid])
+    records = {rec["predictionUuid"]: rec["metrics"] for rec in page["metrics"]}
+    assert set(records) == {triton_uuid, kserve_uuid}
+    for record in records.values():
+        assert [_label_of(o) for o in record["output"]] == pytest.approx(model.expected)

@@ -26,6 +26,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from modeldeck.cli.main import main
 from modeldeck.monitoring.assets import GRAFANA_DASHBOARD, PROMETHEUS_RULES
+from modeldeck.monitoring.gauges import QualityView
+from modeldeck.monitoring.prometheus import QualityCollector
 from modeldeck.simulate import simulate
 from tests.conftest import BACKENDS, Registered, platform_on
 from tests.fixtures import wait_for
@@ -42,6 +44,7 @@ GAUGES = (
     "modeldeck_model_estimated_performance",
     "modeldeck_drift_columns_drifted_ratio",
     "modeldeck_label_lag_seconds",
+    "modeldeck_data_quality_ratio",
 )
 
 
@@ -76,7 +79,11 @@ def exposed(
 
         def gauges() -> str | None:
             text = httpx.get(f"{running.url}/metrics").text
-            complete = all(f'{g}{{deployment="{NAME}"' in text for g in GAUGES)
+            lines = text.splitlines()
+            complete = all(
+                any(line.startswith(f"{g}{{") and f'deployment="{NAME}"' in line for line in lines)
+                for g in GAUGES
+            )
             return text if complete else None
 
         yield _series(wait_for(gauges, timeout=120))
@@ -188,6 +195,7 @@ def test_the_dashboard_has_the_technical_charts_and_the_gauges() -> None:
     }  # fmt: skip
     assert technical <= titles
     assert {"Drifted columns", "Realised performance", "Estimated performance"} <= titles
+    assert "Data quality (worst column)" in titles
     types = {p["title"]: p["type"] for p in dashboard["panels"]}
     assert types["Drifted columns"] == types["Realised performance"] == "gauge"
     names = [v["name"] for v in dashboard["templating"]["list"]]
@@ -236,3 +244,30 @@ def test_the_cli_prints_the_shipped_files() -> None:
     assert rules.exit_code == 0 and yaml.safe_load(rules.output)["groups"]
     path = runner.invoke(main, ["prometheus", "rules", "--path"])
     assert Path(path.output.strip()) == PROMETHEUS_RULES and PROMETHEUS_RULES.is_file()
+
+
+def test_data_quality_is_exported_per_column_and_problem(
+    exposed: dict[str, dict[frozenset[str], set[str]]],
+) -> None:
+    series = exposed["modeldeck_data_quality_ratio"]
+    assert set(series) == {frozenset({"deployment", "column", "problem"})}
+    assert NAME in next(iter(series.values()))
+    assert NAME in exposed["modeldeck_data_quality_unexpected_columns"][frozenset({"deployment"})]
+
+
+def test_the_quality_collector_reads_the_snapshot() -> None:
+    view = QualityView(
+        "d", computed_at_ms=1_000, window_ms=60_000, predictions=4,
+        quality={("colour", "new_category"): 0.25, ("width", "missing"): 0.0},
+        unexpected_columns=1,
+    )  # fmt: skip
+    samples = {
+        (s.name, tuple(sorted(s.labels.items()))): s.value
+        for family in QualityCollector(lambda: [view]).collect()
+        for s in family.samples
+    }
+    labels = (("column", "colour"), ("deployment", "d"), ("problem", "new_category"))
+    assert samples[("modeldeck_data_quality_ratio", labels)] == 0.25
+    labels = (("column", "width"), ("deployment", "d"), ("problem", "missing"))
+    assert samples[("modeldeck_data_quality_ratio", labels)] == 0.0
+    assert samples[("modeldeck_data_quality_unexpected_columns", (("deployment", "d"),))] == 1

@@ -1,4 +1,5 @@
-"""Drift, performance and label lag of each deployment over a recent window, kept for scrapes.
+"""Drift, data quality, performance and label lag of each deployment over a recent window,
+kept for scrapes.
 
 Prometheus scrapes often and must get its answer fast, while a drift or performance report
 reads a window of predictions. So the platform refreshes a snapshot in the background
@@ -21,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import text
 
 from modeldeck.errors import NotFound
+from modeldeck.monitoring.quality import SHARES as QUALITY_SHARES
 from modeldeck.records.model_metrics import now_ms
 from modeldeck.store import Store
 
@@ -50,6 +52,10 @@ class QualityView:
     estimated: dict[str, float] = field(default_factory=dict)
     label_coverage: float | None = None
     label_lag_seconds: float | None = None
+    quality: dict[tuple[str, str], float] = field(default_factory=dict)
+    """``(column, problem)``: the share of the window's rows with that problem in that input
+    column (``missing``, ``type_violation``, ``out_of_range``, ``new_category``), where known."""
+    unexpected_columns: int | None = None
 
 
 class QualityGauges:
@@ -103,7 +109,25 @@ class QualityGauges:
             prediction = drift.get("prediction")
             if prediction:
                 figures["prediction_drifted"] = bool(prediction["drifted"])
+        figures.update(self._quality(name, start, end))
         return QualityView(name, end, self.window_ms, **figures)
+
+    def _quality(self, name: str, start: int, end: int) -> dict[str, Any]:
+        """The data quality of the window as a whole (one window: its ``total``)."""
+        report = self.analysis.quality(name, start_ms=start, end_ms=end, step_ms=end - start)
+        total = report["total"]
+        if not total["rows"]:
+            return {}
+        shares = {
+            (column["column"], problem.removesuffix("_share")): float(column[problem])
+            for column in total["columns"]
+            for problem in QUALITY_SHARES
+            if column.get(problem) is not None
+        }
+        return {
+            "quality": shares,
+            "unexpected_columns": len(total["schema"]["unexpected_columns"]),
+        }
 
     def _label_lag(self, deployment_id: str, start: int, end: int) -> float | None:
         """Mean seconds from a prediction to its ground truth, over the labels of the window's

@@ -180,9 +180,9 @@ class AutoscaleCollector(Collector):
 
 
 class QualityCollector(Collector):
-    """Drift, performance and label lag of each deployment, from the snapshot the platform
-    refreshes in the background (:class:`~modeldeck.monitoring.gauges.QualityGauges`): a
-    scrape reads it and computes nothing."""
+    """Drift, data quality, performance and label lag of each deployment, from the snapshot
+    the platform refreshes in the background (:class:`~modeldeck.monitoring.gauges.QualityGauges`):
+    a scrape reads it and computes nothing."""
 
     def __init__(self, views: Callable[[], list[QualityView]]) -> None:
         self._views = views
@@ -237,6 +237,17 @@ class QualityCollector(Collector):
             "modeldeck_label_lag_seconds",
             "Mean time from a prediction to its ground truth, over the window's labels.",
         )
+        quality = gauge(
+            "modeldeck_data_quality_ratio",
+            "Share of the window's rows with a data-quality problem in an input column "
+            "(problem: missing, type_violation, out_of_range, new_category).",
+            "column",
+            "problem",
+        )
+        unexpected = gauge(
+            "modeldeck_data_quality_unexpected_columns",
+            "Input columns seen in the window that the reference data does not have.",
+        )
         for view in self._views():
             name = [view.deployment]
             window.add_metric(name, view.window_ms / 1000)
@@ -257,5 +268,9 @@ class QualityCollector(Collector):
                 coverage.add_metric(name, view.label_coverage)
             if view.label_lag_seconds is not None:
                 lag.add_metric(name, view.label_lag_seconds)
+            for (column, problem), value in sorted(view.quality.items()):
+                quality.add_metric([view.deployment, column, problem], value)
+            if view.unexpected_columns is not None:
+                unexpected.add_metric(name, view.unexpected_columns)
         yield from (window, updated, predictions, labelled, share, dataset, prediction)
-        yield from (realised, estimated, coverage, lag)
+        yield from (realised, estimated, coverage, lag, quality, unexpected)

@@ -1,5 +1,10 @@
 """Labels from a small expression over a record's features (:class:`Rule`): parsed with
-:mod:`ast`, checked node by node against a short list, and interpreted here, never ``eval``."""
+:mod:`ast`, checked node by node against a short list, and interpreted here, never ``eval``.
+
+``pandas.eval``/``DataFrame.eval`` would evaluate such expressions too, but pandas documents it
+as unsafe for untrusted input (attribute access, ``@`` references to local variables), and a
+rule is text a user passes in; a whitelist of a dozen node types is the smaller thing to trust.
+"""
 
 from __future__ import annotations
 

@@ -5,6 +5,12 @@ and grouped, so this module only ever sees aggregates (a confusion matrix, per-s
 sums of errors). Each function here states which aggregate it needs and matches scikit-learn's
 definition of the metric; the tests check them against scikit-learn.
 
+Why not call scikit-learn with the cells as sample weights: measured on this project's machine,
+``precision_recall_fscore_support`` over a 3-class matrix took 4.5 ms per call against 0.017 ms
+here (a 7-day report in hourly windows makes several hundred such calls, realised and
+estimated), importing ``sklearn.metrics`` adds 0.3-0.4 s to the first report, and its AUC is
+floating-point where :func:`roc_auc_from_grid` stays exact on integer counts of any size.
+
 Estimated performance follows NannyML's confidence-based performance estimation (CBPE): the
 model's probabilities are calibrated on labelled reference data, and for unlabelled predictions
 the calibrated probabilities are summed into an expected confusion matrix. This holds when
