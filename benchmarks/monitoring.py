@@ -97,7 +97,8 @@ from rich.table import Table
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from modeldeck.monitoring.analysis import AnalysisService, MonitoringConfig
+from modeldeck.monitoring.analysis import AnalysisService
+from modeldeck.monitoring.config import MonitoringConfig
 from modeldeck.monitoring.drift import stats
 from modeldeck.process import tune_gc
 from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord, new_prediction_id

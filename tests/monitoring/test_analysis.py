@@ -11,7 +11,8 @@ import pytest
 from sklearn import metrics as skm
 
 from modeldeck.errors import NotFound, ValidationFailed
-from modeldeck.monitoring.analysis import AnalysisService, MonitoringConfig
+from modeldeck.monitoring.analysis import AnalysisService
+from modeldeck.monitoring.config import MonitoringConfig
 from modeldeck.monitoring.drift.series import drift_series
 from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord, Target
 from modeldeck.registry import Registry
@@ -426,14 +427,14 @@ def test_below_min_samples_the_verdict_is_not_enough_data(
 def test_the_label_column_of_a_tensor_models_reference() -> None:
     """A tensor signature names no columns: the label is the column of a usual label name, not
     'none' (every column was taken for a feature the model does not take)."""
-    from modeldeck.monitoring.analysis import _guess_target
+    from modeldeck.monitoring.reference import guess_target
 
     frame = pd.DataFrame({"a": [1.0], "b": [2.0], "target": [0]})
     tensor = {"inputs": [{"type": "tensor", "tensor-spec": {"dtype": "float32", "shape": [-1, 2]}}]}
-    assert _guess_target(frame, tensor) == "target"
+    assert guess_target(frame, tensor) == "target"
     columns = {"inputs": [{"name": "a", "type": "double"}, {"name": "b", "type": "double"}]}
-    assert _guess_target(frame, columns) == "target"
-    assert _guess_target(frame.rename(columns={"target": "y"}), None) == "y"
+    assert guess_target(frame, columns) == "target"
+    assert guess_target(frame.rename(columns={"target": "y"}), None) == "y"
 
 
 def test_drift_over_time_says_when_a_column_started_to_drift(

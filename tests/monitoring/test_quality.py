@@ -19,13 +19,10 @@ from modeldeck.monitoring import quality
 from modeldeck.monitoring.alerts.deliver import Smtp
 from modeldeck.monitoring.alerts.rules import AlertRuleSpec
 from modeldeck.monitoring.alerts.service import AlertService
-from modeldeck.monitoring.analysis import (
-    AnalysisService,
-    MonitoringConfig,
-    _column_plan,
-    _profile,
-    _summarise,
-)
+from modeldeck.monitoring.analysis import AnalysisService
+from modeldeck.monitoring.config import MonitoringConfig
+from modeldeck.monitoring.drift.plan import plan_column, summarise
+from modeldeck.monitoring.quality_service import reference_profile
 from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord
 from modeldeck.registry import Registry
 from modeldeck.simulate import FeatureDrift, Generator
@@ -54,9 +51,9 @@ CURRENT = pd.DataFrame(
 
 def _quality(column: str, current: pd.Series, reference: pd.Series) -> dict[str, Any]:
     kind = "numeric" if pd.api.types.is_float_dtype(reference) else "categorical"
-    plan = _column_plan(reference, kind)
-    summary = _summarise(current, plan)
-    return quality.column_quality(column, _profile(reference, plan), summary, len(current))
+    plan = plan_column(reference, kind)
+    summary = summarise(current, plan)
+    return quality.column_quality(column, reference_profile(reference, plan), summary, len(current))
 
 
 @pytest.mark.parametrize("column", ["x", "colour", "size"])
@@ -109,14 +106,14 @@ def test_type_violations_count_values_of_another_type() -> None:
 
 
 def test_window_schema_and_worst_shares() -> None:
-    from modeldeck.monitoring.analysis import DriftPlan, MonitoringConfig, _drift_part
+    from modeldeck.monitoring.drift.plan import DriftPlan, drift_part
 
     plans = {
-        c: _column_plan(REFERENCE[c], k) for c, k in [("x", "numeric"), ("colour", "categorical")]
+        c: plan_column(REFERENCE[c], k) for c, k in [("x", "numeric"), ("colour", "categorical")]
     }
     records = [{"input": {"x": 1.0, "colour": "red", "extra": 1}}, {"input": {"x": None}}]
-    part = _drift_part(records, MonitoringConfig(), DriftPlan(plans, None, ""))
-    profiles = {c: _profile(REFERENCE[c], p) for c, p in plans.items()}
+    part = drift_part(records, MonitoringConfig(), DriftPlan(plans, None, ""))
+    profiles = {c: reference_profile(REFERENCE[c], p) for c, p in plans.items()}
     found = quality.window_quality(part, profiles, reference_columns=["x", "colour", "size"])
     assert found["schema"] == {"unexpected_columns": ["extra"], "absent_columns": []}
     by_name = {c["column"]: c for c in found["columns"]}

@@ -15,9 +15,8 @@ import numpy as np
 import pytest
 
 from modeldeck.errors import NotFound
-from modeldeck.monitoring.analysis import MAX_WINDOWS
 from modeldeck.monitoring.report import DAY_MS, HOUR_MS, PLOTLY_JS, build_report, render_report
-from modeldeck.monitoring.windows import Window, fit_window
+from modeldeck.monitoring.windows import MAX_WINDOWS, Window, fit_window
 from modeldeck.records.model_metrics import now_ms
 
 HOUR = 3_600_000

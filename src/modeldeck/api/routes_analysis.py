@@ -8,7 +8,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query, Request, Response
 
-from modeldeck.monitoring.analysis import MonitoringConfig
+from modeldeck.monitoring.config import MonitoringConfig
 from modeldeck.monitoring.drift import series
 from modeldeck.monitoring.reference import read_table
 from modeldeck.monitoring.report import build_report

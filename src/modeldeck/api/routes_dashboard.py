@@ -11,7 +11,7 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, Query
 
-from modeldeck.monitoring.analysis import KEY_PATTERN
+from modeldeck.monitoring.config import KEY_PATTERN
 from modeldeck.platform import Platform
 from modeldeck.records.model_metrics import now_ms
 from modeldeck.records.sdk_backends import find_target

@@ -281,9 +281,7 @@ def _drift_over_time(
         return
     windows = found.windows
     step_ms: int = found.step
-    tests: list[tuple[str, Any]] = [
-        (c, lambda w, c=c: w["columns"].get(c)) for c in found.columns
-    ]
+    tests: list[tuple[str, Any]] = [(c, lambda w, c=c: w["columns"].get(c)) for c in found.columns]
     prediction = next((w["prediction"]["column"] for w in windows if w["prediction"]), None)
     if prediction:
         tests.append((f"{prediction} (prediction)", lambda w: w["prediction"]))

@@ -18,6 +18,7 @@ from dataclasses import asdict, dataclass
 from typing import Any
 
 from modeldeck.errors import ValidationFailed
+from modeldeck.monitoring.summaries.parts import BUCKET_MS
 
 PRESETS: tuple[tuple[str, int], ...] = (
     ("5m", 300),
@@ -39,6 +40,9 @@ STEPS_S = (1, 2, 5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600, 7200, 10800,
 MAX_POINTS = 60
 """A fitted step gives at most this many windows over the range (at least 12 for a preset)."""
 DAY_S = 86_400
+MAX_WINDOWS = 500
+"""Windows a drift, performance or quality report is split into, at the most."""
+DAY_MS = DAY_S * 1000
 
 
 @dataclass(frozen=True)
@@ -124,3 +128,29 @@ def fit_window(
         first_prediction=first_prediction_ms,
         fitted=fitted,
     )
+
+
+def report_range(start_ms: int | None, end_ms: int | None, *, now_ms: int) -> tuple[int, int]:
+    """The range a report was asked for; by default the last day, from a five-minute boundary."""
+    end_ms = now_ms + 1 if end_ms is None else end_ms
+    if start_ms is None:
+        start_ms = (end_ms - DAY_MS) // BUCKET_MS * BUCKET_MS
+    if end_ms <= start_ms:
+        raise ValidationFailed("end must be after start", details={"field": "end"})
+    return start_ms, end_ms
+
+
+def report_step(start_ms: int, end_ms: int, step_ms: int | None) -> int:
+    """The width of a range's windows: ``step_ms``, or the whole range; at most
+    ``MAX_WINDOWS`` of them."""
+    span = end_ms - start_ms
+    step_ms = step_ms or span
+    if step_ms <= 0:
+        raise ValidationFailed("step must be positive", details={"field": "step"})
+    if math.ceil(span / step_ms) > MAX_WINDOWS:
+        raise ValidationFailed(
+            f"{math.ceil(span / step_ms)} windows is too many (at most {MAX_WINDOWS}); "
+            "use a larger step",
+            details={"field": "step"},
+        )
+    return step_ms

@@ -12,7 +12,7 @@ aggregate records carrying ``predictionUuid == ""``.
 A shadow canary's copy of a request is a prediction of its own (its own UUID, never returned to
 the caller), linked to the stable prediction it copies (:class:`ShadowLinks`): the delayed
 metrics of the stable prediction are its delayed metrics too, in the read-back here and in
-realised performance (``monitoring/analysis.py``).
+realised performance (``monitoring/performance/queries.py``).
 """
 
 from __future__ import annotations

@@ -14,7 +14,8 @@ import pytest
 from pydantic import TypeAdapter
 from sqlalchemy import func, select
 
-from modeldeck.monitoring.analysis import AnalysisService, MonitoringConfig
+from modeldeck.monitoring.analysis import AnalysisService
+from modeldeck.monitoring.config import MonitoringConfig
 from modeldeck.monitoring.summaries.parts import BUCKET_MS
 from modeldeck.records.model_metrics import ModelMetrics, PredictionRecord, Target
 from modeldeck.registry import Registry
@@ -156,15 +157,15 @@ def test_reports_served_from_decoded_summaries_in_memory_stay_equal(
     registry = Registry(f"sqlite:///{tmp_path / 'other.db'}")
     five = AnalysisService(store, registry, hourly=False)
     first = five.performance("clf", **window)  # builds and stores the summaries
-    assert len(five._parts) == 0
+    assert len(five.summary_store.cache) == 0
     second = five.performance("clf", **window)  # decodes them, keeps them in memory
-    assert len(five._parts) > 0
+    assert len(five.summary_store.cache) > 0
     third = five.performance("clf", **window)  # merged from memory: nothing double counted
     cold = AnalysisService(store, registry, hourly=False)
     # Hourly summaries: built from the five-minute ones and kept in memory, then served from
     # memory, then decoded by another process.
     hourly = [cached.performance("clf", **window) for _ in range(3)]
-    assert len(cached._parts) > 0
+    assert len(cached.summary_store.cache) > 0
     for report in (second, third, cold.performance("clf", **window), *hourly):
         _same(report, first)
     _same(AnalysisService(store, registry).performance("clf", **window), first)
@@ -176,9 +177,9 @@ def test_reports_served_from_decoded_summaries_in_memory_stay_equal(
 
 
 def test_the_part_cache_drops_the_least_recently_used_beyond_its_size() -> None:
-    from modeldeck.monitoring.analysis import _PartCache
+    from modeldeck.monitoring.summaries.store import PartCache
 
-    cache = _PartCache(max_bytes=100)
+    cache = PartCache(max_bytes=100)
     cache.put(("a",), "A", 40)
     cache.put(("b",), "B", 40)
     assert cache.get(("a",)) == "A"  # a is now the most recently used
@@ -397,23 +398,21 @@ def test_hourly_summaries_give_the_five_minute_and_the_raw_drift(
 
 
 def test_hours_a_report_reads_from_hourly_summaries() -> None:
-    from modeldeck.monitoring.analysis import _gaps, _whole_hours
+    from modeldeck.monitoring.summaries.store import gaps_around, whole_hours
 
     now = T0 + 10 * HOUR + 5
     # One window: every whole hour that is over; the hour still running is not.
-    assert _whole_hours(T0 + 5 * 60_000, T0 + 4 * HOUR, T0, 4 * HOUR, now) == [
+    assert whole_hours(T0 + 5 * 60_000, T0 + 4 * HOUR, T0, 4 * HOUR, now) == [
         T0 + HOUR,
         T0 + 2 * HOUR,
         T0 + 3 * HOUR,
     ]
-    assert _whole_hours(T0, T0 + 12 * HOUR, T0, 12 * HOUR, now) == [
-        T0 + h * HOUR for h in range(10)
-    ]
+    assert whole_hours(T0, T0 + 12 * HOUR, T0, 12 * HOUR, now) == [T0 + h * HOUR for h in range(10)]
     # 90-minute windows split every other hour; 30-minute windows split them all.
-    assert _whole_hours(T0, T0 + 3 * HOUR, T0, 90 * 60_000, now) == [T0, T0 + 2 * HOUR]
-    assert _whole_hours(T0, T0 + 3 * HOUR, T0, 30 * 60_000, now) == []
-    assert _gaps(T0, T0 + 3 * HOUR, [T0, T0 + 2 * HOUR], HOUR) == [(T0 + HOUR, T0 + 2 * HOUR)]
-    assert _gaps(T0 - BUCKET_MS, T0 + HOUR + BUCKET_MS, [T0], HOUR) == [
+    assert whole_hours(T0, T0 + 3 * HOUR, T0, 90 * 60_000, now) == [T0, T0 + 2 * HOUR]
+    assert whole_hours(T0, T0 + 3 * HOUR, T0, 30 * 60_000, now) == []
+    assert gaps_around(T0, T0 + 3 * HOUR, [T0, T0 + 2 * HOUR], HOUR) == [(T0 + HOUR, T0 + 2 * HOUR)]
+    assert gaps_around(T0 - BUCKET_MS, T0 + HOUR + BUCKET_MS, [T0], HOUR) == [
         (T0 - BUCKET_MS, T0),
         (T0 + HOUR, T0 + HOUR + BUCKET_MS),
     ]
