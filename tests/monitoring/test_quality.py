@@ -183,6 +183,8 @@ def test_quality_from_records_and_from_summaries_agree(
     assert (binned["mode"], raw["mode"]) == ("binned", "raw")
     assert binned["windows"] == raw["windows"]
     assert binned["total"] == raw["total"]
+    asked = analysis.quality("clf", **kwargs, binned=True)  # what the gauges ask, any size
+    assert asked["mode"] == "binned" and asked["total"] == raw["total"]
     total = {c["column"]: c for c in raw["total"]["columns"]}
     assert total["x"]["missing_share"] == pytest.approx(375 / 1500)
     assert total["colour"]["new_category_share"] == pytest.approx(1 / 3)

@@ -114,7 +114,9 @@ class QualityGauges:
 
     def _quality(self, name: str, start: int, end: int) -> dict[str, Any]:
         """The data quality of the window as a whole (one window: its ``total``)."""
-        report = self.analysis.quality(name, start_ms=start, end_ms=end, step_ms=end - start)
+        report = self.analysis.quality(
+            name, start_ms=start, end_ms=end, step_ms=end - start, binned=True
+        )
         total = report["total"]
         if not total["rows"]:
             return {}

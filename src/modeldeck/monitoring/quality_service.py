@@ -62,6 +62,7 @@ class QualityService:
         end_ms: int | None = None,
         step_ms: int | None = None,
         model_version: str | None = None,
+        binned: bool = False,
     ) -> dict[str, Any]:
         """Data quality of each input column per window and over the whole range
         (:mod:`modeldeck.monitoring.quality`).
@@ -70,7 +71,8 @@ class QualityService:
         Larger ones are assembled from the drift summaries, five-minute and hourly, plus the
         ragged edges of each window (``mode: binned``); without reference data there are no
         summaries and the records are read in chunks of ``max_rows`` (``mode: scan``). Every
-        mode gives the same numbers: each summarises the records the same way.
+        mode gives the same numbers: each summarises the records the same way. ``binned``
+        reads the summaries whatever the range's size (what background work asks: the gauges).
         """
         absorb(self.store)  # predictions replicas journaled and not committed yet
         start_ms, end_ms = report_range(start_ms, end_ms, now_ms=now_ms())
@@ -96,7 +98,7 @@ class QualityService:
             deployment.id, start_ms, end_ms, model_version, limit=config.max_rows + 1
         )
         found: dict[int, tuple[parts.DriftPart, int]] = {}
-        if total > config.max_rows and reference is not None:
+        if (binned or total > config.max_rows) and total and reference is not None:
             mode = "binned"
             for index in range(math.ceil((end_ms - start_ms) / step_ms)):
                 lo = start_ms + index * step_ms
