@@ -14,6 +14,7 @@ from sqlalchemy import select
 from modeldeck.deployments.aliases import holds
 from modeldeck.deployments.history import Rollout, complete_entries, end_entry, new_entry
 from modeldeck.deployments.rows import select_deployments, version_values
+from modeldeck.errors import NotFound
 from modeldeck.runtimes.base import RuntimeEvent
 from modeldeck.store import Store
 from modeldeck.store.schema import DeploymentRow, ReplicaRow, utcnow
@@ -30,6 +31,12 @@ class DeploymentRepository:
             return session.scalars(
                 select_deployments().where(DeploymentRow.name == name)
             ).one_or_none()
+
+    def require(self, name: str) -> DeploymentRow:
+        row = self.find(name)
+        if row is None:
+            raise NotFound(f"deployment {name!r} not found", details={"deployment": name})
+        return row
 
     def all_rows(self) -> list[DeploymentRow]:
         with self.store.read() as session:

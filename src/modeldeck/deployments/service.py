@@ -6,6 +6,7 @@ happens to them, which this service records. ``DeploymentService`` is the entry 
 CLI, the platform, canaries and the autoscaler call; it holds the lifecycle and composes one
 module per concern, none of which imports it (an import contract):
 
+* ``rollouts``: a new version started beside the serving one, and those under way (``Rollouts``);
 * ``routing``: the in-memory routing table the gateway reads (``RoutingTable``);
 * ``repository``: deployment rows in the store, and the runtime's reports recorded;
 * ``history``: the versions a deployment served and the rollout under way (``RolloutHistory``);
@@ -32,23 +33,22 @@ from typing import Any
 from modeldeck.auth.keys import KeyHash, new_access_key
 from modeldeck.auth.vault import KeyVault
 from modeldeck.builds.environment import ISOLATED
-from modeldeck.builds.service import BuildOutcome, BuildService
+from modeldeck.builds.service import BuildService
 from modeldeck.config import Settings
 from modeldeck.datadir import DataDirLock
-from modeldeck.deployments.aliases import alias_target, follows, holds
+from modeldeck.deployments.aliases import alias_target, follows
 from modeldeck.deployments.history import HISTORY_LIMIT, Rollout, RolloutHistory
 from modeldeck.deployments.mapping import created, deployment_view
 from modeldeck.deployments.repository import DeploymentRepository
+from modeldeck.deployments.rollouts import Rollouts
 from modeldeck.deployments.routing import RoutingTable
 from modeldeck.deployments.rows import (
-    SETTING_COLUMNS,
     VERSION_COLUMNS,
     new_row,
     recorded_replicas,
     redeploy_create,
     replica_spec,
     staged,
-    version_values,
 )
 from modeldeck.deployments.schemas import AutoscalingPolicy, DeploymentCreate, RedeployRequest
 from modeldeck.errors import (
@@ -88,11 +88,16 @@ class DeploymentService:
         self._history = RolloutHistory(store)
         self._locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._rollouts: dict[str, Rollout] = {}
-        # Deployments whose rollout has ended but whose row does not say so yet: until it
-        # does, the row still names the version rolled out from.
-        self._landing: set[str] = set()
         self.builds = BuildService(settings, store, registry, in_use=self._environments_in_use)
+        self._rollouts = Rollouts(
+            runtime,
+            self.builds,
+            self._rows,
+            self._history,
+            self._routing,
+            self._lock,
+            self._background,
+        )
 
     async def shutdown(self) -> None:
         """Cancel builds in progress (their records say so at the next start)."""
@@ -152,15 +157,15 @@ class DeploymentService:
     async def on_runtime_event(self, event: RuntimeEvent) -> None:
         rollout = None
         if event.rollout is not None:
-            pending = self._rollouts.get(event.deployment)
+            pending = self._rollouts.pending.get(event.deployment)
             if pending is not None and pending.version == event.version:
-                rollout = self._rollouts.pop(event.deployment)
-                self._landing.add(event.deployment)
+                rollout = self._rollouts.pending.pop(event.deployment)
+                self._rollouts.landing.add(event.deployment)
         try:
             row = await asyncio.to_thread(self._record_event, event, rollout)
         finally:
             if rollout is not None:
-                self._landing.discard(event.deployment)
+                self._rollouts.landing.discard(event.deployment)
         if row is not None and rollout is not None and event.rollout == "completed":
             self._routing.set(row)
 
@@ -238,7 +243,7 @@ class DeploymentService:
             if new.version_spec.startswith("@") and current.alias_held_version is not None:
                 await self._update(request.name, alias_held_version=None)  # asked for explicitly
             env_manager = request.env_manager or current.env_manager
-            await self._start_redeploy(current, new, env_manager, "redeploy", None)
+            await self._rollouts.start(current, new, env_manager, "redeploy", None)
             return await self.get(request.name)
 
     async def rollback(self, name: str) -> DeploymentView:
@@ -262,7 +267,7 @@ class DeploymentService:
                 except (NotFound, ServiceUnavailable):
                     held = current.model_version
                 await self._update(name, alias_held_version=held)
-            await self._start_redeploy(current, new, target.env_manager, "rollback", target.id)
+            await self._rollouts.start(current, new, target.env_manager, "rollback", target.id)
             return await self.get(name)
 
     async def follow_aliases(self) -> dict[str, str]:
@@ -295,7 +300,7 @@ class DeploymentService:
         async with self._lock(name):
             # Asked before the row is read: no rollout starts while the lock is held, but
             # one that ends during the read would leave the row read stale.
-            if self._rolling_out(name):
+            if self._rollouts.rolling_out(name):
                 return None
             row = await asyncio.to_thread(self._rows.find, name)
             if (
@@ -319,7 +324,7 @@ class DeploymentService:
                 name, row.version_spec, row.model_name, row.model_version, new.model_version,
             )  # fmt: skip
             await self._update(name, alias_held_version=None)
-            await self._start_redeploy(row, new, row.env_manager, "alias", None)
+            await self._rollouts.start(row, new, row.env_manager, "alias", None)
             return new.model_version
 
     async def candidate_spec(
@@ -363,37 +368,6 @@ class DeploymentService:
         spec.deployment_id, spec.crn = row.id, row.crn
         return row, spec
 
-    async def _start_redeploy(
-        self,
-        current: DeploymentRow,
-        new: DeploymentRow,
-        env_manager: str,
-        reason: str,
-        rollback_to: int | None,
-    ) -> None:
-        if env_manager in ISOLATED and new.source == "registry":
-            build = await self.builds.queue(
-                current,
-                model_name=new.model_name,
-                model_version=new.model_version,
-                model_uri=new.model_uri,
-                env_manager=env_manager,
-                reason=reason,
-            )
-            await self._update(
-                current.name,
-                status="building",
-                status_message=f"build {build.id} of version {new.model_version}; version "
-                f"{current.model_version} serves meanwhile",
-            )
-            self._background(
-                self._redeploy_when_built(
-                    current.id, current.status, new, env_manager, build.id, rollback_to, reason
-                )
-            )
-            return
-        await self._apply_redeploy(current.name, new, env_manager, None, rollback_to, reason)
-
     async def redeploy_version(self, name: str, request: RedeployRequest) -> DeploymentView:
         """Serve another version (of the same registered model unless ``request.model`` names
         one) with the deployment's replicas, resources and settings."""
@@ -404,99 +378,6 @@ class DeploymentService:
                 details={"field": "model"},
             )
         return await self.redeploy(redeploy_create(row, request))
-
-    async def _redeploy_when_built(
-        self,
-        deployment_id: str,
-        previous_status: str,
-        new: DeploymentRow,
-        env_manager: str,
-        build_id: str,
-        rollback_to: int | None = None,
-        reason: str = "redeploy",
-    ) -> None:
-        outcome = await self.builds.run(build_id)
-        async with self._lock(new.name):
-            row = await asyncio.to_thread(self._rows.find, new.name)
-            if (
-                row is None
-                or row.id != deployment_id
-                or not await self._latest_build(row, build_id)
-            ):
-                return  # deleted, replaced, or a later build supersedes this one
-            if not outcome.ok:
-                serving = self.runtime.running(new.name)
-                status = row.status
-                if status == "building":
-                    status = (
-                        previous_status if serving and previous_status != "building" else "failed"
-                    )
-                kept = f"version {row.model_version} keeps serving" if serving else "nothing serves"
-                await self._update(
-                    new.name,
-                    status=status,
-                    status_message=f"build {build_id} of version {new.model_version} failed; "
-                    f"{kept}: {outcome.message}",
-                    alias_held_version=(
-                        new.model_version
-                        if holds(row, new.version_spec, rollback_to is not None)
-                        else row.alias_held_version
-                    ),
-                )
-                return
-            if row.desired_state != "running":
-                return  # stopped while it built
-            await self._apply_redeploy(new.name, new, env_manager, outcome, rollback_to, reason)
-
-    async def _apply_redeploy(
-        self,
-        name: str,
-        new: DeploymentRow,
-        env_manager: str,
-        outcome: BuildOutcome | None,
-        rollback_to: int | None = None,
-        reason: str = "redeploy",
-    ) -> None:
-        """Serve ``new``: beside the serving version (a rollout), or, when nothing serves,
-        in place of whatever there is."""
-        new.env_manager = env_manager
-        values: dict[str, object] = {
-            **version_values(new),
-            **{c: getattr(new, c) for c in SETTING_COLUMNS},
-        }
-        superseded_by = f"superseded by version {new.model_version}"
-        current = await self._require(name)
-        if current.desired_state != "running" or not self.runtime.serving(name):
-            await self._cancel_rollout(name, superseded_by)  # deploy stops its replicas
-            await asyncio.to_thread(self._history.replace, name, values, rollback_to)
-            row = await self._require(name)
-            self._routing.set(row)
-            await self.runtime.deploy(replica_spec(row, outcome))
-            return
-        entry_id = rollback_to
-        if entry_id is None:
-            entry_id = await asyncio.to_thread(self._history.begin, current, values, reason)
-        verb = "rolling back to" if rollback_to is not None else "rolling out"
-        await self._update(
-            name,
-            status="deploying",
-            status_message=f"{verb} version {new.model_version} beside version "
-            f"{current.model_version}, which serves until the new replicas are healthy",
-        )
-        # Re-read: a rollout this one supersedes may have completed meanwhile. From here to
-        # the runtime's abandoning that rollout's replicas nothing awaits.
-        current = await self._require(name)
-        superseded = self._rollouts.pop(name, None)
-        self._rollouts[name] = Rollout(
-            version=new.model_version,
-            previous_version=current.model_version,
-            values=values,
-            entry_id=entry_id,
-            rollback=rollback_to is not None,
-        )
-        await self.runtime.rollout(replica_spec(staged(current, values), outcome))
-        if superseded is not None:
-            await asyncio.to_thread(self._history.end_rollout, superseded, superseded_by)
 
     async def _launch(
         self, row: DeploymentRow, reason: str, adopt: builtins.list[RecordedReplica] | None = None
@@ -538,7 +419,7 @@ class DeploymentService:
             if row is None or row.id != deployment_id or row.desired_state != "running":
                 await self.runtime.reap(adopt or [])
                 return  # deleted or stopped while it built
-            if not await self._latest_build(row, build_id):
+            if not await self._rollouts.latest_build(row, build_id):
                 return
             if not outcome.ok:
                 await self._update(
@@ -550,10 +431,6 @@ class DeploymentService:
             spec = replica_spec(row, outcome)
             spec.adopt = list(adopt or [])
             await self.runtime.deploy(spec)
-
-    async def _latest_build(self, row: DeploymentRow, build_id: str) -> bool:
-        latest = await self.builds.latest(row.id)
-        return latest is None or latest.id == build_id
 
     def _background(self, work: Coroutine[Any, Any, None]) -> None:
         async def run() -> None:
@@ -603,7 +480,7 @@ class DeploymentService:
         async with self._lock(name):
             await self._require_endpoint(name)
             await self._update(name, desired_state="stopped", status="stopping", status_message="")
-            await self._cancel_rollout(name, "stopped during the rollout")
+            await self._rollouts.cancel(name, "stopped during the rollout")
             await self.runtime.stop(name)
             await self._update(name, status="stopped")
             await asyncio.to_thread(self._rows.mark_replicas, name, "stopped")
@@ -651,7 +528,7 @@ class DeploymentService:
         async with self._lock(name):
             # Asked before the row is read: no rollout starts while the lock is held, but
             # one that ends during the read would leave the row read stale.
-            if self._rolling_out(name):
+            if self._rollouts.rolling_out(name):
                 return None
             row = await asyncio.to_thread(self._rows.find, name)
             if (
@@ -673,7 +550,7 @@ class DeploymentService:
             return row.replicas
 
     async def _resize(self, name: str, replicas: int, policy: dict[str, Any] | None) -> None:
-        rollout = self._rollouts.get(name)
+        rollout = self._rollouts.pending.get(name)
         if rollout is not None:  # the version rolling out comes up with the new count
             rollout.values["replicas"] = replicas
         if self.runtime.running(name):
@@ -685,7 +562,7 @@ class DeploymentService:
     async def delete(self, name: str) -> None:
         async with self._lock(name):
             await self._require(name)
-            self._rollouts.pop(name, None)
+            self._rollouts.pending.pop(name, None)
             await self.runtime.stop(name)
             await asyncio.to_thread(self._rows.delete, name)
             self._routing.drop(name)
@@ -721,35 +598,22 @@ class DeploymentService:
         return row
 
     async def _require(self, name: str) -> DeploymentRow:
-        row = await asyncio.to_thread(self._rows.find, name)
-        if row is None:
-            raise NotFound(f"deployment {name!r} not found", details={"deployment": name})
-        return row
+        return await asyncio.to_thread(self._rows.require, name)
 
     async def _update(self, name: str, **values: object) -> None:
         await asyncio.to_thread(self._rows.update, name, values)
-
-    def _rolling_out(self, name: str) -> bool:
-        """A rollout runs, or has ended and its outcome is not recorded yet (the row read
-        meanwhile is stale: a poll acting on it would undo what the rollout did)."""
-        return name in self._rollouts or name in self._landing
 
     async def _set_status(self, name: str, status: str, message: str = "") -> None:
         await self._update(name, status=status, status_message=message)
 
     def _record_event(self, event: RuntimeEvent, rollout: Rollout | None) -> DeploymentRow | None:
-        return self._rows.record_event(event, rollout, self._rollouts)
-
-    async def _cancel_rollout(self, name: str, message: str) -> None:
-        rollout = self._rollouts.pop(name, None)
-        if rollout is not None:
-            await asyncio.to_thread(self._history.end_rollout, rollout, message)
+        return self._rows.record_event(event, rollout, self._rollouts.pending)
 
     def _view(self, row: DeploymentRow, reveal_key: bool = False) -> DeploymentView:
         return deployment_view(
             row,
             self.runtime.replicas(row.name),
-            self._rollouts.get(row.name),
+            self._rollouts.pending.get(row.name),
             self.settings,
             self.vault,
             reveal_key,
