@@ -489,3 +489,54 @@ def test_drift_over_time_says_when_a_column_started_to_drift(
         assert refused.value.details == {"field": field}
     with pytest.raises(NotFound):
         drift_series(service, "reg", start_ms=T0, end_ms=T0 + HOUR, step_ms=HOUR)
+
+
+def test_a_model_answering_several_columns_is_judged_on_its_output_column(
+    setup: tuple[AnalysisService, ModelMetrics],
+) -> None:
+    """A record per prediction (``{"label", "score"}``): with ``output_column`` the label is the
+    prediction for realised performance (raw and from summaries) and for prediction drift."""
+    service, metrics = setup
+    rng = np.random.default_rng(3)
+    reference = pd.DataFrame(
+        {"x": rng.normal(0, 1, 400).round(3), "target": rng.choice(CLASSES, 400)}
+    )
+    service.set_reference("clf", reference, source="test", target_column="target")
+    predicted = [CLASSES[i % 3] for i in range(300)]
+    actual = [p if i % 4 else "c" for i, p in enumerate(predicted)]  # 3 in 4 right, or "c"
+    metrics.insert_predictions(
+        [
+            PredictionRecord(
+                uuid=_uuid(i, 3),
+                deployment_id="dep-1",
+                start_ms=T0 + i * 1000,
+                end_ms=T0 + i * 1000,
+                metrics={
+                    "input": {"x": float(rng.normal(0, 1))},
+                    "output": {"label": predicted[i], "score": 0.5},
+                },
+            )
+            for i in range(300)
+        ]
+    )
+    target = Target("dep-1", "clf", "m", "1")
+    metrics.track_delayed_many(
+        target, [(_uuid(i, 3), {"actual_result": actual[i]}) for i in range(300)]
+    )
+    window = {"start_ms": T0, "end_ms": T0 + HOUR}
+    whole = service.performance("clf", **window, by_version=False)["windows"][0]["realised"]
+    assert whole["accuracy"] == 0  # a record is never equal to a label
+    assert service.drift("clf", **window)["prediction"] is None
+
+    service.set_config("clf", MonitoringConfig(output_column="label"))
+    expected = skm.accuracy_score(actual, predicted)
+    realised = service.performance("clf", **window, by_version=False)["windows"][0]["realised"]
+    assert realised["accuracy"] == pytest.approx(expected, abs=1e-12)
+    assert realised["per_class"].keys() == set(CLASSES)
+    drift = service.drift("clf", **window)
+    assert drift["prediction"]["current_rows"] == 300
+    assert drift["prediction"]["reference_column"] == "target"
+    binned = service.drift("clf", **window, binned=True)
+    assert binned["mode"] == "binned"
+    assert binned["prediction"]["current_rows"] == 300
+    assert binned["prediction"]["drifted"] == drift["prediction"]["drifted"]

@@ -45,6 +45,12 @@ class MonitoringConfig(BaseModel):
     output_key: str = Field(
         pattern=KEY_PATTERN, default="output", description="Tracked key holding the prediction."
     )
+    output_column: str | None = Field(
+        pattern=KEY_PATTERN,
+        default=None,
+        description="For a model that answers several columns (a record per row): the column "
+        "that is the prediction, compared with labels and the reference's target.",
+    )
     label_key: str = Field(
         pattern=KEY_PATTERN,
         default="actual_result",
@@ -92,15 +98,24 @@ def drift_inputs(config: MonitoringConfig) -> tuple[Any, ...]:
     output are tracked, which columns are summarised and the kinds forced on them."""
     kinds = {c: o.kind for c, o in sorted(config.overrides.items()) if o.kind is not None}
     columns = None if config.columns is None else sorted(set(config.columns))
-    return config.input_key, config.output_key, columns, kinds
+    output = (
+        config.output_key
+        if config.output_column is None
+        else (
+            config.output_key,
+            config.output_column,
+        )
+    )
+    return config.input_key, output, columns, kinds
 
 
 def performance_signature(config: MonitoringConfig) -> str:
     """What a performance summary depends on: where predictions, labels and probabilities
     are tracked, and the task."""
-    return parts.signature(
-        config.output_key, config.label_key, config.probability_key, config.task, 1
-    )
+    output = config.output_key
+    if config.output_column is not None:  # unset: the signature summaries were stored under
+        output = f"{output}\x00{config.output_column}"
+    return parts.signature(output, config.label_key, config.probability_key, config.task, 1)
 
 
 def find_deployment(store: Store, name: str) -> DeploymentRow:

@@ -24,6 +24,18 @@ class Dialect:
             return f"CAST(json_extract({column}, '$.\"' || :{key_param} || '\"') AS TEXT)"
         return f"({column} ->> :{key_param})"
 
+    def text_in(self, column: str, key_param: str, inner_param: str) -> str:
+        """The value at ``column[key][inner]`` as text (NULL when absent); both keys are bound
+        parameters without quotes or backslashes."""
+        if self.sqlite:
+            path = f"'$.\"' || :{key_param} || '\".\"' || :{inner_param} || '\"'"
+            return f"CAST(json_extract({column}, {path}) AS TEXT)"
+        return f"({column} -> :{key_param} ->> :{inner_param})"
+
+    def number_in(self, column: str, key_param: str, inner_param: str) -> str:
+        """The value at ``column[key][inner]`` when it is a JSON number, else NULL."""
+        return self.nested_number(column, key_param, f":{inner_param}")
+
     def number(self, column: str, key_param: str) -> str:
         """The value at ``column[key]`` when it is a JSON number, else NULL."""
         if self.sqlite:

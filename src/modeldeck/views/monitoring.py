@@ -27,6 +27,7 @@ class MonitoringConfigView(View):
 
     input_key: str
     output_key: str
+    output_column: str | None = None
     label_key: str
     probability_key: str | None = None
     task: str | None = None

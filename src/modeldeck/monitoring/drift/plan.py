@@ -83,15 +83,21 @@ def plan_column(reference: pd.Series, kind: str) -> parts.ColumnPlan:
 
 
 def tracked_rows(
-    metrics: Sequence[Mapping[str, Any]], input_key: str, output_key: str
+    metrics: Sequence[Mapping[str, Any]],
+    input_key: str,
+    output_key: str,
+    output_column: str | None = None,
 ) -> tuple[list[dict[str, Any]], list[Any], int]:
-    """Feature records and outputs from tracked metrics; records of another shape are skipped."""
+    """Feature records and outputs from tracked metrics; records of another shape are skipped.
+    With ``output_column``, an output that is a record (or a list of them) gives that column."""
     inputs: list[dict[str, Any]] = []
     outputs: list[Any] = []
     skipped = 0
     for m in metrics:
         given = m.get(input_key)
         out = m.get(output_key)
+        if output_column is not None:
+            out = _column_of(out, output_column)
         if isinstance(given, dict):
             inputs.append(given)
             if out is not None:
@@ -103,6 +109,14 @@ def tracked_rows(
         else:
             skipped += 1
     return inputs, outputs, skipped
+
+
+def _column_of(output: Any, column: str) -> Any:
+    if isinstance(output, dict):
+        return output.get(column)
+    if isinstance(output, list):
+        return [o.get(column) if isinstance(o, dict) else None for o in output]
+    return None
 
 
 def frame_of(inputs: list[dict[str, Any]]) -> pd.DataFrame:
@@ -174,7 +188,9 @@ def drift_part(
     """One group of tracked records as a drift summary."""
     import pandas as pd
 
-    inputs, outputs, skipped = tracked_rows(records, config.input_key, config.output_key)
+    inputs, outputs, skipped = tracked_rows(
+        records, config.input_key, config.output_key, config.output_column
+    )
     current = frame_of(inputs)
     part = parts.DriftPart(records=len(current), skipped=skipped)
     part.keys = {str(c): int(current[c].notna().sum()) for c in current.columns}

@@ -117,7 +117,9 @@ class DriftService:
             )
         else:
             metrics = self._window_metrics(deployment.id, start_ms, end_ms, model_version)
-            inputs, outputs, skipped = tracked_rows(metrics, config.input_key, config.output_key)
+            inputs, outputs, skipped = tracked_rows(
+                metrics, config.input_key, config.output_key, config.output_column
+            )
             current = frame_of(inputs)
             results, invalid = self._raw_columns(reference, config, current, features)
             prediction = self._prediction_drift(reference, outputs, config)

@@ -49,6 +49,7 @@ class PerformanceQueries:
             "step": step_ms,
             "version": "",
             "out": config.output_key,
+            "outcol": config.output_column or "",
             "label": config.label_key,
             "proba": config.probability_key or "",
         }
@@ -118,13 +119,19 @@ class PerformanceQueries:
             f"JOIN delayed_metrics dm ON dm.id = l.id WHERE {self._sql_filter()}"
         )
 
+    def _predicted(self, params: dict[str, Any]) -> str:
+        """The prediction as text: the tracked output, or its ``output_column``."""
+        if params["outcol"]:
+            return self.dialect.text_in("p.metrics", "out", "outcol")
+        return self.dialect.text("p.metrics", "out")
+
     def _confusion(
         self, params: dict[str, Any]
     ) -> list[tuple[int, str, str | None, str | None, int]]:
         d = self.dialect
         sql = (
             self._labels_cte() + f"SELECT {self._bucket()} AS b, p.model_version AS v, "
-            f"{d.text('p.metrics', 'out')} AS predicted, "
+            f"{self._predicted(params)} AS predicted, "
             f"{d.text('dm.metrics', 'label')} AS actual, COUNT(*) "
             f"{self._joined()} GROUP BY b, v, predicted, actual"
         )
@@ -136,7 +143,11 @@ class PerformanceQueries:
 
     def _regression_sums(self, params: dict[str, Any]) -> list[tuple[Any, ...]]:
         d = self.dialect
-        p = d.number("p.metrics", "out")
+        p = (
+            d.number_in("p.metrics", "out", "outcol")
+            if params["outcol"]
+            else d.number("p.metrics", "out")
+        )
         a = d.number("dm.metrics", "label")
         eps = 2.220446049250313e-16
         sql = (
@@ -204,7 +215,7 @@ class PerformanceQueries:
             group = ", ".join(f"p{i}" for i in range(len(classes)))
             sql = (
                 f"SELECT b, v, pred, {group}, COUNT(*) FROM (SELECT {self._bucket()} AS b, "
-                f"p.model_version AS v, {d.text('p.metrics', 'out')} AS pred, {cols} "
+                f"p.model_version AS v, {self._predicted(params)} AS pred, {cols} "
                 f"FROM predictions p WHERE {self._sql_filter()}) q "
                 f"WHERE {' AND '.join(f'p{i} IS NOT NULL' for i in range(len(classes)))} "
                 f"GROUP BY b, v, pred, {group}"
