@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from modeldeck.client import Client
-from modeldeck.views import DeploymentView, DriftReport, RegisteredModelView
+from modeldeck.views import DeploymentView, DriftReport, ReferenceView, RegisteredModelView
 
 DEPLOYMENT: dict[str, Any] = {
     "id": "d1",
@@ -70,6 +70,15 @@ def test_a_view_answers_dict_style_access_as_the_dict_did() -> None:
         view["no_such_field"]
     assert dict(view) == {**view} == json.loads(view.model_dump_json())
     assert view["warnings"] == ["authentication is disabled"]  # the server's, not recomputed
+
+
+def test_a_field_the_answer_left_out_is_not_in_it() -> None:
+    """A reference asked for a sample has no ``head``: not "in" the view, as not in the dict."""
+    answer = {"source": "upload", "rows": 2, "columns": [], "sample": [{"x": 1}]}
+    view = ReferenceView.model_validate(answer)
+    assert "sample" in view and "head" not in view
+    assert view.head is None and view.get("head") is None
+    assert dict(view) == answer
 
 
 def test_fields_a_newer_server_adds_do_not_break_parsing() -> None:

@@ -31,8 +31,12 @@ class View(BaseModel):
     )
 
     def _names(self) -> list[str]:
+        """The keys the answer had: fields it set (a field the JSON left out, such as a
+        reference's ``head`` when a sample was asked, is not "in" it, as it was not in the
+        dict), computed fields, and what a newer server added."""
+        given = self.model_fields_set
         return [
-            *type(self).model_fields,
+            *(name for name in type(self).model_fields if name in given),
             *type(self).model_computed_fields,
             *(self.__pydantic_extra__ or {}),
         ]
